@@ -1,0 +1,114 @@
+"""Builds the ASGI application from its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gatehouse.config import Settings
+from gatehouse.dataplane.auth import KeyTable
+from gatehouse.dataplane.errors import ApiError
+from gatehouse.dataplane.gateway import Gateway
+from gatehouse.dataplane.records import RecordWriter
+from gatehouse.engines.base import Engine
+from gatehouse.engines.credentials import resolve_credential
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.policy.loader import load_policy
+from gatehouse.store.db import Database
+
+log = logging.getLogger("gatehouse")
+REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
+
+
+def build_engines(policy: CompiledPolicy, settings: Settings) -> dict[str, Engine]:
+    from gatehouse.engines.embedded import EmbeddedEngine
+    from gatehouse.engines.model_files import BUILTIN_MODEL, ensure_builtin_model
+    from gatehouse.engines.openai_upstream import OpenAIUpstream
+
+    engines: dict[str, Engine] = {}
+    for name, deployment in policy.deployments.items():
+        if deployment.engine == "embedded":
+            if deployment.model_path:
+                path = settings.home.joinpath(deployment.model_path).expanduser()
+            elif deployment.model == BUILTIN_MODEL:
+                path = ensure_builtin_model(settings.models_dir)
+            else:
+                raise ValueError(f"deployment {name!r}: set model_path, or model: {BUILTIN_MODEL} for the built-in model")
+            engines[name] = EmbeddedEngine(name, deployment, path)
+        else:
+            engines[name] = OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential))
+    return engines
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return ApiError(404, f"no route {request.method} {request.url.path}", "not_found").response()
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return ApiError(405, f"method {request.method} is not allowed on {request.url.path}", "method_not_allowed").response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path)
+    return ApiError(500, "internal error; see the gateway log", "internal_error").response()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    policy = CompiledPolicy(load_policy(settings.policy_path))
+    db = Database(settings.database_url)
+    keys = KeyTable(settings.pepper())
+    records = RecordWriter(db)
+    engines = build_engines(policy, settings)
+    gateway = Gateway(policy, engines, keys, records, settings.max_body_bytes)
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            try:
+                await asyncio.to_thread(keys.refresh, db)
+            except Exception as exc:  # keep serving on the last good table
+                log.error("key table refresh failed: %s", type(exc).__name__)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(keys.refresh, db)
+        for engine in engines.values():
+            await engine.start()
+        records.start(keys.take_last_used)
+        refresher = asyncio.create_task(refresh_forever())
+        log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await records.stop(keys.take_last_used)
+            for engine in engines.values():
+                await engine.close()
+            db.dispose()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "policy_version": policy.version, "keys_revision": keys.revision})
+
+    routes = [
+        Route("/healthz", health),
+        Route("/v1/models", gateway.list_models),
+        Route("/v1/models/{model:path}", gateway.get_model),
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error})
+    app.state.gateway = gateway
+    app.state.settings = settings
+    return app

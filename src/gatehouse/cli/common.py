@@ -1,0 +1,77 @@
+"""Shared pieces of the command line: settings, the store, output and errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gatehouse.config import Settings
+from gatehouse.errors import GatehouseError
+from gatehouse.policy.loader import PolicyError
+from gatehouse.store.db import Database
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def open_db(upgrade: bool = True) -> Database:
+    db = Database(settings().database_url)
+    if upgrade:
+        db.upgrade()
+    return db
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn expected failures into one clear line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PolicyError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.source}: invalid policy", highlight=False)
+            for problem in exc.problems:
+                err_console.print(f"  {problem}", highlight=False, markup=False)
+            raise typer.Exit(1) from None
+        except (GatehouseError, ValueError) as exc:
+            fail(str(exc))
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(exc, OperationalError):
+                fail(f"cannot use the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}")
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console.print(table)

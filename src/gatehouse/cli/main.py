@@ -1,0 +1,176 @@
+"""The ``gatehouse`` command line: serve the gateway and govern who may call it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from gatehouse import __version__
+from gatehouse.cli import audit, identities, keys, people, policy
+from gatehouse.cli.common import console, err_console, handles_errors, open_db, settings
+from gatehouse.config import Settings, local_actor
+from gatehouse.errors import Conflict, GatehouseError
+from gatehouse.policy.starter import STARTER_POLICY
+
+app = typer.Typer(
+    help="Gatehouse: a governed, OpenAI-compatible gateway for in-house LLM inference.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+app.add_typer(people.app, name="person")
+app.add_typer(identities.app, name="identity")
+app.add_typer(keys.app, name="key")
+app.add_typer(policy.app, name="policy")
+app.add_typer(audit.app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"gatehouse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+def _initialise(config: Settings, quiet: bool = False) -> None:
+    config.home.mkdir(parents=True, exist_ok=True)
+    config.pepper()
+    open_db()
+    if not config.policy_path.exists():
+        config.policy_path.parent.mkdir(parents=True, exist_ok=True)
+        config.policy_path.write_text(STARTER_POLICY)
+        if not quiet:
+            console.print(f"wrote starter policy {config.policy_path}")
+    from gatehouse.engines.model_files import ensure_builtin_model
+
+    model = ensure_builtin_model(config.models_dir)
+    if not quiet:
+        console.print(f"database ready: {config.database_url.split('@')[-1]}")
+        console.print(f"embedded model ready: {model}")
+
+
+@app.command()
+@handles_errors
+def init() -> None:
+    """Create $GATEHOUSE_HOME: database (migrated), server pepper, starter policy, embedded model."""
+    config = settings()
+    _initialise(config)
+    console.print(f"[green]initialised[/] {config.home}")
+    console.print("next: [cyan]gatehouse person add you@example.com --team platform[/]")
+
+
+def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    from gatehouse.engines.model_files import ensure_builtin_model
+    from gatehouse.policy.activation import record_activation
+    from gatehouse.policy.loader import load_policy
+
+    loaded = load_policy(config.policy_path)
+    open_db().dispose()
+    if any(d.engine == "embedded" and not d.model_path for d in loaded.document.deployments.values()):
+        ensure_builtin_model(config.models_dir)
+    from gatehouse.store.db import Database
+
+    db = Database(config.database_url)
+    if record_activation(db, local_actor(), loaded, str(config.policy_path)):
+        err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
+    db.dispose()
+    # Workers are separate processes: they read the same settings from the environment.
+    os.environ["GATEHOUSE_HOME"] = str(config.home)
+    os.environ["GATEHOUSE_DATABASE_URL"] = config.database_url
+    os.environ["GATEHOUSE_POLICY"] = str(config.policy_path)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run("gatehouse.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=30, access_log=False, server_header=False)
+
+
+HostOption = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
+PortOption = typer.Option(8080, "--port", help="Port to listen on.", min=1, max=65535)
+WorkersOption = typer.Option(1, "--workers", help="Worker processes (each loads the embedded model).", min=1)
+LogOption = typer.Option("info", "--log-level", help="debug, info, warning or error.")
+
+
+@app.command()
+@handles_errors
+def serve(
+    policy_file: Path = typer.Option(None, "--policy", help="Policy file (default: $GATEHOUSE_HOME/policy.yaml)."),
+    host: str = HostOption,
+    port: int = PortOption,
+    workers: int = WorkersOption,
+    log_level: str = LogOption,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, …)."""
+    config = settings()
+    if policy_file is not None:
+        config = Settings(config.home, config.database_url, policy_file.resolve(), config.max_key_ttl,
+                          config.max_body_bytes)
+    _serve(config, host, port, workers, log_level)
+
+
+DEMO_OWNER = "demo-owner@example.com"
+DEMO_IDENTITY = "demo-app"
+
+
+@app.command()
+@handles_errors
+def demo(host: str = HostOption, port: int = PortOption, workers: int = WorkersOption,
+         log_level: str = LogOption) -> None:
+    """Set up a demo person, identity and key, print how to call it, and serve."""
+    from gatehouse.durations import parse_duration
+    from gatehouse.identity import service
+
+    config = settings()
+    _initialise(config, quiet=True)
+    db = open_db()
+    actor = local_actor()
+    for step in (
+        lambda: service.add_person(db, actor, DEMO_OWNER, team="demo", name="Demo Owner"),
+        lambda: service.create_identity(db, actor, DEMO_IDENTITY, DEMO_OWNER, environment="dev",
+                                        purpose="the make demo walkthrough"),
+    ):
+        try:
+            step()
+        except Conflict:
+            pass
+    if service.describe_identity(db, DEMO_IDENTITY)["status"] != "active":
+        raise GatehouseError(f"identity {DEMO_IDENTITY} is not active; resume it or remove {config.home}")
+    credential, key = service.issue_key(db, actor, DEMO_IDENTITY, pepper=config.pepper(),
+                                        ttl=parse_duration("7d"), max_ttl=config.max_key_ttl)
+    db.dispose()
+    base = f"http://{host}:{port}/v1"
+    console.rule("[bold]Gatehouse demo")
+    console.print(f"identity [bold]{DEMO_IDENTITY}[/] (owner {DEMO_OWNER}), key id {credential.id}, expires in 7 days")
+    console.print(f"\n[bold]API key[/] (shown once):\n{key}\n", highlight=False, soft_wrap=True)
+    console.print("[bold]curl[/]", highlight=False)
+    console.print(
+        f"curl -s {base}/chat/completions -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' "
+        "-d '{\"model\": \"chat-small\", \"messages\": [{\"role\": \"user\", \"content\": \"Say hello\"}], "
+        "\"max_tokens\": 32}'\n", highlight=False, markup=False, soft_wrap=True)
+    console.print("[bold]OpenAI SDK[/] (pip install openai)", highlight=False)
+    console.print(
+        "from openai import OpenAI\n"
+        f"client = OpenAI(base_url=\"{base}\", api_key=\"{key}\")\n"
+        "print(client.models.list())\n"
+        "reply = client.chat.completions.create(model=\"chat-small\", max_tokens=32,\n"
+        "    messages=[{\"role\": \"user\", \"content\": \"Say hello\"}])\n"
+        "print(reply.choices[0].message.content)\n", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"serving on http://{host}:{port} — Ctrl-C to stop", highlight=False)
+    console.rule()
+    _serve(config, host, port, workers, log_level)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

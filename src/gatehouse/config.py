@@ -1,0 +1,67 @@
+"""Process-wide settings, read from the environment.
+
+Workers started by ``gatehouse serve --workers N`` inherit these variables, so every
+process agrees on where the data lives without passing objects across a fork.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from gatehouse.durations import parse_duration
+
+DEFAULT_MAX_KEY_TTL = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    policy_path: Path
+    max_key_ttl: timedelta
+    max_body_bytes: int
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(os.environ.get("GATEHOUSE_HOME") or Path.home() / ".gatehouse").expanduser()
+        database_url = os.environ.get("GATEHOUSE_DATABASE_URL") or f"sqlite:///{home / 'gatehouse.db'}"
+        policy_path = Path(os.environ.get("GATEHOUSE_POLICY") or home / "policy.yaml").expanduser()
+        max_ttl_text = os.environ.get("GATEHOUSE_MAX_KEY_TTL")
+        max_key_ttl = parse_duration(max_ttl_text) if max_ttl_text else DEFAULT_MAX_KEY_TTL
+        max_body_bytes = int(os.environ.get("GATEHOUSE_MAX_BODY_BYTES") or 4 * 1024 * 1024)
+        return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    def pepper(self) -> bytes:
+        """The server-side secret that keys are HMACed under.
+
+        ``GATEHOUSE_PEPPER`` wins (for replicas that share a database); otherwise a file
+        in the home directory, created with mode 0600 on first use.
+        """
+        from_env = os.environ.get("GATEHOUSE_PEPPER")
+        if from_env:
+            return from_env.encode()
+        path = self.home / "pepper"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def local_actor() -> str:
+    """Who the CLI acts as until admin authentication exists: ``local:<os user>``."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    return f"local:{user}"

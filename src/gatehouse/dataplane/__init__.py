@@ -1,0 +1,1 @@
+"""The OpenAI-compatible data plane: authentication, authorization, routing, records."""

@@ -1,0 +1,164 @@
+"""The request pipeline: authenticate → authorize → route → engine → record.
+
+Everything here reads immutable snapshots (the key table, the compiled policy); the
+database is touched only by background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gatehouse.dataplane.auth import KeyTable, Principal
+from gatehouse.dataplane.errors import ApiError
+from gatehouse.dataplane.records import RecordWriter
+from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
+from gatehouse.engines.base import Engine, EngineFailure, EngineReply, UpstreamRejected, sse_event
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.routing.router import NoDeploymentAnswered, dispatch
+
+JSON = "application/json"
+
+
+def _request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+class Gateway:
+    def __init__(self, policy: CompiledPolicy, engines: Mapping[str, Engine], keys: KeyTable,
+                 records: RecordWriter, max_body_bytes: int) -> None:
+        self.policy = policy
+        self.engines = engines
+        self.keys = keys
+        self.records = records
+        self.max_body_bytes = max_body_bytes
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _allowed(self, principal: Principal) -> frozenset[str]:
+        allowed = self.policy.allowed_aliases(principal.identity)
+        return allowed & principal.scopes if principal.scopes is not None else allowed
+
+    def _authorize(self, principal: Principal, alias: str) -> None:
+        if not self.policy.has_alias(alias):
+            raise ApiError(404, f"the model {alias!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+        if alias not in self._allowed(principal):
+            raise ApiError(403, f"identity {principal.identity.name!r} is not granted model {alias!r}"
+                           + (" by this key's scopes" if principal.scopes is not None else ""),
+                           "model_not_granted", "model")
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": self.policy.version}
+        try:
+            principal = self.keys.authenticate(request.headers.get("authorization"))
+        except ApiError as error:
+            return error.response(headers)
+        data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gatehouse"}
+                for alias in sorted(self._allowed(principal))]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON, headers=headers)
+
+    async def get_model(self, request: Request) -> Response:
+        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": self.policy.version}
+        try:
+            principal = self.keys.authenticate(request.headers.get("authorization"))
+            alias = request.path_params["model"]
+            self._authorize(principal, alias)
+        except ApiError as error:
+            return error.response(headers)
+        body = {"id": alias, "object": "model", "created": 0, "owned_by": "gatehouse"}
+        return Response(orjson.dumps(body), media_type=JSON, headers=headers)
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._infer(request, "chat/completions")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._infer(request, "completions")
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._infer(request, "embeddings")
+
+    async def _infer(self, request: Request, endpoint: str) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id()
+        headers = {"x-gatehouse-request-id": request_id, "x-gatehouse-policy-version": self.policy.version,
+                   "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
+        record: dict[str, Any] = {
+            "request_id": request_id, "ts": datetime.now(timezone.utc), "identity": None, "key_id": None,
+            "endpoint": endpoint, "alias": None, "deployment": None, "fallbacks": [],
+            "policy_version": self.policy.version, "status": 200, "error_code": None, "stream": False,
+            "prompt_tokens": None, "completion_tokens": None, "latency_ms": 0.0, "ttft_ms": None,
+        }
+        try:
+            principal = self.keys.authenticate(request.headers.get("authorization"))
+            record["identity"], record["key_id"] = principal.identity.name, principal.key_id
+            body = await read_json_body(request, self.max_body_bytes)
+            alias = check_model(body)
+            record["alias"] = alias
+            CHECKS[endpoint](body)
+            self._authorize(principal, alias)
+            stream = endpoint != "embeddings" and bool(body.get("stream"))
+            record["stream"] = stream
+            try:
+                deployment, reply, attempts = await dispatch(
+                    self.policy.route(alias), self.engines, endpoint, body, stream)
+            except NoDeploymentAnswered as failed:
+                record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
+                headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
+                extra = {"retry-after": str(failed.retry_after or 1)} if failed.status == 429 else None
+                raise ApiError(failed.status, f"no deployment of {alias!r} could answer: {failed}",
+                               "upstream_unavailable" if failed.status != 429 else "capacity_exceeded",
+                               headers=extra) from None
+            except UpstreamRejected as rejected:
+                raise ApiError(rejected.status, rejected.message, rejected.code or "upstream_rejected",
+                               rejected.param) from None
+        except ApiError as error:
+            record["status"], record["error_code"] = error.status, error.code
+            record["latency_ms"] = (time.perf_counter() - started) * 1000
+            self.records.add(record)
+            return error.response(headers)
+
+        record["deployment"] = deployment
+        record["fallbacks"] = [str(attempt) for attempt in attempts]
+        headers["x-gatehouse-deployment"] = deployment
+        headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
+        if reply.stream is None:
+            record["prompt_tokens"] = reply.usage.prompt_tokens
+            record["completion_tokens"] = reply.usage.completion_tokens
+            record["latency_ms"] = record["ttft_ms"] = (time.perf_counter() - started) * 1000
+            self.records.add(record)
+            return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
+        return StreamingResponse(self._relay(reply, record, started), media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    async def _relay(self, reply: EngineReply, record: dict[str, Any], started: float) -> AsyncIterator[bytes]:
+        assert reply.stream is not None
+        try:
+            async for event in reply.stream:
+                if record["ttft_ms"] is None:
+                    record["ttft_ms"] = (time.perf_counter() - started) * 1000
+                yield event
+        except EngineFailure as failure:
+            record["status"], record["error_code"] = 502, failure.kind
+            error = ApiError(502, f"the deployment failed mid-stream ({failure.kind})", failure.kind)
+            yield sse_event(orjson.dumps(error.body()))
+        except (asyncio.CancelledError, GeneratorExit):
+            record["error_code"] = "client_disconnected"
+            raise
+        finally:
+            closer = getattr(reply.stream, "aclose", None)
+            if closer is not None:
+                await closer()
+            record["prompt_tokens"] = reply.usage.prompt_tokens
+            record["completion_tokens"] = reply.usage.completion_tokens
+            record["latency_ms"] = (time.perf_counter() - started) * 1000
+            self.records.add(record)

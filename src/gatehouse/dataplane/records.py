@@ -1,0 +1,110 @@
+"""Decision records and key last-used times, written in batches off the hot path.
+
+Requests append to an in-memory buffer; a background task writes it every second (or
+sooner when it fills). ``last_used_at`` is coalesced: at most one write per key per
+flush interval, never one per request. Shutdown flushes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from gatehouse.store.db import Database
+from gatehouse.store.models import Credential, DecisionRecord
+
+log = logging.getLogger("gatehouse.records")
+MAX_BUFFER = 200_000
+
+
+class RecordWriter:
+    def __init__(self, db: Database, flush_interval: float = 1.0, last_used_interval: float = 60.0) -> None:
+        self._db = db
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._flush_interval = flush_interval
+        self._last_used_interval = last_used_interval
+        self._last_used: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.dropped = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        if len(self._buffer) >= MAX_BUFFER:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(record)
+        if len(self._buffer) >= 500:
+            self._wake.set()
+
+    def note_used(self, used: dict[str, float]) -> None:
+        for key_id, moment in used.items():
+            if moment > self._last_used.get(key_id, 0.0):
+                self._last_used[key_id] = moment
+
+    def start(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+        self._task = asyncio.create_task(self._run(take_last_used))
+
+    async def _run(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        next_last_used = loop.time() + self._last_used_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush_records()
+            if loop.time() >= next_last_used:
+                self.note_used(take_last_used())
+                await self.flush_last_used()
+                next_last_used = loop.time() + self._last_used_interval
+
+    async def stop(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush_records()
+        self.note_used(take_last_used())
+        await self.flush_last_used()
+
+    async def flush_records(self) -> None:
+        if not self._buffer:
+            return
+        batch = list(self._buffer)
+        self._buffer.clear()
+        try:
+            await asyncio.to_thread(self._write_records, batch)
+        except Exception as exc:
+            log.error("could not write %d decision records (%s); will retry", len(batch), type(exc).__name__)
+            self._buffer.extendleft(reversed(batch))
+
+    def _write_records(self, batch: list[dict[str, Any]]) -> None:
+        with self._db.write() as session:
+            session.execute(insert(DecisionRecord), batch)
+
+    async def flush_last_used(self) -> None:
+        if not self._last_used:
+            return
+        used, self._last_used = self._last_used, {}
+        try:
+            await asyncio.to_thread(self._write_last_used, used)
+        except Exception as exc:
+            log.error("could not record last-used times (%s); will retry", type(exc).__name__)
+            self.note_used(used)
+
+    def _write_last_used(self, used: dict[str, float]) -> None:
+        # Deliberately leaves ``revision`` alone: last use is not a change workers must reload.
+        with self._db.write() as session:
+            for key_id, moment in used.items():
+                session.execute(
+                    update(Credential).where(Credential.id == key_id)
+                    .values(last_used_at=datetime.fromtimestamp(moment, timezone.utc))
+                )

@@ -1,0 +1,12 @@
+"""Inference engines behind one protocol: the embedded llama.cpp engine and OpenAI-compatible upstreams."""
+
+from gatehouse.engines.base import (
+    Engine,
+    EngineBusy,
+    EngineFailure,
+    EngineReply,
+    Usage,
+    UpstreamRejected,
+)
+
+__all__ = ["Engine", "EngineBusy", "EngineFailure", "EngineReply", "Usage", "UpstreamRejected"]

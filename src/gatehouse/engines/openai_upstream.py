@@ -1,0 +1,183 @@
+"""Any OpenAI-compatible server: vLLM, SGLang, llama-server, Ollama, TGI, another gateway.
+
+Streams are passed through event by event as they arrive, never buffered whole. We ask
+the upstream for a usage chunk so tokens can be accounted, and hide that chunk from a
+caller who did not ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, Usage
+from gatehouse.policy.schema import Deployment
+
+FALLBACK_STATUSES = {408, 409, 429}
+
+
+def _split_events(buffer: bytearray) -> list[bytes]:
+    """Cut complete SSE events (ending in a blank line) off the front of ``buffer``."""
+    events = []
+    while True:
+        end = buffer.find(b"\n\n")
+        crlf = buffer.find(b"\r\n\r\n")
+        if crlf != -1 and (end == -1 or crlf < end):
+            cut, size = crlf, 4
+        elif end != -1:
+            cut, size = end, 2
+        else:
+            return events
+        events.append(bytes(buffer[:cut]).replace(b"\r\n", b"\n") + b"\n\n")
+        del buffer[: cut + size]
+
+
+def _error_message(content: bytes) -> tuple[str, str | None, str | None]:
+    try:
+        data = orjson.loads(content)
+        error = data.get("error", data) if isinstance(data, dict) else {}
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or ""
+            return str(message)[:500] or "upstream refused the request", error.get("code"), error.get("param")
+        if isinstance(error, str):
+            return error[:500], None, None
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    return "upstream refused the request", None, None
+
+
+class OpenAIUpstream:
+    def __init__(self, name: str, deployment: Deployment, api_key: str | None) -> None:
+        self.name = name
+        self.deployment = deployment
+        self._api_key = api_key
+        self._client: httpx.AsyncClient | None = None
+
+    def supports(self, endpoint: str) -> bool:
+        return True
+
+    async def start(self) -> None:
+        timeouts = self.deployment.timeouts
+        headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.deployment.url or "",
+            headers=headers,
+            timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:  # never show the credential
+        return f"OpenAIUpstream({self.name!r}, {self.deployment.url!r})"
+
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool) -> EngineReply:
+        assert self._client is not None, "engine not started"
+        body = dict(body, model=self.deployment.model)
+        caller_wants_usage = False
+        if stream:
+            options = body.get("stream_options") or {}
+            caller_wants_usage = bool(options.get("include_usage"))
+            body["stream_options"] = {**options, "include_usage": True}
+        request = self._client.build_request("POST", f"/{endpoint}", content=orjson.dumps(body),
+                                             headers={"content-type": "application/json"})
+        try:
+            response = await asyncio.wait_for(self._client.send(request, stream=True),
+                                              self.deployment.timeouts.first_token)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise EngineFailure("timeout", "no response before the first-token timeout") from None
+        except httpx.TransportError as exc:
+            raise EngineFailure("connect", type(exc).__name__) from None
+        try:
+            if response.status_code >= 400:
+                content = await response.aread()
+                if response.status_code >= 500 or response.status_code in FALLBACK_STATUSES:
+                    raise EngineFailure(f"http_{response.status_code}")
+                message, code, param = _error_message(content)
+                raise UpstreamRejected(response.status_code, message, code, param)
+            if not stream:
+                try:
+                    content = await asyncio.wait_for(response.aread(), self.deployment.timeouts.first_token)
+                    data = orjson.loads(content)
+                except (asyncio.TimeoutError, httpx.TimeoutException):
+                    raise EngineFailure("timeout", "response body did not arrive in time") from None
+                except httpx.TransportError as exc:
+                    raise EngineFailure("connect", type(exc).__name__) from None
+                except orjson.JSONDecodeError:
+                    raise EngineFailure("bad_response", "upstream answered with invalid JSON") from None
+                if not isinstance(data, dict):
+                    raise EngineFailure("bad_response", "upstream answered with a non-object")
+                reply = EngineReply(body=data)
+                reply.usage.take(data.get("usage"))
+                return reply
+            return await self._start_stream(response, caller_wants_usage)
+        except BaseException:
+            await response.aclose()
+            raise
+
+    async def _start_stream(self, response: httpx.Response, caller_wants_usage: bool) -> EngineReply:
+        usage = Usage()
+        chunks = response.aiter_raw()
+        buffer = bytearray()
+        pending: list[bytes] = []
+
+        async def next_events() -> list[bytes]:
+            while True:
+                chunk = await chunks.__anext__()
+                buffer.extend(chunk)
+                events = _split_events(buffer)
+                if events:
+                    return events
+
+        try:
+            pending = await asyncio.wait_for(next_events(), self.deployment.timeouts.first_token)
+        except StopAsyncIteration:
+            raise EngineFailure("bad_response", "stream ended before its first event") from None
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise EngineFailure("timeout", "no first token before the first-token timeout") from None
+        except httpx.TransportError as exc:
+            raise EngineFailure("connect", type(exc).__name__) from None
+
+        def account(event: bytes) -> bytes | None:
+            if b'"usage"' not in event or b'"usage":null' in event.replace(b" ", b""):
+                return event
+            try:
+                data = orjson.loads(event[event.index(b"{"):])
+            except (ValueError, orjson.JSONDecodeError):
+                return event
+            usage.take(data.get("usage"))
+            if caller_wants_usage:
+                return event
+            if not data.get("choices"):
+                return None  # the usage-only chunk we asked for on the caller's behalf
+            data.pop("usage", None)
+            return b"data: " + orjson.dumps(data) + b"\n\n"
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                for event in pending:
+                    if (out := account(event)) is not None:
+                        yield out
+                while True:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except (httpx.TransportError, httpx.TimeoutException) as exc:
+                        raise EngineFailure("stream_interrupted", type(exc).__name__) from None
+                    buffer.extend(chunk)
+                    for event in _split_events(buffer):
+                        if (out := account(event)) is not None:
+                            yield out
+                if buffer.strip():
+                    yield bytes(buffer) + b"\n\n"
+            finally:
+                await response.aclose()
+
+        return EngineReply(stream=relay(), usage=usage)

@@ -1,0 +1,1 @@
+"""People, workload identities and their credentials."""

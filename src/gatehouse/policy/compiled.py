@@ -1,0 +1,66 @@
+"""The active policy in the form the data plane asks questions of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gatehouse.policy.loader import LoadedPolicy
+from gatehouse.policy.schema import Deployment, Subject
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    """The attributes of an identity that grants match on."""
+
+    name: str
+    team: str | None
+    environment: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def _matches(subject: Subject, identity: IdentityView) -> bool:
+    if subject.identity is not None and subject.identity != identity.name:
+        return False
+    if subject.team is not None and subject.team != identity.team:
+        return False
+    if subject.environment is not None and subject.environment != identity.environment:
+        return False
+    if subject.labels:
+        have = dict(identity.labels)
+        if any(have.get(key) != value for key, value in subject.labels.items()):
+            return False
+    return True
+
+
+@dataclass
+class CompiledPolicy:
+    loaded: LoadedPolicy
+    _allowed_cache: dict[IdentityView, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        return self.loaded.document.deployments
+
+    def has_alias(self, alias: str) -> bool:
+        return alias in self.loaded.document.aliases
+
+    def route(self, alias: str) -> tuple[str, ...]:
+        return self.loaded.document.aliases[alias].route
+
+    def allowed_aliases(self, identity: IdentityView) -> frozenset[str]:
+        """Every alias some grant gives this identity (deny by default)."""
+        cached = self._allowed_cache.get(identity)
+        if cached is None:
+            allowed: set[str] = set()
+            for grant in self.loaded.document.grants:
+                if any(_matches(subject, identity) for subject in grant.subjects):
+                    allowed.update(grant.aliases)
+            cached = frozenset(allowed)
+            if len(self._allowed_cache) > 100_000:
+                self._allowed_cache.clear()
+            self._allowed_cache[identity] = cached
+        return cached

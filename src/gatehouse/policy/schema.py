@@ -1,0 +1,151 @@
+"""The policy document, version 1."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gatehouse.classification import DATA_CLASSES
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
+OPENAI_COMPATIBLE = ("openai", "vllm", "sglang", "llama-server", "ollama", "tgi")
+EngineKind = Literal["embedded", "openai", "vllm", "sglang", "llama-server", "ollama", "tgi"]
+DataClass = Literal["public", "internal", "confidential", "restricted"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CredentialRef(Strict):
+    """Where the secret that Gatehouse presents to an upstream lives. Never the secret itself."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "CredentialRef":
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' (an environment variable name) or 'file' (a path)")
+        return self
+
+
+class Timeouts(Strict):
+    connect: float = Field(5.0, gt=0, description="seconds to open the connection")
+    first_token: float = Field(60.0, gt=0, description="seconds until the response (or first streamed chunk) starts")
+    read: float = Field(120.0, gt=0, description="seconds allowed between two streamed chunks")
+
+
+class EmbeddedSettings(Strict):
+    context_size: int = Field(2048, ge=128, le=131072)
+    threads: int | None = Field(None, ge=1, le=256)
+    batch_size: int = Field(512, ge=8, le=8192)
+    max_waiting: int = Field(32, ge=0, le=10000, description="queued requests before 429")
+
+
+class Deployment(Strict):
+    engine: EngineKind
+    model: str = Field(min_length=1, max_length=300)
+    url: str | None = None
+    model_path: str | None = None
+    location: Literal["on-prem", "cloud"] = "on-prem"
+    data_classes: tuple[DataClass, ...] = ("public", "internal")
+    credential: CredentialRef | None = None
+    timeouts: Timeouts = Timeouts()
+    settings: EmbeddedSettings | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> "Deployment":
+        if self.engine == "embedded":
+            if self.url or self.credential:
+                raise ValueError("an embedded deployment takes no 'url' or 'credential'")
+        else:
+            if not self.url:
+                raise ValueError(f"a {self.engine} deployment needs 'url' (its OpenAI-compatible base URL)")
+            if self.settings is not None or self.model_path is not None:
+                raise ValueError("'settings' and 'model_path' apply to embedded deployments only")
+        if not self.data_classes:
+            raise ValueError("'data_classes' must list at least one data class")
+        return self
+
+
+class Alias(Strict):
+    route: tuple[str, ...] = Field(min_length=1, description="deployments in order: primary, then fallbacks")
+    description: str | None = None
+
+    @field_validator("route")
+    @classmethod
+    def _no_repeats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("a deployment appears twice in the route")
+        return value
+
+
+class Subject(Strict):
+    """Matches an identity when every field given matches."""
+
+    identity: str | None = None
+    team: str | None = None
+    environment: str | None = None
+    labels: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Subject":
+        if not (self.identity or self.team or self.environment or self.labels):
+            raise ValueError("a subject needs at least one of identity, team, environment, labels")
+        return self
+
+
+class Grant(Strict):
+    name: str = Field(pattern=NAME)
+    subjects: tuple[Subject, ...] = Field(min_length=1)
+    aliases: tuple[str, ...] = Field(min_length=1)
+    max_data_class: DataClass = "internal"
+    description: str | None = None
+
+
+class PolicyDocument(Strict):
+    version: Literal[1]
+    deployments: dict[str, Deployment] = Field(min_length=1)
+    aliases: dict[str, Alias] = Field(min_length=1)
+    grants: tuple[Grant, ...] = ()
+
+    @field_validator("deployments", "aliases")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.match(NAME, name):
+                raise ValueError(f"invalid name {name!r}: letters, digits and . _ : / - only")
+        return value
+
+
+def reference_problems(document: PolicyDocument) -> list[tuple[tuple, str]]:
+    """Cross-references a schema cannot express, each with the path it concerns."""
+    problems: list[tuple[tuple, str]] = []
+    for alias_name, alias in document.aliases.items():
+        for index, deployment in enumerate(alias.route):
+            if deployment not in document.deployments:
+                problems.append((("aliases", alias_name, "route", index),
+                                 f"alias {alias_name!r} routes to unknown deployment {deployment!r}"))
+    seen: set[str] = set()
+    for position, grant in enumerate(document.grants):
+        if grant.name in seen:
+            problems.append((("grants", position, "name"), f"grant name {grant.name!r} is used twice"))
+        seen.add(grant.name)
+        for index, alias_name in enumerate(grant.aliases):
+            if alias_name not in document.aliases:
+                problems.append((("grants", position, "aliases", index),
+                                 f"grant {grant.name!r} names unknown alias {alias_name!r}"))
+    return problems
+
+
+assert tuple(DataClass.__args__) == DATA_CLASSES  # type: ignore[attr-defined]

@@ -1,0 +1,70 @@
+"""Try the route's deployments in order until one answers.
+
+A deployment that cannot answer (connection refused, 5xx, 408/429, timeout before the
+first token, queue full) hands over to the next one. A deployment that rejects the
+request itself (another 4xx) ends the route: the next one would reject it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gatehouse.engines.base import Engine, EngineBusy, EngineFailure, EngineReply
+
+
+@dataclass(frozen=True)
+class Attempt:
+    deployment: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.deployment}={self.reason}"
+
+
+class NoDeploymentAnswered(Exception):
+    def __init__(self, attempts: list[Attempt], retry_after: int | None) -> None:
+        self.attempts = attempts
+        self.retry_after = retry_after
+        super().__init__(", ".join(map(str, attempts)))
+
+    @property
+    def status(self) -> int:
+        """429 if every deployment was busy, 504 if the last timed out, 502 otherwise."""
+        reasons = [attempt.reason for attempt in self.attempts]
+        if reasons and all(reason == "busy" for reason in reasons):
+            return 429
+        if reasons and reasons[-1] == "timeout":
+            return 504
+        if reasons and all(reason in ("connect", "unsupported") for reason in reasons):
+            return 503
+        return 502
+
+
+async def dispatch(
+    route: Sequence[str],
+    engines: Mapping[str, Engine],
+    endpoint: str,
+    body: dict[str, Any],
+    stream: bool,
+) -> tuple[str, EngineReply, list[Attempt]]:
+    """Returns the deployment that answered, its reply, and the failed attempts before it."""
+    attempts: list[Attempt] = []
+    retry_after: int | None = None
+    for name in route:
+        engine = engines[name]
+        if not engine.supports(endpoint):
+            attempts.append(Attempt(name, "unsupported"))
+            continue
+        try:
+            reply = await engine.call(endpoint, body, stream)
+        except EngineBusy as busy:
+            attempts.append(Attempt(name, "busy"))
+            retry_after = busy.retry_after
+            continue
+        except EngineFailure as failure:
+            attempts.append(Attempt(name, failure.kind))
+            continue
+        return name, reply, attempts
+    raise NoDeploymentAnswered(attempts, retry_after)
