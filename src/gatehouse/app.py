@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -97,7 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db.dispose()
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "policy_version": policy.version, "keys_revision": keys.revision})
+        return JSONResponse({"status": "ok", "policy_version": policy.version, "keys_revision": keys.revision,
+                             "worker_pid": os.getpid()})
 
     routes = [
         Route("/healthz", health),

@@ -114,6 +114,9 @@ class Gateway:
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
+                if failed.status == 400:
+                    raise ApiError(400, f"model {alias!r} does not serve /v1/{endpoint}", "unsupported_endpoint",
+                                   "model") from None
                 extra = {"retry-after": str(failed.retry_after or 1)} if failed.status == 429 else None
                 raise ApiError(failed.status, f"no deployment of {alias!r} could answer: {failed}",
                                "upstream_unavailable" if failed.status != 429 else "capacity_exceeded",

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import orjson
 
-from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, Usage
+from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
 from gatehouse.policy.schema import Deployment
 
-FALLBACK_STATUSES = {408, 409, 429}
+FALLBACK_STATUSES = {408, 409}
 
 
 def _split_events(buffer: bytearray) -> list[bytes]:
@@ -97,6 +97,9 @@ class OpenAIUpstream:
         try:
             if response.status_code >= 400:
                 content = await response.aread()
+                if response.status_code == 429:
+                    retry_after = response.headers.get("retry-after", "1")
+                    raise EngineBusy("upstream rate limit", int(retry_after) if retry_after.isdigit() else 1)
                 if response.status_code >= 500 or response.status_code in FALLBACK_STATUSES:
                     raise EngineFailure(f"http_{response.status_code}")
                 message, code, param = _error_message(content)

@@ -31,8 +31,11 @@ class NoDeploymentAnswered(Exception):
 
     @property
     def status(self) -> int:
-        """429 if every deployment was busy, 504 if the last timed out, 502 otherwise."""
+        """400 if no deployment serves the endpoint, 429 if every one was busy, 504 if the
+        last timed out, 503 if none could be reached, 502 otherwise."""
         reasons = [attempt.reason for attempt in self.attempts]
+        if reasons and all(reason == "unsupported" for reason in reasons):
+            return 400
         if reasons and all(reason == "busy" for reason in reasons):
             return 429
         if reasons and reasons[-1] == "timeout":

@@ -1,0 +1,1 @@
+"""Benchmarking tools: a mock OpenAI-compatible upstream (the load runner comes later)."""

@@ -1,0 +1,133 @@
+"""A fast, faithful fake of an OpenAI-compatible engine, for measuring and testing the gateway.
+
+``/v1/...`` behaves as configured; ``/<behaviour>/v1/...`` forces one behaviour per base
+URL, so one process can stand in for a healthy upstream and several broken ones:
+
+- ``ok``: answers (streams ``max_tokens`` tokens, default 16)
+- ``fail500``, ``fail503``: answers with that status
+- ``ratelimit``: answers 429 with ``Retry-After: 2``
+- ``reject400``: refuses the request as a bad one
+- ``slow``: waits ``slow_seconds`` before answering
+- ``badjson``: answers 200 with a body that is not JSON
+- ``drop``: closes the stream after the first tokens (a mid-stream failure)
+
+Every request's headers are kept (last 100) at ``GET /_mock/requests`` for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "slow", "badjson", "drop")
+
+
+@dataclass
+class MockSettings:
+    ttft: float = 0.0               # seconds before the first token
+    tokens_per_second: float = 0.0  # 0: as fast as possible
+    failure_rate: float = 0.0       # share of requests answered 500
+    slow_seconds: float = 30.0
+    model: str = "mock-model"
+
+
+def _error(status: int, message: str, code: str) -> Response:
+    body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                      "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def create_mock_app(settings: MockSettings | None = None) -> Starlette:
+    settings = settings or MockSettings()
+    seen: deque[dict[str, Any]] = deque(maxlen=100)
+
+    async def handle(request: Request) -> Response:
+        behaviour = request.path_params.get("behaviour", "ok")
+        endpoint = request.path_params["endpoint"]
+        seen.append({"path": request.url.path, "headers": dict(request.headers)})
+        if behaviour not in BEHAVIOURS:
+            return _error(404, f"unknown behaviour {behaviour}", "not_found")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _error(400, "body is not JSON", "invalid_json")
+        if behaviour == "ok" and settings.failure_rate and random.random() < settings.failure_rate:
+            behaviour = "fail500"
+        if behaviour in ("fail500", "fail503"):
+            return _error(int(behaviour[-3:]), "mock failure", "mock_failure")
+        if behaviour == "ratelimit":
+            response = _error(429, "mock rate limit", "rate_limit_exceeded")
+            response.headers["retry-after"] = "2"
+            return response
+        if behaviour == "reject400":
+            return _error(400, "mock says this request is invalid", "invalid_value")
+        if behaviour == "badjson":
+            return Response(b"<html>not json</html>", media_type="application/json")
+        if behaviour == "slow":
+            await asyncio.sleep(settings.slow_seconds)
+        if settings.ttft:
+            await asyncio.sleep(settings.ttft)
+        if endpoint == "embeddings":
+            inputs = body.get("input")
+            count = len(inputs) if isinstance(inputs, list) else 1
+            return JSONResponse({"object": "list", "model": settings.model, "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
+                "usage": {"prompt_tokens": count, "total_tokens": count}})
+        n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+        words = [f"tok{i} " for i in range(n)]
+        chat = endpoint == "chat/completions"
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:12]}"
+        created = int(time.time())
+        usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
+        if not body.get("stream"):
+            choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "length"}
+                      if chat else {"index": 0, "text": "".join(words), "finish_reason": "length"})
+            return JSONResponse({"id": ident, "object": "chat.completion" if chat else "text_completion",
+                                 "created": created, "model": settings.model, "choices": [choice], "usage": usage})
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def events():  # type: ignore[no-untyped-def]
+            for index, word in enumerate(words):
+                if behaviour == "drop" and index == 2:
+                    raise ConnectionResetError("mock drops the stream")
+                delta = {"content": word} if chat else None
+                choice = {"index": 0, "delta": delta, "finish_reason": None} if chat else {"index": 0, "text": word, "finish_reason": None}
+                yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                                                 "created": created, "model": settings.model, "choices": [choice]}) + b"\n\n"
+                if settings.tokens_per_second:
+                    await asyncio.sleep(1 / settings.tokens_per_second)
+            last = {"index": 0, "delta": {}, "finish_reason": "length"} if chat else {"index": 0, "text": "", "finish_reason": "length"}
+            yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                                             "created": created, "model": settings.model, "choices": [last]}) + b"\n\n"
+            if include_usage:
+                yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                                                 "model": settings.model, "choices": [], "usage": usage}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0,
+                                                        "owned_by": "mock"}]})
+
+    async def requests_seen(request: Request) -> Response:
+        return JSONResponse(list(seen))
+
+    return Starlette(routes=[
+        Route("/_mock/requests", requests_seen),
+        Route("/v1/models", models),
+        Route("/{behaviour}/v1/models", models),
+        Route("/v1/{endpoint:path}", handle, methods=["POST"]),
+        Route("/{behaviour}/v1/{endpoint:path}", handle, methods=["POST"]),
+    ])

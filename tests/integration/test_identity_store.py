@@ -1,0 +1,118 @@
+"""People, identities and keys on SQLite and on a real PostgreSQL server."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from gatehouse import audit
+from gatehouse.errors import Conflict, GatehouseError, NotFound
+from gatehouse.identity import service
+from gatehouse.store.models import AuditEntry, Credential, Identity
+
+PEPPER = b"pepper"
+MAX_TTL = timedelta(days=90)
+ACTOR = "local:tester"
+
+
+def issue(db, identity, ttl=timedelta(days=30), scopes=None):
+    return service.issue_key(db, ACTOR, identity, pepper=PEPPER, ttl=ttl, max_ttl=MAX_TTL, scopes=scopes)
+
+
+@pytest.fixture
+def owned(db):
+    service.add_person(db, ACTOR, "Alice@Example.com", team="platform")
+    service.add_person(db, ACTOR, "bob@example.com", team="platform")
+    service.create_identity(db, ACTOR, "billing-bot", "alice@example.com", purpose="summaries",
+                            backup_owner_email="bob@example.com", labels={"tier": "gold"})
+    return db
+
+
+def audit_actions(db):
+    with db.read() as session:
+        return [e.action for e in session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()]
+
+
+def test_identity_lifecycle_is_stored_and_audited(owned):
+    info = service.describe_identity(owned, "billing-bot")
+    assert info["owner"] == "alice@example.com" and info["backup_owner"] == "bob@example.com"
+    assert info["team"] == "platform" and info["environment"] == "dev" and info["labels"] == {"tier": "gold"}
+    assert info["status"] == "active" and info["review_due_at"] is not None
+    credential, key = issue(owned, "billing-bot", scopes=["chat-small"])
+    assert key.startswith(f"gth_{credential.id}_")
+    with owned.read() as session:
+        stored = session.get(Credential, credential.id)
+        assert stored.secret_hash != key and key[17:49] not in stored.secret_hash
+        assert stored.scopes == ["chat-small"]
+    service.revoke_key(owned, ACTOR, credential.id, "test")
+    assert service.list_keys(owned, "billing-bot")[0]["status"] == "revoked"
+    service.change_identity_status(owned, ACTOR, "billing-bot", "suspend")
+    service.change_identity_status(owned, ACTOR, "billing-bot", "resume")
+    assert audit_actions(owned) == ["person.add", "person.add", "identity.create", "key.issue", "key.revoke",
+                                    "identity.suspend", "identity.resume"]
+    with owned.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_audit_entries_hold_no_secrets(owned):
+    _, key = issue(owned, "billing-bot")
+    with owned.read() as session:
+        texts = [e.details + e.target for e in session.execute(select(AuditEntry)).scalars()]
+    secret = key[17:49]
+    assert texts and not any(secret in text or key in text for text in texts)
+
+
+def test_retiring_revokes_every_key(owned):
+    first, _ = issue(owned, "billing-bot")
+    second, _ = issue(owned, "billing-bot")
+    service.change_identity_status(owned, ACTOR, "billing-bot", "retire", "project ended")
+    assert {k["status"] for k in service.list_keys(owned, "billing-bot")} == {"revoked"}
+    with pytest.raises(GatehouseError, match="retired"):
+        issue(owned, "billing-bot")
+    with pytest.raises(GatehouseError, match="cannot resume"):
+        service.change_identity_status(owned, ACTOR, "billing-bot", "resume")
+
+
+def test_owner_must_exist_and_be_active(db):
+    with pytest.raises(NotFound, match="no person"):
+        service.create_identity(db, ACTOR, "orphan", "ghost@example.com")
+    service.add_person(db, ACTOR, "carol@example.com")
+    with pytest.raises(GatehouseError, match="someone other than the owner"):
+        service.create_identity(db, ACTOR, "x", "carol@example.com", backup_owner_email="carol@example.com")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda db: service.add_person(db, ACTOR, "not-an-email"), "invalid e-mail"),
+    (lambda db: service.add_person(db, ACTOR, "alice@example.com"), "already exists"),
+    (lambda db: service.create_identity(db, ACTOR, "Bad Name", "alice@example.com"), "invalid identity name"),
+    (lambda db: service.create_identity(db, ACTOR, "billing-bot", "alice@example.com"), "already exists"),
+    (lambda db: service.create_identity(db, ACTOR, "y", "alice@example.com", data_clearance="secret"), "clearance"),
+    (lambda db: issue(db, "billing-bot", ttl=timedelta(days=91)), "over the maximum"),
+    (lambda db: issue(db, "nobody"), "no identity"),
+    (lambda db: issue(db, "billing-bot", scopes=["has space"]), "invalid scope"),
+    (lambda db: service.revoke_key(db, ACTOR, "short"), "invalid key id"),
+    (lambda db: service.revoke_key(db, ACTOR, "AAAAAAAAAAAA"), "no key"),
+])
+def test_bad_input_is_refused_without_changing_anything(owned, call, message):
+    before = audit_actions(owned)
+    with owned.read() as session:
+        identities = session.execute(select(func.count()).select_from(Identity)).scalar_one()
+    with pytest.raises((GatehouseError, Conflict, NotFound), match=message):
+        call(owned)
+    assert audit_actions(owned) == before
+    with owned.read() as session:
+        assert session.execute(select(func.count()).select_from(Identity)).scalar_one() == identities
+
+
+def test_a_failing_audit_write_rolls_the_change_back(owned, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(audit, "append", broken)
+    with pytest.raises(RuntimeError):
+        issue(owned, "billing-bot")
+    with pytest.raises(RuntimeError):
+        service.change_identity_status(owned, ACTOR, "billing-bot", "suspend")
+    monkeypatch.undo()
+    assert service.list_keys(owned, "billing-bot") == []
+    assert service.describe_identity(owned, "billing-bot")["status"] == "active"

@@ -1,0 +1,106 @@
+"""The data plane's in-memory key table, loaded incrementally from the store."""
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from gatehouse.dataplane.auth import KeyTable
+from gatehouse.dataplane.errors import ApiError
+from gatehouse.dataplane.records import RecordWriter
+from gatehouse.identity import service
+from gatehouse.identity.keys import generate_key
+from gatehouse.store.models import Credential, DecisionRecord
+
+PEPPER = b"pepper"
+ACTOR = "local:tester"
+
+
+@pytest.fixture
+def setup(db):
+    service.add_person(db, ACTOR, "alice@example.com", team="platform")
+    service.create_identity(db, ACTOR, "app", "alice@example.com", environment="prod")
+    credential, key = service.issue_key(db, ACTOR, "app", pepper=PEPPER, ttl=timedelta(days=1),
+                                        max_ttl=timedelta(days=90), scopes=["a"])
+    table = KeyTable(PEPPER)
+    assert table.refresh(db)
+    return db, table, credential, key
+
+
+def code_of(table, header):
+    with pytest.raises(ApiError) as info:
+        table.authenticate(header)
+    assert info.value.status == 401
+    return info.value.code
+
+
+def test_valid_key_authenticates_to_its_identity(setup):
+    db, table, credential, key = setup
+    principal = table.authenticate(f"Bearer {key}")
+    assert principal.identity.name == "app" and principal.identity.environment == "prod"
+    assert principal.key_id == credential.id and principal.scopes == {"a"}
+    assert credential.id in table.last_used
+
+
+def test_refresh_is_a_no_op_without_changes(setup):
+    db, table, *_ = setup
+    assert table.refresh(db) is False
+
+
+def test_bad_keys_get_distinct_codes(setup):
+    db, table, credential, key = setup
+    assert code_of(table, None) == "missing_api_key"
+    assert code_of(table, "Basic abc") == "invalid_api_key"
+    assert code_of(table, "Bearer " + key[:-1] + ("x" if key[-1] != "x" else "y")) == "invalid_api_key"
+    assert code_of(table, f"Bearer {generate_key().text}") == "invalid_api_key"  # well-formed, never issued
+
+
+def test_revocation_and_suspension_are_picked_up_on_refresh(setup):
+    db, table, credential, key = setup
+    service.revoke_key(db, ACTOR, credential.id)
+    assert table.refresh(db)
+    assert code_of(table, f"Bearer {key}") == "revoked_api_key"
+    _, second = service.issue_key(db, ACTOR, "app", pepper=PEPPER, ttl=timedelta(days=1), max_ttl=timedelta(days=90))
+    table.refresh(db)
+    assert table.authenticate(f"Bearer {second}").identity.name == "app"
+    service.change_identity_status(db, ACTOR, "app", "suspend")
+    table.refresh(db)
+    assert code_of(table, f"Bearer {second}") == "identity_not_active"
+
+
+def test_expired_key_is_refused(setup):
+    db, table, *_ = setup
+    _, short = service.issue_key(db, ACTOR, "app", pepper=PEPPER, ttl=timedelta(seconds=1), max_ttl=timedelta(days=90))
+    table.refresh(db)
+    table.authenticate(f"Bearer {short}")
+    time.sleep(1.1)
+    assert code_of(table, f"Bearer {short}") == "expired_api_key"
+
+
+def test_wrong_pepper_refuses_every_key(setup):
+    db, _, _, key = setup
+    table = KeyTable(b"another pepper")
+    table.refresh(db)
+    assert code_of(table, f"Bearer {key}") == "invalid_api_key"
+
+
+async def test_records_and_last_used_are_written_in_batches(setup):
+    db, table, credential, key = setup
+    writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
+    writer.start(table.take_last_used)
+    for index in range(3):
+        writer.add({"request_id": f"req_{index}", "ts": datetime.now(timezone.utc), "identity": "app",
+                    "key_id": credential.id, "endpoint": "chat/completions", "alias": "a", "deployment": "d",
+                    "fallbacks": ["x=http_500"], "policy_version": "sha256:x", "status": 200, "error_code": None,
+                    "stream": False, "prompt_tokens": 3, "completion_tokens": 4, "latency_ms": 1.5, "ttft_ms": 1.0})
+    table.authenticate(f"Bearer {key}")
+    with db.read() as session:
+        assert session.execute(select(DecisionRecord)).first() is None  # nothing written per request
+    await writer.stop(table.take_last_used)  # shutdown flushes everything
+    with db.read() as session:
+        records = session.execute(select(DecisionRecord).order_by(DecisionRecord.request_id)).scalars().all()
+        assert [r.request_id for r in records] == ["req_0", "req_1", "req_2"]
+        assert records[0].fallbacks == ["x=http_500"] and records[0].completion_tokens == 4
+        assert session.get(Credential, credential.id).last_used_at is not None
+    assert not table.refresh(db)  # last-used writes do not force workers to reload
