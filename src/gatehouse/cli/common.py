@@ -18,7 +18,7 @@ from gatehouse.policy.loader import PolicyError
 from gatehouse.store.db import Database
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")

@@ -104,6 +104,7 @@ def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise PolicyError(source, [Problem(1, "", "the policy must be a mapping with version, deployments, aliases, grants")])
+    document = None
     try:
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
@@ -113,9 +114,9 @@ def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
             if error["type"] == "extra_forbidden":
                 message = f"unknown field {path[-1]!r}" if path else "unknown field"
             problems.append(Problem(_line_for(path, lines), _dotted(path), message))
-        raise PolicyError(source, problems) from None
-    problems = [Problem(_line_for(path, lines), _dotted(path), message) for path, message in reference_problems(document)]
-    if problems:
+    problems += [Problem(_line_for(path, lines), _dotted(path), message) for path, message in reference_problems(data)]
+    if problems or document is None:
+        problems.sort(key=lambda problem: problem.line or 0)
         raise PolicyError(source, problems)
     return LoadedPolicy(document=document, text=text, version=version_of(document))
 

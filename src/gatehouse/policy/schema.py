@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -128,23 +128,37 @@ class PolicyDocument(Strict):
         return value
 
 
-def reference_problems(document: PolicyDocument) -> list[tuple[tuple, str]]:
-    """Cross-references a schema cannot express, each with the path it concerns."""
+def reference_problems(data: Any) -> list[tuple[tuple, str]]:
+    """Cross-references a schema cannot express, each with the path it concerns.
+
+    Works on the raw document so they are reported together with schema errors.
+    """
     problems: list[tuple[tuple, str]] = []
-    for alias_name, alias in document.aliases.items():
-        for index, deployment in enumerate(alias.route):
-            if deployment not in document.deployments:
+    if not isinstance(data, dict):
+        return problems
+    deployments = data.get("deployments") if isinstance(data.get("deployments"), dict) else {}
+    aliases = data.get("aliases") if isinstance(data.get("aliases"), dict) else {}
+    for alias_name, alias in aliases.items():
+        route = alias.get("route") if isinstance(alias, dict) else None
+        for index, deployment in enumerate(route if isinstance(route, list) else []):
+            if isinstance(deployment, str) and deployment not in deployments:
                 problems.append((("aliases", alias_name, "route", index),
                                  f"alias {alias_name!r} routes to unknown deployment {deployment!r}"))
     seen: set[str] = set()
-    for position, grant in enumerate(document.grants):
-        if grant.name in seen:
-            problems.append((("grants", position, "name"), f"grant name {grant.name!r} is used twice"))
-        seen.add(grant.name)
-        for index, alias_name in enumerate(grant.aliases):
-            if alias_name not in document.aliases:
+    grants = data.get("grants") if isinstance(data.get("grants"), list) else []
+    for position, grant in enumerate(grants):
+        if not isinstance(grant, dict):
+            continue
+        name = grant.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append((("grants", position, "name"), f"grant name {name!r} is used twice"))
+            seen.add(name)
+        granted = grant.get("aliases")
+        for index, alias_name in enumerate(granted if isinstance(granted, list) else []):
+            if isinstance(alias_name, str) and alias_name not in aliases:
                 problems.append((("grants", position, "aliases", index),
-                                 f"grant {grant.name!r} names unknown alias {alias_name!r}"))
+                                 f"grant {name!r} names unknown alias {alias_name!r}"))
     return problems
 
 

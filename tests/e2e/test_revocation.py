@@ -1,0 +1,56 @@
+"""A revoked key stops working on every worker process within one second."""
+
+import time
+
+import httpx
+
+from helpers import cli, start_gateway
+
+
+def test_revocation_reaches_every_worker_within_a_second(tmp_path, mock_upstream, shared_models_dir, logs):
+    from conftest import Deployment, wait_until_accepted
+
+    policy = f"""
+version: 1
+deployments:
+  ok: {{engine: openai, url: "{mock_upstream.url}/ok/v1", model: m}}
+aliases:
+  chat: {{route: [ok]}}
+grants:
+  - {{name: all-dev, subjects: [{{environment: dev}}], aliases: [chat]}}
+"""
+    home = Deployment(tmp_path / "home", policy, shared_models_dir)
+    home.identity("two-worker-app")
+    key = home.key("two-worker-app")
+    gateway = start_gateway(home.env, logs, workers=2, name="revocation")
+    try:
+        wait_until_accepted(gateway, key)
+
+        def worker_pids(count):
+            pids = set()
+            for _ in range(count):
+                with httpx.Client() as fresh:  # a new connection each time, so either worker may answer
+                    pids.add(fresh.get(f"{gateway.url}/healthz").json()["worker_pid"])
+            return pids
+
+        deadline = time.monotonic() + 30
+        while len(worker_pids(20)) < 2:
+            assert time.monotonic() < deadline, "only one worker ever answered"
+        headers = {"authorization": f"Bearer {key}"}
+        for _ in range(10):
+            with httpx.Client() as fresh:
+                assert fresh.get(f"{gateway.url}/v1/models", headers=headers).status_code == 200
+
+        cli("key", "revoke", key[4:16], "--reason", "test", env=home.env)
+        revoked_at = time.monotonic()
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - revoked_at)))
+
+        answered_by, statuses = set(), []
+        for _ in range(40):
+            with httpx.Client() as fresh:
+                statuses.append(fresh.get(f"{gateway.url}/v1/models", headers=headers).status_code)
+                answered_by.add(fresh.get(f"{gateway.url}/healthz").json()["worker_pid"])
+        assert statuses == [401] * 40
+        assert len(answered_by) == 2
+    finally:
+        gateway.stop()

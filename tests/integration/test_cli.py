@@ -1,0 +1,121 @@
+"""The command line, as a user types it."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gatehouse.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def gh(home: Path, shared_models_dir: Path):
+    home.mkdir(parents=True)
+    (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.output}"
+        assert "Traceback" not in result.output
+        return result
+
+    run("init")
+    return run
+
+
+def test_init_prepares_everything(gh, home):
+    assert (home / "policy.yaml").exists() and (home / "gatehouse.db").exists()
+    assert (home / "pepper").stat().st_mode & 0o777 == 0o600
+    assert gh("policy", "validate").output.startswith("valid")
+    assert "already" not in gh("init").output  # idempotent
+
+
+def test_the_whole_walkthrough(gh, home):
+    gh("person", "add", "alice@example.com", "--team", "platform")
+    gh("identity", "create", "billing-bot", "--owner", "alice@example.com", "--purpose", "invoices",
+       "--label", "tier=gold")
+    issued = json.loads(gh("key", "issue", "billing-bot", "--ttl", "7d", "--scope", "chat-small", "--json").stdout)
+    assert issued["key"].startswith(f"gth_{issued['key_id']}_") and issued["scopes"] == ["chat-small"]
+    plain = gh("key", "issue", "billing-bot", "--ttl", "12h").stdout.strip().splitlines()[-1]
+    assert plain.startswith("gth_") and len(plain) == 55
+    keys = json.loads(gh("key", "list", "--json").stdout)
+    assert {k["key_id"] for k in keys} == {issued["key_id"], plain[4:16]}
+    assert all("key" not in k for k in keys)  # never the secret again
+    shown = json.loads(gh("identity", "show", "billing-bot", "--json").stdout)
+    assert shown["owner"] == "alice@example.com" and shown["labels"] == {"tier": "gold"} and len(shown["keys"]) == 2
+    gh("key", "revoke", issued["key_id"], "--reason", "rotated")
+    gh("identity", "suspend", "billing-bot", "--reason", "investigation")
+    assert json.loads(gh("identity", "list", "--json").stdout)[0]["status"] == "suspended"
+    gh("identity", "retire", "billing-bot")
+    log = json.loads(gh("audit", "log", "--json").stdout)
+    assert [e["action"] for e in log] == ["person.add", "identity.create", "key.issue", "key.issue", "key.revoke",
+                                          "identity.suspend", "identity.retire"]
+    assert {e["actor"] for e in log} == {log[0]["actor"]} and log[0]["actor"].startswith("local:")
+    assert gh("audit", "verify").output.startswith("ok — 7 entries")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("identity", "create", "x", "--owner", "ghost@example.com"), "no person with e-mail"),
+    (("key", "issue", "nobody"), "no identity named"),
+    (("key", "revoke", "nope"), "invalid key id"),
+    (("person", "add", "bad"), "invalid e-mail"),
+    (("identity", "show", "nobody"), "no identity named"),
+])
+def test_mistakes_get_one_clear_line(gh, args, message):
+    result = gh(*args, code=1)
+    assert result.output.startswith("error:") and message in result.output
+
+
+def test_ttl_over_the_maximum_is_refused(gh, monkeypatch):
+    gh("person", "add", "a@example.com")
+    gh("identity", "create", "app", "--owner", "a@example.com")
+    assert "over the maximum of 90d" in gh("key", "issue", "app", "--ttl", "100d", code=1).output
+    assert "invalid duration" in gh("key", "issue", "app", "--ttl", "forever", code=1).output
+    monkeypatch.setenv("GATEHOUSE_MAX_KEY_TTL", "1d")
+    assert "over the maximum of 1d" in gh("key", "issue", "app", "--ttl", "2d", code=1).output
+
+
+def test_policy_validate_reports_lines(gh, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ndeployments:\n  x:\n    engine: warp\n    model: m\naliases:\n  a: {route: [y]}\n")
+    result = gh("policy", "validate", str(bad), code=1)
+    assert "line 4: deployments.x.engine" in result.output
+    assert "line 7: aliases.a.route[0]: alias 'a' routes to unknown deployment 'y'" in result.output
+    assert "file not found" in gh("policy", "validate", str(tmp_path / "missing.yaml"), code=1).output
+    shown = json.loads(gh("policy", "show", "--json").stdout)
+    assert shown["version"].startswith("sha256:") and "chat-small" in shown["document"]["aliases"]
+
+
+def test_tampering_is_named_by_audit_verify(gh, home):
+    gh("person", "add", "a@example.com")
+    gh("person", "add", "b@example.com")
+    gh("identity", "create", "app", "--owner", "a@example.com")
+    connection = sqlite3.connect(home / "gatehouse.db")
+    connection.execute("UPDATE audit_entries SET details = replace(details, 'a@example.com', 'b@example.com') WHERE seq = 3")
+    connection.commit()
+    connection.close()
+    result = gh("audit", "verify", code=2)
+    assert "BROKEN at entry 3" in result.output and "modified" in result.output
+    report = json.loads(gh("audit", "verify", "--json", code=2).stdout)
+    assert report["ok"] is False and report["first_bad_entry"] == 3
+
+
+def test_every_command_explains_itself(gh):
+    for args in [(), ("person",), ("identity",), ("key",), ("policy",), ("audit",), ("bench",), ("serve",),
+                 ("init",), ("demo",), ("key", "issue"), ("identity", "create"), ("policy", "validate")]:
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output and len(result.output) > 200
+
+
+@pytest.mark.postgres
+def test_the_cli_works_the_same_on_postgresql(gh, postgres_server, monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_DATABASE_URL", postgres_server.create_database())
+    gh("person", "add", "pg@example.com", "--team", "data")
+    gh("identity", "create", "pg-app", "--owner", "pg@example.com", "--env", "prod")
+    assert gh("key", "issue", "pg-app", "--ttl", "1d").stdout.strip().startswith("gth_")
+    assert json.loads(gh("identity", "list", "--json").stdout)[0]["environment"] == "prod"
+    assert gh("audit", "verify").output.startswith("ok — 3 entries")
