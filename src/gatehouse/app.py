@@ -20,6 +20,7 @@ from gatehouse.dataplane.gateway import Gateway
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.engines.base import Engine
 from gatehouse.engines.credentials import resolve_credential
+from gatehouse.errors import GatehouseError
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import load_policy
 from gatehouse.store.db import Database
@@ -38,10 +39,13 @@ def build_engines(policy: CompiledPolicy, settings: Settings) -> dict[str, Engin
         if deployment.engine == "embedded":
             if deployment.model_path:
                 path = settings.home.joinpath(deployment.model_path).expanduser()
+                if not path.is_file():
+                    raise GatehouseError(f"deployment {name!r}: model file {path} not found")
             elif deployment.model == BUILTIN_MODEL:
                 path = ensure_builtin_model(settings.models_dir)
             else:
-                raise ValueError(f"deployment {name!r}: set model_path, or model: {BUILTIN_MODEL} for the built-in model")
+                raise GatehouseError(
+                    f"deployment {name!r}: set model_path to a GGUF file, or model: {BUILTIN_MODEL} for the built-in model")
             engines[name] = EmbeddedEngine(name, deployment, path)
         else:
             engines[name] = OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential))

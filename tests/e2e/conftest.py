@@ -77,7 +77,7 @@ DEV_ALIASES = sorted(["chat-small", "busy-small", "fallback-chat", "mock-chat", 
 class Deployment:
     """A gateway home: database, policy and helpers to issue keys into it."""
 
-    def __init__(self, home: Path, policy: str, models_dir: Path, **env: str) -> None:
+    def __init__(self, home: Path, policy: str, models_dir: Path, database_url: str | None = None, **env: str) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         (home / "models").symlink_to(models_dir, target_is_directory=True)
@@ -87,7 +87,9 @@ class Deployment:
                     "MOCK_UPSTREAM_KEY": MOCK_CREDENTIAL, **env}
         self.env.pop("GATEHOUSE_DATABASE_URL", None)
         self.env.pop("GATEHOUSE_POLICY", None)
-        self.db = Database(f"sqlite:///{home / 'gatehouse.db'}")
+        if database_url:
+            self.env["GATEHOUSE_DATABASE_URL"] = database_url
+        self.db = Database(database_url or f"sqlite:///{home / 'gatehouse.db'}")
         self.db.upgrade()
         service.add_person(self.db, ACTOR, "owner@example.com", team="platform")
         service.add_person(self.db, ACTOR, "researcher@example.com", team="research")

@@ -114,3 +114,21 @@ def test_upstream_stream_passes_through(client):
 def test_embeddings_pass_through_to_an_upstream_that_has_them(client):
     result = client.embeddings.create(model="mock-chat", input=["a", "b"])
     assert [item.index for item in result.data] == [0, 1]
+
+
+def test_a_client_that_goes_away_frees_the_engine(client, gateway):
+    import time
+
+    import httpx
+
+    body = {"model": "busy-small", "messages": HELLO, "max_tokens": 400, "stream": True}
+    headers = {"authorization": f"Bearer {client.api_key}"}
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        next(response.iter_bytes())
+    # busy-small has no queue: it answers 429 until the abandoned generation has stopped
+    deadline = time.monotonic() + 3
+    small = {"model": "busy-small", "messages": HELLO, "max_tokens": 2}
+    while httpx.post(f"{gateway.url}/v1/chat/completions", json=small, headers=headers).status_code != 200:
+        assert time.monotonic() < deadline, "the abandoned stream kept the engine busy"
+        time.sleep(0.05)

@@ -3,11 +3,14 @@
 import time
 
 import httpx
+import pytest
 
 from helpers import cli, start_gateway
 
 
-def test_revocation_reaches_every_worker_within_a_second(tmp_path, mock_upstream, shared_models_dir, logs):
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_revocation_reaches_every_worker_within_a_second(store, request, tmp_path, mock_upstream,
+                                                         shared_models_dir, logs):
     from conftest import Deployment, wait_until_accepted
 
     policy = f"""
@@ -19,7 +22,8 @@ aliases:
 grants:
   - {{name: all-dev, subjects: [{{environment: dev}}], aliases: [chat]}}
 """
-    home = Deployment(tmp_path / "home", policy, shared_models_dir)
+    database_url = request.getfixturevalue("postgres_server").create_database() if store == "postgresql" else None
+    home = Deployment(tmp_path / "home", policy, shared_models_dir, database_url=database_url)
     home.identity("two-worker-app")
     key = home.key("two-worker-app")
     gateway = start_gateway(home.env, logs, workers=2, name="revocation")

@@ -69,15 +69,17 @@ def init() -> None:
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    from gatehouse.engines.model_files import ensure_builtin_model
+    from gatehouse.app import build_engines
     from gatehouse.policy.activation import record_activation
+    from gatehouse.policy.compiled import CompiledPolicy
     from gatehouse.policy.loader import load_policy
+    from gatehouse.store.db import Database
 
     loaded = load_policy(config.policy_path)
     open_db().dispose()
-    if any(d.engine == "embedded" and not d.model_path for d in loaded.document.deployments.values()):
-        ensure_builtin_model(config.models_dir)
-    from gatehouse.store.db import Database
+    # Fail here, with one clear line, rather than in every worker: a missing credential,
+    # an embedded model that cannot be found.
+    build_engines(CompiledPolicy(loaded), config)
 
     db = Database(config.database_url)
     if record_activation(db, local_actor(), loaded, str(config.policy_path)):
