@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# Installs the server binaries the integration tests start themselves (PostgreSQL, Redis).
+# Installs the server binaries the integration tests start themselves (PostgreSQL).
 # The tests start and stop their own throwaway servers; nothing here starts a service.
 set -euo pipefail
 
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; }
-have_redis() { command -v redis-server >/dev/null 2>&1; }
 
 missing=()
 have_postgres || missing+=(postgresql)
-have_redis || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,6 +21,5 @@ echo "installing test services: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged services on install; the tests run their own instances.
+# Debian starts the packaged service on install; the tests run their own instance.
 $SUDO service postgresql stop >/dev/null 2>&1 || true
-$SUDO service redis-server stop >/dev/null 2>&1 || true

@@ -52,10 +52,20 @@ class Settings:
         path = self.home / "pepper"
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            draft = path.with_name(f".pepper.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+            try:
+                os.link(draft, path)  # atomic and exclusive: a racing process keeps its own or ours
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        pepper = path.read_text().strip()
+        if not pepper:
+            raise ValueError(f"{path} is empty: restore it from backup (every key hash depends on it)")
+        return pepper.encode()
 
 
 def local_actor() -> str:

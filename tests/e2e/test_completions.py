@@ -1,5 +1,7 @@
 """Real completions from the embedded model through a real gateway, with the stock openai SDK."""
 
+import pytest
+
 from conftest import DEV_ALIASES
 
 HELLO = [{"role": "user", "content": "Write a short sentence about the sea."}]
@@ -121,14 +123,28 @@ def test_a_client_that_goes_away_frees_the_engine(client, gateway):
 
     import httpx
 
-    body = {"model": "busy-small", "messages": HELLO, "max_tokens": 400, "stream": True}
     headers = {"authorization": f"Bearer {client.api_key}"}
-    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, headers=headers) as response:
+    url = f"{gateway.url}/v1/completions"
+    # At temperature 0 this prompt runs on to max_tokens (checked here): about 6 s of work
+    # that an abandoned request must not keep doing.
+    long = {"model": "busy-small", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 400, "temperature": 0}
+    premise = httpx.post(url, json=long, headers=headers, timeout=60).json()
+    assert premise["usage"]["completion_tokens"] == 400 and premise["choices"][0]["finish_reason"] == "length"
+    small = {"model": "busy-small", "prompt": "hello", "max_tokens": 2}
+
+    def engine_frees_within(seconds):
+        deadline = time.monotonic() + seconds
+        while httpx.post(url, json=small, headers=headers).status_code != 200:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    with httpx.stream("POST", url, json={**long, "stream": True}, headers=headers) as response:
         assert response.status_code == 200
         next(response.iter_bytes())
-    # busy-small has no queue: it answers 429 until the abandoned generation has stopped
-    deadline = time.monotonic() + 3
-    small = {"model": "busy-small", "messages": HELLO, "max_tokens": 2}
-    while httpx.post(f"{gateway.url}/v1/chat/completions", json=small, headers=headers).status_code != 200:
-        assert time.monotonic() < deadline, "the abandoned stream kept the engine busy"
-        time.sleep(0.05)
+    assert engine_frees_within(2), "the abandoned stream kept the engine busy"
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=long, headers=headers, timeout=0.5)
+    assert engine_frees_within(2), "the abandoned request kept the engine busy"

@@ -76,6 +76,7 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     from gatehouse.store.db import Database
 
     loaded = load_policy(config.policy_path)
+    config.pepper()  # created here, once, rather than raced for by the workers
     open_db().dispose()
     # Fail here, with one clear line, rather than in every worker: a missing credential,
     # an embedded model that cannot be found.

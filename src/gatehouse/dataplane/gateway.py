@@ -7,11 +7,12 @@ database is touched only by background tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -26,10 +27,46 @@ from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
 
 JSON = "application/json"
+T = TypeVar("T")
 
 
 def _request_id() -> str:
     return "req_" + secrets.token_hex(12)
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes the body generator as soon as the response ends, however it ends.
+
+    Starlette cancels a stream whose client went away, but can leave the generator suspended
+    until garbage collection; closing it at once is what frees the engine at once.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first (answer 499)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ApiError(499, "the client closed the connection", "client_disconnected")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class Gateway:
@@ -109,8 +146,8 @@ class Gateway:
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             try:
-                deployment, reply, attempts = await dispatch(
-                    self.policy.route(alias), self.engines, endpoint, body, stream)
+                deployment, reply, attempts = await _unless_disconnected(
+                    request, dispatch(self.policy.route(alias), self.engines, endpoint, body, stream))
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
@@ -140,8 +177,8 @@ class Gateway:
             record["latency_ms"] = record["ttft_ms"] = (time.perf_counter() - started) * 1000
             self.records.add(record)
             return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
-        return StreamingResponse(self._relay(reply, record, started), media_type="text/event-stream",
-                                 headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+        return ClosingStreamingResponse(self._relay(reply, record, started), media_type="text/event-stream",
+                                        headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def _relay(self, reply: EngineReply, record: dict[str, Any], started: float) -> AsyncIterator[bytes]:
         assert reply.stream is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gatehouse.dataplane.errors import ApiError
 
@@ -20,11 +20,14 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         if int(declared) > max_bytes:
             raise ApiError(413, f"request body is {declared} bytes; the limit is {max_bytes}", "request_too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, f"request body is over the limit of {max_bytes} bytes", "request_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, f"request body is over the limit of {max_bytes} bytes", "request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(499, "the client closed the connection while sending the body", "client_disconnected") from None
     raw = b"".join(chunks)
     if not raw:
         raise ApiError(400, "request body is empty: send a JSON object", "invalid_json")

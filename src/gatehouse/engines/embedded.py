@@ -8,6 +8,7 @@ from, or turns into 429). Continuous batching replaces this in its own module.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
 from gatehouse.engines.base import SSE_DONE, EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage, sse_event
 from gatehouse.engines.chat_template import MessageError, gemma_chat_tokens
@@ -139,12 +141,7 @@ class EmbeddedEngine:
         chat = endpoint == "chat/completions"
         usage = Usage(prompt_tokens=len(tokens))
         if not stream:
-            try:
-                result = await asyncio.to_thread(self._llama.create_completion, tokens, max_tokens=max_tokens, **params)
-            finally:
-                self._lock.release()
-            usage.completion_tokens = result["usage"]["completion_tokens"]
-            return EngineReply(body=self._final_body(result, chat, usage), usage=usage)
+            return await self._complete(tokens, max_tokens, params, chat, usage)
         # From here the stream owns the lock: it is released when the generation thread ends.
         stream_iter = self._stream(tokens, max_tokens, params, chat, usage, body)
         first = await stream_iter.__anext__()
@@ -158,6 +155,24 @@ class EmbeddedEngine:
                 await stream_iter.aclose()
 
         return EngineReply(stream=relay(), usage=usage)
+
+    async def _complete(self, tokens: list[int], max_tokens: int, params: dict[str, Any], chat: bool,
+                        usage: Usage) -> EngineReply:
+        """Generate the whole answer on a thread. The lock is released when the thread ends,
+        not when the caller stops waiting: a caller that went away stops it at the next token."""
+        cancelled = threading.Event()
+        work = functools.partial(self._llama.create_completion, tokens, max_tokens=max_tokens,
+                                 stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: cancelled.is_set()]),
+                                 **params)
+        future = asyncio.get_running_loop().run_in_executor(None, work)
+        future.add_done_callback(lambda _future: self._lock.release())
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        usage.completion_tokens = result["usage"]["completion_tokens"]
+        return EngineReply(body=self._final_body(result, chat, usage), usage=usage)
 
     def _final_body(self, result: dict[str, Any], chat: bool, usage: Usage) -> dict[str, Any]:
         choice = result["choices"][0]
@@ -197,7 +212,7 @@ class EmbeddedEngine:
         def produce() -> None:
             try:
                 for chunk in self._llama.create_completion(tokens, max_tokens=max_tokens, stream=True,
-                                                           logits_processor=[count], **params):
+                                                           logits_processor=LogitsProcessorList([count]), **params):
                     if cancelled.is_set():
                         break
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
