@@ -8,6 +8,7 @@ import pytest
 
 from gatehouse.config import Settings
 from gatehouse.store.db import Database
+
 from postgres import PostgresServer
 
 

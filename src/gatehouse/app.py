@@ -105,8 +105,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "policy_version": policy.version, "keys_revision": keys.revision,
                              "worker_pid": os.getpid()})
 
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     routes = [
         Route("/healthz", health),
+        Route("/metrics", metrics),
         Route("/v1/models", gateway.list_models),
         Route("/v1/models/{model:path}", gateway.get_model),
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),

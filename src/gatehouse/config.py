@@ -27,7 +27,7 @@ class Settings:
     max_body_bytes: int
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         home = Path(os.environ.get("GATEHOUSE_HOME") or Path.home() / ".gatehouse").expanduser()
         database_url = os.environ.get("GATEHOUSE_DATABASE_URL") or f"sqlite:///{home / 'gatehouse.db'}"
         policy_path = Path(os.environ.get("GATEHOUSE_POLICY") or home / "policy.yaml").expanduser()

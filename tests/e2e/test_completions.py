@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import DEV_ALIASES
+from gateway_support import DEV_ALIASES
 
 HELLO = [{"role": "user", "content": "Write a short sentence about the sea."}]
 

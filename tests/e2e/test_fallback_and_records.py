@@ -29,8 +29,9 @@ def test_fallback_happens_before_the_first_streamed_byte(client):
 
 def test_decision_records_are_flushed_on_graceful_shutdown(tmp_path, mock_upstream, refused_port,
                                                            shared_models_dir, logs):
-    from conftest import Deployment, wait_until_accepted
     from openai import OpenAI
+
+    from gateway_support import Deployment, wait_until_accepted
 
     policy = f"""
 version: 1
@@ -69,7 +70,7 @@ grants:
     connection.close()
     by_id = {row[0]: row for row in rows}
     assert set(ids) <= set(by_id) and len(rows) == 4
-    for request_id, stream in zip(ids, (False, True, False)):
+    for request_id, stream in zip(ids, (False, True, False), strict=True):
         _, identity, key_id, alias, deployment, fallbacks, version, status, streamed, prompt, completion, latency = by_id[request_id]
         assert (identity, key_id, alias, deployment, status) == ("recorded-app", key[4:16], "chat", "ok", 200)
         assert fallbacks == '["bad=http_503"]' and version == home.policy_version

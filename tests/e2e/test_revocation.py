@@ -11,7 +11,7 @@ from helpers import cli, start_gateway
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_revocation_reaches_every_worker_within_a_second(store, request, tmp_path, mock_upstream,
                                                          shared_models_dir, logs):
-    from conftest import Deployment, wait_until_accepted
+    from gateway_support import Deployment, wait_until_accepted
 
     policy = f"""
 version: 1

@@ -1,7 +1,7 @@
 """The data plane's in-memory key table, loaded incrementally from the store."""
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -90,7 +90,7 @@ async def test_records_and_last_used_are_written_in_batches(setup):
     writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
     writer.start(table.take_last_used)
     for index in range(3):
-        writer.add({"request_id": f"req_{index}", "ts": datetime.now(timezone.utc), "identity": "app",
+        writer.add({"request_id": f"req_{index}", "ts": datetime.now(UTC), "identity": "app",
                     "key_id": credential.id, "endpoint": "chat/completions", "alias": "a", "deployment": "d",
                     "fallbacks": ["x=http_500"], "policy_version": "sha256:x", "status": 200, "error_code": None,
                     "stream": False, "prompt_tokens": 3, "completion_tokens": 4, "latency_ms": 1.5, "ttft_ms": 1.0})

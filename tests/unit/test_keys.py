@@ -3,7 +3,14 @@ import re
 import pytest
 
 from gatehouse.identity.keys import (
-    KEY_LENGTH, KEY_PATTERN, MalformedKey, checksum, generate_key, hash_secret, parse_key, secret_matches,
+    KEY_LENGTH,
+    KEY_PATTERN,
+    MalformedKey,
+    checksum,
+    generate_key,
+    hash_secret,
+    parse_key,
+    secret_matches,
 )
 
 

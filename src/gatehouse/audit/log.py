@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ def append(session: Session, actor: str, action: str, target: str, details: dict
     """Add one entry to the chain inside the caller's transaction."""
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
     seq = head.seq + 1
-    ts = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    ts = datetime.now(UTC).isoformat(timespec="microseconds")
     details_text = canonical_json(details or {})
     digest = entry_hash(seq, ts, actor, action, target, details_text, head.hash)
     entry = AuditEntry(seq=seq, ts=ts, actor=actor, action=action, target=target,

@@ -27,3 +27,71 @@ def mock_upstream(
                             slow_seconds=slow_seconds)
     console.print(f"mock upstream on http://{host}:{port}/v1 (behaviours: http://{host}:{port}/<behaviour>/v1)")
     uvicorn.run(create_mock_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _fmt(value, digits: int = 1) -> str:  # type: ignore[no-untyped-def]
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("engine")
+def engine(
+    concurrency: str = typer.Option("1,2,4,8,16", "--concurrency", help="Comma-separated closed-loop levels."),
+    requests: int = typer.Option(16, "--requests", min=1, help="Requests per level (at least the level)."),
+    max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="Tokens generated per request."),
+    compare_server: bool = typer.Option(True, "--compare-server/--no-compare-server",
+                                        help="Also measure llama_cpp.server (needs pip install 'llama-cpp-python[server]')."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for every system (default: llama.cpp's)."),
+    model_path: str = typer.Option(None, "--model", help="GGUF file (default: the built-in Gemma 3 270M)."),
+    json_out: str = typer.Option(None, "--json", help="Also write the report as JSON to this file."),
+) -> None:
+    """Benchmark the embedded engine: throughput, TTFT and inter-token latency per concurrency,
+    against llama_cpp.server and a raw batched-decode loop, plus the prefix cache's TTFT effect."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from gatehouse.bench.engine_bench import run_engine_bench
+    from gatehouse.config import Settings
+    from gatehouse.engines.model_files import ensure_builtin_model
+
+    levels = [int(part) for part in concurrency.split(",") if part.strip()]
+    if not levels or any(level < 1 for level in levels):
+        console.print("[red]error:[/] --concurrency takes positive integers, e.g. 1,2,4,8")
+        raise typer.Exit(1)
+    if compare_server:
+        try:
+            import llama_cpp.server  # noqa: F401
+        except ImportError:
+            console.print("[red]error:[/] llama_cpp.server is not installed: "
+                          "pip install 'llama-cpp-python[server]', or pass --no-compare-server")
+            raise typer.Exit(1) from None
+    path = model_path or str(ensure_builtin_model(Settings.from_env().models_dir))
+    report = run_engine_bench(str(Path(path).resolve()), levels, requests, max_tokens, compare_server, threads,
+                              lambda message: console.print(f"[dim]… {message}[/]"))
+    table = Table(title=f"Embedded engine, {max_tokens} tokens per request", header_style="bold")
+    for column in ("system", "concurrency", "requests", "errors", "output tok/s", "TTFT p50 ms", "TTFT p99 ms",
+                   "ITL p50 ms", "ITL p99 ms"):
+        table.add_column(column, justify="right" if column != "system" else "left")
+    for level in report.levels:
+        table.add_row(level.system, str(level.concurrency), str(level.requests), str(level.errors),
+                      _fmt(level.tokens_per_second), _fmt(level.ttft_p50_ms), _fmt(level.ttft_p99_ms),
+                      _fmt(level.itl_p50_ms), _fmt(level.itl_p99_ms))
+    console.print(table)
+    for level in levels:
+        parts = [f"{name} = {_fmt(value, 2)}×" for name, value in report.ratios(level).items() if value is not None]
+        if parts and level > 1:
+            console.print(f"concurrency {level}: " + "; ".join(parts))
+    if report.prefix is not None:
+        prefix = report.prefix
+        console.print(f"shared system prompt ({prefix.prompt_tokens} tokens): cold TTFT {prefix.cold_ttft_ms:.0f} ms, "
+                      f"warm TTFT p50 {_fmt(percentile_of(prefix.warm_ttft_ms), 0)} ms, cached tokens "
+                      f"{prefix.cached_tokens}, speed-up {_fmt(prefix.speedup, 1)}×")
+    if json_out:
+        Path(json_out).write_bytes(report.to_json())
+        console.print(f"report written to {json_out}")
+
+
+def percentile_of(values):  # type: ignore[no-untyped-def]
+    from gatehouse.bench.stats import percentile
+
+    return percentile(values, 50)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, open_db, print_json, print_table, settings
+from gatehouse.cli.common import (
+    JsonOption,
+    console,
+    err_console,
+    handles_errors,
+    open_db,
+    print_json,
+    print_table,
+    settings,
+)
 from gatehouse.config import local_actor
 from gatehouse.durations import parse_duration
 from gatehouse.identity import service

@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -130,7 +130,7 @@ class Gateway:
         headers = {"x-gatehouse-request-id": request_id, "x-gatehouse-policy-version": self.policy.version,
                    "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
         record: dict[str, Any] = {
-            "request_id": request_id, "ts": datetime.now(timezone.utc), "identity": None, "key_id": None,
+            "request_id": request_id, "ts": datetime.now(UTC), "identity": None, "key_id": None,
             "endpoint": endpoint, "alias": None, "deployment": None, "fallbacks": [],
             "policy_version": self.policy.version, "status": 200, "error_code": None, "stream": False,
             "prompt_tokens": None, "completion_tokens": None, "latency_ms": 0.0, "ttft_ms": None,
@@ -147,7 +147,8 @@ class Gateway:
             record["stream"] = stream
             try:
                 deployment, reply, attempts = await _unless_disconnected(
-                    request, dispatch(self.policy.route(alias), self.engines, endpoint, body, stream))
+                    request, dispatch(self.policy.route(alias), self.engines, endpoint, body, stream,
+                                      principal.identity.name))
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -55,7 +55,7 @@ class RecordWriter:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             await self.flush_records()
@@ -106,5 +106,5 @@ class RecordWriter:
             for key_id, moment in used.items():
                 session.execute(
                     update(Credential).where(Credential.id == key_id)
-                    .values(last_used_at=datetime.fromtimestamp(moment, timezone.utc))
+                    .values(last_used_at=datetime.fromtimestamp(moment, UTC))
                 )

@@ -5,8 +5,8 @@ from gatehouse.engines.base import (
     EngineBusy,
     EngineFailure,
     EngineReply,
-    Usage,
     UpstreamRejected,
+    Usage,
 )
 
 __all__ = ["Engine", "EngineBusy", "EngineFailure", "EngineReply", "Usage", "UpstreamRejected"]

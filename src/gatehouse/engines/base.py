@@ -76,7 +76,9 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool) -> EngineReply: ...
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
+        """``caller`` names who is asking (the identity), for engines that share fairly."""
+        ...
 
 
 def sse_event(payload: bytes) -> bytes:

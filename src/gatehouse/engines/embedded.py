@@ -1,15 +1,13 @@
-"""The embedded engine: llama.cpp in process (llama-cpp-python), one request at a time.
+"""The embedded engine: llama.cpp in process, with continuous batching.
 
-A simple first version: one context, generation on a worker thread, a bounded wait queue
-(a full queue answers "busy", which the router treats like any failure and falls back
-from, or turns into 429). Continuous batching replaces this in its own module.
+The HTTP side of the engine: it checks and tokenises a request, hands it to the
+:class:`~gatehouse.engines.scheduler.Scheduler` (which owns the model on its own thread),
+and turns the scheduler's events into OpenAI responses or SSE streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,32 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
 from gatehouse.engines.base import SSE_DONE, EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage, sse_event
 from gatehouse.engines.chat_template import MessageError, gemma_chat_tokens
+from gatehouse.engines.scheduler import Failed, Finished, Generation, QueueFull, Scheduler, ShuttingDown, Token
 from gatehouse.policy.schema import Deployment, EmbeddedSettings
+from gatehouse.telemetry.engine_metrics import EngineMetrics
 
 DEFAULT_MAX_TOKENS = 512
-_SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 64}
+SHUTDOWN_DRAIN_SECONDS = 20.0
 
 
-def _sampling(body: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name, default in _SAMPLING_DEFAULTS.items():
-        value = body.get(name)
-        params[name] = default if value is None else value
-    if params["top_k"] <= 0:
-        params["top_k"] = 0
-    for name in ("presence_penalty", "frequency_penalty"):
-        if body.get(name) is not None:
-            params[name] = float(body[name])
-    if body.get("seed") is not None:
-        params["seed"] = int(body["seed"])
+def sampling_params(body: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from gatehouse.engines.llama_native import SamplingParams
+
     stop = body.get("stop")
-    if stop:
-        params["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    return params
+    return SamplingParams(
+        temperature=float(body["temperature"]) if body.get("temperature") is not None else 1.0,
+        top_p=float(body["top_p"]) if body.get("top_p") is not None else 1.0,
+        top_k=int(body["top_k"]) if body.get("top_k") is not None else 64,
+        seed=int(body["seed"]) if body.get("seed") is not None else None,
+        presence_penalty=float(body.get("presence_penalty") or 0.0),
+        frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+        stop=tuple([stop] if isinstance(stop, str) else (stop or ())),
+    )
 
 
 class EmbeddedEngine:
@@ -51,9 +47,9 @@ class EmbeddedEngine:
         self.deployment = deployment
         self.settings = deployment.settings or EmbeddedSettings()
         self.model_path = model_path
-        self._llama: Any = None
-        self._lock = asyncio.Lock()
-        self._waiting = 0
+        self.model: Any = None
+        self.scheduler: Scheduler | None = None
+        self.metrics = EngineMetrics(name)
 
     def supports(self, endpoint: str) -> bool:
         return endpoint in ("chat/completions", "completions")
@@ -62,31 +58,32 @@ class EmbeddedEngine:
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        from llama_cpp import Llama
+        from gatehouse.engines.llama_native import NativeModel
 
-        self._llama = Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.settings.context_size,
-            n_batch=self.settings.batch_size,
-            n_threads=self.settings.threads,
-            verbose=False,
+        settings = self.settings
+        self.model = NativeModel(str(self.model_path))
+        self.scheduler = Scheduler(
+            self.model, slots=settings.slots, context_size=settings.context_size,
+            batch_size=settings.batch_size, threads=settings.threads, max_waiting=settings.max_waiting,
+            prefill_chunk=settings.prefill_chunk, observer=self.metrics.observe,
         )
+        self.metrics.bind(self.scheduler)
 
     async def close(self) -> None:
-        llama, self._llama = self._llama, None
-        if llama is not None:
-            async with self._lock:
-                llama.close()
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.stop, SHUTDOWN_DRAIN_SECONDS)
+        if self.model is not None:
+            self.model.close()
+            self.model = None
 
-    # -- request preparation ------------------------------------------------------------
-
-    def _tokenize(self, text: str, special: bool) -> list[int]:
-        return self._llama.tokenize(text.encode(), add_bos=False, special=special)
+    # -- request preparation ----------------------------------------------------------------
 
     def _prompt_tokens(self, endpoint: str, body: dict[str, Any]) -> list[int]:
+        model = self.model
         if endpoint == "chat/completions":
             try:
-                return gemma_chat_tokens(body["messages"], self._tokenize, self._llama.token_bos())
+                return gemma_chat_tokens(body["messages"], model.tokenize, model.bos)
             except MessageError as exc:
                 raise UpstreamRejected(400, str(exc), "invalid_value", "messages") from None
         prompt = body.get("prompt")
@@ -95,11 +92,10 @@ class EmbeddedEngine:
                 raise UpstreamRejected(400, "this deployment takes one prompt per request", "invalid_value", "prompt")
             prompt = prompt[0]
         if isinstance(prompt, list):  # already tokens
-            vocabulary = self._llama.n_vocab()
-            if not all(0 <= token < vocabulary for token in prompt):
-                raise UpstreamRejected(400, f"token ids must be from 0 to {vocabulary - 1}", "invalid_value", "prompt")
-            return [self._llama.token_bos(), *prompt]
-        return [self._llama.token_bos(), *self._tokenize(prompt, False)]
+            if not all(0 <= token < model.n_vocab for token in prompt):
+                raise UpstreamRejected(400, f"token ids must be from 0 to {model.n_vocab - 1}", "invalid_value", "prompt")
+            return [model.bos, *prompt]
+        return [model.bos, *model.tokenize(prompt, False)]
 
     def _budget(self, prompt_tokens: list[int], body: dict[str, Any]) -> int:
         context = self.settings.context_size
@@ -119,147 +115,106 @@ class EmbeddedEngine:
                 "context_length_exceeded", "max_tokens")
         return int(requested)
 
-    # -- serving ----------------------------------------------------------------------------
+    # -- serving ------------------------------------------------------------------------------
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool) -> EngineReply:
-        if self._llama is None:
-            raise EngineFailure("connect", "embedded engine is not loaded")
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
+        scheduler = self.scheduler
+        if scheduler is None or self.model is None:
+            raise EngineFailure("connect", "embedded engine is not running")
         if not self.supports(endpoint):
             raise EngineFailure("unsupported", f"embedded engine does not serve /v1/{endpoint}")
         if (body.get("n") or 1) != 1:
             raise UpstreamRejected(400, "this deployment supports n=1 only", "unsupported_value", "n")
         tokens = self._prompt_tokens(endpoint, body)
         max_tokens = self._budget(tokens, body)
-        params = _sampling(body)
-        if self._lock.locked() and self._waiting >= self.settings.max_waiting:
-            raise EngineBusy(f"{self._waiting} requests already waiting")
-        self._waiting += 1
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        generation = Generation(tokens, max_tokens, sampling_params(body), caller,
+                                lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
         try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
+            scheduler.submit(generation)
+        except QueueFull:
+            raise EngineBusy(f"{scheduler.waiting} requests already waiting") from None
+        except ShuttingDown:
+            raise EngineFailure("connect", "embedded engine is shutting down") from None
+        try:
+            first = await events.get()
+        except asyncio.CancelledError:
+            generation.cancelled.set()
+            raise
+        if isinstance(first, Failed):
+            raise EngineFailure(first.kind, first.message)
         chat = endpoint == "chat/completions"
         usage = Usage(prompt_tokens=len(tokens))
-        if not stream:
-            return await self._complete(tokens, max_tokens, params, chat, usage)
-        # From here the stream owns the lock: it is released when the generation thread ends.
-        stream_iter = self._stream(tokens, max_tokens, params, chat, usage, body)
-        first = await stream_iter.__anext__()
+        if stream:
+            return EngineReply(stream=self._stream(first, events, generation, chat, usage, body), usage=usage)
+        return await self._collect(first, events, generation, chat, usage)
 
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                yield first
-                async for event in stream_iter:
-                    yield event
-            finally:
-                await stream_iter.aclose()
-
-        return EngineReply(stream=relay(), usage=usage)
-
-    async def _complete(self, tokens: list[int], max_tokens: int, params: dict[str, Any], chat: bool,
-                        usage: Usage) -> EngineReply:
-        """Generate the whole answer on a thread. The lock is released when the thread ends,
-        not when the caller stops waiting: a caller that went away stops it at the next token."""
-        cancelled = threading.Event()
-        work = functools.partial(self._llama.create_completion, tokens, max_tokens=max_tokens,
-                                 stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: cancelled.is_set()]),
-                                 **params)
-        future = asyncio.get_running_loop().run_in_executor(None, work)
-        future.add_done_callback(lambda _future: self._lock.release())
+    async def _next(self, events: asyncio.Queue[Any], generation: Generation) -> Any:
         try:
-            result = await asyncio.shield(future)
+            event = await events.get()
         except asyncio.CancelledError:
-            cancelled.set()
+            generation.cancelled.set()
             raise
-        usage.completion_tokens = result["usage"]["completion_tokens"]
-        return EngineReply(body=self._final_body(result, chat, usage), usage=usage)
+        if isinstance(event, Failed):
+            generation.cancelled.set()
+            raise EngineFailure("stream_interrupted" if event.kind != "shutting_down" else event.kind, event.message)
+        return event
 
-    def _final_body(self, result: dict[str, Any], chat: bool, usage: Usage) -> dict[str, Any]:
-        choice = result["choices"][0]
-        usage_body = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                      "total_tokens": (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)}
+    async def _collect(self, event: Any, events: asyncio.Queue[Any], generation: Generation, chat: bool,
+                       usage: Usage) -> EngineReply:
+        parts = []
+        while isinstance(event, Token):
+            parts.append(event.text)
+            event = await self._next(events, generation)
+        assert isinstance(event, Finished)
+        usage.completion_tokens = event.completion_tokens
+        text, reason = "".join(parts), event.reason
+        usage_body = self._usage_body(event)
+        created, model = int(time.time()), self.deployment.model
         if chat:
-            return {
-                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.deployment.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": choice["text"]},
-                             "logprobs": None, "finish_reason": choice["finish_reason"]}],
-                "usage": usage_body,
-            }
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": self.deployment.model,
-            "choices": [{"index": 0, "text": choice["text"], "logprobs": None, "finish_reason": choice["finish_reason"]}],
-            "usage": usage_body,
-        }
+            body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": created,
+                    "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                                 "logprobs": None, "finish_reason": reason}], "usage": usage_body}
+        else:
+            body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
+                    "usage": usage_body}
+        return EngineReply(body=body, usage=usage)
 
-    async def _stream(self, tokens: list[int], max_tokens: int, params: dict[str, Any], chat: bool,
+    @staticmethod
+    def _usage_body(event: Finished) -> dict[str, Any]:
+        return {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+                "total_tokens": event.prompt_tokens + event.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": event.cached_tokens}}
+
+    async def _stream(self, event: Any, events: asyncio.Queue[Any], generation: Generation, chat: bool,
                       usage: Usage, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """Run generation on a thread and turn its chunks into OpenAI SSE events.
-
-        The engine lock is held until the generation thread ends; closing this generator
-        (the caller went away) tells the thread to stop after the current token.
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
-        sampled = [0]
-
-        def count(_input_ids: Any, logits: Any) -> Any:
-            sampled[0] += 1
-            return logits
-
-        def produce() -> None:
-            try:
-                for chunk in self._llama.create_completion(tokens, max_tokens=max_tokens, stream=True,
-                                                           logits_processor=LogitsProcessorList([count]), **params):
-                    if cancelled.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except Exception as exc:  # surfaced to the async side
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        created = int(time.time())
-        model = self.deployment.model
+        created, model = int(time.time()), self.deployment.model
+        head = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created, "model": model}
 
-        def event(choice: dict[str, Any], extra: dict[str, Any] | None = None) -> bytes:
-            payload = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                       "created": created, "model": model, "choices": [choice] if choice else []}
-            if extra:
-                payload.update(extra)
-            return sse_event(orjson.dumps(payload))
+        def chunk(text: str | None, reason: str | None = None, role: bool = False) -> bytes:
+            if chat:
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else (
+                    {"content": text} if text else {})
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            else:
+                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
+            return sse_event(orjson.dumps({**head, "choices": [choice]}))
 
-        worker = loop.run_in_executor(None, produce)
-        worker.add_done_callback(lambda _future: self._lock.release())
         try:
             if chat:
-                yield event({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                             "finish_reason": None})
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, Exception):
-                    raise EngineFailure("engine_error", type(item).__name__)
-                choice = item["choices"][0]
-                text, reason = choice.get("text") or "", choice.get("finish_reason")
-                if reason is not None:
-                    usage.completion_tokens = max(0, sampled[0] - (1 if reason == "stop" else 0))
-                if chat:
-                    delta = {"content": text} if text else {}
-                    if text or reason:
-                        yield event({"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason})
-                elif text or reason:
-                    yield event({"index": 0, "text": text, "logprobs": None, "finish_reason": reason})
-            if usage.completion_tokens is None:
-                usage.completion_tokens = sampled[0]
+                yield chunk(None, role=True)
+            while isinstance(event, Token):
+                yield chunk(event.text)
+                event = await self._next(events, generation)
+            assert isinstance(event, Finished)
+            usage.completion_tokens = event.completion_tokens
+            yield chunk(None, event.reason)
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield event({}, {"usage": {
-                    "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                    "total_tokens": (usage.prompt_tokens or 0) + usage.completion_tokens}})
+                yield sse_event(orjson.dumps({**head, "choices": [], "usage": self._usage_body(event)}))
             yield SSE_DONE
         finally:
-            cancelled.set()  # a caller that went away frees the engine after the current token
+            generation.cancelled.set()  # no-op when finished; frees the slot when the caller left

@@ -77,7 +77,7 @@ class OpenAIUpstream:
     def __repr__(self) -> str:  # never show the credential
         return f"OpenAIUpstream({self.name!r}, {self.deployment.url!r})"
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool) -> EngineReply:
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
         assert self._client is not None, "engine not started"
         body = dict(body, model=self.deployment.model)
         caller_wants_usage = False
@@ -90,7 +90,7 @@ class OpenAIUpstream:
         try:
             response = await asyncio.wait_for(self._client.send(request, stream=True),
                                               self.deployment.timeouts.first_token)
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException):
             raise EngineFailure("timeout", "no response before the first-token timeout") from None
         except httpx.TransportError as exc:
             raise EngineFailure("connect", type(exc).__name__) from None
@@ -108,7 +108,7 @@ class OpenAIUpstream:
                 try:
                     content = await asyncio.wait_for(response.aread(), self.deployment.timeouts.first_token)
                     data = orjson.loads(content)
-                except (asyncio.TimeoutError, httpx.TimeoutException):
+                except (TimeoutError, httpx.TimeoutException):
                     raise EngineFailure("timeout", "response body did not arrive in time") from None
                 except httpx.TransportError as exc:
                     raise EngineFailure("connect", type(exc).__name__) from None
@@ -142,7 +142,7 @@ class OpenAIUpstream:
             pending = await asyncio.wait_for(next_events(), self.deployment.timeouts.first_token)
         except StopAsyncIteration:
             raise EngineFailure("bad_response", "stream ended before its first event") from None
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException):
             raise EngineFailure("timeout", "no first token before the first-token timeout") from None
         except httpx.TransportError as exc:
             raise EngineFailure("connect", type(exc).__name__) from None

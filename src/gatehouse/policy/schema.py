@@ -26,7 +26,7 @@ class CredentialRef(Strict):
     file: str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "CredentialRef":
+    def _exactly_one(self) -> CredentialRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (an environment variable name) or 'file' (a path)")
         return self
@@ -39,10 +39,13 @@ class Timeouts(Strict):
 
 
 class EmbeddedSettings(Strict):
-    context_size: int = Field(2048, ge=128, le=131072)
+    slots: int = Field(8, ge=1, le=64, description="sequences decoded together (continuous batching)")
+    context_size: int = Field(2048, ge=128, le=131072, description="tokens per sequence: prompt + completion")
     threads: int | None = Field(None, ge=1, le=256)
-    batch_size: int = Field(512, ge=8, le=8192)
-    max_waiting: int = Field(32, ge=0, le=10000, description="queued requests before 429")
+    batch_size: int = Field(512, ge=8, le=8192, description="tokens per decode step")
+    prefill_chunk: int = Field(128, ge=1, le=8192,
+                               description="prompt tokens per step while other sequences are decoding")
+    max_waiting: int = Field(64, ge=0, le=10000, description="queued requests before 429")
 
 
 class Deployment(Strict):
@@ -64,7 +67,7 @@ class Deployment(Strict):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
-    def _engine_fields(self) -> "Deployment":
+    def _engine_fields(self) -> Deployment:
         if self.engine == "embedded":
             if self.url or self.credential:
                 raise ValueError("an embedded deployment takes no 'url' or 'credential'")
@@ -99,7 +102,7 @@ class Subject(Strict):
     labels: dict[str, str] | None = None
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "Subject":
+    def _not_empty(self) -> Subject:
         if not (self.identity or self.team or self.environment or self.labels):
             raise ValueError("a subject needs at least one of identity, team, environment, labels")
         return self

@@ -51,6 +51,7 @@ async def dispatch(
     endpoint: str,
     body: dict[str, Any],
     stream: bool,
+    caller: str = "",
 ) -> tuple[str, EngineReply, list[Attempt]]:
     """Returns the deployment that answered, its reply, and the failed attempts before it."""
     attempts: list[Attempt] = []
@@ -61,7 +62,7 @@ async def dispatch(
             attempts.append(Attempt(name, "unsupported"))
             continue
         try:
-            reply = await engine.call(endpoint, body, stream)
+            reply = await engine.call(endpoint, body, stream, caller)
         except EngineBusy as busy:
             attempts.append(Attempt(name, "busy"))
             retry_after = busy.retry_after

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus) for the data plane and the engines."""
