@@ -68,6 +68,8 @@ class LevelResult:
     itl_p50_ms: float | None
     itl_p99_ms: float | None
     errors: int = 0
+    # while every worker still had requests to send (no tail of a half-empty batch)
+    steady_tokens_per_second: float | None = None
 
 
 @dataclass
@@ -101,7 +103,8 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"server at {url} did not start")
 
 
-async def stream_one(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]) -> RequestTiming:
+async def stream_one(client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any],
+                     arrivals: list[float] | None = None) -> RequestTiming:
     started = time.perf_counter()
     first: float | None = None
     last = started
@@ -118,6 +121,8 @@ async def stream_one(client: httpx.AsyncClient, url: str, headers: dict[str, str
             choices = data.get("choices") or []
             if choices and (choices[0].get("text") or (choices[0].get("delta") or {}).get("content")):
                 now = time.perf_counter()
+                if arrivals is not None:
+                    arrivals.append(now)
                 if first is None:
                     first = now
                 else:
@@ -136,8 +141,10 @@ async def closed_loop(system: str, base_url: str, key: str, model: str, concurre
     url = f"{base_url}/v1/completions"
     headers = {"authorization": f"Bearer {key}"}
     timings: list[RequestTiming] = []
+    arrivals: list[float] = []
     errors = 0
     counter = iter(range(requests))
+    drained_at: list[float] = []  # when the first worker found no more work: load falls off after it
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal errors
@@ -145,9 +152,10 @@ async def closed_loop(system: str, base_url: str, key: str, model: str, concurre
             body = {"model": model, "prompt": PROMPTS[index % len(PROMPTS)], "max_tokens": max_tokens,
                     "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
             try:
-                timings.append(await stream_one(client, url, headers, body))
+                timings.append(await stream_one(client, url, headers, body, arrivals))
             except (httpx.HTTPError, RuntimeError):
                 errors += 1
+        drained_at.append(time.perf_counter())
 
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
@@ -157,8 +165,11 @@ async def closed_loop(system: str, base_url: str, key: str, model: str, concurre
     tokens = sum(t.tokens for t in timings)
     ttfts = [t.ttft * 1000 for t in timings]
     itls = [i * 1000 for t in timings for i in t.itls]
+    steady_end = min(drained_at) if drained_at else started + seconds
+    steady = sum(1 for moment in arrivals if moment <= steady_end) / max(steady_end - started, 1e-9)
     return LevelResult(system, concurrency, len(timings), tokens, seconds, tokens / seconds if seconds else 0.0,
-                       percentile(ttfts, 50), percentile(ttfts, 99), percentile(itls, 50), percentile(itls, 99), errors)
+                       percentile(ttfts, 50), percentile(ttfts, 99), percentile(itls, 50), percentile(itls, 99), errors,
+                       steady_tokens_per_second=steady)
 
 
 def raw_decode_ceiling(model_path: str, sequences: int, steps: int, threads: int | None) -> LevelResult:
@@ -192,11 +203,11 @@ def raw_decode_ceiling(model_path: str, sequences: int, steps: int, threads: int
         model.close()
     total = sequences * steps
     return LevelResult("raw-decode", sequences, sequences, total, seconds, total / seconds, None, None,
-                       seconds / steps * 1000, None)
+                       seconds / steps * 1000, None, steady_tokens_per_second=total / seconds)
 
 
 @contextlib.contextmanager
-def gatehouse_server(model_path: str, slots: int, threads: int | None) -> Iterator[tuple[str, str]]:
+def gatehouse_server(model_path: str, slots: int, threads: int) -> Iterator[tuple[str, str]]:
     """A throwaway ``gatehouse serve`` with the embedded engine; yields (base URL, key)."""
     from datetime import timedelta
 
@@ -204,7 +215,6 @@ def gatehouse_server(model_path: str, slots: int, threads: int | None) -> Iterat
     from gatehouse.store.db import Database
 
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as home:
-        threads_line = f"\n      threads: {threads}" if threads else ""
         Path(home, "policy.yaml").write_text(textwrap.dedent(f"""\
             version: 1
             deployments:
@@ -212,10 +222,7 @@ def gatehouse_server(model_path: str, slots: int, threads: int | None) -> Iterat
                 engine: embedded
                 model: bench
                 model_path: {model_path}
-                settings:
-                  slots: {slots}
-                  context_size: 2048
-                  max_waiting: 256{threads_line}
+                settings: {{slots: {slots}, context_size: 2048, max_waiting: 256, threads: {threads}}}
             aliases:
               bench: {{route: [embedded]}}
             grants:
@@ -236,7 +243,12 @@ def gatehouse_server(model_path: str, slots: int, threads: int | None) -> Iterat
         process = subprocess.Popen([sys.executable, "-m", "gatehouse.cli.main", "serve", "--port", str(port),
                                     "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for(f"http://127.0.0.1:{port}/healthz", process)
+            try:
+                wait_for(f"http://127.0.0.1:{port}/healthz", process)
+            except RuntimeError as exc:
+                log.flush()
+                tail = Path(home, "serve.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"gatehouse serve did not start: {exc}\n{tail}") from None
             yield f"http://127.0.0.1:{port}", key
         finally:
             process.terminate()
@@ -245,12 +257,12 @@ def gatehouse_server(model_path: str, slots: int, threads: int | None) -> Iterat
 
 
 @contextlib.contextmanager
-def llama_cpp_server(model_path: str, threads: int | None) -> Iterator[str]:
+def llama_cpp_server(model_path: str, threads: int) -> Iterator[str]:
     port = free_port()
+    # --interrupt_requests False: queue concurrent requests instead of cutting the running one off
     args = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--port", str(port),
-            "--n_ctx", "2048", "--verbose", "False"]
-    if threads:
-        args += ["--n_threads", str(threads)]
+            "--n_ctx", "2048", "--verbose", "False", "--interrupt_requests", "False",
+            "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(f"http://127.0.0.1:{port}/v1/models", process)
@@ -301,7 +313,7 @@ class EngineBenchReport:
     def ratios(self, at: int) -> dict[str, float | None]:
         ours, single = self.by("gatehouse", at), self.by("gatehouse", 1)
         raw, server = self.by("raw-decode", at), self.by("llama_cpp.server", at)
-        tps = lambda level: level.tokens_per_second if level else None  # noqa: E731
+        tps = lambda level: level.steady_tokens_per_second if level else None  # noqa: E731
         return {
             f"gatehouse@{at} / gatehouse@1": ratio(tps(ours), tps(single)),
             f"gatehouse@{at} / raw-decode@{at}": ratio(tps(ours), tps(raw)),
@@ -317,6 +329,9 @@ class EngineBenchReport:
 
 def run_engine_bench(model_path: str, levels: Sequence[int], requests_per_level: int, max_tokens: int,
                      compare_server: bool, threads: int | None, progress) -> EngineBenchReport:  # type: ignore[no-untyped-def]
+    from gatehouse.engines.llama_native import available_cpus
+
+    threads = threads or available_cpus()  # the same for every system measured
     results: list[LevelResult] = []
     settings = {"levels": list(levels), "requests_per_level": requests_per_level, "max_tokens": max_tokens,
                 "threads": threads, "cpus": os.cpu_count(), "model": Path(model_path).name}
@@ -326,7 +341,7 @@ def run_engine_bench(model_path: str, levels: Sequence[int], requests_per_level:
         for level in levels:
             progress(f"gatehouse, concurrency {level}")
             results.append(asyncio.run(closed_loop("gatehouse", url, key, "bench", level,
-                                                   max(requests_per_level, level), max_tokens)))
+                                                   max(requests_per_level, 4 * level), max_tokens)))
         progress("gatehouse, shared system prompt")
         prefix = asyncio.run(prefix_effect(url, key, "bench", 4))
     if compare_server:
@@ -335,7 +350,7 @@ def run_engine_bench(model_path: str, levels: Sequence[int], requests_per_level:
             for level in levels:
                 progress(f"llama_cpp.server, concurrency {level}")
                 results.append(asyncio.run(closed_loop("llama_cpp.server", url, "none", "bench", level,
-                                                       max(requests_per_level, level), max_tokens)))
+                                                       max(requests_per_level, 4 * level), max_tokens)))
     for level in levels:
         progress(f"raw decode loop, {level} sequences")
         results.append(raw_decode_ceiling(model_path, level, max_tokens, threads))

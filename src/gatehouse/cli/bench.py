@@ -36,7 +36,7 @@ def _fmt(value, digits: int = 1) -> str:  # type: ignore[no-untyped-def]
 @app.command("engine")
 def engine(
     concurrency: str = typer.Option("1,2,4,8,16", "--concurrency", help="Comma-separated closed-loop levels."),
-    requests: int = typer.Option(16, "--requests", min=1, help="Requests per level (at least the level)."),
+    requests: int = typer.Option(16, "--requests", min=1, help="Requests per level (at least 4 × the level)."),
     max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="Tokens generated per request."),
     compare_server: bool = typer.Option(True, "--compare-server/--no-compare-server",
                                         help="Also measure llama_cpp.server (needs pip install 'llama-cpp-python[server]')."),
@@ -66,15 +66,21 @@ def engine(
                           "pip install 'llama-cpp-python[server]', or pass --no-compare-server")
             raise typer.Exit(1) from None
     path = model_path or str(ensure_builtin_model(Settings.from_env().models_dir))
-    report = run_engine_bench(str(Path(path).resolve()), levels, requests, max_tokens, compare_server, threads,
-                              lambda message: console.print(f"[dim]… {message}[/]"))
-    table = Table(title=f"Embedded engine, {max_tokens} tokens per request", header_style="bold")
-    for column in ("system", "concurrency", "requests", "errors", "output tok/s", "TTFT p50 ms", "TTFT p99 ms",
+    try:
+        report = run_engine_bench(str(Path(path).resolve()), levels, requests, max_tokens, compare_server, threads,
+                                  lambda message: console.print(f"[dim]… {message}[/]"))
+    except RuntimeError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    table = Table(title=f"Embedded engine, {max_tokens} tokens per request; ratios use steady tok/s",
+                  header_style="bold")
+    for column in ("system", "conc.", "requests", "errors", "tok/s", "steady tok/s", "TTFT p50 ms", "TTFT p99 ms",
                    "ITL p50 ms", "ITL p99 ms"):
         table.add_column(column, justify="right" if column != "system" else "left")
     for level in report.levels:
         table.add_row(level.system, str(level.concurrency), str(level.requests), str(level.errors),
-                      _fmt(level.tokens_per_second), _fmt(level.ttft_p50_ms), _fmt(level.ttft_p99_ms),
+                      _fmt(level.tokens_per_second), _fmt(level.steady_tokens_per_second),
+                      _fmt(level.ttft_p50_ms), _fmt(level.ttft_p99_ms),
                       _fmt(level.itl_p50_ms), _fmt(level.itl_p99_ms))
     console.print(table)
     for level in levels:

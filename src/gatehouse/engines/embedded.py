@@ -41,6 +41,11 @@ def sampling_params(body: dict[str, Any]):  # type: ignore[no-untyped-def]
     )
 
 
+def _put_all(events: list[tuple[Generation, Any]]) -> None:
+    for generation, event in events:
+        generation.sink.put_nowait(event)
+
+
 class EmbeddedEngine:
     def __init__(self, name: str, deployment: Deployment, model_path: Path) -> None:
         self.name = name
@@ -50,12 +55,19 @@ class EmbeddedEngine:
         self.model: Any = None
         self.scheduler: Scheduler | None = None
         self.metrics = EngineMetrics(name)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def supports(self, endpoint: str) -> bool:
         return endpoint in ("chat/completions", "completions")
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._load)
+
+    def _deliver(self, events: list[tuple[Generation, Any]]) -> None:
+        """Called on the scheduler thread with one step's events."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_put_all, events)
 
     def _load(self) -> None:
         from gatehouse.engines.llama_native import NativeModel
@@ -65,7 +77,7 @@ class EmbeddedEngine:
         self.scheduler = Scheduler(
             self.model, slots=settings.slots, context_size=settings.context_size,
             batch_size=settings.batch_size, threads=settings.threads, max_waiting=settings.max_waiting,
-            prefill_chunk=settings.prefill_chunk, observer=self.metrics.observe,
+            prefill_chunk=settings.prefill_chunk, deliver=self._deliver, observer=self.metrics.observe,
         )
         self.metrics.bind(self.scheduler)
 
@@ -127,10 +139,8 @@ class EmbeddedEngine:
             raise UpstreamRejected(400, "this deployment supports n=1 only", "unsupported_value", "n")
         tokens = self._prompt_tokens(endpoint, body)
         max_tokens = self._budget(tokens, body)
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
-        generation = Generation(tokens, max_tokens, sampling_params(body), caller,
-                                lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+        generation = Generation(tokens, max_tokens, sampling_params(body), caller, events)
         try:
             scheduler.submit(generation)
         except QueueFull:

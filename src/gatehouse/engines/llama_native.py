@@ -7,6 +7,7 @@ the package is pinned to an exact version for that reason.
 from __future__ import annotations
 
 import ctypes
+import os
 from dataclasses import dataclass
 
 import llama_cpp
@@ -21,6 +22,14 @@ def _discard_log(level, text, user_data):  # type: ignore[no-untyped-def]
 def silence_llama_logs() -> None:
     """llama.cpp prints hundreds of lines per context to stderr; Gatehouse logs its own."""
     llama_cpp.llama_log_set(_discard_log, ctypes.c_void_p(0))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (llama.cpp's own default oversubscribes small machines)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class NativeModel:
@@ -95,9 +104,7 @@ class BatchContext:
         params.n_batch = batch_size
         params.n_ubatch = batch_size
         params.n_seq_max = slots
-        if threads:
-            params.n_threads = threads
-            params.n_threads_batch = threads
+        params.n_threads = params.n_threads_batch = threads or available_cpus()
         params.kv_unified = False
         params.swa_full = True
         params.no_perf = True

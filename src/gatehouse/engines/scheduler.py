@@ -67,7 +67,7 @@ class Generation:
     max_tokens: int
     sampling: SamplingParams
     caller: str
-    on_event: Callable[[Event], None]
+    sink: Any  # where the engine wants this generation's events; the scheduler only passes it on
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
     cached_tokens: int = 0
@@ -113,6 +113,7 @@ class SchedulerStats:
 class Scheduler:
     def __init__(self, model: NativeModel, *, slots: int, context_size: int, batch_size: int,
                  threads: int | None, max_waiting: int, prefill_chunk: int,
+                 deliver: Callable[[list[tuple[Generation, Event]]], None],
                  observer: Callable[[str, float], None] | None = None) -> None:
         self.model = model
         self.context_size = context_size
@@ -122,6 +123,8 @@ class Scheduler:
         self.slots = [Slot(seq) for seq in range(slots)]
         self.stats = SchedulerStats()
         self._observe = observer or (lambda name, value: None)
+        self._deliver = deliver
+        self._outbox: list[tuple[Generation, Event]] = []
         self._waiting: OrderedDict[str, deque[Generation]] = OrderedDict()
         self._n_waiting = 0
         self._lock = threading.Condition()
@@ -163,8 +166,8 @@ class Scheduler:
             self._waiting.clear()
             self._n_waiting = 0
             self._lock.notify()
-        for generation in waiting:
-            generation.on_event(Failed("shutting_down", "the engine is shutting down"))
+        if waiting:
+            self._deliver([(g, Failed("shutting_down", "the engine is shutting down")) for g in waiting])
         deadline = time.monotonic() + drain_timeout
         while self.running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -206,7 +209,18 @@ class Scheduler:
             except Exception as exc:  # a failed decode must not take the engine down
                 log.error("embedded engine step failed: %s", exc)
                 self._fail_active("engine_error", str(exc))
+            self._flush()
         self._fail_active("shutting_down", "the engine stopped before this generation finished")
+        self._flush()
+
+    def _emit(self, generation: Generation, event: Event) -> None:
+        self._outbox.append((generation, event))
+
+    def _flush(self) -> None:
+        """Hand a whole step's events over at once: one wake-up of the caller's loop per step."""
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            self._deliver(outbox)
 
     def _admit(self) -> None:
         for slot in self.slots:
@@ -309,7 +323,7 @@ class Scheduler:
         self._observe("generated_tokens", 1)
         text = slot.text.feed(self.model.piece(token))
         if text:
-            generation.on_event(Token(text))
+            self._emit(generation, Token(text))
         if slot.text.stopped:
             self._finish(slot, "stop")
         elif generation.completion_tokens >= generation.max_tokens:
@@ -323,8 +337,8 @@ class Scheduler:
         if slot.text is not None and reason != "cancelled":
             rest = slot.text.finish()
             if rest:
-                generation.on_event(Token(rest))
-        generation.on_event(Finished(reason, len(generation.prompt), generation.completion_tokens,
+                self._emit(generation, Token(rest))
+        self._emit(generation, Finished(reason, len(generation.prompt), generation.completion_tokens,
                                      generation.cached_tokens))
         if slot.pending:  # stopped while reading the prompt: what was read stays cached
             slot.pending = []
@@ -335,7 +349,7 @@ class Scheduler:
     def _fail_active(self, kind: str, message: str) -> None:
         for slot in self.slots:
             if slot.generation is not None:
-                slot.generation.on_event(Failed(kind, message))
+                self._emit(slot.generation, Failed(kind, message))
                 slot.generation, slot.sampler, slot.text, slot.next_token = None, None, None, None
                 slot.pending, slot.feeding, slot.logits_index = [], [], None
             self.ctx.forget(slot.seq, 0)

@@ -41,7 +41,7 @@ class Timeouts(Strict):
 class EmbeddedSettings(Strict):
     slots: int = Field(8, ge=1, le=64, description="sequences decoded together (continuous batching)")
     context_size: int = Field(2048, ge=128, le=131072, description="tokens per sequence: prompt + completion")
-    threads: int | None = Field(None, ge=1, le=256)
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads (default: every CPU this process may use)")
     batch_size: int = Field(512, ge=8, le=8192, description="tokens per decode step")
     prefill_chunk: int = Field(128, ge=1, le=8192,
                                description="prompt tokens per step while other sequences are decoding")
