@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # llama-cpp-python compiles llama.cpp; use both cores, and pip's wheel cache afterwards.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install demo test services lint clean
+.PHONY: install demo test services lint bench-engine clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ services:
 
 test: install services
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check src tests
+
+bench-engine: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/gatehouse bench engine --json engine-report.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
