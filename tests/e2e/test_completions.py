@@ -52,14 +52,10 @@ def test_temperature_zero_is_deterministic(client):
 
 
 def test_stop_sequence_cuts_the_text(client):
-    unstopped = client.completions.create(model="chat-small", prompt="1, 2, 3, 4,", max_tokens=12, temperature=0)
-    text = unstopped.choices[0].text
-    assert len(text) > 3
-    stop = text[2:4]
     stopped = client.completions.create(model="chat-small", prompt="1, 2, 3, 4,", max_tokens=12, temperature=0,
-                                        stop=[stop])
+                                        stop=[" 7"])
     assert stopped.choices[0].finish_reason == "stop"
-    assert stopped.choices[0].text == text[:text.index(stop)]
+    assert stopped.choices[0].text == " 5, 6,"
 
 
 def test_chat_streams_token_by_token(client):

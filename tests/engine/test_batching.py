@@ -1,6 +1,7 @@
 """Continuous batching on the real embedded model."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -51,20 +52,33 @@ def test_sequences_in_one_batch_never_see_each_other(engine, loop):
         assert text.startswith(expected[prompt]), (prompt, text)
 
 
-def test_each_sequence_samples_with_its_own_seed(shared_models_dir, loop):
-    """A fresh engine (no cached prefixes) given twins: the same seed draws the same sample,
-    other seeds draw others. A sampler or RNG shared between sequences would break both."""
-    engine = make_engine(shared_models_dir, slots=4)
-    loop.run_until_complete(engine.start())
-    try:
-        def seeded(seed):
-            return complete(engine, "My favourite animal is", temperature=1.5, top_k=0, seed=seed)
+def test_each_sequence_samples_with_its_own_seed(shared_models_dir):
+    """Samplers are per sequence and seeded per request: from the same logits, the same seed
+    draws the same tokens and other seeds draw others."""
+    from gatehouse.engines.embedded import sampling_params
+    from gatehouse.engines.llama_native import BatchContext, NativeModel, make_sampler
+    from gatehouse.engines.model_files import builtin_model_path
 
-        replies = texts(loop.run_until_complete(all_of(seeded(1234), seeded(1234), seeded(99), seeded(7))))
+    params = sampling_params({"temperature": 1.5, "top_k": 0, "top_p": 1.0, "seed": 1234})
+    assert (params.temperature, params.top_k, params.seed) == (1.5, 0, 1234)
+    model = NativeModel(str(builtin_model_path(shared_models_dir)))
+    context = BatchContext(model, 1, 256, 64, None)
+    try:
+        prompt = [model.bos, *model.tokenize("My favourite animal is", False)]
+        context.clear_batch()
+        for position, token in enumerate(prompt):
+            last = context.add(token, position, 0, position == len(prompt) - 1)
+        context.decode()
+
+        def draws(seed):
+            sampler = make_sampler(sampling_params({"temperature": 1.5, "top_k": 0, "seed": seed}), model.n_vocab, 0)
+            return [context.sample(sampler, last) for _ in range(12)]
+
+        assert draws(1234) == draws(1234)
+        assert len({tuple(draws(1234)), tuple(draws(99)), tuple(draws(7))}) == 3
     finally:
-        loop.run_until_complete(engine.close())
-    assert replies[0] == replies[1]
-    assert len({replies[0], replies[2], replies[3]}) == 3
+        context.close()
+        model.close()
 
 
 def test_max_tokens_is_exact(engine, loop):
@@ -73,15 +87,15 @@ def test_max_tokens_is_exact(engine, loop):
 
 
 def test_stop_sequences_cut_exactly_and_never_leak(engine, loop):
-    full = loop.run_until_complete(complete(engine, "1, 2, 3, 4, 5, 6,", max_tokens=20)).body["choices"][0]["text"]
-    stop = full[4:7]
-    reply = loop.run_until_complete(complete(engine, "1, 2, 3, 4, 5, 6,", max_tokens=20, stop=[stop, "zzz"]))
-    assert reply.body["choices"][0]["text"] == full[:full.index(stop)]
+    prompt = "1, 2, 3, 4, 5, 6,"  # the model counts on: " 7, 8, 9, 10, …"
+    reply = loop.run_until_complete(complete(engine, prompt, max_tokens=20, stop=[" 9", "zzz"]))
+    assert reply.body["choices"][0]["text"] == " 7, 8,"
     assert reply.body["choices"][0]["finish_reason"] == "stop"
-    events, _ = loop.run_until_complete(collect_stream(engine, {"prompt": "1, 2, 3, 4, 5, 6,", "max_tokens": 20,
-                                                                "temperature": 0, "stop": [stop]}))
-    streamed = b"".join(events).decode()
-    assert stop not in streamed.replace('"stop"', "")
+    events, _ = loop.run_until_complete(collect_stream(engine, {"prompt": prompt, "max_tokens": 20,
+                                                                "temperature": 0, "stop": [" 9"]}))
+    chunks = [json.loads(event[6:]) for event in events if event.startswith(b"data: {")]
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == " 7, 8,"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_prompt_over_the_context_is_refused(engine, loop):
