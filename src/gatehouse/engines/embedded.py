@@ -147,20 +147,15 @@ class EmbeddedEngine:
             raise EngineBusy(f"{scheduler.waiting} requests already waiting") from None
         except ShuttingDown:
             raise EngineFailure("connect", "embedded engine is shutting down") from None
-        try:
-            first = await events.get()
-        except asyncio.CancelledError:
-            generation.cancelled.set()
-            raise
-        if isinstance(first, Failed):
-            raise EngineFailure(first.kind, first.message)
+        first = await self._next(events, generation, started=False)
         chat = endpoint == "chat/completions"
         usage = Usage(prompt_tokens=len(tokens))
         if stream:
             return EngineReply(stream=self._stream(first, events, generation, chat, usage, body), usage=usage)
         return await self._collect(first, events, generation, chat, usage)
 
-    async def _next(self, events: asyncio.Queue[Any], generation: Generation) -> Any:
+    async def _next(self, events: asyncio.Queue[Any], generation: Generation, started: bool = True) -> Any:
+        """The next event; a caller that stops waiting cancels the generation."""
         try:
             event = await events.get()
         except asyncio.CancelledError:
@@ -168,7 +163,8 @@ class EmbeddedEngine:
             raise
         if isinstance(event, Failed):
             generation.cancelled.set()
-            raise EngineFailure("stream_interrupted" if event.kind != "shutting_down" else event.kind, event.message)
+            kind = "stream_interrupted" if started and event.kind != "shutting_down" else event.kind
+            raise EngineFailure(kind, event.message)
         return event
 
     async def _collect(self, event: Any, events: asyncio.Queue[Any], generation: Generation, chat: bool,

@@ -40,7 +40,7 @@ class NoDeploymentAnswered(Exception):
             return 429
         if reasons and reasons[-1] == "timeout":
             return 504
-        if reasons and all(reason in ("connect", "unsupported") for reason in reasons):
+        if reasons and all(reason in ("connect", "shutting_down", "unsupported") for reason in reasons):
             return 503
         return 502
 
