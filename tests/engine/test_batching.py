@@ -215,3 +215,11 @@ def test_metrics_are_exported(engine, loop):
     count = [line for line in text.splitlines()
              if line.startswith('gatehouse_engine_time_to_first_token_seconds_count{deployment="test-embedded"}')]
     assert float(count[0].split()[-1]) >= 1
+
+
+def test_unseeded_requests_draw_fresh_randomness(engine, loop):
+    def unseeded():
+        return complete(engine, "My favourite animal is", temperature=1.5, top_k=0)
+
+    answers = [texts([loop.run_until_complete(unseeded())])[0] for _ in range(3)]
+    assert len(set(answers)) == 3

@@ -17,6 +17,7 @@ flooding the engine cannot starve another.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
@@ -130,7 +131,6 @@ class Scheduler:
         self._lock = threading.Condition()
         self._accepting = True
         self._stopping = False
-        self._seed = int(time.time_ns() & 0xFFFFFFFF)
         self._thread = threading.Thread(target=self._run, name="gatehouse-scheduler", daemon=True)
         self._thread.start()
 
@@ -252,7 +252,8 @@ class Scheduler:
         target.pending = prompt[keep:]
         target.next_token = None
         target.generation = generation
-        target.sampler = make_sampler(generation.sampling, self.model.n_vocab, self._seed + target.seq)
+        # without a seed, every request draws its own randomness
+        target.sampler = make_sampler(generation.sampling, self.model.n_vocab, secrets.randbits(32))
         target.text = TextStream(generation.sampling.stop)
         generation.cached_tokens = keep
         self.stats.prefix_hit_tokens += keep
