@@ -42,6 +42,7 @@ def policy_text(mock: str, refused_port: int) -> str:
           mock-429: {{engine: openai, url: "{mock}/ratelimit/v1", model: m}}
           mock-400: {{engine: openai, url: "{mock}/reject400/v1", model: m}}
           mock-drop: {{engine: openai, url: "{mock}/drop/v1", model: m}}
+          mock-401: {{engine: openai, url: "{mock}/unauthorized/v1", model: m}}
           mock-slow:
             engine: openai
             url: {mock}/slow/v1
@@ -59,11 +60,14 @@ def policy_text(mock: str, refused_port: int) -> str:
           limited: {{route: [mock-429]}}
           rejecting: {{route: [mock-400]}}
           dropping: {{route: [mock-drop]}}
+          bad-credential: {{route: [mock-401, mock-ok]}}
+          only-bad-credential: {{route: [mock-401]}}
           secret-model: {{route: [mock-ok]}}
         grants:
           - name: dev-all
             subjects: [{{environment: dev}}]
-            aliases: [chat-small, busy-small, fallback-chat, mock-chat, broken, down, slow, limited, rejecting, dropping]
+            aliases: [chat-small, busy-small, fallback-chat, mock-chat, broken, down, slow, limited, rejecting, dropping,
+                      bad-credential, only-bad-credential]
           - name: research-only
             subjects: [{{team: research}}]
             aliases: [secret-model]
@@ -71,7 +75,7 @@ def policy_text(mock: str, refused_port: int) -> str:
 
 
 DEV_ALIASES = sorted(["chat-small", "busy-small", "fallback-chat", "mock-chat", "broken", "down", "slow",
-                      "limited", "rejecting", "dropping"])
+                      "limited", "rejecting", "dropping", "bad-credential", "only-bad-credential"])
 
 
 class Deployment:

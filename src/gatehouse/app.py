@@ -96,9 +96,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await records.stop(keys.take_last_used)
-            for engine in engines.values():
+            for engine in engines.values():  # drains running generations first
                 await engine.close()
+            await records.stop(keys.take_last_used)
             db.dispose()
 
     async def health(request: Request) -> Response:

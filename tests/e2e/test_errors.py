@@ -95,6 +95,9 @@ def test_404_for_an_unknown_model(client):
     (b'{"model": "chat-small", "messages": [{"role": "user", "content": "x"}], "stop": [1]}', "stop"),
     (b'{"model": "chat-small", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
     (b'{"model": "chat-small", "messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
+    (b'{"model": "chat-small", "messages": [{"role": ["user"], "content": "x"}]}', "messages[0].role"),
+    (b'{"model": "' + b"m" * 250 + b'", "messages": [{"role": "user", "content": "x"}]}', "model"),
+    (b'{"model": "a\\u0000b", "messages": [{"role": "user", "content": "x"}]}', "model"),
 ])
 def test_400_for_malformed_bodies(gateway, dev_key, body, param):
     response = raw_post(gateway, dev_key, body)
@@ -200,3 +203,13 @@ def test_unknown_routes_and_methods_answer_in_the_openai_shape(gateway, dev_key)
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     response = httpx.get(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {dev_key}"})
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_credential_the_upstream_refuses_falls_back_and_is_never_echoed(client):
+    raw = client.chat.completions.with_raw_response.create(model="bad-credential", messages=HELLO, max_tokens=2)
+    assert raw.headers["x-gatehouse-deployment"] == "mock-ok"
+    assert raw.headers["x-gatehouse-fallbacks"] == "mock-401=upstream_auth"
+    status, code, message, _ = error_of(lambda: client.chat.completions.create(model="only-bad-credential",
+                                                                               messages=HELLO))
+    assert (status, code) == (502, "upstream_unavailable")  # not 401: the caller's own key is fine
+    assert "sk-" not in message and "Incorrect API key" not in message

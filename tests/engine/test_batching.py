@@ -223,3 +223,30 @@ def test_unseeded_requests_draw_fresh_randomness(engine, loop):
 
     answers = [texts([loop.run_until_complete(unseeded())])[0] for _ in range(3)]
     assert len(set(answers)) == 3
+
+
+def test_the_waiting_limit_holds_under_a_burst_and_ignores_callers_who_left(shared_models_dir, loop):
+    engine = make_engine(shared_models_dir, slots=1, max_waiting=2)
+    loop.run_until_complete(engine.start())
+    try:
+        async def burst():
+            blocker = asyncio.ensure_future(complete(engine, "1, 2,", max_tokens=60, caller="a"))
+            await asyncio.sleep(0.3)
+            waiting = [asyncio.ensure_future(complete(engine, "3, 4,", max_tokens=2, caller=f"w{i}"))
+                       for i in range(10)]
+            await asyncio.sleep(0.05)
+            refused = [task for task in waiting if task.done() and isinstance(task.exception(), EngineBusy)]
+            assert len(refused) == 8  # exactly max_waiting got in
+            queued = [task for task in waiting if not task.done()]
+            for task in queued:
+                task.cancel()  # their callers leave
+            await asyncio.sleep(0.05)
+            again = [asyncio.ensure_future(complete(engine, "5, 6,", max_tokens=2, caller=f"n{i}")) for i in range(2)]
+            done = await asyncio.gather(*again, return_exceptions=True)
+            await blocker
+            return done
+
+        results = loop.run_until_complete(burst())
+        assert all(not isinstance(result, Exception) for result in results), results
+    finally:
+        loop.run_until_complete(engine.close())

@@ -116,3 +116,47 @@ def test_a_failing_audit_write_rolls_the_change_back(owned, monkeypatch):
     monkeypatch.undo()
     assert service.list_keys(owned, "billing-bot") == []
     assert service.describe_identity(owned, "billing-bot")["status"] == "active"
+
+
+def test_racing_changes_see_each_other(owned):
+    """Every write takes the change lock before its checks: of eight concurrent revocations of
+    one key exactly one wins, and a retire racing a resume never leaves the identity active."""
+    import threading
+
+    credential, _ = issue(owned, "billing-bot")
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def revoke():
+        barrier.wait()
+        try:
+            service.revoke_key(owned, ACTOR, credential.id)
+            outcomes.append("revoked")
+        except GatehouseError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=revoke) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused"] * 7 + ["revoked"]
+    assert audit_actions(owned).count("key.revoke") == 1
+
+    service.change_identity_status(owned, ACTOR, "billing-bot", "suspend")
+    barrier = threading.Barrier(2)
+
+    def act(action):
+        barrier.wait()
+        try:
+            service.change_identity_status(owned, ACTOR, "billing-bot", action)
+        except GatehouseError:
+            pass
+
+    racers = [threading.Thread(target=act, args=(action,)) for action in ("retire", "resume")]
+    for thread in racers:
+        thread.start()
+    for thread in racers:
+        thread.join()
+    # either resume then retire, or retire then a refused resume: retired in both orders
+    assert service.describe_identity(owned, "billing-bot")["status"] == "retired"

@@ -104,3 +104,19 @@ async def test_records_and_last_used_are_written_in_batches(setup):
         assert records[0].fallbacks == ["x=http_500"] and records[0].completion_tokens == 4
         assert session.get(Credential, credential.id).last_used_at is not None
     assert not table.refresh(db)  # last-used writes do not force workers to reload
+
+
+async def test_one_bad_record_does_not_hold_back_the_others(setup):
+    db, table, credential, _ = setup
+    writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
+    good = {"request_id": "req_good", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
+            "endpoint": "chat/completions", "alias": "a", "deployment": "d", "fallbacks": [],
+            "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
+            "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0}
+    bad = {**good, "request_id": "req_bad", "error_code": {"not": "a string"}}
+    writer.add(bad)
+    writer.add(good)
+    await writer.flush_records()
+    with db.read() as session:
+        stored = session.execute(select(DecisionRecord.request_id)).scalars().all()
+    assert stored == ["req_good"] and writer.rejected == 1

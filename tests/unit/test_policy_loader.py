@@ -88,6 +88,8 @@ def test_several_problems_are_reported_together():
     (GOOD.replace("credential: {env: VLLM_KEY}", "credential: {env: A, file: /b}"), "exactly one"),
     (GOOD.replace("    url: http://127.0.0.1:8000/v1\n", ""), "needs 'url'"),
     (GOOD.replace("subjects: [{environment: dev}]", "subjects: [{}]"), "at least one of"),
+    (GOOD.replace("model: gemma-3-270m\n", "model: gemma-3-270m\n    settings: {slots: 16, batch_size: 8}\n", 1),
+     "must be at least slots"),
 ])
 def test_invalid_documents(text, needle):
     assert any(needle in p for p in problems(text)), problems(text)

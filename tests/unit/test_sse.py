@@ -1,4 +1,4 @@
-from gatehouse.engines.openai_upstream import _split_events
+from gatehouse.engines.openai_upstream import _retry_after, _split_events
 
 
 def test_events_are_cut_at_blank_lines_whatever_the_chunking():
@@ -16,3 +16,7 @@ def test_incomplete_event_stays_in_the_buffer():
     buffer = bytearray(b'data: {"a":1}\n\ndata: {"b"')
     assert _split_events(buffer) == [b'data: {"a":1}\n\n']
     assert buffer == b'data: {"b"'
+
+
+def test_retry_after_is_parsed_defensively():
+    assert [_retry_after(v) for v in ("2", None, "", "soon", "\u00b2", "-5", "999999")] == [2, 1, 1, 1, 1, 1, 3600]

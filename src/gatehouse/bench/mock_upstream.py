@@ -7,6 +7,7 @@ URL, so one process can stand in for a healthy upstream and several broken ones:
 - ``fail500``, ``fail503``: answers with that status
 - ``ratelimit``: answers 429 with ``Retry-After: 2``
 - ``reject400``: refuses the request as a bad one
+- ``unauthorized``: answers 401, as an engine does to a wrong credential
 - ``slow``: waits ``slow_seconds`` before answering
 - ``badjson``: answers 200 with a body that is not JSON
 - ``drop``: closes the stream after the first tokens (a mid-stream failure)
@@ -30,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "slow", "badjson", "drop")
+BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "unauthorized", "slow", "badjson", "drop")
 
 
 @dataclass
@@ -70,6 +71,8 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
             response = _error(429, "mock rate limit", "rate_limit_exceeded")
             response.headers["retry-after"] = "2"
             return response
+        if behaviour == "unauthorized":
+            return _error(401, "Incorrect API key provided: sk-...abcd", "invalid_api_key")
         if behaviour == "reject400":
             return _error(400, "mock says this request is invalid", "invalid_value")
         if behaviour == "badjson":

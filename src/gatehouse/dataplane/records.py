@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import DBAPIError
 
 from gatehouse.store.db import Database
 from gatehouse.store.models import Credential, DecisionRecord
@@ -32,6 +33,7 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.dropped = 0
+        self.rejected = 0
 
     def add(self, record: dict[str, Any]) -> None:
         if len(self._buffer) >= MAX_BUFFER:
@@ -87,8 +89,21 @@ class RecordWriter:
             self._buffer.extendleft(reversed(batch))
 
     def _write_records(self, batch: list[dict[str, Any]]) -> None:
-        with self._db.write() as session:
-            session.execute(insert(DecisionRecord), batch)
+        try:
+            with self._db.write() as session:
+                session.execute(insert(DecisionRecord), batch)
+        except DBAPIError:
+            # One bad row must not hold back every record behind it: write the rest one by one.
+            rejected = 0
+            for record in batch:
+                try:
+                    with self._db.write() as session:
+                        session.execute(insert(DecisionRecord), [record])
+                except DBAPIError:
+                    rejected += 1
+            if rejected:
+                self.rejected += rejected
+                log.error("%d decision records could not be stored and were set aside", rejected)
 
     async def flush_last_used(self) -> None:
         if not self._last_used:

@@ -84,6 +84,8 @@ def check_model(body: dict) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "model: required, the name of a model alias (see GET /v1/models)", "missing_model", "model")
+    if len(model) > 200 or not model.isprintable():
+        raise ApiError(400, "model: an alias name is at most 200 printable characters", "invalid_value", "model")
     return model
 
 
@@ -95,7 +97,8 @@ def check_chat(body: dict) -> None:
         param = f"messages[{index}]"
         if not isinstance(message, dict):
             raise _bad(param, "must be an object with 'role' and 'content'")
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
             raise _bad(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):

@@ -224,3 +224,5 @@ class EmbeddedEngine:
             yield SSE_DONE
         finally:
             generation.cancelled.set()  # no-op when finished; frees the slot when the caller left
+            if usage.completion_tokens is None:
+                usage.completion_tokens = generation.completion_tokens

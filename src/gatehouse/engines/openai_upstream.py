@@ -8,6 +8,7 @@ caller who did not ask for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, Upstr
 from gatehouse.policy.schema import Deployment
 
 FALLBACK_STATUSES = {408, 409}
+log = logging.getLogger("gatehouse.upstream")
 
 
 def _split_events(buffer: bytearray) -> list[bytes]:
@@ -36,13 +38,22 @@ def _split_events(buffer: bytearray) -> list[bytes]:
         del buffer[: cut + size]
 
 
+def _retry_after(value: str | None) -> int:
+    try:
+        return max(1, min(int(value or "1"), 3600))
+    except ValueError:
+        return 1
+
+
 def _error_message(content: bytes) -> tuple[str, str | None, str | None]:
     try:
         data = orjson.loads(content)
         error = data.get("error", data) if isinstance(data, dict) else {}
         if isinstance(error, dict):
             message = error.get("message") or error.get("detail") or ""
-            return str(message)[:500] or "upstream refused the request", error.get("code"), error.get("param")
+            code, param = error.get("code"), error.get("param")
+            return (str(message)[:500] or "upstream refused the request",
+                    code[:64] if isinstance(code, str) else None, param[:200] if isinstance(param, str) else None)
         if isinstance(error, str):
             return error[:500], None, None
     except (orjson.JSONDecodeError, AttributeError):
@@ -98,8 +109,13 @@ class OpenAIUpstream:
             if response.status_code >= 400:
                 content = await response.aread()
                 if response.status_code == 429:
-                    retry_after = response.headers.get("retry-after", "1")
-                    raise EngineBusy("upstream rate limit", int(retry_after) if retry_after.isdigit() else 1)
+                    raise EngineBusy("upstream rate limit", _retry_after(response.headers.get("retry-after")))
+                if response.status_code in (401, 403):
+                    # Our credential towards the upstream failed: not the caller's fault, and the
+                    # upstream's message may quote part of that credential, so it is not passed on.
+                    log.error("deployment %s refused Gatehouse's credential (HTTP %d)", self.name,
+                              response.status_code)
+                    raise EngineFailure("upstream_auth", f"HTTP {response.status_code}")
                 if response.status_code >= 500 or response.status_code in FALLBACK_STATUSES:
                     raise EngineFailure(f"http_{response.status_code}")
                 message, code, param = _error_message(content)

@@ -140,8 +140,11 @@ class Scheduler:
         with self._lock:
             if not self._accepting:
                 raise ShuttingDown()
-            if self._n_waiting >= self.max_waiting and not self._has_free_slot():
-                raise QueueFull()
+            free = sum(1 for slot in self.slots if slot.generation is None)
+            if self._n_waiting >= self.max_waiting + free:
+                self._prune_cancelled()
+                if self._n_waiting >= self.max_waiting + free:
+                    raise QueueFull()
             self._waiting.setdefault(generation.caller, deque()).append(generation)
             self._n_waiting += 1
             self._lock.notify()
@@ -175,12 +178,21 @@ class Scheduler:
             self._stopping = True
             self._lock.notify()
         self._thread.join(timeout=30)
-        self.ctx.close()
+        if not self._thread.is_alive():  # never free the context under a running decode
+            self.ctx.close()
 
     # -- the scheduler thread ---------------------------------------------------------------
 
-    def _has_free_slot(self) -> bool:
-        return any(slot.generation is None for slot in self.slots)
+    def _prune_cancelled(self) -> None:
+        """Forget queued requests whose callers already left (they no longer count as waiting)."""
+        for caller in list(self._waiting):
+            queue = self._waiting[caller]
+            live = deque(g for g in queue if not g.cancelled.is_set())
+            self._n_waiting -= len(queue) - len(live)
+            if live:
+                self._waiting[caller] = live
+            else:
+                del self._waiting[caller]
 
     def _next_waiting(self) -> Generation | None:
         """Round-robin across callers; drops requests whose caller already left."""

@@ -68,10 +68,10 @@ def add_person(db: Database, actor: str, email: str, team: str | None = None, na
     if team is not None:
         _check_name("team", team)
     with db.write() as session:
+        revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         if session.execute(select(Person).where(Person.email == email)).scalar_one_or_none():
             raise Conflict(f"a person with e-mail {email!r} already exists")
-        person = Person(email=email, team=team, name=name, status="active", created_at=utcnow(),
-                        revision=bump_revision(session))
+        person = Person(email=email, team=team, name=name, status="active", created_at=utcnow(), revision=revision)
         session.add(person)
         session.flush()
         audit.append(session, actor, "person.add", f"person:{email}", {"team": team, "name": name})
@@ -110,6 +110,7 @@ def create_identity(
     if data_clearance not in DATA_CLASSES:
         raise GatehouseError(f"invalid data clearance {data_clearance!r}: one of {', '.join(DATA_CLASSES)}")
     with db.write() as session:
+        revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         owner = _person_by_email(session, owner_email)
         if owner.status != "active":
             raise GatehouseError(f"owner {owner.email} is {owner.status}: an identity needs an active owner")
@@ -127,8 +128,7 @@ def create_identity(
             name=name, owner_id=owner.id, backup_owner_id=backup.id if backup else None,
             team=team if team is not None else owner.team, environment=environment, purpose=purpose,
             data_clearance=data_clearance, labels=dict(labels or {}), status="active",
-            review_due_at=now + DEFAULT_REVIEW_INTERVAL, created_at=now, created_by=actor,
-            revision=bump_revision(session),
+            review_due_at=now + DEFAULT_REVIEW_INTERVAL, created_at=now, created_by=actor, revision=revision,
         )
         session.add(identity)
         session.flush()
@@ -178,10 +178,10 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
     """Suspend (keys stop working), resume, or retire (for good; every key is revoked)."""
     allowed_from, new_status = _TRANSITIONS[action]
     with db.write() as session:
+        revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         identity = _identity_by_name(session, name)
         if identity.status not in allowed_from:
             raise GatehouseError(f"cannot {action} identity {name!r}: it is {identity.status}")
-        revision = bump_revision(session)
         previous, identity.status, identity.revision = identity.status, new_status, revision
         revoked: list[str] = []
         if new_status == "retired":
@@ -218,6 +218,7 @@ def issue_key(
         if not scope or len(scope) > 200 or any(ch.isspace() for ch in scope):
             raise GatehouseError(f"invalid scope {scope!r}: a scope is a model alias name")
     with db.write() as session:
+        revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         identity = _identity_by_name(session, identity_name)
         if identity.status != "active":
             raise GatehouseError(f"identity {identity_name!r} is {identity.status}: keys are issued to active identities only")
@@ -228,7 +229,7 @@ def issue_key(
         credential = Credential(
             id=key.key_id, identity_id=identity.id, secret_hash=hash_secret(pepper, key),
             scopes=clean_scopes, status="active", created_at=now, created_by=actor,
-            expires_at=now + ttl, revision=bump_revision(session),
+            expires_at=now + ttl, revision=revision,
         )
         session.add(credential)
         session.flush()
@@ -273,12 +274,13 @@ def revoke_key(db: Database, actor: str, key_id: str, reason: str | None = None)
     if not KEY_ID_PATTERN.match(key_id or ""):
         raise GatehouseError(f"invalid key id {key_id!r}: a key id is the 12 characters after 'gth_'")
     with db.write() as session:
+        revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         key = session.get(Credential, key_id)
         if key is None:
             raise NotFound(f"no key with id {key_id!r}")
         if key.status == "revoked":
             raise GatehouseError(f"key {key_id} is already revoked")
-        _mark_revoked(key, actor, reason, bump_revision(session))
+        _mark_revoked(key, actor, reason, revision)
         identity = session.get(Identity, key.identity_id)
         audit.append(session, actor, "key.revoke", f"key:{key_id}",
                      {"identity": identity.name if identity else None, "reason": reason})

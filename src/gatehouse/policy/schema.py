@@ -47,6 +47,13 @@ class EmbeddedSettings(Strict):
                                description="prompt tokens per step while other sequences are decoding")
     max_waiting: int = Field(64, ge=0, le=10000, description="queued requests before 429")
 
+    @model_validator(mode="after")
+    def _batch_holds_every_slot(self) -> EmbeddedSettings:
+        if self.slots > self.batch_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be at least slots ({self.slots}): "
+                             "every decoding slot adds a token to each step's batch")
+        return self
+
 
 class Deployment(Strict):
     engine: EngineKind
