@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from gateway_support import Deployment  # noqa: E402
+from gateway_support import Deployment, mock_route_policy  # noqa: E402
 from helpers import start_gateway, start_mock_upstream  # noqa: E402
 
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
@@ -38,15 +38,7 @@ def median_ms(url: str, headers: dict[str, str], warmup: int = 50, samples: int 
 def main() -> None:
     logs = Path(tempfile.mkdtemp())
     mock = start_mock_upstream(logs)
-    policy = f"""
-version: 1
-deployments:
-  ok: {{engine: openai, url: "{mock.url}/ok/v1", model: m}}
-aliases:
-  chat: {{route: [ok]}}
-grants:
-  - {{name: g, subjects: [{{environment: dev}}], aliases: [chat]}}
-"""
+    policy = mock_route_policy(mock.url, "ok")
     home = Deployment(Path(tempfile.mkdtemp()) / "home", policy, Path(tempfile.mkdtemp()))
     home.identity("latency")
     key = home.key("latency")

@@ -74,6 +74,13 @@ def policy_text(mock: str, refused_port: int) -> str:
         """)
 
 
+def mock_route_policy(mock: str, *behaviours: str) -> str:
+    """One alias, ``chat``, routed through the mock upstream's behaviours in order, for dev."""
+    deployments = "\n".join(f'  {b}: {{engine: openai, url: "{mock}/{b}/v1", model: m}}' for b in behaviours)
+    return (f"version: 1\ndeployments:\n{deployments}\naliases:\n  chat: {{route: [{', '.join(behaviours)}]}}\n"
+            "grants:\n  - {name: all-dev, subjects: [{environment: dev}], aliases: [chat]}\n")
+
+
 DEV_ALIASES = sorted(["chat-small", "busy-small", "fallback-chat", "mock-chat", "broken", "down", "slow",
                       "limited", "rejecting", "dropping", "bad-credential", "only-bad-credential"])
 

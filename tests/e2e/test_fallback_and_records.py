@@ -31,18 +31,9 @@ def test_decision_records_are_flushed_on_graceful_shutdown(tmp_path, mock_upstre
                                                            shared_models_dir, logs):
     from openai import OpenAI
 
-    from gateway_support import Deployment, wait_until_accepted
+    from gateway_support import Deployment, mock_route_policy, wait_until_accepted
 
-    policy = f"""
-version: 1
-deployments:
-  ok: {{engine: openai, url: "{mock_upstream.url}/ok/v1", model: m}}
-  bad: {{engine: openai, url: "{mock_upstream.url}/fail503/v1", model: m}}
-aliases:
-  chat: {{route: [bad, ok]}}
-grants:
-  - {{name: all-dev, subjects: [{{environment: dev}}], aliases: [chat]}}
-"""
+    policy = mock_route_policy(mock_upstream.url, "fail503", "ok")
     home = Deployment(tmp_path / "home", policy, shared_models_dir)
     home.identity("recorded-app")
     key = home.key("recorded-app")
@@ -73,7 +64,7 @@ grants:
     for request_id, stream in zip(ids, (False, True, False), strict=True):
         _, identity, key_id, alias, deployment, fallbacks, version, status, streamed, prompt, completion, latency = by_id[request_id]
         assert (identity, key_id, alias, deployment, status) == ("recorded-app", key[4:16], "chat", "ok", 200)
-        assert fallbacks == '["bad=http_503"]' and version == home.policy_version
+        assert fallbacks == '["fail503=http_503"]' and version == home.policy_version
         assert bool(streamed) == stream and completion == 3 and prompt == 7 and latency > 0
     assert any(row[7] == 404 and row[3] == "nope" for row in rows)
     database_bytes = (home.home / "gatehouse.db").read_bytes()

@@ -11,17 +11,9 @@ from helpers import cli, start_gateway
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_revocation_reaches_every_worker_within_a_second(store, request, tmp_path, mock_upstream,
                                                          shared_models_dir, logs):
-    from gateway_support import Deployment, wait_until_accepted
+    from gateway_support import Deployment, mock_route_policy, wait_until_accepted
 
-    policy = f"""
-version: 1
-deployments:
-  ok: {{engine: openai, url: "{mock_upstream.url}/ok/v1", model: m}}
-aliases:
-  chat: {{route: [ok]}}
-grants:
-  - {{name: all-dev, subjects: [{{environment: dev}}], aliases: [chat]}}
-"""
+    policy = mock_route_policy(mock_upstream.url, "ok")
     database_url = request.getfixturevalue("postgres_server").create_database() if store == "postgresql" else None
     home = Deployment(tmp_path / "home", policy, shared_models_dir, database_url=database_url)
     home.identity("two-worker-app")
