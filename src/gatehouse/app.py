@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +30,36 @@ from gatehouse.store.db import Database
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
+
+
+def _announce_shutdown_to(engines: Iterable[Engine]) -> Callable[[], None]:
+    """Chain onto the server's SIGTERM/SIGINT handlers so engines hear of a shutdown when it
+    starts: uvicorn first waits for open requests, and requests queued in an engine should be
+    answered 503 at once rather than be served or cut off later. Returns a function that restores
+    the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    engines = list(engines)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: Any) -> None:
+        for engine in engines:
+            engine.begin_shutdown()
+        chained = previous[signum]
+        if callable(chained):
+            chained(signum, frame)
+        else:  # no server handler: behave as the signal would have without us
+            signal.signal(signum, chained if chained is not None else signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def build_engines(policy: CompiledPolicy, settings: Settings) -> dict[str, Engine]:
@@ -89,10 +122,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await engine.start()
         records.start(keys.take_last_used)
         refresher = asyncio.create_task(refresh_forever())
+        restore_signals = _announce_shutdown_to(engines.values())
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
+            restore_signals()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher

@@ -74,6 +74,10 @@ class Engine(Protocol):
 
     async def start(self) -> None: ...
 
+    def begin_shutdown(self) -> None:
+        """Called from a signal handler as the server starts draining; must be thread-safe."""
+        ...
+
     async def close(self) -> None: ...
 
     async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:

@@ -81,6 +81,11 @@ class EmbeddedEngine:
         )
         self.metrics.bind(self.scheduler)
 
+    def begin_shutdown(self) -> None:
+        """The server is going down: queued requests get their answer (503) now, not at the end."""
+        if self.scheduler is not None:
+            self.scheduler.begin_drain()
+
     async def close(self) -> None:
         scheduler, self.scheduler = self.scheduler, None
         if scheduler is not None:

@@ -81,6 +81,9 @@ class OpenAIUpstream:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         )
 
+    def begin_shutdown(self) -> None:
+        pass  # nothing queues here: in-flight requests finish as the server drains
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()

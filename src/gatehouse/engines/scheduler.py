@@ -161,8 +161,8 @@ class Scheduler:
         used = sum(len(slot.cached) + len(slot.pending) for slot in self.slots)
         return used / (self.context_size * len(self.slots))
 
-    def stop(self, drain_timeout: float) -> None:
-        """Refuse new work, fail what waits, let running generations finish (bounded)."""
+    def begin_drain(self) -> None:
+        """Refuse new work and fail what waits; running generations carry on. Thread-safe."""
         with self._lock:
             self._accepting = False
             waiting = [g for queue in self._waiting.values() for g in queue]
@@ -171,6 +171,10 @@ class Scheduler:
             self._lock.notify()
         if waiting:
             self._deliver([(g, Failed("shutting_down", "the engine is shutting down")) for g in waiting])
+
+    def stop(self, drain_timeout: float) -> None:
+        """Drain (see :meth:`begin_drain`), let running generations finish (bounded), stop."""
+        self.begin_drain()
         deadline = time.monotonic() + drain_timeout
         while self.running and time.monotonic() < deadline:
             time.sleep(0.05)
