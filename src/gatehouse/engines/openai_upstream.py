@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
@@ -66,7 +66,8 @@ class OpenAIUpstream:
         self.name = name
         self.deployment = deployment
         self._api_key = api_key
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._base = (deployment.url or "").rstrip("/")
 
     def supports(self, endpoint: str) -> bool:
         return True
@@ -74,85 +75,83 @@ class OpenAIUpstream:
     async def start(self) -> None:
         timeouts = self.deployment.timeouts
         headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.deployment.url or "",
+        self._session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            connector=aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.read),
+            skip_auto_headers=("User-Agent",),
         )
 
     def begin_shutdown(self) -> None:
         pass  # nothing queues here: in-flight requests finish as the server drains
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def __repr__(self) -> str:  # never show the credential
         return f"OpenAIUpstream({self.name!r}, {self.deployment.url!r})"
 
     async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
-        assert self._client is not None, "engine not started"
+        assert self._session is not None, "engine not started"
         body = dict(body, model=self.deployment.model)
         caller_wants_usage = False
         if stream:
             options = body.get("stream_options") or {}
             caller_wants_usage = bool(options.get("include_usage"))
             body["stream_options"] = {**options, "include_usage": True}
-        request = self._client.build_request("POST", f"/{endpoint}", content=orjson.dumps(body),
-                                             headers={"content-type": "application/json"})
+        first_token = self.deployment.timeouts.first_token
         try:
-            response = await asyncio.wait_for(self._client.send(request, stream=True),
-                                              self.deployment.timeouts.first_token)
-        except (TimeoutError, httpx.TimeoutException):
+            response = await asyncio.wait_for(
+                self._session.post(f"{self._base}/{endpoint}", data=orjson.dumps(body),
+                                   headers={"content-type": "application/json"}),
+                first_token)
+        except TimeoutError:
             raise EngineFailure("timeout", "no response before the first-token timeout") from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineFailure("connect", type(exc).__name__) from None
         try:
-            if response.status_code >= 400:
-                content = await response.aread()
-                if response.status_code == 429:
+            if response.status >= 400:
+                content = await response.read()
+                if response.status == 429:
                     raise EngineBusy("upstream rate limit", _retry_after(response.headers.get("retry-after")))
-                if response.status_code in (401, 403):
+                if response.status in (401, 403):
                     # Our credential towards the upstream failed: not the caller's fault, and the
                     # upstream's message may quote part of that credential, so it is not passed on.
-                    log.error("deployment %s refused Gatehouse's credential (HTTP %d)", self.name,
-                              response.status_code)
-                    raise EngineFailure("upstream_auth", f"HTTP {response.status_code}")
-                if response.status_code >= 500 or response.status_code in FALLBACK_STATUSES:
-                    raise EngineFailure(f"http_{response.status_code}")
+                    log.error("deployment %s refused Gatehouse's credential (HTTP %d)", self.name, response.status)
+                    raise EngineFailure("upstream_auth", f"HTTP {response.status}")
+                if response.status >= 500 or response.status in FALLBACK_STATUSES:
+                    raise EngineFailure(f"http_{response.status}")
                 message, code, param = _error_message(content)
-                raise UpstreamRejected(response.status_code, message, code, param)
+                raise UpstreamRejected(response.status, message, code, param)
             if not stream:
                 try:
-                    content = await asyncio.wait_for(response.aread(), self.deployment.timeouts.first_token)
-                    data = orjson.loads(content)
-                except (TimeoutError, httpx.TimeoutException):
+                    data = orjson.loads(await asyncio.wait_for(response.read(), first_token))
+                except TimeoutError:
                     raise EngineFailure("timeout", "response body did not arrive in time") from None
-                except httpx.TransportError as exc:
+                except aiohttp.ClientError as exc:
                     raise EngineFailure("connect", type(exc).__name__) from None
                 except orjson.JSONDecodeError:
                     raise EngineFailure("bad_response", "upstream answered with invalid JSON") from None
                 if not isinstance(data, dict):
                     raise EngineFailure("bad_response", "upstream answered with a non-object")
+                response.release()
                 reply = EngineReply(body=data)
                 reply.usage.take(data.get("usage"))
                 return reply
             return await self._start_stream(response, caller_wants_usage)
         except BaseException:
-            await response.aclose()
+            response.close()
             raise
 
-    async def _start_stream(self, response: httpx.Response, caller_wants_usage: bool) -> EngineReply:
+    async def _start_stream(self, response: aiohttp.ClientResponse, caller_wants_usage: bool) -> EngineReply:
         usage = Usage()
-        chunks = response.aiter_raw()
+        chunks = response.content.iter_any().__aiter__()
         buffer = bytearray()
-        pending: list[bytes] = []
 
         async def next_events() -> list[bytes]:
             while True:
-                chunk = await chunks.__anext__()
-                buffer.extend(chunk)
+                buffer.extend(await chunks.__anext__())
                 events = _split_events(buffer)
                 if events:
                     return events
@@ -161,9 +160,9 @@ class OpenAIUpstream:
             pending = await asyncio.wait_for(next_events(), self.deployment.timeouts.first_token)
         except StopAsyncIteration:
             raise EngineFailure("bad_response", "stream ended before its first event") from None
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             raise EngineFailure("timeout", "no first token before the first-token timeout") from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise EngineFailure("connect", type(exc).__name__) from None
 
         def account(event: bytes) -> bytes | None:
@@ -182,6 +181,7 @@ class OpenAIUpstream:
             return b"data: " + orjson.dumps(data) + b"\n\n"
 
         async def relay() -> AsyncIterator[bytes]:
+            finished = False
             try:
                 for event in pending:
                     if (out := account(event)) is not None:
@@ -191,7 +191,7 @@ class OpenAIUpstream:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
                         break
-                    except (httpx.TransportError, httpx.TimeoutException) as exc:
+                    except (aiohttp.ClientError, TimeoutError) as exc:
                         raise EngineFailure("stream_interrupted", type(exc).__name__) from None
                     buffer.extend(chunk)
                     for event in _split_events(buffer):
@@ -199,7 +199,11 @@ class OpenAIUpstream:
                             yield out
                 if buffer.strip():
                     yield bytes(buffer) + b"\n\n"
+                finished = True
             finally:
-                await response.aclose()
+                if finished:
+                    response.release()
+                else:
+                    response.close()  # an unfinished body cannot go back to the pool
 
         return EngineReply(stream=relay(), usage=usage)
