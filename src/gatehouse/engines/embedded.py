@@ -18,6 +18,7 @@ import orjson
 
 from gatehouse.engines.base import SSE_DONE, EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage, sse_event
 from gatehouse.engines.chat_template import MessageError, gemma_chat_tokens
+from gatehouse.engines.llama_native import NativeModel, SamplingParams
 from gatehouse.engines.scheduler import Failed, Finished, Generation, QueueFull, Scheduler, ShuttingDown, Token
 from gatehouse.policy.schema import Deployment, EmbeddedSettings
 from gatehouse.telemetry.engine_metrics import EngineMetrics
@@ -26,9 +27,7 @@ DEFAULT_MAX_TOKENS = 512
 SHUTDOWN_DRAIN_SECONDS = 20.0
 
 
-def sampling_params(body: dict[str, Any]):  # type: ignore[no-untyped-def]
-    from gatehouse.engines.llama_native import SamplingParams
-
+def sampling_params(body: dict[str, Any]) -> SamplingParams:
     stop = body.get("stop")
     return SamplingParams(
         temperature=float(body["temperature"]) if body.get("temperature") is not None else 1.0,
@@ -70,8 +69,6 @@ class EmbeddedEngine:
         self._loop.call_soon_threadsafe(_put_all, events)
 
     def _load(self) -> None:
-        from gatehouse.engines.llama_native import NativeModel
-
         settings = self.settings
         self.model = NativeModel(str(self.model_path))
         self.scheduler = Scheduler(
