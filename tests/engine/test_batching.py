@@ -250,3 +250,11 @@ def test_the_waiting_limit_holds_under_a_burst_and_ignores_callers_who_left(shar
         assert all(not isinstance(result, Exception) for result in results), results
     finally:
         loop.run_until_complete(engine.close())
+
+
+def test_repetition_penalties_are_applied_per_sequence(engine, loop):
+    prompt = "the cat the cat the cat the cat"
+    plain, penalised = texts(loop.run_until_complete(all_of(
+        complete(engine, prompt, max_tokens=16),
+        complete(engine, prompt, max_tokens=16, frequency_penalty=2.0, presence_penalty=2.0))))
+    assert plain.count(" cat") > penalised.count(" cat")
