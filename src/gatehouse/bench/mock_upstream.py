@@ -103,6 +103,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         async def events():  # type: ignore[no-untyped-def]
             for index, word in enumerate(words):
                 if behaviour == "drop" and index == 2:
+                    await asyncio.sleep(0.2)  # the first tokens reach the client before the engine "dies"
                     raise ConnectionResetError("mock drops the stream")
                 delta = {"content": word} if chat else None
                 choice = {"index": 0, "delta": delta, "finish_reason": None} if chat else {"index": 0, "text": word, "finish_reason": None}

@@ -162,8 +162,10 @@ class OpenAIUpstream:
             raise EngineFailure("bad_response", "stream ended before its first event") from None
         except TimeoutError:
             raise EngineFailure("timeout", "no first token before the first-token timeout") from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectionError as exc:
             raise EngineFailure("connect", type(exc).__name__) from None
+        except aiohttp.ClientError as exc:  # e.g. a body cut off before its first event
+            raise EngineFailure("bad_response", type(exc).__name__) from None
 
         def account(event: bytes) -> bytes | None:
             if b'"usage"' not in event or b'"usage":null' in event.replace(b" ", b""):
