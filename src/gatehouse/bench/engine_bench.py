@@ -80,9 +80,12 @@ class PrefixResult:
     cached_tokens: list[int] = field(default_factory=list)
 
     @property
+    def warm_ttft_p50_ms(self) -> float | None:
+        return percentile(self.warm_ttft_ms, 50)
+
+    @property
     def speedup(self) -> float | None:
-        warm = percentile(self.warm_ttft_ms, 50)
-        return ratio(self.cold_ttft_ms, warm)
+        return ratio(self.cold_ttft_ms, self.warm_ttft_p50_ms)
 
 
 def free_port() -> int:

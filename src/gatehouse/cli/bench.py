@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import console
+from gatehouse.cli.common import console, fail
 
 app = typer.Typer(help="Benchmark tools.", no_args_is_help=True)
 
@@ -40,7 +40,7 @@ def engine(
     max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="Tokens generated per request."),
     compare_server: bool = typer.Option(True, "--compare-server/--no-compare-server",
                                         help="Also measure llama_cpp.server (needs pip install 'llama-cpp-python[server]')."),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for every system (default: llama.cpp's)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for every system (default: every CPU available)."),
     model_path: str = typer.Option(None, "--model", help="GGUF file (default: the built-in Gemma 3 270M)."),
     json_out: str = typer.Option(None, "--json", help="Also write the report as JSON to this file."),
 ) -> None:
@@ -56,22 +56,19 @@ def engine(
 
     levels = [int(part) for part in concurrency.split(",") if part.strip()]
     if not levels or any(level < 1 for level in levels):
-        console.print("[red]error:[/] --concurrency takes positive integers, e.g. 1,2,4,8")
-        raise typer.Exit(1)
+        fail("--concurrency takes positive integers, e.g. 1,2,4,8")
     if compare_server:
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError:
-            console.print("[red]error:[/] llama_cpp.server is not installed: "
-                          "pip install 'llama-cpp-python[server]', or pass --no-compare-server")
-            raise typer.Exit(1) from None
+            fail("llama_cpp.server is not installed: pip install 'llama-cpp-python[server]', "
+                 "or pass --no-compare-server")
     path = model_path or str(ensure_builtin_model(Settings.from_env().models_dir))
     try:
         report = run_engine_bench(str(Path(path).resolve()), levels, requests, max_tokens, compare_server, threads,
                                   lambda message: console.print(f"[dim]… {message}[/]"))
     except RuntimeError as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     table = Table(title=f"Embedded engine, {max_tokens} tokens per request; ratios use steady tok/s",
                   header_style="bold")
     for column in ("system", "conc.", "requests", "errors", "tok/s", "steady tok/s", "TTFT p50 ms", "TTFT p99 ms",
@@ -90,14 +87,9 @@ def engine(
     if report.prefix is not None:
         prefix = report.prefix
         console.print(f"shared system prompt ({prefix.prompt_tokens} tokens): cold TTFT {prefix.cold_ttft_ms:.0f} ms, "
-                      f"warm TTFT p50 {_fmt(percentile_of(prefix.warm_ttft_ms), 0)} ms, cached tokens "
+                      f"warm TTFT p50 {_fmt(prefix.warm_ttft_p50_ms, 0)} ms, cached tokens "
                       f"{prefix.cached_tokens}, speed-up {_fmt(prefix.speedup, 1)}×")
     if json_out:
         Path(json_out).write_bytes(report.to_json())
         console.print(f"report written to {json_out}")
 
-
-def percentile_of(values):  # type: ignore[no-untyped-def]
-    from gatehouse.bench.stats import percentile
-
-    return percentile(values, 50)

@@ -51,7 +51,7 @@ class EmbeddedEngine:
         self.deployment = deployment
         self.settings = deployment.settings or EmbeddedSettings()
         self.model_path = model_path
-        self.model: Any = None
+        self.model: NativeModel | None = None
         self.scheduler: Scheduler | None = None
         self.metrics = EngineMetrics(name)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -73,7 +73,6 @@ class Generation:
     enqueued_at: float = field(default_factory=time.monotonic)
     cached_tokens: int = 0
     completion_tokens: int = 0
-    first_token_at: float | None = None
     last_token_at: float | None = None
 
 
@@ -94,6 +93,12 @@ class Slot:
     def decoding(self) -> bool:
         return self.generation is not None and not self.pending and self.next_token is not None
 
+    def release(self) -> None:
+        """Free the slot for the next request; ``cached`` stays as the prefix cache."""
+        self.generation, self.sampler, self.text, self.next_token = None, None, None, None
+        self.pending, self.feeding, self.logits_index = [], [], None
+        self.last_used = time.monotonic()
+
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     size = min(len(a), len(b))
@@ -101,14 +106,6 @@ def common_prefix(a: list[int], b: list[int]) -> int:
         if a[index] != b[index]:
             return index
     return size
-
-
-@dataclass
-class SchedulerStats:
-    prefix_hit_tokens: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    steps: int = 0
 
 
 class Scheduler:
@@ -122,7 +119,6 @@ class Scheduler:
         self.prefill_chunk = max(1, min(prefill_chunk, batch_size))
         self.ctx = BatchContext(model, slots, context_size, batch_size, threads)
         self.slots = [Slot(seq) for seq in range(slots)]
-        self.stats = SchedulerStats()
         self._observe = observer or (lambda name, value: None)
         self._deliver = deliver
         self._outbox: list[tuple[Generation, Event]] = []
@@ -272,8 +268,6 @@ class Scheduler:
         target.sampler = make_sampler(generation.sampling, self.model.n_vocab, secrets.randbits(32))
         target.text = TextStream(generation.sampling.stop)
         generation.cached_tokens = keep
-        self.stats.prefix_hit_tokens += keep
-        self.stats.prompt_tokens += len(prompt)
         self._observe("prefix_hit_tokens", keep)
         self._observe("queue_seconds", time.monotonic() - generation.enqueued_at)
 
@@ -306,7 +300,6 @@ class Scheduler:
         if ctx.batch_tokens == 0:
             return
         ctx.decode()
-        self.stats.steps += 1
         now = time.monotonic()
         for slot in self.slots:
             if slot.feeding:
@@ -326,17 +319,15 @@ class Scheduler:
     def _take(self, slot: Slot, token: int, now: float) -> None:
         generation = slot.generation
         assert generation is not None and slot.text is not None
-        if generation.first_token_at is None:
-            generation.first_token_at = now
+        if generation.last_token_at is None:
             self._observe("ttft_seconds", now - generation.enqueued_at)
         else:
-            self._observe("itl_seconds", now - (generation.last_token_at or now))
+            self._observe("itl_seconds", now - generation.last_token_at)
         generation.last_token_at = now
         if self.model.is_end_of_generation(token):
             self._finish(slot, "stop")
             return
         generation.completion_tokens += 1
-        self.stats.generated_tokens += 1
         self._observe("generated_tokens", 1)
         text = slot.text.feed(self.model.piece(token))
         if text:
@@ -357,17 +348,12 @@ class Scheduler:
                 self._emit(generation, Token(rest))
         self._emit(generation, Finished(reason, len(generation.prompt), generation.completion_tokens,
                                      generation.cached_tokens))
-        if slot.pending:  # stopped while reading the prompt: what was read stays cached
-            slot.pending = []
-        slot.generation, slot.sampler, slot.text, slot.next_token = None, None, None, None
-        slot.feeding, slot.logits_index = [], None
-        slot.last_used = time.monotonic()
+        slot.release()  # stopped while reading the prompt: what was read stays cached
 
     def _fail_active(self, kind: str, message: str) -> None:
         for slot in self.slots:
             if slot.generation is not None:
                 self._emit(slot.generation, Failed(kind, message))
-                slot.generation, slot.sampler, slot.text, slot.next_token = None, None, None, None
-                slot.pending, slot.feeding, slot.logits_index = [], [], None
+                slot.release()
             self.ctx.forget(slot.seq, 0)
             slot.cached = []
