@@ -13,7 +13,7 @@ class FakeEngine:
     def supports(self, endpoint):
         return endpoint in self.endpoints
 
-    async def call(self, endpoint, body, stream, caller=""):
+    async def call(self, endpoint, body, stream, caller="", request_id=""):
         self.calls.append((endpoint, caller))
         if isinstance(self.outcome, BaseException):
             raise self.outcome

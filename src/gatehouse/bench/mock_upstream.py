@@ -12,7 +12,16 @@ URL, so one process can stand in for a healthy upstream and several broken ones:
 - ``badjson``: answers 200 with a body that is not JSON
 - ``drop``: closes the stream after the first tokens (a mid-stream failure)
 
-Every request's headers are kept (last 100) at ``GET /_mock/requests`` for tests.
+With ``ok``, ``failure_rate``, ``drop_rate`` and ``slow_rate`` turn that share of requests into
+``fail500``, ``drop`` and ``slow`` at random.
+
+Control endpoints, for tests and ``gatehouse bench run``:
+
+- ``GET /_mock/requests``: the last 100 requests' paths and headers
+- ``GET|POST /_mock/config``: read or change the settings while running (fault injection)
+- ``GET|DELETE /_mock/timings``: the mock's own timing of each request that carried an
+  ``X-Request-Id`` (time to first token and to the end, in ms; the last 200,000), so a load
+  generator can tell the gateway's share of the latency from the engine's
 """
 
 from __future__ import annotations
@@ -39,8 +48,33 @@ class MockSettings:
     ttft: float = 0.0               # seconds before the first token
     tokens_per_second: float = 0.0  # 0: as fast as possible
     failure_rate: float = 0.0       # share of requests answered 500
+    drop_rate: float = 0.0          # share of streams cut off after their first tokens
+    slow_rate: float = 0.0          # share of requests delayed by slow_seconds
     slow_seconds: float = 30.0
     model: str = "mock-model"
+
+
+RATES = ("failure_rate", "drop_rate", "slow_rate")
+ADJUSTABLE = {"ttft", "tokens_per_second", "slow_seconds", *RATES}
+
+
+def _checked_change(change: Any) -> dict[str, float]:
+    if not isinstance(change, dict) or not change or set(change) - ADJUSTABLE:
+        raise ValueError(f"send a JSON object with some of {sorted(ADJUSTABLE)}")
+    for name, value in change.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name in RATES and value > 1):
+            raise ValueError(f"{name} must be a number of at least 0" + (" and at most 1" if name in RATES else ""))
+    return {name: float(value) for name, value in change.items()}
+
+
+def _pick(behaviour: str, settings: MockSettings) -> str:
+    if behaviour != "ok":
+        return behaviour
+    for rate, forced in (("failure_rate", "fail500"), ("drop_rate", "drop"), ("slow_rate", "slow")):
+        chance = getattr(settings, rate)
+        if chance and random.random() < chance:
+            return forced
+    return behaviour
 
 
 def _error(status: int, message: str, code: str) -> Response:
@@ -52,10 +86,13 @@ def _error(status: int, message: str, code: str) -> Response:
 def create_mock_app(settings: MockSettings | None = None) -> Starlette:
     settings = settings or MockSettings()
     seen: deque[dict[str, Any]] = deque(maxlen=100)
+    timings: deque[tuple[str, float | None, float]] = deque(maxlen=200_000)
 
     async def handle(request: Request) -> Response:
+        started = time.perf_counter()
         behaviour = request.path_params.get("behaviour", "ok")
         endpoint = request.path_params["endpoint"]
+        request_id = request.headers.get("x-request-id")
         seen.append({"path": request.url.path, "headers": dict(request.headers)})
         if behaviour not in BEHAVIOURS:
             return _error(404, f"unknown behaviour {behaviour}", "not_found")
@@ -63,8 +100,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _error(400, "body is not JSON", "invalid_json")
-        if behaviour == "ok" and settings.failure_rate and random.random() < settings.failure_rate:
-            behaviour = "fail500"
+        behaviour = _pick(behaviour, settings)
         if behaviour in ("fail500", "fail503"):
             return _error(int(behaviour[-3:]), "mock failure", "mock_failure")
         if behaviour == "ratelimit":
@@ -96,11 +132,17 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         if not body.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": "".join(words), "finish_reason": "length"})
-            return JSONResponse({"id": ident, "object": "chat.completion" if chat else "text_completion",
-                                 "created": created, "model": settings.model, "choices": [choice], "usage": usage})
+            response = JSONResponse({"id": ident, "object": "chat.completion" if chat else "text_completion",
+                                     "created": created, "model": settings.model, "choices": [choice], "usage": usage})
+            if request_id:
+                elapsed = (time.perf_counter() - started) * 1000
+                timings.append((request_id, None, elapsed))
+                response.headers["x-request-id"] = request_id
+            return response
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         async def events():  # type: ignore[no-untyped-def]
+            first = None
             for index, word in enumerate(words):
                 if behaviour == "drop" and index == 2:
                     await asyncio.sleep(0.2)  # the first tokens reach the client before the engine "dies"
@@ -109,6 +151,8 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
                 choice = {"index": 0, "delta": delta, "finish_reason": None} if chat else {"index": 0, "text": word, "finish_reason": None}
                 yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
                                                  "created": created, "model": settings.model, "choices": [choice]}) + b"\n\n"
+                if first is None:
+                    first = (time.perf_counter() - started) * 1000
                 if settings.tokens_per_second:
                     await asyncio.sleep(1 / settings.tokens_per_second)
             last = {"index": 0, "delta": {}, "finish_reason": "length"} if chat else {"index": 0, "text": "", "finish_reason": "length"}
@@ -118,8 +162,11 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
                 yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
                                                  "model": settings.model, "choices": [], "usage": usage}) + b"\n\n"
             yield b"data: [DONE]\n\n"
+            if request_id:
+                timings.append((request_id, first, (time.perf_counter() - started) * 1000))
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        headers = {"x-request-id": request_id} if request_id else None
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0,
@@ -128,8 +175,27 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
     async def requests_seen(request: Request) -> Response:
         return JSONResponse(list(seen))
 
+    async def config(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                change = _checked_change(orjson.loads(await request.body()))
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                return _error(400, str(exc), "invalid_value")
+            for name, value in change.items():
+                setattr(settings, name, value)
+        return JSONResponse({name: getattr(settings, name) for name in sorted(ADJUSTABLE)})
+
+    async def timings_seen(request: Request) -> Response:
+        if request.method == "DELETE":
+            timings.clear()
+            return Response(status_code=204)
+        return Response(orjson.dumps([{"id": i, "ttft_ms": ttft, "e2e_ms": e2e} for i, ttft, e2e in timings]),
+                        media_type="application/json")
+
     return Starlette(routes=[
         Route("/_mock/requests", requests_seen),
+        Route("/_mock/config", config, methods=["GET", "POST"]),
+        Route("/_mock/timings", timings_seen, methods=["GET", "DELETE"]),
         Route("/v1/models", models),
         Route("/{behaviour}/v1/models", models),
         Route("/v1/{endpoint:path}", handle, methods=["POST"]),

@@ -16,6 +16,8 @@ def mock_upstream(
     ttft: float = typer.Option(0.0, "--ttft", min=0, help="Seconds before the first token."),
     tokens_per_second: float = typer.Option(0.0, "--tokens-per-second", min=0, help="0 means as fast as possible."),
     failure_rate: float = typer.Option(0.0, "--failure-rate", min=0, max=1, help="Share of requests answered 500."),
+    drop_rate: float = typer.Option(0.0, "--drop-rate", min=0, max=1, help="Share of streams cut off mid-way."),
+    slow_rate: float = typer.Option(0.0, "--slow-rate", min=0, max=1, help="Share of requests delayed by --slow-seconds."),
     slow_seconds: float = typer.Option(30.0, "--slow-seconds", min=0, help="Delay of the /slow/v1 behaviour."),
 ) -> None:
     """Serve a fake OpenAI-compatible engine (see gatehouse.bench.mock_upstream for its behaviours)."""
@@ -24,7 +26,7 @@ def mock_upstream(
     from gatehouse.bench.mock_upstream import MockSettings, create_mock_app
 
     settings = MockSettings(ttft=ttft, tokens_per_second=tokens_per_second, failure_rate=failure_rate,
-                            slow_seconds=slow_seconds)
+                            drop_rate=drop_rate, slow_rate=slow_rate, slow_seconds=slow_seconds)
     console.print(f"mock upstream on http://{host}:{port}/v1 (behaviours: http://{host}:{port}/<behaviour>/v1)")
     uvicorn.run(create_mock_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
@@ -93,3 +95,172 @@ def engine(
         Path(json_out).write_bytes(report.to_json())
         console.print(f"report written to {json_out}")
 
+
+
+def _progress_display(quiet: bool):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return None
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+@app.command("run")
+def run(
+    target: str = typer.Option(..., "--target", help="Base URL of the gateway or engine, e.g. http://127.0.0.1:8080."),
+    scenario_file: str = typer.Option(..., "--scenario", help="Scenario file (YAML); see docs/benchmarks.md."),
+    key: str = typer.Option(None, "--key", envvar="GATEHOUSE_BENCH_KEY", show_envvar=True,
+                            help="API key for tenants without key_env (prefer the environment variable)."),
+    model: str = typer.Option(None, "--model", help="Model alias (overrides the scenario's)."),
+    mock: str = typer.Option(None, "--mock", help="Base URL of a gatehouse mock upstream behind the target: "
+                                                  "needed for faults, and gives the mock's own timing."),
+    json_out: str = typer.Option(None, "--json", help="Write the full report (every request) as JSON here."),
+    html_out: str = typer.Option(None, "--html", help="Write a self-contained HTML report with plots here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Send a scenario's traffic to TARGET and report latency, throughput, goodput, errors and fairness."""
+    import os
+    from pathlib import Path
+
+    from gatehouse.bench.arrivals import TraceError
+    from gatehouse.bench.report import build_report, report_json
+    from gatehouse.bench.runner import ScenarioRun, build_plans, run_async
+    from gatehouse.bench.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(scenario_file)
+    except ScenarioError as exc:
+        fail(str(exc))
+    if scenario.faults and not mock:
+        fail("the scenario injects faults: pass --mock with the mock upstream's base URL (gatehouse bench mock-upstream)")
+    if not target.startswith(("http://", "https://")):
+        fail(f"--target must be an http(s) URL, not {target!r}")
+    base = Path(scenario_file).resolve().parent
+    try:
+        plans = build_plans(scenario, key, dict(os.environ), base, model)
+    except (ValueError, TraceError) as exc:
+        fail(str(exc))
+    display = _progress_display(quiet)
+    task = None
+
+    def on_progress(progress) -> None:  # type: ignore[no-untyped-def]
+        if display is None:
+            return
+        total = progress.planned_requests or progress.planned_seconds
+        done = progress.completed if progress.planned_requests else min(progress.elapsed, total or 0)
+        counts = f"sent {progress.sent}  ok {progress.ok}  errors {progress.errors}"
+        display.update(task, total=total, completed=done, counts=counts)
+
+    try:
+        if display is not None:
+            display.start()
+            task = display.add_task(scenario.name, total=None, counts="")
+        result = run_async(ScenarioRun(scenario, target, plans, base, mock, on_progress).run())
+    except KeyboardInterrupt:
+        fail("interrupted")
+    except (OSError, ValueError) as exc:
+        fail(f"the run failed: {exc}")
+    finally:
+        if display is not None:
+            display.stop()
+    report = build_report(result)
+    print_summary(report)
+    if json_out:
+        Path(json_out).write_bytes(report_json(report))
+        console.print(f"JSON report written to {json_out}")
+    if html_out:
+        from gatehouse.bench.html_report import render_html
+
+        Path(html_out).write_text(render_html(report))
+        console.print(f"HTML report written to {html_out}")
+
+
+def print_summary(report) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    summary = report["summary"]
+    console.print(f"[bold]{report['scenario']['name']}[/] against {report['target']}: {summary['requests']} requests "
+                  f"in {report['duration_s']:.1f}s", highlight=False, markup=True)
+    line = (f"throughput {summary['throughput_rps']:.1f} req/s, {summary['output_tokens_per_s']:.0f} output tok/s; "
+            f"errors {summary['error_rate']:.1%} (429: {summary['rate_limited_rate']:.1%}); "
+            f"fallbacks {summary['fallback_rate']:.1%}")
+    if summary["goodput_rps"] is not None:
+        line += f"; goodput {summary['goodput_rps']:.1f} req/s ({summary['goodput_share']:.1%} within the SLO)"
+    if summary["jain_fairness"] is not None:
+        line += f"; Jain's fairness {summary['jain_fairness']:.3f}"
+    console.print(line, highlight=False)
+    table = Table(header_style="bold")
+    for column in ("ms", "count", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"):
+        table.add_column(column, justify="left" if column == "ms" else "right")
+    for name, label in (("ttft_ms", "TTFT"), ("itl_ms", "inter-token"), ("e2e_ms", "end to end"),
+                        ("added_ms_header", "gatehouse (Server-Timing)"), ("added_ms_mock", "added vs mock's timing")):
+        dist = summary[name]
+        if dist is not None:
+            table.add_row(label, str(dist["count"]), *(_fmt(dist[q], 2) for q in ("mean", "p50", "p90", "p95", "p99",
+                                                                                 "p99_9", "max")))
+    console.print(table)
+    if summary["cold"] is not None:
+        cold = summary["cold"]
+        console.print(f"cold start (first request): status {cold['status']}, TTFT {_fmt(cold['ttft_ms'], 1)} ms, "
+                      f"end to end {_fmt(cold['e2e_ms'], 1)} ms", highlight=False)
+    if len(report["tenants"]) > 1:
+        tenants = Table(header_style="bold")
+        for column in ("tenant", "requests", "ok", "429", "req/s", "fair-share ratio", "e2e p50", "e2e p99"):
+            tenants.add_column(column, justify="left" if column == "tenant" else "right")
+        for row in report["tenants"]:
+            e2e = row["e2e_ms"] or {}
+            tenants.add_row(row["name"], str(row["requests"]), str(row["ok"]), str(row["rate_limited"]),
+                            _fmt(row["throughput_rps"]), _fmt(row["normalised_share"], 2), _fmt(e2e.get("p50")),
+                            _fmt(e2e.get("p99")))
+        console.print(tenants)
+    if summary["errors_by_kind"]:
+        console.print("errors: " + ", ".join(f"{kind} × {count}" for kind, count in summary["errors_by_kind"].items()),
+                      highlight=False, markup=False)
+    for note in report["notes"]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+@app.command("overhead")
+def overhead(
+    concurrency: str = typer.Option("1,16,64", "--concurrency", help="Comma-separated closed-loop levels."),
+    duration: float = typer.Option(8.0, "--duration", min=1, help="Seconds measured per level and system."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Gatehouse worker processes."),
+    stream: bool = typer.Option(False, "--stream/--no-stream", help="Streamed completions (latency is then TTFT)."),
+    max_tokens: int = typer.Option(8, "--max-tokens", min=1, help="Tokens the mock returns per request."),
+    json_out: str = typer.Option(None, "--json", help="Also write the figures as JSON to this file."),
+) -> None:
+    """Start the mock upstream and a fully governed Gatehouse in front of it; report throughput and
+    the latency Gatehouse adds at each concurrency."""
+    from pathlib import Path
+
+    import orjson
+    from rich.table import Table
+
+    from gatehouse.bench.overhead import run_overhead
+
+    levels = [int(part) for part in concurrency.split(",") if part.strip().isdigit()]
+    if not levels or any(level < 1 for level in levels) or len(levels) != len(concurrency.split(",")):
+        fail("--concurrency takes positive integers, e.g. 1,16,64")
+    try:
+        result = run_overhead(levels, duration, workers, stream, max_tokens, lambda m: console.print(f"[dim]… {m}[/]"))
+    except RuntimeError as exc:
+        fail(str(exc))
+    metric = "TTFT" if stream else "latency"
+    table = Table(title=f"Gatehouse ({workers} workers, key auth + policy + decision records + metrics) "
+                        f"vs the mock upstream alone, {'streamed' if stream else 'non-streamed'}, {max_tokens} tokens",
+                  header_style="bold")
+    for column in ("conc.", "mock req/s", "gh req/s", "mock p50", "gh p50", "added", "timing", "mock p99", "gh p99",
+                   "errors"):
+        table.add_column(column, justify="right")
+    for row in result["levels"]:
+        table.add_row(str(row["concurrency"]), _fmt(row["mock_rps"], 0), _fmt(row["gatehouse_rps"], 0),
+                      _fmt(row["mock_p50_ms"], 2), _fmt(row["gatehouse_p50_ms"], 2), _fmt(row["added_p50_ms"], 2),
+                      _fmt(row["added_header_p50_ms"], 2), _fmt(row["mock_p99_ms"], 2), _fmt(row["gatehouse_p99_ms"], 2),
+                      str(row["errors"]))
+    console.print(table)
+    console.print(f"gh = through Gatehouse; {metric} in ms; added = gh p50 - mock p50; timing = Gatehouse's own time "
+                  "per its Server-Timing header (p50)", highlight=False)
+    if json_out:
+        Path(json_out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_out}")

@@ -7,7 +7,6 @@ database is touched only by background tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -34,6 +33,13 @@ def _request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+def _server_timing(started: float, dispatched: float, answered: float) -> str:
+    """W3C Server-Timing: Gatehouse's own time before the response starts, and the time spent
+    waiting on deployments (for a stream, until its first event)."""
+    own = (dispatched - started) + (time.perf_counter() - answered)
+    return f"gatehouse;dur={own * 1000:.3f}, upstream;dur={(answered - dispatched) * 1000:.3f}"
+
+
 class ClosingStreamingResponse(StreamingResponse):
     """Closes the body generator as soon as the response ends, however it ends.
 
@@ -49,19 +55,30 @@ class ClosingStreamingResponse(StreamingResponse):
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, cancelling it if the client disconnects first (answer 499)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    """Await ``work`` in this task, cancelling it if the client disconnects first (answer 499).
+
+    One watcher task per request and no ``asyncio.wait``: this runs on every request.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(request)
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        current.uncancel()
+        raise ApiError(499, "the client closed the connection", "client_disconnected") from None
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise ApiError(499, "the client closed the connection", "client_disconnected")
-    return task.result()
 
 
 async def _disconnected(request: Request) -> None:
@@ -145,10 +162,11 @@ class Gateway:
             self._authorize(principal, alias)
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
+            dispatched = time.perf_counter()
             try:
                 deployment, reply, attempts = await _unless_disconnected(
                     request, dispatch(self.policy.route(alias), self.engines, endpoint, body, stream,
-                                      principal.identity.name))
+                                      principal.identity.name, request_id))
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
@@ -168,6 +186,8 @@ class Gateway:
             self.records.add(record)
             return error.response(headers)
 
+        answered = time.perf_counter()
+        headers["server-timing"] = _server_timing(started, dispatched, answered)
         record["deployment"] = deployment
         record["fallbacks"] = [str(attempt) for attempt in attempts]
         headers["x-gatehouse-deployment"] = deployment

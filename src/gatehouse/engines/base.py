@@ -80,8 +80,10 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
-        """``caller`` names who is asking (the identity), for engines that share fairly."""
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "",
+                   request_id: str = "") -> EngineReply:
+        """``caller`` names who is asking (the identity), for engines that share fairly;
+        ``request_id`` is Gatehouse's id of the request, passed on for correlation."""
         ...
 
 

@@ -131,7 +131,8 @@ class EmbeddedEngine:
 
     # -- serving ------------------------------------------------------------------------------
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "",
+                   request_id: str = "") -> EngineReply:
         scheduler = self.scheduler
         if scheduler is None or self.model is None:
             raise EngineFailure("connect", "embedded engine is not running")

@@ -92,7 +92,8 @@ class OpenAIUpstream:
     def __repr__(self) -> str:  # never show the credential
         return f"OpenAIUpstream({self.name!r}, {self.deployment.url!r})"
 
-    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "") -> EngineReply:
+    async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "",
+                   request_id: str = "") -> EngineReply:
         assert self._session is not None, "engine not started"
         body = dict(body, model=self.deployment.model)
         caller_wants_usage = False
@@ -101,10 +102,13 @@ class OpenAIUpstream:
             caller_wants_usage = bool(options.get("include_usage"))
             body["stream_options"] = {**options, "include_usage": True}
         first_token = self.deployment.timeouts.first_token
+        headers = {"content-type": "application/json"}
+        if request_id:
+            headers["x-request-id"] = request_id
         try:
             response = await asyncio.wait_for(
                 self._session.post(f"{self._base}/{endpoint}", data=orjson.dumps(body),
-                                   headers={"content-type": "application/json"}),
+                                   headers=headers),
                 first_token)
         except TimeoutError:
             raise EngineFailure("timeout", "no response before the first-token timeout") from None

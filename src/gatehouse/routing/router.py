@@ -52,6 +52,7 @@ async def dispatch(
     body: dict[str, Any],
     stream: bool,
     caller: str = "",
+    request_id: str = "",
 ) -> tuple[str, EngineReply, list[Attempt]]:
     """Returns the deployment that answered, its reply, and the failed attempts before it."""
     attempts: list[Attempt] = []
@@ -62,7 +63,7 @@ async def dispatch(
             attempts.append(Attempt(name, "unsupported"))
             continue
         try:
-            reply = await engine.call(endpoint, body, stream, caller)
+            reply = await engine.call(endpoint, body, stream, caller, request_id)
         except EngineBusy as busy:
             attempts.append(Attempt(name, "busy"))
             retry_after = busy.retry_after
