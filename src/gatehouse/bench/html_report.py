@@ -227,9 +227,11 @@ def cdf_points(values: Iterable[float | None], limit: int = CDF_LIMIT) -> list[t
 
 
 def _cdfs(requests: Sequence[dict[str, Any]]) -> str:
-    series = [Series(label, cdf_points(r.get(key) for r in requests), color)
+    # Failed requests are left out: a fast 429 or 503 would pull the curve left and flatter the server.
+    ok = [r for r in requests if not _failed(r)]
+    series = [Series(label, cdf_points(r.get(key) for r in ok), color)
               for label, key, color in (("TTFT", "ttft_ms", ORANGE), ("ITL", "itl_ms", GREEN), ("e2e", "e2e_ms", BLUE))]
-    caption = "Share of requests at or below each latency (requests without the measure are left out)."
+    caption = "Share of successful requests at or below each latency (requests without the measure are left out)."
     return _figure(svg_plot("Latency CDF", series, "ms", "share of requests"), caption)
 
 

@@ -67,6 +67,16 @@ def _checked_change(change: Any) -> dict[str, float]:
     return {name: float(value) for name, value in change.items()}
 
 
+def _prompt_words(body: dict[str, Any]) -> int:
+    """The mock's "tokenizer": one token per whitespace-separated word of the prompt."""
+    if isinstance(body.get("messages"), list):
+        texts = [m.get("content") for m in body["messages"] if isinstance(m, dict)]
+    else:
+        prompt = body.get("prompt")
+        texts = prompt if isinstance(prompt, list) else [prompt]
+    return sum(len(text.split()) for text in texts if isinstance(text, str))
+
+
 def _pick(behaviour: str, settings: MockSettings) -> str:
     if behaviour != "ok":
         return behaviour
@@ -128,7 +138,8 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         chat = endpoint == "chat/completions"
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:12]}"
         created = int(time.time())
-        usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
+        prompt_tokens = _prompt_words(body)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if not body.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": "".join(words), "finish_reason": "length"})

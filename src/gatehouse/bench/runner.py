@@ -173,6 +173,7 @@ class ScenarioRun:
         self.progress = Progress()
         self.notes: list[str] = []
         self._cold_models: set[str] = set()
+        self._mock_original: dict[str, Any] | None = None
         self._budget: dict[str, int | None] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
         self._path = "/chat/completions" if scenario.endpoint == "chat" else "/completions"
@@ -326,17 +327,34 @@ class ScenarioRun:
         while tasks:
             await asyncio.gather(*list(tasks))
 
-    async def _faults(self, loop_start: float) -> None:
-        assert self.mock_url is not None
-        async with httpx.AsyncClient(base_url=self.mock_url, timeout=5) as control:
-            original = (await control.get("/_mock/config")).json()
-            for fault in sorted(self.scenario.faults, key=lambda item: item.at):
+    async def _start_faults(self, control: httpx.AsyncClient) -> None:
+        """Read the mock's settings to restore later, and apply faults that start at 0 before the first request."""
+        self._mock_original = (await control.get("/_mock/config")).json()
+        for fault in self.scenario.faults:
+            if fault.at == 0:
+                await self._apply_fault(control, fault)
+
+    async def _apply_fault(self, control: httpx.AsyncClient, fault: Any) -> dict[str, Any]:
+        change = fault.set.model_dump(exclude_none=True)
+        (await control.post("/_mock/config", json=change)).raise_for_status()
+        self.notes.append(f"fault at {fault.at:g}s for {fault.duration:g}s: {change}")
+        return change
+
+    async def _faults(self, control: httpx.AsyncClient, loop_start: float) -> None:
+        assert self._mock_original is not None
+        for fault in sorted(self.scenario.faults, key=lambda item: item.at):
+            if fault.at > 0:
                 await asyncio.sleep(max(0.0, loop_start + fault.at - time.perf_counter()))
+                change = await self._apply_fault(control, fault)
+            else:
                 change = fault.set.model_dump(exclude_none=True)
-                await control.post("/_mock/config", json=change)
-                self.notes.append(f"fault at {fault.at:g}s for {fault.duration:g}s: {change}")
-                await asyncio.sleep(max(0.0, loop_start + fault.at + fault.duration - time.perf_counter()))
-                await control.post("/_mock/config", json={name: original[name] for name in change})
+            await asyncio.sleep(max(0.0, loop_start + fault.at + fault.duration - time.perf_counter()))
+            await control.post("/_mock/config", json={name: self._mock_original[name] for name in change})
+
+    async def _restore_mock(self, control: httpx.AsyncClient) -> None:
+        """A run can end inside a fault window: leave the mock as it was found."""
+        if self._mock_original is not None:
+            await control.post("/_mock/config", json=self._mock_original)
 
     async def _ticker(self, loop_start: float) -> None:
         while True:
@@ -367,23 +385,29 @@ class ScenarioRun:
         self.progress.planned_seconds = self.scenario.duration or max(
             (phase.end or 0.0 for plan in self.plans for phase in plan.phases), default=None) or None
         self.progress.planned_requests = self._planned_requests()
-        if self.mock_url is not None:
-            async with httpx.AsyncClient(timeout=10) as control:
-                await control.delete(f"{self.mock_url}/_mock/timings")
-        started_at = datetime.now(UTC)
-        loop_start = time.perf_counter()
-        ticker = asyncio.ensure_future(self._ticker(loop_start))
-        faults = asyncio.ensure_future(self._faults(loop_start)) if self.scenario.faults and self.mock_url else None
-        try:
-            await asyncio.gather(*(self._tenant(plan, loop_start) for plan in self.plans))
-        finally:
-            duration = time.perf_counter() - loop_start
-            for task in (ticker, faults):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
-            self.client.close()
+        async with contextlib.AsyncExitStack() as stack:
+            control = None
+            if self.mock_url is not None:
+                control = await stack.enter_async_context(httpx.AsyncClient(base_url=self.mock_url, timeout=10))
+                (await control.delete("/_mock/timings")).raise_for_status()
+                if self.scenario.faults:
+                    await self._start_faults(control)
+            started_at = datetime.now(UTC)
+            loop_start = time.perf_counter()
+            ticker = asyncio.ensure_future(self._ticker(loop_start))
+            faults = asyncio.ensure_future(self._faults(control, loop_start)) if self._mock_original and control else None
+            try:
+                await asyncio.gather(*(self._tenant(plan, loop_start) for plan in self.plans))
+            finally:
+                duration = time.perf_counter() - loop_start
+                for task in (ticker, faults):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(BaseException):
+                            await task
+                self.client.close()
+                if control is not None:
+                    await self._restore_mock(control)
         self.progress.elapsed = duration
         if self.on_progress is not None:
             self.on_progress(self.progress)

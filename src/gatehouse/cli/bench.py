@@ -123,6 +123,8 @@ def run(
     import os
     from pathlib import Path
 
+    import httpx
+
     from gatehouse.bench.arrivals import TraceError
     from gatehouse.bench.report import build_report, report_json
     from gatehouse.bench.runner import ScenarioRun, build_plans, run_async
@@ -159,6 +161,8 @@ def run(
         result = run_async(ScenarioRun(scenario, target, plans, base, mock, on_progress).run())
     except KeyboardInterrupt:
         fail("interrupted")
+    except httpx.HTTPError as exc:
+        fail(f"the mock upstream's control endpoints at {mock} did not answer: {type(exc).__name__}")
     except (OSError, ValueError) as exc:
         fail(f"the run failed: {exc}")
     finally:
