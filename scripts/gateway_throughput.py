@@ -1,6 +1,7 @@
 """Requests/s and latency of `gatehouse serve --workers 2` in front of the mock upstream, with
 wrk as the load generator (Debian: `apt-get install wrk`), at concurrency 1 and 64; the mock
-alone for comparison. A stopgap until `gatehouse bench overhead` (issue 6).
+alone for comparison. `gatehouse bench overhead` is the main tool; this one shows what the same
+build does when the load generator is a C program that takes less CPU from the gateway.
 
     .venv/bin/python scripts/gateway_throughput.py
 """

@@ -196,3 +196,17 @@ def test_bench_overhead_reports_every_level(tmp_path):
         assert row["errors"] == 0 and row["gatehouse_rps"] > 0 and row["mock_rps"] > 0
         assert row["gatehouse_p50_ms"] > row["mock_p50_ms"] and row["added_header_p50_ms"] > 0
     assert "added" in result.stdout
+
+
+def test_streams_are_relayed_without_buffering(gateway, dev_key, fresh_key, mock_upstream, tmp_path):
+    """A slow stream (10 tokens/s) through Gatehouse: the first token reaches the client about
+    when the mock sends it, long before the stream ends."""
+    report = run("model: mock-chat\nrequests: 3\narrival: {kind: closed, concurrency: 1}\noutput: {tokens: 10}\n"
+                 "faults: [{at: 0s, for: 1h, set: {tokens_per_second: 10}}]\n", gateway.url, tmp_path,
+                 key=fresh_key(), mock=mock_upstream.url)
+    assert report["summary"]["errors"] == 0
+    for request in report["requests"]:
+        assert request["e2e_ms"] >= 900  # ten tokens at ten a second
+        assert request["ttft_ms"] < request["e2e_ms"] / 3
+        assert request["added_ms_mock"] is not None and request["added_ms_mock"] < 100
+    assert httpx.get(f"{mock_upstream.url}/_mock/config").json()["tokens_per_second"] == 0
