@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -72,6 +73,15 @@ def _line_for(path: Path_, lines: dict[Path_, int]) -> int | None:
 def _pydantic_path(loc: tuple) -> Path_:
     # Drop pydantic's synthetic parts (validator names, union branches and tags).
     return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part.startswith("function-"))))
+
+
+def read_document(path: Path, error: type[DocumentError], missing: str) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise error(str(path), [Problem(None, "", missing)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(str(path), [Problem(None, "", f"cannot read the file: {exc}")]) from None
 
 
 def load_document(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from gatehouse.yamldoc import DocumentError, Path_, Problem, load_document
+from gatehouse.yamldoc import DocumentError, Path_, load_document, read_document
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -329,10 +329,5 @@ def load_scenario_text(text: str, source: str = "<scenario>", base: Path | None 
 
 def load_scenario(path: Path | str) -> Scenario:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ScenarioError(str(path), [Problem(None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(path), [Problem(None, "", f"cannot read the file: {exc}")]) from None
+    text = read_document(path, ScenarioError, "file not found")
     return load_scenario_text(text, str(path), path.resolve().parent)

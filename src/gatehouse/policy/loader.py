@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from gatehouse.policy.schema import PolicyDocument, reference_problems
-from gatehouse.yamldoc import DocumentError, Problem, load_document
+from gatehouse.yamldoc import DocumentError, Problem, load_document, read_document
 
 __all__ = ["LoadedPolicy", "PolicyError", "Problem", "load_policy", "load_policy_text", "version_of"]
 
@@ -43,10 +43,5 @@ def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
 
 def load_policy(path: Path | str) -> LoadedPolicy:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise PolicyError(str(path), [Problem(None, "", "file not found (create one with `gatehouse init`)")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(str(path), [Problem(None, "", f"cannot read the file: {exc}")]) from None
+    text = read_document(path, PolicyError, "file not found (create one with `gatehouse init`)")
     return load_policy_text(text, str(path))
