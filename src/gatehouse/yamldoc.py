@@ -43,6 +43,9 @@ def _line_map(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: l
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(Problem(key_node.start_mark.line + 1, dotted(path), "keys must be plain names, not lists or maps"))
+                continue
             key = key_node.value
             if key in seen:
                 problems.append(Problem(key_node.start_mark.line + 1, dotted(path + (key,)),
@@ -107,7 +110,14 @@ def load_document(
     _line_map(root, (), lines, problems)
     if problems:
         raise error(source, problems)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # e.g. a tag such as !!python/name that safe loading refuses
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or exc
+        raise error(source, [Problem(mark.line + 1 if mark else None, "", f"not allowed in this file: {reason}")]) from None
+    except (ValueError, TypeError) as exc:  # e.g. !!float abc
+        raise error(source, [Problem(None, "", f"a value cannot be read: {exc}")]) from None
     if not isinstance(data, dict):
         raise error(source, [Problem(1, "", not_mapping_message)])
     document = None

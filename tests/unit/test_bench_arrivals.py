@@ -22,7 +22,20 @@ def phases(text: str, base: Path = Path.cwd(), seed: int = 1):
 def test_constant_rate_is_evenly_spaced():
     [phase] = phases("duration: 2s\narrival: {kind: constant, rate: 4}\n")
     assert phase.times == pytest.approx([0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
-    assert phase.offered_rate == 4
+    assert phase.kind == "constant"
+
+
+@pytest.mark.parametrize("rate, duration, count", [(10, 1, 10), (7, 2, 14), (20, 3, 60), (3, 0.5, 2), (0.5, 3, 2)])
+def test_constant_rate_never_sends_one_too_many(rate, duration, count):
+    [phase] = phases(f"duration: {duration}\narrival: {{kind: constant, rate: {rate}}}\n")
+    assert len(phase.times) == count and phase.times[-1] < duration
+
+
+def test_a_schedule_too_large_to_hold_is_refused():
+    from gatehouse.bench.arrivals import ScheduleTooLarge
+
+    with pytest.raises(ScheduleTooLarge, match="more than 5,000,000 requests"):
+        phases("duration: 1h\narrival: {kind: constant, rate: 1000000000}\n")
 
 
 def test_request_budget_caps_an_open_loop():
@@ -87,10 +100,10 @@ def test_stages_are_cut_at_the_scenario_duration():
 
 def test_replay_keeps_relative_times_and_per_request_lengths(tmp_path):
     (tmp_path / "trace.jsonl").write_text('{"t": 100.5, "prompt_tokens": 20}\n\n{"t": 100.0}\n'
-                                          '{"t": 102.0, "output_tokens": 7, "tenant": "x"}\n')
+                                          '{"t": 102.0, "output_tokens": 7}\n')
     [phase] = phases("arrival: {kind: replay, file: trace.jsonl, speed: 2}\n", base=tmp_path)
     assert phase.times == [0, 0.25, 1.0]
-    assert phase.overrides == [None, {"prompt_tokens": 20}, {"output_tokens": 7, "tenant": "x"}]
+    assert phase.overrides == [None, {"prompt_tokens": 20}, {"output_tokens": 7}]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -26,6 +26,8 @@ from gatehouse.bench.scenario import (
     StagedArrivals,
 )
 
+MAX_SENDS = 5_000_000  # per tenant: the schedule is drawn before the run, in memory
+
 
 @dataclass
 class Phase:
@@ -35,7 +37,7 @@ class Phase:
     concurrency: int | None = None      # a closed loop
     times: list[float] = field(default_factory=list)            # open loop: send offsets
     overrides: list[dict[str, Any] | None] = field(default_factory=list)  # per send (replay)
-    offered_rate: float | None = None   # requests/s this phase asks for, when it is known
+    kind: str = ""                      # the arrival kind that made it
 
     @property
     def end(self) -> float | None:
@@ -46,6 +48,16 @@ class TraceError(ValueError):
     pass
 
 
+class ScheduleTooLarge(ValueError):
+    pass
+
+
+def _cap(count: int) -> None:
+    if count > MAX_SENDS:
+        raise ScheduleTooLarge(f"the arrivals would schedule more than {MAX_SENDS:,} requests for one tenant: "
+                               "lower the rate or the duration, or set requests")
+
+
 def _until(start: float, end: float | None, budget: int | None, gaps) -> list[float]:  # type: ignore[no-untyped-def]
     times: list[float] = []
     t = start
@@ -54,13 +66,21 @@ def _until(start: float, end: float | None, budget: int | None, gaps) -> list[fl
         if (end is not None and t >= end) or (budget is not None and len(times) >= budget):
             break
         times.append(t)
+        if len(times) > MAX_SENDS:
+            _cap(len(times))
     return times
 
 
-def _constant_gaps(rate: float):  # type: ignore[no-untyped-def]
-    yield 0.0
-    while True:
-        yield 1 / rate
+def _constant_times(rate: float, start: float, end: float | None, budget: int | None) -> list[float]:
+    # i / rate, not a running sum of 1 / rate: the sum's rounding lets an extra send in before the end.
+    if end is None and budget is None:
+        raise ValueError("constant arrivals need a duration or a request budget")
+    count = budget if end is None else math.ceil((end - start) * rate - 1e-9)
+    assert count is not None
+    if budget is not None:
+        count = min(count, budget)
+    _cap(count)
+    return [start + i / rate for i in range(count)]
 
 
 def _renewal_gaps(draw):  # type: ignore[no-untyped-def]
@@ -89,6 +109,7 @@ def _ramp_times(spec: RampArrivals, start: float, end: float | None, budget: int
         if offset >= spec.over or (end is not None and start + offset >= end):
             break
         times.append(start + offset)
+        _cap(len(times))
         area += 1.0 if spec.process == "constant" else rng.expovariate(1.0)
     return times
 
@@ -96,7 +117,7 @@ def _ramp_times(spec: RampArrivals, start: float, end: float | None, budget: int
 def read_trace(path: Path) -> list[tuple[float, dict[str, Any] | None]]:
     """JSON lines with ``t`` in seconds (any origin) and optional per-request fields."""
     rows = []
-    allowed = {"t", "prompt_tokens", "output_tokens", "tenant"}
+    allowed = {"t", "prompt_tokens", "output_tokens"}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -106,6 +127,8 @@ def read_trace(path: Path) -> list[tuple[float, dict[str, Any] | None]]:
             raise TraceError(f"{path}:{number}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or isinstance(row.get("t"), bool) or not isinstance(row.get("t"), (int, float)):
             raise TraceError(f"{path}:{number}: each line needs a number t (seconds)")
+        if len(rows) >= MAX_SENDS:
+            _cap(len(rows) + 1)
         if unknown := set(row) - allowed:
             raise TraceError(f"{path}:{number}: unknown fields {sorted(unknown)} (allowed: {sorted(allowed)})")
         for name in ("prompt_tokens", "output_tokens"):
@@ -122,27 +145,27 @@ def read_trace(path: Path) -> list[tuple[float, dict[str, Any] | None]]:
 def _simple_phase(spec: Any, label: str, start: float, duration: float | None, budget: int | None,
                   rng: random.Random) -> Phase:
     end = None if duration is None else start + duration
+    kind = spec.kind
     if isinstance(spec, ClosedLoop):
-        return Phase(label, start, duration, concurrency=spec.concurrency)
+        return Phase(label, start, duration, concurrency=spec.concurrency, kind=kind)
     if isinstance(spec, ConstantRate):
-        return Phase(label, start, duration, times=_until(start, end, budget, _constant_gaps(spec.rate)),
-                     offered_rate=spec.rate)
+        return Phase(label, start, duration, times=_constant_times(spec.rate, start, end, budget), kind=kind)
     if isinstance(spec, PoissonArrivals):
         gaps = _renewal_gaps(lambda: rng.expovariate(spec.rate))
-        return Phase(label, start, duration, times=_until(start, end, budget, gaps), offered_rate=spec.rate)
+        return Phase(label, start, duration, times=_until(start, end, budget, gaps), kind=kind)
     if isinstance(spec, GammaArrivals):
         shape = 1 / (spec.cv * spec.cv)
         gaps = _renewal_gaps(lambda: rng.gammavariate(shape, 1 / (spec.rate * shape)))
-        return Phase(label, start, duration, times=_until(start, end, budget, gaps), offered_rate=spec.rate)
+        return Phase(label, start, duration, times=_until(start, end, budget, gaps), kind=kind)
     if isinstance(spec, BurstArrivals):
+        _cap(sum(burst.count for burst in spec.bursts))
         times = sorted(start + burst.at for burst in spec.bursts for _ in range(burst.count)
                        if end is None or start + burst.at < end)
         last = max(burst.at for burst in spec.bursts)
-        return Phase(label, start, duration if duration is not None else last, times=times[:budget])
+        return Phase(label, start, duration if duration is not None else last, times=times[:budget], kind=kind)
     if isinstance(spec, RampArrivals):
         length = spec.over if duration is None else min(spec.over, duration)
-        return Phase(label, start, length, times=_ramp_times(spec, start, end, budget, rng),
-                     offered_rate=(spec.start_rate + spec.end_rate) / 2 if spec.shape == "linear" else None)
+        return Phase(label, start, length, times=_ramp_times(spec, start, end, budget, rng), kind=kind)
     raise TypeError(f"not a simple arrival: {spec!r}")
 
 
@@ -165,5 +188,5 @@ def plan_phases(spec: Any, duration: float | None, budget: int | None, rng: rand
         keep = [i for i, t in enumerate(times) if duration is None or t < duration][:budget]
         last = times[keep[-1]] if keep else 0.0
         return [Phase("replay", 0.0, duration if duration is not None else last,
-                      times=[times[i] for i in keep], overrides=[rows[i][1] for i in keep])]
+                      times=[times[i] for i in keep], overrides=[rows[i][1] for i in keep], kind="replay")]
     return [_simple_phase(spec, spec.kind, 0.0, duration, budget, rng)]

@@ -66,12 +66,17 @@ class ResponseParser:
                 if len(self.buffer) > 1 << 20:
                     raise HttpError("response head over 1 MiB")
                 return False
-            self.head = _parse_head(bytes(self.buffer[: end + 4]), self.keep)
+            head = _parse_head(bytes(self.buffer[: end + 4]), self.keep)
             del self.buffer[: end + 4]
-            headers = self.head.headers
+            if 100 <= head.status < 200:
+                return True  # an interim response (100 Continue, 103 Early Hints): the real one follows
+            self.head = head
+            headers = head.headers
             self.keep_alive = headers.get("connection", "").lower() != "close"
-            self.on_head(self.head)
-            if "content-length" in headers:
+            self.on_head(head)
+            if head.status in (204, 304):
+                self.complete = True  # never a body, whatever the headers say
+            elif "content-length" in headers:
                 try:
                     self.remaining = int(headers["content-length"])
                 except ValueError:
@@ -223,8 +228,15 @@ class Http1Client:
                 connection.close()
                 if not connection.used:
                     raise HttpError("connection closed before a response") from None
-                connection = await self._connect()  # the server had closed an idle keep-alive connection
-                parser = await self._once(connection, head, body, on_head, on_body)
+                # The server had closed an idle keep-alive connection: one more try on a new one.
+                connection = await self._connect()
+                try:
+                    parser = await self._once(connection, head, body, on_head, on_body)
+                except BaseException as exc:
+                    connection.close()
+                    if isinstance(exc, _StaleConnection):
+                        raise HttpError("connection closed before a response") from None
+                    raise
             except BaseException:
                 connection.close()
                 raise

@@ -20,12 +20,15 @@ def _values(outcomes: list[Outcome], name: str) -> list[float]:
 
 
 def meets_slo(outcome: Outcome, slo: dict[str, float | None]) -> bool:
+    """A failed request never meets it; a one-token answer has no inter-token gap to miss."""
     if outcome.error is not None:
         return False
     for name, limit in slo.items():
         if limit is None:
             continue
         value = getattr(outcome, name)
+        if value is None and name == "itl_ms":
+            continue
         if value is None or value > limit:
             return False
     return True
@@ -87,7 +90,7 @@ def _windows(phase: Phase) -> list[tuple[str, float, float]]:
     """A ramp is cut in ten windows so that throughput can be read against the rising load."""
     if phase.duration is None or phase.duration <= 0:
         return []
-    if phase.label == "ramp":
+    if phase.kind == "ramp":
         step = phase.duration / 10
         return [(f"ramp {i + 1}/10", phase.start + i * step, phase.start + (i + 1) * step) for i in range(10)]
     return [(phase.label, phase.start, phase.start + phase.duration)]
@@ -123,7 +126,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         limits = {"ttft_ms": scenario.slo.ttft, "itl_ms": scenario.slo.itl, "e2e_ms": scenario.slo.e2e}
         slo = {name: None if value is None else value * 1000 for name, value in limits.items()}
         good = sum(1 for o in outcomes if meets_slo(o, slo))
-    cold = next((o for o in outcomes if o.cold), None)
+    cold_ones = [o for o in outcomes if o.cold]
+    cold = cold_ones[0] if cold_ones else None
     tenants, jain = _tenant_rows(result, warm, duration)
     count = len(outcomes)
     summary = {
@@ -143,7 +147,10 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "added_ms_header": distribution(_values(warm_ok, "added_ms_header")),
         "send_lag_ms": distribution(_values(outcomes, "lag_ms")),
         "jain_fairness": jain,
-        "cold": None if cold is None else {"ttft_ms": cold.ttft_ms, "e2e_ms": cold.e2e_ms, "status": cold.status},
+        "cold": None if cold is None else {
+            "count": len(cold_ones), "ttft_ms": cold.ttft_ms, "e2e_ms": cold.e2e_ms, "status": cold.status,
+            "ttft_ms_dist": distribution(_values(cold_ones, "ttft_ms")),
+            "e2e_ms_dist": distribution(_values(cold_ones, "e2e_ms"))},
         "errors_by_kind": dict(Counter(error_kind(o) for o in outcomes if o.error is not None).most_common()),
     }
     return {

@@ -99,6 +99,13 @@ def server_timing(value: str | None) -> dict[str, float]:
     return timings
 
 
+def _valid_usage(usage: Any) -> bool:
+    if not isinstance(usage, dict):
+        return False
+    return all(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+               for name, value in usage.items() if name in ("prompt_tokens", "completion_tokens"))
+
+
 class _Exchange:
     """Reads one response as it arrives: status, headers, SSE events and their times."""
 
@@ -122,9 +129,11 @@ class _Exchange:
         self.head_at = time.perf_counter()
 
     def on_body(self, data: bytes) -> None:
-        self.buffer += data
         if not self.stream or self.head is None or self.head.status != 200:
+            self.buffer += data
             return
+        # SSE allows CRLF line ends; a CR left at a piece's end is stripped with the payload.
+        self.buffer += data.replace(b"\r\n", b"\n")
         now = time.perf_counter()
         while (end := self.buffer.find(b"\n\n")) != -1:
             event = bytes(self.buffer[:end])
@@ -146,20 +155,31 @@ class _Exchange:
         if "error" in data:
             self.stream_error = "stream_error"
             return
+        if not isinstance(data, dict):
+            self.stream_error = "bad_event"
+            return
         if data.get("usage"):
             self.usage = data["usage"]
-        for choice in data.get("choices") or ():
+        choices = data.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(choice, dict) for choice in choices):
+            self.stream_error = "bad_event"
+            return
+        for choice in choices:
             piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
-            if piece:
+            if piece and isinstance(piece, str):
                 self.token_times.append(now)
                 if self.keep_text:
                     self.text.append(piece)
 
-    def whole_body(self) -> tuple[str, dict[str, Any] | None]:
-        data = orjson.loads(bytes(self.buffer))
-        choice = (data.get("choices") or [{}])[0]
-        text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
-        return text, data.get("usage")
+    def whole_body(self) -> tuple[str, Any]:
+        """The answer's text and usage; ValueError when the body is not a completion."""
+        try:
+            data = orjson.loads(bytes(self.buffer))
+            choice = (data.get("choices") or [{}])[0]
+            text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+        except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError, KeyError):
+            raise ValueError("not a completion") from None
+        return text if isinstance(text, str) else "", data.get("usage")
 
 
 class ScenarioRun:
@@ -177,7 +197,7 @@ class ScenarioRun:
         self.gaps = array("d")
         self.progress = Progress()
         self.notes: list[str] = []
-        self._cold_models: set[str] = set()
+        self._warm_models: set[str] = set()
         self._mock_original: dict[str, Any] | None = None
         self._budget: dict[str, int | None] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
@@ -199,9 +219,8 @@ class ScenarioRun:
         head = self._heads[head_key] + b"X-Request-Id: bench-%d\r\n" % number
         sent = time.perf_counter()
         outcome = Outcome(number, tenant, phase.label, sent - loop_start, (sent - scheduled) * 1000)
-        if plan.model not in self._cold_models:
-            self._cold_models.add(plan.model)
-            outcome.cold = True
+        if plan.model not in self._warm_models:
+            outcome.cold = True  # sent before this model's first answer arrived
         self.outcomes.append(outcome)
         self.progress.sent += 1
         reading = _Exchange(self.scenario.stream, self.scenario.sessions is not None)
@@ -218,6 +237,8 @@ class ScenarioRun:
             outcome.error = str(exc)
             outcome.status = reading.head.status if reading.head else 0
         end = time.perf_counter()
+        if outcome.error is None:
+            self._warm_models.add(plan.model)
         outcome.end_s = end - loop_start
         outcome.e2e_ms = outcome.e2e_ms if outcome.e2e_ms is not None else (end - sent) * 1000
         self.progress.completed += 1
@@ -257,8 +278,11 @@ class ScenarioRun:
         else:
             try:
                 text, usage = reading.whole_body()
-            except (orjson.JSONDecodeError, AttributeError, TypeError):
+            except ValueError:
                 outcome.error, usage = "bad_json", None
+        if usage is not None and not _valid_usage(usage):
+            outcome.error = outcome.error or "bad_usage"
+            usage = None
         if usage:
             outcome.output_tokens = usage.get("completion_tokens")
             outcome.prompt_tokens = usage.get("prompt_tokens")
@@ -306,9 +330,15 @@ class ScenarioRun:
 
         await asyncio.gather(*(client() for _ in range(phase.concurrency or 1)))
 
+    def _spent(self, tenant: str) -> bool:
+        left = self._budget[tenant]
+        return left is not None and left <= 0
+
     async def _open(self, plan: TenantPlan, phase: Phase, loop_start: float, tasks: set[asyncio.Task]) -> None:
         overrides = phase.overrides or [None] * len(phase.times)
         for offset, override in zip(phase.times, overrides, strict=True):
+            if self._spent(plan.tenant.name):
+                return
             scheduled = loop_start + offset
             delay = scheduled - time.perf_counter()
             if delay > 0:
@@ -322,6 +352,8 @@ class ScenarioRun:
     async def _tenant(self, plan: TenantPlan, loop_start: float) -> None:
         tasks: set[asyncio.Task] = set()
         for phase in plan.phases:
+            if self._spent(plan.tenant.name):
+                break
             delay = loop_start + phase.start - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -332,29 +364,31 @@ class ScenarioRun:
         while tasks:
             await asyncio.gather(*list(tasks))
 
+    def _fault_config(self, moment: float) -> dict[str, Any]:
+        """The mock's settings at ``moment``: as found, overlaid by every fault active then, in start order."""
+        assert self._mock_original is not None
+        config = dict(self._mock_original)
+        for fault in sorted(self.scenario.faults, key=lambda item: item.at):
+            if fault.at <= moment < fault.at + fault.duration:
+                config.update(fault.set.model_dump(exclude_none=True))
+        return config
+
     async def _start_faults(self, control: httpx.AsyncClient) -> None:
         """Read the mock's settings to restore later, and apply faults that start at 0 before the first request."""
-        self._mock_original = (await control.get("/_mock/config")).json()
-        for fault in self.scenario.faults:
-            if fault.at == 0:
-                await self._apply_fault(control, fault)
-
-    async def _apply_fault(self, control: httpx.AsyncClient, fault: Any) -> dict[str, Any]:
-        change = fault.set.model_dump(exclude_none=True)
-        (await control.post("/_mock/config", json=change)).raise_for_status()
-        self.notes.append(f"fault at {fault.at:g}s for {fault.duration:g}s: {change}")
-        return change
+        self._mock_original = (await control.get("/_mock/config")).raise_for_status().json()
+        if any(fault.at == 0 for fault in self.scenario.faults):
+            (await control.post("/_mock/config", json=self._fault_config(0.0))).raise_for_status()
 
     async def _faults(self, control: httpx.AsyncClient, loop_start: float) -> None:
-        assert self._mock_original is not None
-        for fault in sorted(self.scenario.faults, key=lambda item: item.at):
-            if fault.at > 0:
-                await asyncio.sleep(max(0.0, loop_start + fault.at - time.perf_counter()))
-                change = await self._apply_fault(control, fault)
-            else:
-                change = fault.set.model_dump(exclude_none=True)
-            await asyncio.sleep(max(0.0, loop_start + fault.at + fault.duration - time.perf_counter()))
-            await control.post("/_mock/config", json={name: self._mock_original[name] for name in change})
+        """Apply the faults as a timeline: at each window's start or end the mock gets the settings
+        of every window active from then on, so overlapping windows combine."""
+        for fault in self.scenario.faults:
+            self.notes.append(f"fault from {fault.at:g}s for {fault.duration:g}s: {fault.set.model_dump(exclude_none=True)}")
+        moments = sorted({moment for fault in self.scenario.faults for moment in (fault.at, fault.at + fault.duration)
+                          if moment > 0})
+        for moment in moments:
+            await asyncio.sleep(max(0.0, loop_start + moment - time.perf_counter()))
+            await control.post("/_mock/config", json=self._fault_config(moment))
 
     async def _restore_mock(self, control: httpx.AsyncClient) -> None:
         """A run can end inside a fault window: leave the mock as it was found."""

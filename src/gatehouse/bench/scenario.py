@@ -183,7 +183,7 @@ class RampArrivals(Strict):
 
 class ReplayArrivals(Strict):
     """A recorded trace: JSON lines with ``t`` (seconds, any origin) and optionally
-    ``prompt_tokens``, ``output_tokens``, ``tenant``."""
+    ``prompt_tokens`` and ``output_tokens``."""
 
     kind: Literal["replay"]
     file: str
@@ -271,6 +271,8 @@ class Scenario(Strict):
         if self.duration is None and self.requests is None and any(a.kind not in FINITE_KINDS for a in arrivals):
             raise ValueError(f"{' and '.join(sorted({a.kind for a in arrivals if a.kind not in FINITE_KINDS}))} "
                              "arrivals never end by themselves: give duration or requests")
+        if self.slo is not None and not self.stream and (self.slo.ttft is not None or self.slo.itl is not None):
+            raise ValueError("slo.ttft and slo.itl need stream: true (a whole answer has no first token to time)")
         names = [tenant.name for tenant in self.tenants]
         if len(set(names)) != len(names):
             raise ValueError("tenant names must be unique")

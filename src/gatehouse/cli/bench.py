@@ -124,6 +124,7 @@ def run(
     from pathlib import Path
 
     import httpx
+    from rich.markup import escape
 
     from gatehouse.bench.arrivals import TraceError
     from gatehouse.bench.report import build_report, report_json
@@ -134,6 +135,12 @@ def run(
         scenario = load_scenario(scenario_file)
     except ScenarioError as exc:
         fail(str(exc))
+    for path in (json_out, html_out):
+        if path:
+            try:
+                Path(path).touch()
+            except OSError as exc:
+                fail(f"cannot write {path}: {exc.strerror}")
     if scenario.faults and not mock:
         fail("the scenario injects faults: pass --mock with the mock upstream's base URL (gatehouse bench mock-upstream)")
     if not target.startswith(("http://", "https://")):
@@ -157,7 +164,7 @@ def run(
     try:
         if display is not None:
             display.start()
-            task = display.add_task(scenario.name, total=None, counts="")
+            task = display.add_task(escape(scenario.name), total=None, counts="")
         result = run_async(ScenarioRun(scenario, target, plans, base, mock, on_progress).run())
     except KeyboardInterrupt:
         fail("interrupted")
@@ -171,26 +178,37 @@ def run(
     report = build_report(result)
     print_summary(report)
     if json_out:
-        Path(json_out).write_bytes(report_json(report))
-        console.print(f"JSON report written to {json_out}")
+        _write(json_out, report_json(report), "JSON report")
     if html_out:
         from gatehouse.bench.html_report import render_html
 
-        Path(html_out).write_text(render_html(report))
-        console.print(f"HTML report written to {html_out}")
+        _write(html_out, render_html(report).encode(), "HTML report")
+
+
+def _write(path: str, content: bytes, what: str) -> None:
+    from pathlib import Path
+
+    try:
+        Path(path).write_bytes(content)
+    except OSError as exc:
+        fail(f"cannot write the {what} to {path}: {exc.strerror}")
+    console.print(f"{what} written to {path}", highlight=False)
 
 
 def print_summary(report) -> None:  # type: ignore[no-untyped-def]
+    from rich.markup import escape
     from rich.table import Table
 
     summary = report["summary"]
-    console.print(f"[bold]{report['scenario']['name']}[/] against {report['target']}: {summary['requests']} requests "
-                  f"in {report['duration_s']:.1f}s", highlight=False, markup=True)
+    console.print(f"[bold]{escape(report['scenario']['name'])}[/] against {escape(report['target'])}: "
+                  f"{summary['requests']} requests in {report['duration_s']:.1f}s", highlight=False)
     line = (f"throughput {summary['throughput_rps']:.1f} req/s, {summary['output_tokens_per_s']:.0f} output tok/s; "
             f"errors {summary['error_rate']:.1%} (429: {summary['rate_limited_rate']:.1%}); "
             f"fallbacks {summary['fallback_rate']:.1%}")
     if summary["goodput_rps"] is not None:
-        line += f"; goodput {summary['goodput_rps']:.1f} req/s ({summary['goodput_share']:.1%} within the SLO)"
+        line += f"; goodput {summary['goodput_rps']:.1f} req/s"
+        if summary["goodput_share"] is not None:
+            line += f" ({summary['goodput_share']:.1%} within the SLO)"
     if summary["jain_fairness"] is not None:
         line += f"; Jain's fairness {summary['jain_fairness']:.3f}"
     console.print(line, highlight=False)
@@ -206,15 +224,16 @@ def print_summary(report) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
     if summary["cold"] is not None:
         cold = summary["cold"]
-        console.print(f"cold start (first request): status {cold['status']}, TTFT {_fmt(cold['ttft_ms'], 1)} ms, "
-                      f"end to end {_fmt(cold['e2e_ms'], 1)} ms", highlight=False)
+        console.print(f"cold start ({cold['count']} request(s) sent before the model's first answer; the first: "
+                      f"status {cold['status']}, TTFT {_fmt(cold['ttft_ms'], 1)} ms, end to end {_fmt(cold['e2e_ms'], 1)} ms)"
+                      " — left out of the table above", highlight=False)
     if len(report["tenants"]) > 1:
         tenants = Table(header_style="bold")
         for column in ("tenant", "requests", "ok", "429", "req/s", "fair-share ratio", "e2e p50", "e2e p99"):
             tenants.add_column(column, justify="left" if column == "tenant" else "right")
         for row in report["tenants"]:
             e2e = row["e2e_ms"] or {}
-            tenants.add_row(row["name"], str(row["requests"]), str(row["ok"]), str(row["rate_limited"]),
+            tenants.add_row(escape(row["name"]), str(row["requests"]), str(row["ok"]), str(row["rate_limited"]),
                             _fmt(row["throughput_rps"]), _fmt(row["normalised_share"], 2), _fmt(e2e.get("p50")),
                             _fmt(e2e.get("p99")))
         console.print(tenants)

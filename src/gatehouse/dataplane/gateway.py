@@ -71,7 +71,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
     watcher = asyncio.ensure_future(watch())
     try:
-        return await work
+        result = await work
     except asyncio.CancelledError:
         if not gone:
             raise
@@ -79,6 +79,10 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         raise ApiError(499, "the client closed the connection", "client_disconnected") from None
     finally:
         watcher.cancel()
+    if gone:  # the work finished just as the cancel came (e.g. asyncio.wait_for swallowed it)
+        current.uncancel()
+        raise ApiError(499, "the client closed the connection", "client_disconnected")
+    return result
 
 
 async def _disconnected(request: Request) -> None:
