@@ -17,6 +17,7 @@ from gatehouse.store.db import Database
 from helpers import ServerProcess
 
 MOCK_CREDENTIAL = "upstream-secret-for-tests"
+LEAK_REPORT_TOKEN = "leak-report-token-for-tests"
 ACTOR = "local:e2e"
 
 
@@ -108,6 +109,9 @@ class Deployment:
     def identity(self, name: str, owner: str = "owner@example.com", **kwargs) -> str:
         service.create_identity(self.db, ACTOR, name, owner, **kwargs)
         return name
+
+    def key_info(self, key_id: str) -> dict:
+        return next(k for k in service.list_keys(self.db) if k["key_id"] == key_id)
 
     def key(self, identity: str, ttl: timedelta = timedelta(days=1), scopes: list[str] | None = None) -> str:
         _, key = service.issue_key(self.db, ACTOR, identity, pepper=b"e2e-pepper", ttl=ttl,

@@ -20,6 +20,7 @@ from gatehouse.config import Settings
 from gatehouse.dataplane.auth import KeyTable
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.gateway import Gateway
+from gatehouse.dataplane.leaks import LeakReports, load_github_keys
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.engines.base import Engine
 from gatehouse.engines.credentials import resolve_credential
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
     records = RecordWriter(db)
     engines = build_engines(policy, settings)
     gateway = Gateway(policy, engines, keys, records, settings.max_body_bytes)
+    leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
     async def refresh_forever() -> None:
         while True:
@@ -179,6 +181,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+        Route("/admin/leaks", leaks.post, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error})

@@ -25,6 +25,8 @@ class Settings:
     policy_path: Path
     max_key_ttl: timedelta
     max_body_bytes: int
+    notify_webhook: str | None = None       # where owners are told about leaks and orphaned identities
+    leak_report_token: str | None = None    # bearer token secret scanners send to POST /admin/leaks
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,7 +36,9 @@ class Settings:
         max_ttl_text = os.environ.get("GATEHOUSE_MAX_KEY_TTL")
         max_key_ttl = parse_duration(max_ttl_text) if max_ttl_text else DEFAULT_MAX_KEY_TTL
         max_body_bytes = int(os.environ.get("GATEHOUSE_MAX_BODY_BYTES") or 4 * 1024 * 1024)
-        return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes)
+        return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes,
+                   notify_webhook=os.environ.get("GATEHOUSE_NOTIFY_WEBHOOK") or None,
+                   leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None)
 
     @property
     def models_dir(self) -> Path:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from openai import OpenAI
 
-from gateway_support import Deployment, policy_text, wait_until_accepted
+from gateway_support import LEAK_REPORT_TOKEN, Deployment, policy_text, wait_until_accepted
 from helpers import ServerProcess, free_port, start_gateway, start_mock_upstream
 
 
@@ -30,10 +33,22 @@ def refused_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def gateway_home(tmp_path_factory, mock_upstream, refused_port, shared_models_dir) -> Deployment:
+def github_scanning_key(tmp_path_factory) -> tuple[ec.EllipticCurvePrivateKey, Path]:
+    """A stand-in for GitHub's secret-scanning signing key, and its public half in GitHub's format."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    path = tmp_path_factory.mktemp("github") / "secret_scanning_keys.json"
+    path.write_text(json.dumps({"public_keys": [{"key_identifier": "test-key-1", "key": pem.decode(), "is_current": True}]}))
+    return private, path
+
+
+@pytest.fixture(scope="session")
+def gateway_home(tmp_path_factory, mock_upstream, refused_port, shared_models_dir, github_scanning_key) -> Deployment:
     home = tmp_path_factory.mktemp("e2e") / "home"
     return Deployment(home, policy_text(mock_upstream.url, refused_port), shared_models_dir,
-                      GATEHOUSE_MAX_BODY_BYTES="65536")
+                      GATEHOUSE_MAX_BODY_BYTES="65536", GATEHOUSE_LEAK_REPORT_TOKEN=LEAK_REPORT_TOKEN,
+                      GATEHOUSE_NOTIFY_WEBHOOK=f"{mock_upstream.url}/_mock/webhook",
+                      GATEHOUSE_GITHUB_SCANNING_KEYS=str(github_scanning_key[1]))
 
 
 @pytest.fixture(scope="session")

@@ -119,3 +119,32 @@ def test_the_cli_works_the_same_on_postgresql(gh, postgres_server, monkeypatch):
     assert gh("key", "issue", "pg-app", "--ttl", "1d").stdout.strip().startswith("gth_")
     assert json.loads(gh("identity", "list", "--json").stdout)[0]["environment"] == "prod"
     assert gh("audit", "verify").output.startswith("ok — 3 entries")
+
+
+def test_rotation_leak_and_departure_from_the_command_line(gh, home, monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_NOTIFY_WEBHOOK", "http://127.0.0.1:9/unreachable")
+    gh("person", "add", "alice@example.com", "--team", "platform")
+    gh("person", "add", "bob@example.com", "--team", "platform")
+    gh("identity", "create", "billing-bot", "--owner", "alice@example.com", "--backup-owner", "bob@example.com")
+    gh("identity", "create", "lonely-bot", "--owner", "alice@example.com")
+    issued = json.loads(gh("key", "issue", "billing-bot", "--json").stdout)
+    rotated = json.loads(gh("key", "rotate", issued["key_id"], "--grace", "1h", "--json").stdout)
+    assert rotated["old_key_id"] == issued["key_id"] and rotated["key"].startswith("gth_")
+    assert rotated["key_id"] != issued["key_id"] and rotated["old_key_stops_at"] < issued["expires_at"]
+    gh("key", "rotate", issued["key_id"], code=1)  # only once
+    leaked = json.loads(gh("key", "leaked", rotated["key"], "--source", "https://paste.example/x", "--json").stdout)
+    assert leaked["key_id"] == rotated["key_id"] and leaked["owner"] == "alice@example.com"
+    assert leaked["notification"].startswith("failed")  # the key is revoked all the same
+    assert rotated["key"] not in json.dumps(leaked)
+    shown = json.loads(gh("identity", "show", "billing-bot", "--json").stdout)
+    assert "leaked" in shown["attention"]
+    assert any(k["key_id"] == rotated["key_id"] and k["status"] == "revoked" for k in shown["keys"])
+    gh("identity", "attended", "billing-bot", "--note", "replaced")
+    bad = gh("key", "leaked", "gth_" + "a" * 12 + "_" + "a" * 38, code=1)
+    assert "checksum" in bad.output
+    departed = json.loads(gh("person", "depart", "alice@example.com", "--json").stdout)
+    assert departed["reassigned"] == [{"identity": "billing-bot", "to": "bob@example.com"}]
+    assert departed["suspended"] == ["lonely-bot"]
+    table = gh("person", "depart", "bob@example.com").output
+    assert "suspended: orphaned" in table and "billing-bot" in table
+    assert "already departed" in gh("person", "depart", "bob@example.com", code=1).output

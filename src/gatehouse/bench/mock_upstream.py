@@ -19,6 +19,8 @@ Control endpoints, for tests and ``gatehouse bench run``:
 
 - ``GET /_mock/requests``: the last 100 requests' paths and headers
 - ``GET|POST /_mock/config``: read or change the settings while running (fault injection)
+- ``POST|GET /_mock/webhook``: a webhook sink that keeps the last 100 JSON bodies posted to it
+  (stands in for a chat or paging webhook in tests and demos)
 - ``GET|DELETE /_mock/timings``: the mock's own timing of each request that carried an
   ``X-Request-Id`` (time to first token and to the end, in ms; the last 200,000), so a load
   generator can tell the gateway's share of the latency from the engine's
@@ -97,6 +99,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
     settings = settings or MockSettings()
     seen: deque[dict[str, Any]] = deque(maxlen=100)
     timings: deque[tuple[str, float | None, float]] = deque(maxlen=200_000)
+    hooks: deque[Any] = deque(maxlen=100)
 
     async def handle(request: Request) -> Response:
         started = time.perf_counter()
@@ -196,6 +199,15 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
                 setattr(settings, name, value)
         return JSONResponse({name: getattr(settings, name) for name in sorted(ADJUSTABLE)})
 
+    async def webhook(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                hooks.append(orjson.loads(await request.body()))
+            except orjson.JSONDecodeError:
+                return _error(400, "body is not JSON", "invalid_json")
+            return Response(status_code=204)
+        return JSONResponse(list(hooks))
+
     async def timings_seen(request: Request) -> Response:
         if request.method == "DELETE":
             timings.clear()
@@ -207,6 +219,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         Route("/_mock/requests", requests_seen),
         Route("/_mock/config", config, methods=["GET", "POST"]),
         Route("/_mock/timings", timings_seen, methods=["GET", "DELETE"]),
+        Route("/_mock/webhook", webhook, methods=["GET", "POST"]),
         Route("/v1/models", models),
         Route("/{behaviour}/v1/models", models),
         Route("/v1/{endpoint:path}", handle, methods=["POST"]),

@@ -70,7 +70,7 @@ def show(name: str = typer.Argument(..., help="Identity name."), json: bool = Js
         print_json(info)
         return
     for field in ("name", "status", "owner", "backup_owner", "team", "environment", "purpose",
-                  "data_clearance", "labels", "created_at", "created_by", "review_due_at"):
+                  "data_clearance", "labels", "created_at", "created_by", "review_due_at", "attention"):
         console.print(f"[bold]{field:>15}[/]  {info[field] if info[field] not in (None, {}) else '-'}", highlight=False)
     print_table("Keys", ["key id", "status", "scopes", "expires", "last used"],
                 [(k["key_id"], k["status"], ",".join(k["scopes"] or []) or "(all granted)", k["expires_at"],
@@ -97,3 +97,16 @@ def _status_command(action: str, help_text: str):  # type: ignore[no-untyped-def
 _status_command("suspend", "Suspend an identity: its keys stop working on every worker within a second.")
 _status_command("resume", "Resume a suspended identity.")
 _status_command("retire", "Retire an identity for good and revoke all its keys.")
+
+
+@app.command("attended")
+@handles_errors
+def attended(
+    name: str = typer.Argument(..., help="Identity name."),
+    note: str = typer.Option(None, "--note", help="What was done; recorded in the audit log."),
+) -> None:
+    """Clear an identity's attention flag (a leaked key, an orphaning) once its owner has acted."""
+    from gatehouse.identity.lifecycle import clear_attention
+
+    clear_attention(open_db(), local_actor(), name, note)
+    console.print(f"identity [bold]{name}[/] needs no more attention")

@@ -75,3 +75,53 @@ def revoke(
         print_json({"key_id": credential.id, "status": credential.status})
     else:
         console.print(f"revoked key [bold]{credential.id}[/]")
+
+
+@app.command("rotate")
+@handles_errors
+def rotate(
+    key_id: str = typer.Argument(..., help="Key id of the key to replace."),
+    grace: str = typer.Option("24h", "--grace", help="How long the old key keeps working, e.g. 1h, 24h (0s: stop now; "
+                                                     "at most 7d)."),
+    ttl: str = typer.Option(None, "--ttl", help="Lifetime of the new key (default: the old key's lifetime)."),
+    json: bool = JsonOption,
+) -> None:
+    """Issue a successor with the same identity and scopes; both work during the grace period."""
+    from datetime import timedelta
+
+    from gatehouse.identity.lifecycle import rotate_key
+
+    config = settings()
+    grace_period = timedelta(0) if grace.strip() in ("0", "0s") else parse_duration(grace)
+    rotation = rotate_key(open_db(), local_actor(), key_id, pepper=config.pepper(), grace=grace_period,
+                          ttl=parse_duration(ttl) if ttl else None, max_ttl=config.max_key_ttl)
+    if json:
+        print_json({"old_key_id": rotation.old_key_id, "old_key_stops_at": rotation.old_key_stops_at,
+                    "key_id": rotation.new_key_id, "expires_at": rotation.new_key_expires_at, "key": rotation.new_key})
+        return
+    err_console.print(f"rotated [bold]{rotation.old_key_id}[/] → [bold]{rotation.new_key_id}[/] for {rotation.identity}; "
+                      f"the old key stops at {rotation.old_key_stops_at}, the new one expires {rotation.new_key_expires_at}")
+    err_console.print("this is the only time the new key is shown:", style="yellow")
+    print(rotation.new_key)
+
+
+@app.command("leaked")
+@handles_errors
+def leaked(
+    key: str = typer.Argument(..., help="The leaked key (gth_…, checked by its checksum) or its key id."),
+    source: str = typer.Option(None, "--source", help="Where it was seen, e.g. a URL."),
+    json: bool = JsonOption,
+) -> None:
+    """Respond to a leak: revoke the key everywhere within a second, record the report, flag the
+    identity for its owner and notify them (GATEHOUSE_NOTIFY_WEBHOOK)."""
+    from gatehouse.identity.lifecycle import report_leak
+    from gatehouse.identity.notify import leak_event, notify
+
+    outcome = report_leak(open_db(), local_actor(), key, source=source)
+    delivery = notify(settings().notify_webhook, leak_event(outcome))
+    if json:
+        print_json({**leak_event(outcome), "notification": delivery})
+        return
+    state = "was already revoked; the report is recorded" if outcome.already_revoked else "is revoked"
+    console.print(f"key [bold]{outcome.key_id}[/] ({outcome.identity}) {state}; owner {outcome.owner} "
+                  f"is asked to act; notification: {delivery}", highlight=False)

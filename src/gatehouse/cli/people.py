@@ -42,3 +42,33 @@ def list_(json: bool = JsonOption) -> None:
     else:
         print_table("People", ["email", "name", "team", "status"],
                     [(p["email"], p["name"], p["team"], p["status"]) for p in people])
+
+
+@app.command("depart")
+@handles_errors
+def depart(
+    email: str = typer.Argument(..., help="The person who is leaving."),
+    json: bool = JsonOption,
+) -> None:
+    """Offboard a person: identities they own pass to their backup owner (and come up for
+    review) or, without an active backup, are suspended as orphaned; keys stop within a second."""
+    from gatehouse.cli.common import settings
+    from gatehouse.identity.lifecycle import depart_person
+    from gatehouse.identity.notify import notify, orphan_event
+
+    report = depart_person(open_db(), local_actor(), email)
+    delivery = notify(settings().notify_webhook, orphan_event(report.person, report.suspended)) if report.suspended \
+        else None
+    if json:
+        print_json({**report.as_dict(), "notification": delivery})
+        return
+    console.print(f"[bold]{report.person}[/] has departed", highlight=False)
+    rows = ([(r["identity"], f"reassigned to {r['to']} (review due now)") for r in report.reassigned]
+            + [(name, "suspended: orphaned, no active backup owner") for name in report.suspended]
+            + [(name, "backup owner removed") for name in report.backup_removed])
+    if rows:
+        print_table("Identities", ["identity", "what happened"], rows)
+    else:
+        console.print("they owned no identities")
+    if delivery:
+        console.print(f"notification about orphaned identities: {delivery}", highlight=False)

@@ -30,6 +30,7 @@ class RecordWriter:
         self._flush_interval = flush_interval
         self._last_used_interval = last_used_interval
         self._last_used: dict[str, float] = {}
+        self._last_model: dict[str, str] = {}  # key id → the alias its latest successful request used
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.dropped = 0
@@ -40,6 +41,8 @@ class RecordWriter:
             self._buffer.popleft()
             self.dropped += 1
         self._buffer.append(record)
+        if record["status"] == 200 and record["key_id"] is not None:
+            self._last_model[record["key_id"]] = record["alias"]
         if len(self._buffer) >= 500:
             self._wake.set()
 
@@ -109,17 +112,19 @@ class RecordWriter:
         if not self._last_used:
             return
         used, self._last_used = self._last_used, {}
+        models, self._last_model = self._last_model, {}
         try:
-            await asyncio.to_thread(self._write_last_used, used)
+            await asyncio.to_thread(self._write_last_used, used, models)
         except Exception as exc:
             log.error("could not record last-used times (%s); will retry", type(exc).__name__)
             self.note_used(used)
+            self._last_model = {**models, **self._last_model}
 
-    def _write_last_used(self, used: dict[str, float]) -> None:
+    def _write_last_used(self, used: dict[str, float], models: dict[str, str]) -> None:
         # Deliberately leaves ``revision`` alone: last use is not a change workers must reload.
         with self._db.write() as session:
             for key_id, moment in used.items():
-                session.execute(
-                    update(Credential).where(Credential.id == key_id)
-                    .values(last_used_at=datetime.fromtimestamp(moment, UTC))
-                )
+                values: dict[str, Any] = {"last_used_at": datetime.fromtimestamp(moment, UTC)}
+                if key_id in models:
+                    values["last_model"] = models[key_id]
+                session.execute(update(Credential).where(Credential.id == key_id).values(**values))

@@ -13,6 +13,14 @@ ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
 async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    _, body = await read_json_body_any(request, max_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", "invalid_json")
+    return body
+
+
+async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, Any]:
+    """The raw body (for signatures) and its JSON value, or a 400/413/499."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -32,12 +40,9 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if not raw:
         raise ApiError(400, "request body is empty: send a JSON object", "invalid_json")
     try:
-        body = orjson.loads(raw)
+        return raw, orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object", "invalid_json")
-    return body
 
 
 def _bad(param: str, message: str) -> ApiError:

@@ -163,6 +163,7 @@ def describe_identity(db: Database, name: str) -> dict:
             "data_clearance": identity.data_clearance, "labels": identity.labels,
             "created_at": as_utc(identity.created_at).isoformat(), "created_by": identity.created_by,
             "review_due_at": as_utc(identity.review_due_at).isoformat() if identity.review_due_at else None,
+            "attention": identity.attention,
             "keys": [key_summary(key, identity.name) for key in keys],
         }
 
@@ -251,7 +252,10 @@ def key_summary(key: Credential, identity_name: str) -> dict:
         "scopes": key.scopes, "created_at": as_utc(key.created_at).isoformat(),
         "created_by": key.created_by, "expires_at": expires_at.isoformat(),
         "last_used_at": as_utc(key.last_used_at).isoformat() if key.last_used_at else None,
+        "last_model": key.last_model,
         "revoked_at": as_utc(key.revoked_at).isoformat() if key.revoked_at else None,
+        "rotated_to": key.rotated_to,
+        "leaked_at": as_utc(key.leaked_at).isoformat() if key.leaked_at else None,
     }
 
 

@@ -37,8 +37,8 @@ class Identity(Base):
     __tablename__ = "identities"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("people.id"), nullable=False)
-    backup_owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("people.id"), nullable=False, index=True)
+    backup_owner_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     team: Mapped[str | None] = mapped_column(String(100))
     environment: Mapped[str] = mapped_column(String(50), nullable=False, default="dev")
     purpose: Mapped[str | None] = mapped_column(Text)
@@ -46,6 +46,7 @@ class Identity(Base):
     labels: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     review_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attention: Mapped[str | None] = mapped_column(Text)  # why the owner must act (a leak, a departed owner)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
@@ -68,6 +69,10 @@ class Credential(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(200))
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+    rotated_to: Mapped[str | None] = mapped_column(String(12))  # the successor issued by `key rotate`
+    last_model: Mapped[str | None] = mapped_column(String(200))
+    leaked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    leak_source: Mapped[str | None] = mapped_column(Text)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
 
 

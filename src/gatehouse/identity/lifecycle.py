@@ -1,0 +1,220 @@
+"""What happens to identities and keys over time: rotation, leaks, and people leaving.
+
+Like every control-plane change, each operation here is one transaction with its audit
+entry, and bumps the revision counter so that gateway workers pick it up within 0.2 s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+
+from gatehouse import audit
+from gatehouse.durations import format_duration
+from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.identity.keys import KEY_ID_PATTERN, MalformedKey, generate_key, hash_secret, parse_key, secret_matches
+from gatehouse.identity.service import _identity_by_name, _mark_revoked, _person_by_email, as_utc, utcnow
+from gatehouse.store.db import Database, bump_revision
+from gatehouse.store.models import Credential, Identity, Person
+
+MAX_GRACE = timedelta(days=7)
+
+
+# -- rotation -----------------------------------------------------------------------------
+
+@dataclass
+class Rotation:
+    old_key_id: str
+    new_key_id: str
+    new_key: str                 # shown once
+    identity: str
+    old_key_stops_at: str
+    new_key_expires_at: str
+
+
+def rotate_key(db: Database, actor: str, key_id: str, *, pepper: bytes, grace: timedelta, ttl: timedelta | None,
+               max_ttl: timedelta) -> Rotation:
+    """Issue a successor with the same identity and scopes; the old key keeps working for
+    ``grace`` (never past its own expiry), then stops."""
+    _check_key_id(key_id)
+    if grace > MAX_GRACE:
+        raise GatehouseError(f"a grace period of {format_duration(grace)} is over the maximum of "
+                             f"{format_duration(MAX_GRACE)}: both keys work during it")
+    with db.write() as session:
+        revision = bump_revision(session)
+        old = session.get(Credential, key_id)
+        if old is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        now = utcnow()
+        if old.status != "active" or as_utc(old.expires_at) <= now:
+            raise GatehouseError(f"key {key_id} is {'expired' if old.status == 'active' else old.status}: "
+                                 "issue a new key with `gatehouse key issue` instead")
+        if old.rotated_to:
+            raise GatehouseError(f"key {key_id} was already rotated to {old.rotated_to}")
+        identity = session.get(Identity, old.identity_id)
+        assert identity is not None
+        if identity.status != "active":
+            raise GatehouseError(f"identity {identity.name!r} is {identity.status}: keys are issued to active identities only")
+        lifetime = ttl if ttl is not None else as_utc(old.expires_at) - as_utc(old.created_at)
+        if lifetime > max_ttl:
+            if ttl is not None:
+                raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)} "
+                                     "(GATEHOUSE_MAX_KEY_TTL)")
+            lifetime = max_ttl
+        key = generate_key()
+        while session.get(Credential, key.key_id) is not None:
+            key = generate_key()
+        successor = Credential(
+            id=key.key_id, identity_id=old.identity_id, secret_hash=hash_secret(pepper, key), scopes=old.scopes,
+            status="active", created_at=now, created_by=actor, expires_at=now + lifetime, revision=revision,
+        )
+        session.add(successor)
+        old.expires_at = min(as_utc(old.expires_at), now + grace)
+        old.rotated_to, old.revision = key.key_id, revision
+        session.flush()
+        audit.append(session, actor, "key.rotate", f"key:{key_id}", {
+            "identity": identity.name, "successor": key.key_id, "grace": format_duration(grace) if grace else "0s",
+            "old_key_stops_at": as_utc(old.expires_at).isoformat(),
+            "successor_expires_at": successor.expires_at.isoformat(), "scopes": old.scopes,
+        })
+        return Rotation(key_id, key.key_id, key.text, identity.name, as_utc(old.expires_at).isoformat(),
+                        successor.expires_at.isoformat())
+
+
+# -- leaks --------------------------------------------------------------------------------
+
+@dataclass
+class LeakOutcome:
+    key_id: str
+    identity: str | None
+    owner: str | None
+    backup_owner: str | None
+    already_revoked: bool
+    source: str | None
+    reported_by: str
+
+
+def key_id_from_report(text: str) -> str:
+    """A leak report names a whole key (checked offline by its checksum) or just its id."""
+    text = (text or "").strip()
+    if text.startswith("gth_"):
+        try:
+            return parse_key(text).key_id
+        except MalformedKey as exc:
+            raise GatehouseError(str(exc)) from None
+    _check_key_id(text)
+    return text
+
+
+def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | None = None,
+                reported_by: str | None = None, pepper: bytes | None = None) -> LeakOutcome:
+    """Revoke the key at once, record who reported it and where it was seen, and flag its
+    identity for its owner. Reporting a key that is already revoked still records the report.
+
+    With ``pepper``, a whole key must also match the stored secret: scanners report what they
+    find, and a made-up key around a real key id must not be able to revoke it."""
+    key_id = key_id_from_report(key_text_or_id)
+    source = (source or "").strip()[:2000] or None
+    reporter = (reported_by or actor)[:200]
+    with db.write() as session:
+        revision = bump_revision(session)
+        key = session.get(Credential, key_id)
+        if key is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        if pepper is not None and not secret_matches(pepper, parse_key(key_text_or_id.strip()), key.secret_hash):
+            raise GatehouseError(f"the reported key's secret does not match key {key_id}: not a real key")
+        already = key.status == "revoked"
+        now = utcnow()
+        if not already:
+            _mark_revoked(key, actor, "leaked" + (f": seen at {source}" if source else ""), revision)
+        key.leaked_at, key.leak_source, key.revision = now, source, revision
+        identity = session.get(Identity, key.identity_id)
+        owner = session.get(Person, identity.owner_id) if identity else None
+        backup = session.get(Person, identity.backup_owner_id) if identity and identity.backup_owner_id else None
+        if identity is not None:
+            identity.attention = (f"key {key_id} leaked on {now.date().isoformat()}"
+                                  + (f" ({source})" if source else "")
+                                  + ": check its recent use, then issue a replacement")
+            identity.revision = revision
+        audit.append(session, actor, "key.leak", f"key:{key_id}", {
+            "identity": identity.name if identity else None, "source": source, "reported_by": reporter,
+            "already_revoked": already,
+        })
+        return LeakOutcome(key_id, identity.name if identity else None, owner.email if owner else None,
+                           backup.email if backup else None, already, source, reporter)
+
+
+def clear_attention(db: Database, actor: str, identity_name: str, note: str | None = None) -> Identity:
+    """The owner has dealt with what needed their attention."""
+    with db.write() as session:
+        revision = bump_revision(session)
+        identity = _identity_by_name(session, identity_name)
+        if identity.attention is None:
+            raise GatehouseError(f"identity {identity_name!r} needs no attention")
+        previous, identity.attention, identity.revision = identity.attention, None, revision
+        audit.append(session, actor, "identity.attention_cleared", f"identity:{identity_name}",
+                     {"was": previous, "note": note})
+        return identity
+
+
+# -- leavers ------------------------------------------------------------------------------
+
+@dataclass
+class DepartureReport:
+    person: str
+    reassigned: list[dict] = field(default_factory=list)   # {"identity", "to"}
+    suspended: list[str] = field(default_factory=list)      # no active backup owner: orphaned
+    backup_removed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"person": self.person, "reassigned": self.reassigned, "suspended": self.suspended,
+                "backup_removed": self.backup_removed}
+
+
+def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
+    """Mark a person departed. Each identity they own passes to its backup owner when that
+    person is active (and comes up for review), else is suspended as orphaned (its keys stop
+    working within a second). Where they were the backup, the identity loses its backup."""
+    with db.write() as session:
+        revision = bump_revision(session)
+        person = _person_by_email(session, email)
+        if person.status == "departed":
+            raise GatehouseError(f"{person.email} has already departed")
+        now = utcnow()
+        person.status, person.departed_at, person.revision = "departed", now, revision
+        report = DepartureReport(person.email)
+        identities = session.execute(select(Identity).where(
+            or_(Identity.owner_id == person.id, Identity.backup_owner_id == person.id),
+            Identity.status != "retired").order_by(Identity.name)).scalars().all()
+        for identity in identities:
+            identity.revision = revision
+            if identity.owner_id != person.id:
+                identity.backup_owner_id = None
+                report.backup_removed.append(identity.name)
+                audit.append(session, actor, "identity.backup_removed", f"identity:{identity.name}",
+                             {"departed": person.email})
+                continue
+            backup = session.get(Person, identity.backup_owner_id) if identity.backup_owner_id else None
+            if backup is not None and backup.status == "active":
+                identity.owner_id, identity.backup_owner_id = backup.id, None
+                identity.review_due_at = now  # a new owner attests it is still needed
+                report.reassigned.append({"identity": identity.name, "to": backup.email})
+                audit.append(session, actor, "identity.reassign", f"identity:{identity.name}",
+                             {"from": person.email, "to": backup.email, "reason": "owner departed"})
+            else:
+                previous = identity.status
+                if identity.status in ("active", "pending"):
+                    identity.status = "suspended"
+                identity.attention = f"orphaned: owner {person.email} departed with no active backup owner"
+                report.suspended.append(identity.name)
+                audit.append(session, actor, "identity.suspend", f"identity:{identity.name}",
+                             {"from": previous, "to": identity.status, "reason": "orphaned: owner departed"})
+        audit.append(session, actor, "person.depart", f"person:{person.email}", report.as_dict())
+        return report
+
+
+def _check_key_id(key_id: str) -> None:
+    if not KEY_ID_PATTERN.match(key_id or ""):
+        raise GatehouseError(f"invalid key id {key_id!r}: a key id is the 12 characters after 'gth_'")
