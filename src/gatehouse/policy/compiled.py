@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gatehouse.policy.loader import LoadedPolicy
-from gatehouse.policy.schema import Deployment, Subject
+from gatehouse.policy.schema import Deployment, Grant, Subject
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,11 @@ class CompiledPolicy:
 
     def route(self, alias: str) -> tuple[str, ...]:
         return self.loaded.document.aliases[alias].route
+
+    def grants_for(self, identity: IdentityView) -> list[Grant]:
+        """The grants whose subjects match this identity, in document order."""
+        return [grant for grant in self.loaded.document.grants
+                if any(_matches(subject, identity) for subject in grant.subjects)]
 
     def allowed_aliases(self, identity: IdentityView) -> frozenset[str]:
         """Every alias some grant gives this identity (deny by default)."""
