@@ -148,3 +148,20 @@ def test_rotation_leak_and_departure_from_the_command_line(gh, home, monkeypatch
     table = gh("person", "depart", "bob@example.com").output
     assert "suspended: orphaned" in table and "billing-bot" in table
     assert "already departed" in gh("person", "depart", "bob@example.com", code=1).output
+
+
+def test_findings_inventory_and_credential_report_commands(gh):
+    gh("person", "add", "alice@example.com", "--team", "platform")
+    gh("identity", "create", "billing-bot", "--owner", "alice@example.com")
+    key = json.loads(gh("key", "issue", "billing-bot", "--json").stdout)
+    found = json.loads(gh("findings", "--json").stdout)["findings"]
+    assert [(f["kind"], f["subject"]) for f in found] == [("no_backup_owner", "identity:billing-bot")]
+    assert "Findings (1)" in gh("findings").output
+    report = gh("key", "report", "--csv").stdout.splitlines()
+    assert report[0] == "key_id,identity,owner,created_at,last_used_at,last_model,expires_at,status"
+    assert report[1].startswith(f"{key['key_id']},billing-bot,alice@example.com,")
+    rows = json.loads(gh("inventory", "--json").stdout)["inventory"]
+    bot = next(r for r in rows if r["name"] == "billing-bot")
+    assert bot["owner"] == "alice@example.com" and bot["active_keys"] == 1 and bot["aliases"] == ["chat-small"]
+    assert gh("inventory", "--csv").stdout.startswith("kind,name,owner,")
+    assert "choose one" in gh("inventory", "--csv", "--json", code=1).output

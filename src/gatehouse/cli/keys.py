@@ -125,3 +125,25 @@ def leaked(
     state = "was already revoked; the report is recorded" if outcome.already_revoked else "is revoked"
     console.print(f"key [bold]{outcome.key_id}[/] ({outcome.identity}) {state}; owner {outcome.owner} "
                   f"is asked to act; notification: {delivery}", highlight=False)
+
+
+@app.command("report")
+@handles_errors
+def report(
+    csv: bool = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools)."),
+    json: bool = JsonOption,
+) -> None:
+    """The credential report: every key with its identity, owner, creation, last use, last model,
+    expiry and status (like AWS IAM's credential report)."""
+    from gatehouse.identity.findings import REPORT_COLUMNS, as_csv, credential_report
+
+    rows = credential_report(open_db())
+    if csv:
+        print(as_csv(rows, REPORT_COLUMNS), end="")
+    elif json:
+        print_json(rows)
+    else:
+        print_table("Credential report", ["key id", "identity", "owner", "created", "last used", "last model",
+                                          "expires", "status"],
+                    [(r["key_id"], r["identity"], r["owner"], r["created_at"], r["last_used_at"] or "never",
+                      r["last_model"] or "-", r["expires_at"], r["status"]) for r in rows])

@@ -1,0 +1,71 @@
+"""gatehouse findings, gatehouse inventory"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import typer
+
+from gatehouse.cli.common import JsonOption, console, fail, handles_errors, open_db, print_json, print_table, settings
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.policy.loader import PolicyError, load_policy
+
+CsvOption = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools).")
+
+
+def active_policy() -> tuple[CompiledPolicy | None, str | None]:
+    """The policy file `gatehouse serve` would enforce, or why it cannot be read."""
+    try:
+        return CompiledPolicy(load_policy(settings().policy_path)), None
+    except PolicyError as exc:
+        return None, f"policy not read ({exc.problems[0] if exc.problems else exc}): grant findings skipped"
+
+
+@handles_errors
+def findings(
+    unused_days: int = typer.Option(30, "--unused-days", min=1, help="Unused for this long counts as unused."),
+    expiry_days: int = typer.Option(14, "--expiry-days", min=1, help="Flag keys expiring within this many days."),
+    rotation_days: int = typer.Option(90, "--rotation-days", min=1, help="Flag keys older than this (rotation age)."),
+    json: bool = JsonOption,
+) -> None:
+    """Unused identities, keys and grants; keys near expiry or past the rotation age; identities
+    without a backup owner, orphaned, overdue for review or needing attention."""
+    from gatehouse.identity.findings import Thresholds, compute_findings
+
+    policy, note = active_policy()
+    thresholds = Thresholds(timedelta(days=unused_days), timedelta(days=expiry_days), timedelta(days=rotation_days))
+    found = compute_findings(open_db(), policy, thresholds)
+    if json:
+        print_json({"findings": [f.as_dict() for f in found], "note": note})
+        return
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if not found:
+        console.print("no findings")
+        return
+    print_table(f"Findings ({len(found)})", ["severity", "kind", "subject", "owner", "detail", "action"],
+                [(f.severity, f.kind, f.subject, f.owner or "-", f.detail, f.action) for f in found])
+
+
+@handles_errors
+def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
+    """Every identity and credential in the inference path, with its owner, grants and use."""
+    from gatehouse.identity.findings import as_csv
+    from gatehouse.identity.inventory import COLUMNS
+    from gatehouse.identity.inventory import inventory as build
+
+    if json and csv:
+        fail("choose one of --json and --csv")
+    policy, note = active_policy()
+    rows = build(open_db(), policy, settings())
+    if json:
+        print_json({"inventory": rows, "policy_version": policy.version if policy else None, "note": note})
+    elif csv:
+        print(as_csv(rows, COLUMNS), end="")
+    else:
+        if note:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        print_table("Inventory", ["kind", "name", "owner", "backup", "env", "aliases", "last used", "expires", "status"],
+                    [(r["kind"], r["name"], r["owner"] or "-", r["backup_owner"] or "-", r["environment"] or "-",
+                      ",".join(r["aliases"] or []) or "-", r["last_used_at"] or "-", r["expires_at"] or "-",
+                      r["status"]) for r in rows])
