@@ -21,7 +21,7 @@ from gatehouse.store.db import Database, current_revision
 from gatehouse.store.models import Credential, Identity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyEntry:
     key_id: str
     secret_hash: str
@@ -31,14 +31,14 @@ class KeyEntry:
     revoked: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdentityEntry:
     id: int
     view: IdentityView
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     key_id: str
     identity: IdentityView
@@ -67,16 +67,21 @@ class KeyTable:
             if revision == self.revision:
                 return False
             since = self.revision
-            identities = session.execute(select(Identity).where(Identity.revision > since)).scalars().all()
-            keys = session.execute(select(Credential).where(Credential.revision > since)).scalars().all()
-        for row in identities:
-            view = IdentityView(row.name, row.team, row.environment, tuple(sorted((row.labels or {}).items())))
-            self._identities[row.id] = IdentityEntry(row.id, view, row.status)
-        for row in keys:
-            self._keys[row.id] = KeyEntry(
-                key_id=row.id, secret_hash=row.secret_hash, identity_id=row.identity_id,
-                expires_at=_epoch(row.expires_at), scopes=frozenset(row.scopes) if row.scopes is not None else None,
-                revoked=row.status != "active",
+            # Columns, not ORM objects: a worker starting against 200,000 keys loads them all.
+            identities = session.execute(select(
+                Identity.id, Identity.name, Identity.team, Identity.environment, Identity.labels, Identity.status,
+            ).where(Identity.revision > since)).all()
+            keys = session.execute(select(
+                Credential.id, Credential.secret_hash, Credential.identity_id, Credential.expires_at, Credential.scopes,
+                Credential.status,
+            ).where(Credential.revision > since)).all()
+        for ident_id, name, team, environment, labels, status in identities:
+            view = IdentityView(name, team, environment, tuple(sorted((labels or {}).items())))
+            self._identities[ident_id] = IdentityEntry(ident_id, view, status)
+        for key_id, secret_hash, identity_id, expires_at, scopes, status in keys:
+            self._keys[key_id] = KeyEntry(
+                key_id=key_id, secret_hash=secret_hash, identity_id=identity_id, expires_at=_epoch(expires_at),
+                scopes=frozenset(scopes) if scopes is not None else None, revoked=status != "active",
             )
         self.revision = revision
         return True

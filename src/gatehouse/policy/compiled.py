@@ -8,7 +8,7 @@ from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.schema import Deployment, Grant, Subject
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdentityView:
     """The attributes of an identity that grants match on."""
 
