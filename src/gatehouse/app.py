@@ -31,6 +31,7 @@ from gatehouse.store.db import Database
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
+REVIEW_ENFORCE_INTERVAL = 60.0  # seconds between closing access reviews past their due date
 
 
 def _announce_shutdown_to(engines: Iterable[Engine]) -> Callable[[], None]:
@@ -135,6 +136,18 @@ def create_app(settings: Settings | None = None) -> HotPath:
     gateway = Gateway(policy, engines, keys, records, settings.max_body_bytes)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
+    async def enforce_reviews_forever() -> None:
+        from gatehouse.identity.governance import enforce_reviews
+
+        while True:
+            await asyncio.sleep(REVIEW_ENFORCE_INTERVAL)
+            try:
+                suspended = await asyncio.to_thread(enforce_reviews, db)
+                if suspended:
+                    log.warning("access review past due: suspended %s", ", ".join(suspended))
+            except Exception as exc:
+                log.error("review enforcement failed: %s", type(exc).__name__)
+
     async def refresh_forever() -> None:
         while True:
             await asyncio.sleep(REFRESH_INTERVAL)
@@ -150,15 +163,17 @@ def create_app(settings: Settings | None = None) -> HotPath:
             await engine.start()
         records.start(keys.take_last_used)
         refresher = asyncio.create_task(refresh_forever())
+        enforcer = asyncio.create_task(enforce_reviews_forever())
         restore_signals = _announce_shutdown_to(engines.values())
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
             restore_signals()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in (refresher, enforcer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for engine in engines.values():  # drains running generations first
                 await engine.close()
             await records.stop(keys.take_last_used)

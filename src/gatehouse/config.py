@@ -27,6 +27,7 @@ class Settings:
     max_body_bytes: int
     notify_webhook: str | None = None       # where owners are told about leaks and orphaned identities
     leak_report_token: str | None = None    # bearer token secret scanners send to POST /admin/leaks
+    approval_exempt: frozenset[str] = frozenset({"dev"})  # environments whose new identities need no approval
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,7 +39,8 @@ class Settings:
         max_body_bytes = int(os.environ.get("GATEHOUSE_MAX_BODY_BYTES") or 4 * 1024 * 1024)
         return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes,
                    notify_webhook=os.environ.get("GATEHOUSE_NOTIFY_WEBHOOK") or None,
-                   leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None)
+                   leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None,
+                   approval_exempt=_environments(os.environ.get("GATEHOUSE_APPROVAL_EXEMPT_ENVIRONMENTS", "dev")))
 
     @property
     def models_dir(self) -> Path:
@@ -72,8 +74,16 @@ class Settings:
         return pepper.encode()
 
 
+def _environments(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
 def local_actor() -> str:
-    """Who the CLI acts as until admin authentication exists: ``local:<os user>``."""
+    """Who the CLI acts as: ``person:<email>`` when GATEHOUSE_ACTOR names you (needed for what
+    takes a second person: approvals, roles, reviews), else ``local:<os user>``."""
+    email = (os.environ.get("GATEHOUSE_ACTOR") or "").strip().lower()
+    if email:
+        return f"person:{email}"
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (containers)

@@ -165,3 +165,32 @@ def test_findings_inventory_and_credential_report_commands(gh):
     assert bot["owner"] == "alice@example.com" and bot["active_keys"] == 1 and bot["aliases"] == ["chat-small"]
     assert gh("inventory", "--csv").stdout.startswith("kind,name,owner,")
     assert "choose one" in gh("inventory", "--csv", "--json", code=1).output
+
+
+def test_joiner_mover_and_review_from_the_command_line(gh, monkeypatch):
+    gh("person", "add", "alice@example.com", "--team", "platform")
+    gh("person", "add", "bob@example.com", "--team", "platform")
+    gh("person", "add", "carol@example.com", "--team", "finance")
+    gh("person", "grant-role", "bob@example.com", "identity-admin")
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "bob@example.com")
+    assert "nobody changes their own roles" in gh("person", "revoke-role", "bob@example.com", "identity-admin",
+                                                   code=1).output
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "alice@example.com")
+    created = gh("identity", "create", "prod-bot", "--owner", "alice@example.com", "--env", "prod").output
+    assert "status pending" in created and "identity approve prod-bot" in created
+    assert "active identities only" in gh("key", "issue", "prod-bot", code=1).output
+    assert "needs the identity-admin role" in gh("identity", "approve", "prod-bot", code=1).output
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "bob@example.com")
+    assert "now active" in gh("identity", "approve", "prod-bot").output
+    moved = json.loads(gh("identity", "transfer", "prod-bot", "--owner", "carol@example.com", "--team", "finance",
+                          "--yes", "--json").stdout)
+    assert moved["owner"] == ["alice@example.com", "carol@example.com"] and moved["confirmed"] is True
+    refused = gh("identity", "transfer", "prod-bot", "--team", "platform", code=1).output  # no tty: not confirmed
+    assert "loses" in refused and "nothing changed" in refused
+    assert "review 1 opened: 1 identities" in gh("review", "start", "--due", "7d").output
+    assert "only the owner" in gh("review", "attest", "prod-bot", "keep", code=1).output
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "carol@example.com")
+    gh("review", "attest", "prod-bot", "keep", "--note", "still needed")
+    rows = json.loads(gh("review", "status", "--json").stdout)
+    assert [(r["identity"], r["decision"]) for r in rows] == [("prod-bot", "keep")]
+    assert "nothing past due" in gh("review", "enforce").output

@@ -20,7 +20,8 @@ ACTOR = "local:tester"
 @pytest.fixture
 def setup(db):
     service.add_person(db, ACTOR, "alice@example.com", team="platform")
-    service.create_identity(db, ACTOR, "app", "alice@example.com", environment="prod")
+    service.create_identity(db, ACTOR, "app", "alice@example.com", environment="prod",
+                            exempt_environments=frozenset({"prod"}))
     credential, key = service.issue_key(db, ACTOR, "app", pepper=PEPPER, ttl=timedelta(days=1),
                                         max_ttl=timedelta(days=90), scopes=["a"])
     table = KeyTable(PEPPER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table, settings
 from gatehouse.config import local_actor
 from gatehouse.identity import service
 
@@ -39,13 +39,17 @@ def create(
     identity = service.create_identity(
         open_db(), local_actor(), name, owner, team=team, environment=env, purpose=purpose,
         backup_owner_email=backup_owner, data_clearance=clearance, labels=_labels(label),
+        exempt_environments=settings().approval_exempt,
     )
     if json:
         print_json(service.describe_identity(open_db(upgrade=False), identity.name))
     else:
         console.print(f"created identity [bold]{identity.name}[/] (owner {owner}, env {identity.environment}, "
                       f"status {identity.status})")
-        console.print(f"next: [cyan]gatehouse key issue {identity.name} --ttl 30d[/]")
+        if identity.status == "pending":
+            console.print(f"next: an identity-admin other than you runs [cyan]gatehouse identity approve {identity.name}[/]")
+        else:
+            console.print(f"next: [cyan]gatehouse key issue {identity.name} --ttl 30d[/]")
 
 
 @app.command("list")
@@ -110,3 +114,78 @@ def attended(
 
     clear_attention(open_db(), local_actor(), name, note)
     console.print(f"identity [bold]{name}[/] needs no more attention")
+
+
+def _decision_command(approve: bool):  # type: ignore[no-untyped-def]
+    @handles_errors
+    def command(
+        name: str = typer.Argument(..., help="Identity name."),
+        reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
+    ) -> None:
+        from gatehouse.identity.governance import decide_identity
+
+        identity = decide_identity(open_db(), local_actor(), name, approve, reason)
+        console.print(f"identity [bold]{identity.name}[/] is now {identity.status}")
+
+    command.__doc__ = ("Approve a pending identity (an identity-admin other than its requester)." if approve
+                       else "Reject a pending identity (it is retired).")
+    app.command("approve" if approve else "reject")(command)
+
+
+_decision_command(True)
+_decision_command(False)
+
+
+@app.command("set-clearance")
+@handles_errors
+def set_clearance(
+    name: str = typer.Argument(..., help="Identity name."),
+    clearance: str = typer.Argument(..., help="public, internal, confidential or restricted."),
+) -> None:
+    """Change the highest data class an identity may send. Raising it needs an identity-admin who
+    does not own the identity."""
+    from gatehouse.identity.governance import set_clearance as change
+
+    identity = change(open_db(), local_actor(), name, clearance)
+    console.print(f"identity [bold]{identity.name}[/] may now send up to {identity.data_clearance} data")
+
+
+@app.command("transfer")
+@handles_errors
+def transfer(
+    name: str = typer.Argument(..., help="Identity name."),
+    owner: str = typer.Option(None, "--owner", help="E-mail of the new owner."),
+    team: str = typer.Option(None, "--team", help="The new team (grants may match on it)."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm without asking (the access change is still shown)."),
+    json: bool = JsonOption,
+) -> None:
+    """Move an identity to another owner or team. Shows its access before and after, then asks;
+    the identity comes up for review by its owner."""
+    import sys
+
+    from gatehouse.cli.findings import active_policy
+    from gatehouse.identity.governance import plan_transfer, transfer_identity
+
+    if owner is None and team is None:
+        raise ValueError("give --owner, --team or both")
+    policy, note = active_policy()
+    db = open_db()
+    plan = plan_transfer(db, policy, name, owner, team)
+    if json:
+        print_json({**plan.as_dict(), "confirmed": yes, "note": note})
+    else:
+        console.print(f"[bold]{name}[/]: owner {plan.owner_before} → {plan.owner_after}, "
+                      f"team {plan.team_before or '-'} → {plan.team_after or '-'}", highlight=False)
+        console.print(f"  gains: {', '.join(plan.gained) or 'nothing'}", highlight=False)
+        console.print(f"  loses: {', '.join(plan.lost) or 'nothing'}", highlight=False)
+        console.print(f"  access after: {', '.join(plan.aliases_after) or 'no model'}", highlight=False)
+        if note:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+    interactive = sys.stdin.isatty() and not json
+    if not yes and not (interactive and typer.confirm("apply this change?", default=False)):
+        if not json:
+            console.print("nothing changed (pass --yes to apply without asking)")
+        raise typer.Exit(1)
+    transfer_identity(db, local_actor(), plan)
+    if not json:
+        console.print(f"moved; {name} is up for review by {plan.owner_after}")

@@ -72,3 +72,38 @@ def depart(
         console.print("they owned no identities")
     if delivery:
         console.print(f"notification about orphaned identities: {delivery}", highlight=False)
+
+
+def _role_command(grant: bool):  # type: ignore[no-untyped-def]
+    @handles_errors
+    def command(
+        email: str = typer.Argument(..., help="The person."),
+        role: str = typer.Argument(..., help="identity-admin, policy-admin, approver or auditor."),
+    ) -> None:
+        from gatehouse.identity.governance import change_role
+
+        change_role(open_db(), local_actor(), email, role, grant)
+        console.print(f"{'granted' if grant else 'revoked'} {role} {'to' if grant else 'from'} {email.lower()}",
+                      highlight=False)
+
+    command.__doc__ = ("Give a person a control-plane role (nobody changes their own roles)." if grant
+                       else "Take a control-plane role away (nobody changes their own roles).")
+    app.command("grant-role" if grant else "revoke-role")(command)
+
+
+_role_command(True)
+_role_command(False)
+
+
+@app.command("roles")
+@handles_errors
+def roles(json: bool = JsonOption) -> None:
+    """Who holds which control-plane role."""
+    from gatehouse.identity.governance import list_roles
+
+    rows = list_roles(open_db())
+    if json:
+        print_json(rows)
+    else:
+        print_table("Roles", ["email", "role", "granted by", "granted at"],
+                    [(r["email"], r["role"], r["granted_by"], r["granted_at"]) for r in rows])

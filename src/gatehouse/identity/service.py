@@ -102,7 +102,12 @@ def create_identity(
     backup_owner_email: str | None = None,
     data_clearance: str = "internal",
     labels: dict[str, str] | None = None,
+    exempt_environments: frozenset[str] = frozenset({"dev"}),
 ) -> Identity:
+    """Outside ``exempt_environments`` the identity starts ``pending``, requested by its owner or
+    an identity-admin, until another identity-admin approves it (governance.decide_identity)."""
+    from gatehouse.identity.governance import check_requester, needs_approval
+
     _check_name("identity name", name)
     _check_name("environment", environment)
     if team is not None:
@@ -123,19 +128,23 @@ def create_identity(
                 raise GatehouseError("the backup owner must be someone other than the owner")
         if session.execute(select(Identity).where(Identity.name == name)).scalar_one_or_none():
             raise Conflict(f"an identity named {name!r} already exists")
+        pending = needs_approval(environment, exempt_environments)
+        if pending:
+            check_requester(session, actor, owner.email)
         now = utcnow()
         identity = Identity(
             name=name, owner_id=owner.id, backup_owner_id=backup.id if backup else None,
             team=team if team is not None else owner.team, environment=environment, purpose=purpose,
-            data_clearance=data_clearance, labels=dict(labels or {}), status="active",
-            review_due_at=now + DEFAULT_REVIEW_INTERVAL, created_at=now, created_by=actor, revision=revision,
+            data_clearance=data_clearance, labels=dict(labels or {}), status="pending" if pending else "active",
+            review_due_at=None if pending else now + DEFAULT_REVIEW_INTERVAL, created_at=now, created_by=actor,
+            revision=revision,
         )
         session.add(identity)
         session.flush()
         audit.append(session, actor, "identity.create", f"identity:{name}", {
             "owner": owner.email, "backup_owner": backup.email if backup else None,
             "team": identity.team, "environment": environment, "purpose": purpose,
-            "data_clearance": data_clearance, "labels": identity.labels,
+            "data_clearance": data_clearance, "labels": identity.labels, "status": identity.status,
         })
     return identity
 

@@ -47,6 +47,8 @@ class Identity(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     review_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attention: Mapped[str | None] = mapped_column(Text)  # why the owner must act (a leak, a departed owner)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
@@ -74,6 +76,40 @@ class Credential(Base):
     leaked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     leak_source: Mapped[str | None] = mapped_column(Text)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
+
+
+class RoleAssignment(Base):
+    """A control-plane role held by a person: identity-admin, policy-admin, approver, auditor."""
+
+    __tablename__ = "role_assignments"
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ReviewCampaign(Base):
+    __tablename__ = "review_campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # open | closed
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewItem(Base):
+    """One identity its owner must attest in a campaign: keep, narrow or retire."""
+
+    __tablename__ = "review_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("review_campaigns.id"), nullable=False, index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), nullable=False, index=True)
+    owner_email: Mapped[str] = mapped_column(String(320), nullable=False)
+    decision: Mapped[str | None] = mapped_column(String(16))  # keep | narrow | retire | expired
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditHead(Base):

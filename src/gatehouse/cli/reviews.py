@@ -1,0 +1,62 @@
+"""gatehouse review …"""
+
+from __future__ import annotations
+
+import typer
+
+from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table
+from gatehouse.config import local_actor
+from gatehouse.durations import parse_duration
+
+app = typer.Typer(help="Access reviews: owners attest each identity they own (keep / narrow / retire).",
+                  no_args_is_help=True)
+
+
+@app.command("start")
+@handles_errors
+def start(due: str = typer.Option("14d", "--due", help="Time owners have to attest, e.g. 14d.")) -> None:
+    """Open a review of every identity (identity-admin). Unattested at the due date: suspended."""
+    from gatehouse.identity.governance import start_review
+
+    campaign, count = start_review(open_db(), local_actor(), parse_duration(due))
+    console.print(f"review {campaign} opened: {count} identities to attest within {due}")
+
+
+@app.command("attest")
+@handles_errors
+def attest(
+    name: str = typer.Argument(..., help="Identity you own."),
+    decision: str = typer.Argument(..., help="keep, narrow or retire."),
+    note: str = typer.Option(None, "--note", help="Why (required for narrow: what to narrow)."),
+) -> None:
+    """Answer the open review for an identity you own. retire revokes its keys now."""
+    from gatehouse.identity.governance import attest as record
+
+    record(open_db(), local_actor(), name, decision, note)
+    console.print(f"{name}: {decision} recorded")
+
+
+@app.command("status")
+@handles_errors
+def status(json: bool = JsonOption) -> None:
+    """Every review item and its answer."""
+    from gatehouse.identity.governance import review_status
+
+    rows = review_status(open_db())
+    if json:
+        print_json(rows)
+    else:
+        print_table("Reviews", ["review", "status", "due", "identity", "owner", "decision"],
+                    [(r["review"], r["status"], r["due_at"], r["identity"], r["owner"], r["decision"] or "waiting")
+                     for r in rows])
+
+
+@app.command("enforce")
+@handles_errors
+def enforce() -> None:
+    """Close reviews past their due date, suspending unattested identities (the gateway also does
+    this every minute)."""
+    from gatehouse.identity.governance import enforce_reviews
+
+    suspended = enforce_reviews(open_db())
+    console.print(f"suspended: {', '.join(suspended)}" if suspended else "nothing past due", highlight=False)
