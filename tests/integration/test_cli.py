@@ -115,10 +115,15 @@ def test_every_command_explains_itself(gh):
 def test_the_cli_works_the_same_on_postgresql(gh, postgres_server, monkeypatch):
     monkeypatch.setenv("GATEHOUSE_DATABASE_URL", postgres_server.create_database())
     gh("person", "add", "pg@example.com", "--team", "data")
+    gh("person", "add", "admin@example.com", "--team", "security")
+    gh("person", "grant-role", "admin@example.com", "identity-admin")
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "pg@example.com")
     gh("identity", "create", "pg-app", "--owner", "pg@example.com", "--env", "prod")
+    monkeypatch.setenv("GATEHOUSE_ACTOR", "admin@example.com")
+    gh("identity", "approve", "pg-app")
     assert gh("key", "issue", "pg-app", "--ttl", "1d").stdout.strip().startswith("gth_")
     assert json.loads(gh("identity", "list", "--json").stdout)[0]["environment"] == "prod"
-    assert gh("audit", "verify").output.startswith("ok — 3 entries")
+    assert gh("audit", "verify").output.startswith("ok — 6 entries")
 
 
 def test_rotation_leak_and_departure_from_the_command_line(gh, home, monkeypatch):
