@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gatehouse.config import Settings
+from gatehouse.dataplane.admin import AdminApi
 from gatehouse.dataplane.auth import KeyTable
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.gateway import Gateway
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
     records = RecordWriter(db)
     engines = build_engines(policy, settings)
     gateway = Gateway(policy, engines, keys, records, settings.max_body_bytes)
+    admin = AdminApi(db, settings.pepper(), settings, policy)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
     async def enforce_reviews_forever() -> None:
@@ -197,6 +199,9 @@ def create_app(settings: Settings | None = None) -> HotPath:
         Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
         Route("/admin/leaks", leaks.post, methods=["POST"]),
+        Route("/admin/inventory", admin.inventory),
+        Route("/admin/findings", admin.findings),
+        Route("/admin/credential-report", admin.credential_report),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error})

@@ -107,3 +107,33 @@ def roles(json: bool = JsonOption) -> None:
     else:
         print_table("Roles", ["email", "role", "granted by", "granted at"],
                     [(r["email"], r["role"], r["granted_by"], r["granted_at"]) for r in rows])
+
+
+@app.command("admin-key")
+@handles_errors
+def admin_key(
+    email: str = typer.Argument(..., help="The person the key is for."),
+    ttl: str = typer.Option("30d", "--ttl", help="Lifetime (at most GATEHOUSE_MAX_KEY_TTL)."),
+) -> None:
+    """Issue a person's key to the admin API (GET /admin/inventory, /admin/findings,
+    /admin/credential-report need the auditor or identity-admin role). Shown once."""
+    from gatehouse.cli.common import err_console, settings
+    from gatehouse.durations import parse_duration
+    from gatehouse.identity.admin_keys import issue_admin_key
+
+    config = settings()
+    row, text = issue_admin_key(open_db(), local_actor(), email, pepper=config.pepper(), ttl=parse_duration(ttl),
+                                max_ttl=config.max_key_ttl)
+    err_console.print(f"admin key [bold]{row.id}[/] for {email.lower()}, expires {row.expires_at.isoformat()}; "
+                      "shown only now:", highlight=False)
+    print(text)
+
+
+@app.command("revoke-admin-key")
+@handles_errors
+def revoke_admin_key(key_id: str = typer.Argument(..., help="Admin key id.")) -> None:
+    """Revoke an admin key (departing a person revokes all of theirs)."""
+    from gatehouse.identity.admin_keys import revoke_admin_key as revoke
+
+    revoke(open_db(), local_actor(), key_id)
+    console.print(f"revoked admin key {key_id}")

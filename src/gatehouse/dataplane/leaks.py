@@ -35,6 +35,7 @@ from gatehouse.config import Settings
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.validation import read_json_body_any
 from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.identity.admin_keys import AdminAuthError, authenticate_admin
 from gatehouse.identity.lifecycle import key_id_from_report, report_leak
 from gatehouse.identity.notify import leak_event, notify
 from gatehouse.store.db import Database
@@ -70,8 +71,14 @@ class LeakReports:
         authorization = request.headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
-        if token.startswith("gth_"):
-            raise ApiError(403, "workload identities cannot call admin endpoints", "admin_forbidden")
+        if token.startswith("gth_"):  # an admin key (an identity-admin may report), never a workload key
+            try:
+                principal = authenticate_admin(self.db, self.pepper, authorization)
+            except AdminAuthError as exc:
+                raise ApiError(exc.status, exc.message, exc.code) from None
+            if "identity-admin" not in principal.roles:
+                raise ApiError(403, f"{principal.email} needs the identity-admin role to report leaks", "admin_forbidden")
+            return f"person:{principal.email}"
         key_id = request.headers.get("github-public-key-identifier")
         signature = request.headers.get("github-public-key-signature")
         if key_id and signature:
@@ -96,7 +103,7 @@ class LeakReports:
     async def post(self, request: Request) -> Response:
         try:
             raw, matches = await read_json_body_any(request, MAX_REPORT_BYTES)
-            reporter = self._reporter(request, raw)
+            reporter = await asyncio.to_thread(self._reporter, request, raw)
             if not isinstance(matches, list) or not all(isinstance(m, dict) for m in matches):
                 raise ApiError(400, "the report must be a JSON array of objects with a token", "invalid_report")
             if len(matches) > MAX_MATCHES:

@@ -95,5 +95,15 @@ def admin_credential_rows(settings: Settings) -> list[dict]:
     return rows
 
 
+def admin_principal_rows(db: Database) -> list[dict]:
+    from gatehouse.identity.admin_keys import admin_principals
+
+    return [_blank("admin-principal", row["email"], owner=row["email"], team=row["team"], grants=row["roles"],
+                   purpose="roles: " + (", ".join(row["roles"]) or "none"), active_keys=row["active_keys"],
+                   expires_at=row["expires_at"], last_used_at=row["last_used_at"], status=row["status"])
+            for row in admin_principals(db)]
+
+
 def inventory(db: Database, policy: CompiledPolicy | None, settings: Settings) -> list[dict]:
-    return workload_rows(db, policy) + deployment_credential_rows(policy) + admin_credential_rows(settings)
+    return (workload_rows(db, policy) + deployment_credential_rows(policy) + admin_principal_rows(db)
+            + admin_credential_rows(settings))

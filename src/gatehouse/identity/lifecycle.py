@@ -167,10 +167,11 @@ class DepartureReport:
     reassigned: list[dict] = field(default_factory=list)   # {"identity", "to"}
     suspended: list[str] = field(default_factory=list)      # no active backup owner: orphaned
     backup_removed: list[str] = field(default_factory=list)
+    admin_keys_revoked: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"person": self.person, "reassigned": self.reassigned, "suspended": self.suspended,
-                "backup_removed": self.backup_removed}
+                "backup_removed": self.backup_removed, "admin_keys_revoked": self.admin_keys_revoked}
 
 
 def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
@@ -185,6 +186,9 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
         now = utcnow()
         person.status, person.departed_at, person.revision = "departed", now, revision
         report = DepartureReport(person.email)
+        from gatehouse.identity.admin_keys import revoke_admin_keys_of
+
+        report.admin_keys_revoked = revoke_admin_keys_of(session, actor, person, "person departed")
         identities = session.execute(select(Identity).where(
             or_(Identity.owner_id == person.id, Identity.backup_owner_id == person.id),
             Identity.status != "retired").order_by(Identity.name)).scalars().all()

@@ -88,6 +88,22 @@ class RoleAssignment(Base):
     granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class AdminKey(Base):
+    """A person's key to the admin API (same gth_ format as workload keys, a separate table:
+    a workload key can never act as one)."""
+
+    __tablename__ = "admin_keys"
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), nullable=False, index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ReviewCampaign(Base):
     __tablename__ = "review_campaigns"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,0 +1,134 @@
+"""People's keys to the admin API, and who is calling it.
+
+Admin keys use the ``gth_`` format (scanners and leak response find them like any key) but
+live in their own table: a workload key is refused by every admin endpoint, whatever its
+identity, and an admin key never reaches a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from gatehouse import audit
+from gatehouse.durations import format_duration
+from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.identity.governance import roles_of
+from gatehouse.identity.keys import KEY_ID_PATTERN, MalformedKey, generate_key, hash_secret, parse_key, secret_matches
+from gatehouse.identity.service import _person_by_email, as_utc, utcnow
+from gatehouse.store.db import Database, bump_revision
+from gatehouse.store.models import AdminKey, Credential, Person
+
+
+class AdminAuthError(Exception):
+    def __init__(self, status: int, message: str, code: str) -> None:
+        self.status, self.message, self.code = status, message, code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    email: str
+    key_id: str
+    roles: frozenset[str]
+
+
+def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl: timedelta,
+                    max_ttl: timedelta) -> tuple[AdminKey, str]:
+    if ttl > max_ttl:
+        raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)}")
+    with db.write() as session:
+        bump_revision(session)
+        person = _person_by_email(session, email)
+        if person.status != "active":
+            raise GatehouseError(f"{person.email} is {person.status}")
+        key = generate_key()
+        while session.get(AdminKey, key.key_id) or session.get(Credential, key.key_id):
+            key = generate_key()
+        now = utcnow()
+        row = AdminKey(id=key.key_id, person_id=person.id, secret_hash=hash_secret(pepper, key), status="active",
+                       created_at=now, created_by=actor, expires_at=now + ttl)
+        session.add(row)
+        session.flush()
+        audit.append(session, actor, "admin_key.issue", f"admin_key:{key.key_id}",
+                     {"person": person.email, "expires_at": row.expires_at.isoformat()})
+        return row, key.text
+
+
+def revoke_admin_keys_of(session, actor: str, person: Person, reason: str) -> list[str]:  # type: ignore[no-untyped-def]
+    revoked = []
+    for row in session.execute(select(AdminKey).where(AdminKey.person_id == person.id,
+                                                      AdminKey.status == "active")).scalars():
+        row.status, row.revoked_at = "revoked", utcnow()
+        revoked.append(row.id)
+        audit.append(session, actor, "admin_key.revoke", f"admin_key:{row.id}", {"person": person.email, "reason": reason})
+    return revoked
+
+
+def revoke_admin_key(db: Database, actor: str, key_id: str) -> None:
+    if not KEY_ID_PATTERN.match(key_id or ""):
+        raise GatehouseError(f"invalid key id {key_id!r}")
+    with db.write() as session:
+        bump_revision(session)
+        row = session.get(AdminKey, key_id)
+        if row is None:
+            raise NotFound(f"no admin key with id {key_id!r}")
+        if row.status != "active":
+            raise GatehouseError(f"admin key {key_id} is already {row.status}")
+        row.status, row.revoked_at = "revoked", utcnow()
+        audit.append(session, actor, "admin_key.revoke", f"admin_key:{key_id}", {})
+
+
+def authenticate_admin(db: Database, pepper: bytes, authorization: str | None) -> AdminPrincipal:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AdminAuthError(401, "send your admin key as 'Authorization: Bearer gth_…'", "missing_admin_key")
+    try:
+        key = parse_key(token)
+    except MalformedKey as exc:
+        raise AdminAuthError(401, f"invalid admin key: {exc}", "invalid_admin_key") from None
+    with db.write() as session:
+        row = session.get(AdminKey, key.key_id)
+        if row is None:
+            if session.get(Credential, key.key_id) is not None:
+                raise AdminAuthError(403, "workload identities cannot call admin endpoints", "admin_forbidden")
+            raise AdminAuthError(401, "invalid admin key", "invalid_admin_key")
+        if not secret_matches(pepper, key, row.secret_hash):
+            raise AdminAuthError(401, "invalid admin key", "invalid_admin_key")
+        if row.status != "active" or as_utc(row.expires_at) <= utcnow():
+            raise AdminAuthError(401, f"admin key {row.id} is {'revoked' if row.status != 'active' else 'expired'}",
+                                 "invalid_admin_key")
+        person = session.get(Person, row.person_id)
+        if person is None or person.status != "active":
+            raise AdminAuthError(401, "the person behind this admin key is not active", "invalid_admin_key")
+        row.last_used_at = utcnow()
+        return AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)))
+
+
+def admin_principals(db: Database) -> list[dict]:
+    """People holding a role or an admin key, for the inventory."""
+    from gatehouse.store.models import RoleAssignment
+
+    now = utcnow()
+    with db.read() as session:
+        roles: dict[int, list[str]] = {}
+        for person_id, role in session.execute(select(RoleAssignment.person_id, RoleAssignment.role)):
+            roles.setdefault(person_id, []).append(role)
+        keys: dict[int, list[tuple]] = {}
+        for person_id, status, expires, used in session.execute(
+                select(AdminKey.person_id, AdminKey.status, AdminKey.expires_at, AdminKey.last_used_at)):
+            keys.setdefault(person_id, []).append((status, as_utc(expires), as_utc(used)))
+        people = session.execute(select(Person).where(Person.id.in_(set(roles) | set(keys))).order_by(Person.email)).scalars()
+        rows = []
+        for person in people:
+            mine = keys.get(person.id, [])
+            active = [k for k in mine if k[0] == "active" and k[1] > now]
+            used = max((k[2] for k in mine if k[2] is not None), default=None)
+            rows.append({"email": person.email, "team": person.team, "status": person.status,
+                         "roles": sorted(roles.get(person.id, [])), "active_keys": len(active),
+                         "expires_at": max(k[1] for k in active).isoformat() if active else None,
+                         "last_used_at": used.isoformat() if used else None})
+        return rows
