@@ -28,6 +28,7 @@ class Settings:
     notify_webhook: str | None = None       # where owners are told about leaks and orphaned identities
     leak_report_token: str | None = None    # bearer token secret scanners send to POST /admin/leaks
     approval_exempt: frozenset[str] = frozenset({"dev"})  # environments whose new identities need no approval
+    key_rotation_age: timedelta = timedelta(days=90)     # keys older than this are findings (key_too_old)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,7 +41,8 @@ class Settings:
         return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes,
                    notify_webhook=os.environ.get("GATEHOUSE_NOTIFY_WEBHOOK") or None,
                    leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None,
-                   approval_exempt=_environments(os.environ.get("GATEHOUSE_APPROVAL_EXEMPT_ENVIRONMENTS", "dev")))
+                   approval_exempt=_environments(os.environ.get("GATEHOUSE_APPROVAL_EXEMPT_ENVIRONMENTS", "dev")),
+                   key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"))
 
     @property
     def models_dir(self) -> Path:

@@ -155,13 +155,17 @@ def test_rotation_leak_and_departure_from_the_command_line(gh, home, monkeypatch
     assert "already departed" in gh("person", "depart", "bob@example.com", code=1).output
 
 
-def test_findings_inventory_and_credential_report_commands(gh):
+def test_findings_inventory_and_credential_report_commands(gh, monkeypatch):
     gh("person", "add", "alice@example.com", "--team", "platform")
     gh("identity", "create", "billing-bot", "--owner", "alice@example.com")
     key = json.loads(gh("key", "issue", "billing-bot", "--json").stdout)
     found = json.loads(gh("findings", "--json").stdout)["findings"]
     assert [(f["kind"], f["subject"]) for f in found] == [("no_backup_owner", "identity:billing-bot")]
-    assert "Findings (1)" in gh("findings").output
+    monkeypatch.setenv("GATEHOUSE_KEY_ROTATION_AGE", "1s")  # the policy-wide rotation age
+    __import__("time").sleep(1.1)  # let the key grow older than it
+    found = json.loads(gh("findings", "--json").stdout)["findings"]
+    assert ("key_too_old", f"key:{key['key_id']}") in [(f["kind"], f["subject"]) for f in found]
+    assert "Findings (2)" in gh("findings").output
     report = gh("key", "report", "--csv").stdout.splitlines()
     assert report[0] == "key_id,identity,owner,created_at,last_used_at,last_model,expires_at,status"
     assert report[1].startswith(f"{key['key_id']},billing-bot,alice@example.com,")

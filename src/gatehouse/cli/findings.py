@@ -25,7 +25,8 @@ def active_policy() -> tuple[CompiledPolicy | None, str | None]:
 def findings(
     unused_days: int = typer.Option(30, "--unused-days", min=1, help="Unused for this long counts as unused."),
     expiry_days: int = typer.Option(14, "--expiry-days", min=1, help="Flag keys expiring within this many days."),
-    rotation_days: int = typer.Option(90, "--rotation-days", min=1, help="Flag keys older than this (rotation age)."),
+    rotation_days: int = typer.Option(None, "--rotation-days", min=1,
+                                      help="Flag keys older than this (default: GATEHOUSE_KEY_ROTATION_AGE, 90d)."),
     json: bool = JsonOption,
 ) -> None:
     """Unused identities, keys and grants; keys near expiry or past the rotation age; identities
@@ -33,7 +34,8 @@ def findings(
     from gatehouse.identity.findings import Thresholds, compute_findings
 
     policy, note = active_policy()
-    thresholds = Thresholds(timedelta(days=unused_days), timedelta(days=expiry_days), timedelta(days=rotation_days))
+    rotation = timedelta(days=rotation_days) if rotation_days else settings().key_rotation_age
+    thresholds = Thresholds(timedelta(days=unused_days), timedelta(days=expiry_days), rotation)
     found = compute_findings(open_db(), policy, thresholds)
     if json:
         print_json({"findings": [f.as_dict() for f in found], "note": note})

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from gatehouse.config import Settings
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.identity.admin_keys import AdminAuthError, AdminPrincipal, authenticate_admin
-from gatehouse.identity.findings import REPORT_COLUMNS, as_csv, compute_findings, credential_report
+from gatehouse.identity.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
 from gatehouse.identity.inventory import COLUMNS, inventory
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
@@ -62,8 +62,9 @@ class AdminApi:
         return await self._serve(request, lambda: inventory(self.db, self.policy, self.settings), COLUMNS, "inventory")
 
     async def findings(self, request: Request) -> Response:
-        return await self._serve(request, lambda: [f.as_dict() for f in compute_findings(self.db, self.policy)], None,
-                                 "findings")
+        thresholds = Thresholds(rotation=self.settings.key_rotation_age)
+        return await self._serve(request, lambda: [f.as_dict() for f in compute_findings(self.db, self.policy, thresholds)],
+                                 None, "findings")
 
     async def credential_report(self, request: Request) -> Response:
         return await self._serve(request, lambda: credential_report(self.db), REPORT_COLUMNS, "credentials")
