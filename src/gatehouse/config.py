@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,8 +84,10 @@ def _environments(text: str) -> frozenset[str]:
 def local_actor() -> str:
     """Who the CLI acts as: ``person:<email>`` when GATEHOUSE_ACTOR names you (needed for what
     takes a second person: approvals, roles, reviews), else ``local:<os user>``."""
-    email = (os.environ.get("GATEHOUSE_ACTOR") or "").strip().lower()
+    email = (os.environ.get("GATEHOUSE_ACTOR") or "").strip().lower().removeprefix("person:")
     if email:
+        if not re.fullmatch(r"[^@\s:]+@[^@\s]+\.[^@\s]+", email):
+            raise ValueError(f"GATEHOUSE_ACTOR must be your e-mail address, not {email[:80]!r}")
         return f"person:{email}"
     try:
         user = getpass.getuser()

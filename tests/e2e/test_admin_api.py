@@ -17,12 +17,13 @@ PEPPER = b"e2e-pepper"
 def admins(gateway_home, dev_key):
     db = gateway_home.db
     keys = {}
-    for name, role in (("auditor", "auditor"), ("idadmin", "identity-admin"), ("norole", None), ("leaver", "auditor")):
+    for name in ("idadmin", "auditor", "norole", "leaver"):
         service.add_person(db, "local:e2e", f"{name}@example.com", team="security")
-        if role:
-            governance.change_role(db, "local:e2e", f"{name}@example.com", role, True)
         keys[name] = issue_admin_key(db, "local:e2e", f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
                                      max_ttl=timedelta(days=90))
+    governance.change_role(db, "local:e2e", "idadmin@example.com", "identity-admin", True)  # the bootstrap grant
+    for name in ("auditor", "leaver"):
+        governance.change_role(db, "person:idadmin@example.com", f"{name}@example.com", "auditor", True)
     return keys
 
 
@@ -59,6 +60,12 @@ def test_who_is_refused(gateway, admins, dev_key, who, status, code):
     key = {"workload": dev_key, "nobody": None, "norole": admins["norole"][1], "garbage": "gth_nope"}[who]
     response = get(gateway, "/admin/inventory", key)
     assert response.status_code == status and response.json()["error"]["code"] == code
+
+
+def test_an_admin_key_never_reaches_a_model(gateway, admins):
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {admins['idadmin'][1]}"},
+                          json={"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_a_bad_format_is_a_400(gateway, admins):

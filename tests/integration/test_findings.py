@@ -85,6 +85,17 @@ def test_findings_from_known_history(history):
     assert [f.severity for f in found] == sorted((f.severity for f in found), key=["high", "medium", "low"].index)
 
 
+def test_use_through_a_revoked_key_still_counts_for_the_identity(history):
+    db, keys = history
+    service.revoke_key(db, ACTOR, keys["busy"])
+    found = compute_findings(db, POLICY)
+    assert "identity_unused" not in kinds(found, "identity:busy")
+    report = {row["key_id"]: row for row in credential_report(db)}
+    assert report[keys["busy"]]["status"] == "revoked"
+    service.change_identity_status(db, ACTOR, "busy", "suspend")
+    assert {row["key_id"]: row for row in credential_report(db)}[keys["stale"]]["status"] == "active, identity suspended"
+
+
 def test_owner_problems_are_findings(history):
     db, keys = history
     service.create_identity(db, ACTOR, "solo", "alice@example.com")
@@ -110,8 +121,9 @@ def test_credential_report_rows_and_csv(history):
 
 
 def test_csv_cells_cannot_be_formulas():
-    text = as_csv([{"key_id": "=HYPERLINK(\"x\")", "identity": "+1", "owner": "@a", "status": "-2"}], REPORT_COLUMNS)
-    assert "'=HYPERLINK" in text and ",'+1," in text and ",'@a," in text and ",'-2" in text
+    text = as_csv([{"key_id": "=HYPERLINK(\"x\")", "identity": "+1", "owner": "@a", "status": "-2",
+                    "last_model": "\tcmd"}], REPORT_COLUMNS)
+    assert "'=HYPERLINK" in text and ",'+1," in text and ",'@a," in text and ",'-2" in text and "'\tcmd" in text
 
 
 def test_inventory_lists_workloads_and_the_credentials_gatehouse_holds(history, monkeypatch):

@@ -24,8 +24,8 @@ ROOT = "local:root"
 def org(db):
     for name in ("alice", "bob", "carol", "dave"):
         service.add_person(db, ROOT, f"{name}@example.com", team="platform")
-    governance.change_role(db, ROOT, "bob@example.com", "identity-admin", True)
-    governance.change_role(db, ROOT, "carol@example.com", "identity-admin", True)
+    governance.change_role(db, ROOT, "bob@example.com", "identity-admin", True)  # bootstrap: the first one
+    governance.change_role(db, BOB, "carol@example.com", "identity-admin", True)
     return db
 
 
@@ -84,6 +84,26 @@ def test_exempt_environments_need_no_approval(org):
 
 # -- roles --------------------------------------------------------------------------------
 
+def test_after_the_first_identity_admin_only_identity_admins_grant_roles(org):
+    with pytest.raises(Forbidden, match="set GATEHOUSE_ACTOR"):
+        governance.change_role(org, ROOT, "dave@example.com", "auditor", True)
+    with pytest.raises(Forbidden, match="needs the identity-admin role"):
+        governance.change_role(org, DAVE, "alice@example.com", "identity-admin", True)
+
+
+def test_the_first_role_granted_is_identity_admin(db):
+    for name in ("alice", "bob", "carol"):
+        service.add_person(db, ROOT, f"{name}@example.com")
+    with pytest.raises(Forbidden, match="grant identity-admin to someone first"):
+        governance.change_role(db, ROOT, "alice@example.com", "auditor", True)
+    with pytest.raises(Forbidden, match="nobody changes their own roles"):
+        governance.change_role(db, "person:alice@example.com", "alice@example.com", "identity-admin", True)
+    governance.change_role(db, "person:bob@example.com", "alice@example.com", "identity-admin", True)
+    with pytest.raises(Forbidden, match="needs the identity-admin role"):  # bob appointed alice; alice appoints now
+        governance.change_role(db, "person:bob@example.com", "carol@example.com", "identity-admin", True)
+    governance.change_role(db, "person:alice@example.com", "carol@example.com", "auditor", True)
+
+
 def test_roles_are_granted_by_someone_else(org):
     with pytest.raises(Forbidden, match="nobody changes their own roles"):
         governance.change_role(org, BOB, "bob@example.com", "approver", True)
@@ -112,6 +132,31 @@ def test_an_owner_cannot_raise_their_own_identity_s_clearance(org):
     assert service.describe_identity(org, "bobs")["data_clearance"] == "public"
 
 
+def test_an_owner_cannot_create_their_identity_with_a_raised_clearance(org):
+    with pytest.raises(Forbidden, match="cannot raise their own identity"):
+        create(org, BOB, "secret-bot", owner="bob@example.com", environment="dev", data_clearance="restricted")
+    with pytest.raises(Forbidden, match="GATEHOUSE_ACTOR"):
+        create(org, ROOT, "secret-bot", environment="dev", data_clearance="confidential")
+    assert create(org, CAROL, "secret-bot", owner="bob@example.com", environment="dev",
+                  data_clearance="restricted").data_clearance == "restricted"
+    assert create(org, ROOT, "public-bot", environment="dev", data_clearance="public").status == "active"
+
+
+def test_a_flagged_suspension_is_lifted_by_an_identity_admin(org):
+    from gatehouse.identity.lifecycle import depart_person
+
+    create(org, ROOT, "orphan", owner="dave@example.com", environment="dev")
+    create(org, DAVE, "pending-orphan", owner="dave@example.com")
+    depart_person(org, ROOT, "dave@example.com")
+    assert service.describe_identity(org, "pending-orphan")["status"] == "pending"  # still needs its approval
+    plan = governance.plan_transfer(org, None, "orphan", "alice@example.com", None)
+    governance.transfer_identity(org, BOB, plan)
+    with pytest.raises(Forbidden, match="identity-admin"):
+        service.change_identity_status(org, ALICE, "orphan", "resume")
+    service.change_identity_status(org, BOB, "orphan", "resume")
+    assert service.describe_identity(org, "orphan")["status"] == "active"
+
+
 # -- movers -------------------------------------------------------------------------------
 
 POLICY = CompiledPolicy(load_policy_text("""\
@@ -131,16 +176,20 @@ def test_a_move_shows_the_access_change_and_comes_up_for_review(org):
     create(org, ROOT, "mover", environment="dev", backup_owner_email="bob@example.com")
     plan = governance.plan_transfer(org, POLICY, "mover", "bob@example.com", "finance")
     assert plan.aliases_before == ["chat"] and plan.gained == ["finance-model"] and plan.lost == []
-    governance.transfer_identity(org, ALICE, plan)
+    with pytest.raises(Forbidden, match="needs the identity-admin role"):
+        governance.transfer_identity(org, ALICE, plan)  # the owner is not an identity-admin
+    with pytest.raises(Forbidden, match="neither its old nor its new owner"):
+        governance.transfer_identity(org, BOB, plan)  # bob would widen access for himself
+    governance.transfer_identity(org, CAROL, plan)
     info = service.describe_identity(org, "mover")
     assert info["owner"] == "bob@example.com" and info["team"] == "finance" and info["backup_owner"] is None
     assert service.as_utc(__import__("datetime").datetime.fromisoformat(info["review_due_at"])) <= service.utcnow()
     with pytest.raises(GatehouseError, match="changed since the plan"):
-        governance.transfer_identity(org, ALICE, plan)  # the same plan again is stale
-    with pytest.raises(GatehouseError, match="departed"):
-        from gatehouse.identity.lifecycle import depart_person
+        governance.transfer_identity(org, CAROL, plan)  # the same plan again is stale
+    from gatehouse.identity.lifecycle import depart_person
 
-        depart_person(org, ROOT, "dave@example.com")
+    depart_person(org, ROOT, "dave@example.com")
+    with pytest.raises(GatehouseError, match="departed"):
         governance.plan_transfer(org, POLICY, "mover", "dave@example.com", None)
 
 
@@ -181,3 +230,15 @@ def test_an_access_review_from_start_to_expiry(org):
     assert (status["kept"]["decision"], status["forgotten"]["decision"]) == ("keep", "expired")
     assert status["kept"]["status"] == "closed"
     assert "not attested" in service.describe_identity(org, "forgotten")["attention"]
+
+
+def test_one_attestation_answers_every_open_review(org):
+    create(org, ROOT, "twice-asked", environment="dev")
+    first, _ = governance.start_review(org, BOB, timedelta(days=14))
+    second, _ = governance.start_review(org, CAROL, timedelta(days=14))
+    governance.attest(org, ALICE, "twice-asked", "keep")
+    with org.write() as session:
+        session.execute(update(ReviewCampaign).values(due_at=service.utcnow() - timedelta(seconds=1)))
+    assert governance.enforce_reviews(org) == []
+    decisions = {(row["review"], row["decision"]) for row in governance.review_status(org)}
+    assert decisions == {(first, "keep"), (second, "keep")}

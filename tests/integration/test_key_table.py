@@ -121,3 +121,21 @@ async def test_one_bad_record_does_not_hold_back_the_others(setup):
     with db.read() as session:
         stored = session.execute(select(DecisionRecord.request_id)).scalars().all()
     assert stored == ["req_good"] and writer.rejected == 1
+
+
+async def test_last_model_is_kept_even_when_it_arrives_after_its_key_s_time(setup):
+    db, table, credential, key = setup
+    writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
+    record = {"request_id": "req_a", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
+              "endpoint": "chat/completions", "alias": "first-model", "deployment": "d", "fallbacks": [],
+              "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
+              "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0}
+    table.authenticate(f"Bearer {key}")
+    writer.note_used(table.take_last_used())
+    await writer.flush_last_used()  # the key's time is written before its request finishes
+    writer.add({**record, "alias": "a"})
+    writer.add({**record, "request_id": "req_b", "alias": "failed-model", "status": 502})  # failures don't count
+    await writer.flush_last_used()
+    with db.read() as session:
+        stored = session.get(Credential, credential.id)
+        assert stored.last_model == "a" and stored.last_used_at is not None

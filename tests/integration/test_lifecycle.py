@@ -190,3 +190,25 @@ def test_a_leaver_s_identities_pass_to_the_backup_or_are_suspended(people):
         lifecycle.depart_person(people, ACTOR, "alice@example.com")
     with pytest.raises(GatehouseError, match="departed"):
         service.create_identity(people, ACTOR, "new", "alice@example.com")
+
+
+def test_a_leaked_admin_key_is_revoked_too(people):
+    from gatehouse.identity.admin_keys import AdminAuthError, authenticate_admin, issue_admin_key
+
+    row, text = issue_admin_key(people, ACTOR, "carol@example.com", pepper=PEPPER, ttl=timedelta(days=1),
+                                max_ttl=MAX_TTL)
+    body = f"{PREFIX}{row.id}_{'y' * 32}"
+    with pytest.raises(GatehouseError, match="does not match"):
+        lifecycle.report_leak(people, ACTOR, body + checksum(body), pepper=PEPPER)
+    outcome = lifecycle.report_leak(people, ACTOR, text, source="slack", pepper=PEPPER)
+    assert (outcome.key_id, outcome.owner, outcome.identity) == (row.id, "carol@example.com", None)
+    with pytest.raises(AdminAuthError):
+        authenticate_admin(people, PEPPER, f"Bearer {text}")
+    assert last_audit(people, "admin_key.leak") is not None
+
+
+def test_errors_never_echo_a_mistyped_key(people):
+    mistyped = "GTH_" + "a" * 12 + "_" + "b" * 38
+    with pytest.raises(GatehouseError) as refused:
+        lifecycle.report_leak(people, ACTOR, mistyped)
+    assert "b" * 20 not in str(refused.value)

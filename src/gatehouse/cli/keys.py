@@ -15,7 +15,7 @@ from gatehouse.cli.common import (
     settings,
 )
 from gatehouse.config import local_actor
-from gatehouse.durations import parse_duration
+from gatehouse.durations import is_zero_duration, parse_duration
 from gatehouse.identity import service
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
@@ -92,7 +92,7 @@ def rotate(
     from gatehouse.identity.lifecycle import rotate_key
 
     config = settings()
-    grace_period = timedelta(0) if grace.strip() in ("0", "0s") else parse_duration(grace)
+    grace_period = timedelta(0) if is_zero_duration(grace) else parse_duration(grace)
     rotation = rotate_key(open_db(), local_actor(), key_id, pepper=config.pepper(), grace=grace_period,
                           ttl=parse_duration(ttl) if ttl else None, max_ttl=config.max_key_ttl)
     if json:

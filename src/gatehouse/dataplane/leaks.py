@@ -36,7 +36,7 @@ from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.validation import read_json_body_any
 from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.identity.admin_keys import AdminAuthError, authenticate_admin
-from gatehouse.identity.lifecycle import key_id_from_report, report_leak
+from gatehouse.identity.lifecycle import LeakOutcome, key_id_from_report, report_leak
 from gatehouse.identity.notify import leak_event, notify
 from gatehouse.store.db import Database
 
@@ -108,25 +108,28 @@ class LeakReports:
                 raise ApiError(400, "the report must be a JSON array of objects with a token", "invalid_report")
             if len(matches) > MAX_MATCHES:
                 raise ApiError(413, f"at most {MAX_MATCHES} matches per report", "report_too_large")
-            answers = [await asyncio.to_thread(self._handle, match, reporter) for match in matches]
+            handled = [await asyncio.to_thread(self._handle, match, reporter) for match in matches]
         except ApiError as error:
             return error.response()
-        return Response(orjson.dumps(answers), media_type="application/json")
+        # Every key is revoked before anyone is notified: a slow or broken webhook delays nothing.
+        for _, outcome in handled:
+            if outcome is not None:
+                delivery = await asyncio.to_thread(notify, self.settings.notify_webhook, leak_event(outcome))
+                log.warning("leaked key %s (%s) revoked on a report from %s; owner notification: %s",
+                            outcome.key_id, outcome.identity or outcome.owner, reporter, delivery)
+        return Response(orjson.dumps([answer for answer, _ in handled]), media_type="application/json")
 
-    def _handle(self, match: dict[str, Any], reporter: str) -> dict[str, Any]:
+    def _handle(self, match: dict[str, Any], reporter: str) -> tuple[dict[str, Any], LeakOutcome | None]:
         token = match.get("token")
         token_type = match.get("type") if isinstance(match.get("type"), str) else "gatehouse_api_key"
         answer = {"token_hash": hashlib.sha256(str(token).encode()).hexdigest(), "token_type": token_type,
                   "label": "false_positive"}
         if not isinstance(token, str) or not token.startswith("gth_"):
-            return answer  # only whole keys, verified by their checksum, are accepted from scanners
+            return answer, None  # only whole keys, verified by their checksum, are accepted from scanners
         where = next((str(match[field])[:2000] for field in ("url", "source") if match.get(field)), None)
         try:
             key_id_from_report(token)
             outcome = report_leak(self.db, reporter, token, source=where, reported_by=reporter, pepper=self.pepper)
         except (GatehouseError, NotFound):
-            return answer
-        delivery = notify(self.settings.notify_webhook, leak_event(outcome))
-        log.warning("leaked key %s of %s revoked on a report from %s; owner notification: %s",
-                    outcome.key_id, outcome.identity, reporter, delivery)
-        return {**answer, "label": "true_positive"}
+            return answer, None
+        return {**answer, "label": "true_positive"}, outcome

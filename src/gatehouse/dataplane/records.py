@@ -109,7 +109,7 @@ class RecordWriter:
                 log.error("%d decision records could not be stored and were set aside", rejected)
 
     async def flush_last_used(self) -> None:
-        if not self._last_used:
+        if not self._last_used and not self._last_model:
             return
         used, self._last_used = self._last_used, {}
         models, self._last_model = self._last_model, {}
@@ -123,8 +123,11 @@ class RecordWriter:
     def _write_last_used(self, used: dict[str, float], models: dict[str, str]) -> None:
         # Deliberately leaves ``revision`` alone: last use is not a change workers must reload.
         with self._db.write() as session:
-            for key_id, moment in used.items():
-                values: dict[str, Any] = {"last_used_at": datetime.fromtimestamp(moment, UTC)}
+            for key_id in used.keys() | models.keys():
+                # A model can arrive after the flush that wrote its key's time: it is written on its own.
+                values: dict[str, Any] = {}
+                if key_id in used:
+                    values["last_used_at"] = datetime.fromtimestamp(used[key_id], UTC)
                 if key_id in models:
                     values["last_model"] = models[key_id]
                 session.execute(update(Credential).where(Credential.id == key_id).values(**values))

@@ -71,13 +71,19 @@ def _identities(session) -> list[_IdentityRow]:  # type: ignore[no-untyped-def]
     return [_IdentityRow(*row) for row in rows]
 
 
-def _keys(session) -> dict[int, list[tuple]]:  # type: ignore[no-untyped-def]
+def _keys(session) -> tuple[dict[int, list[tuple]], dict[int, datetime]]:  # type: ignore[no-untyped-def]
+    """Active keys per identity, and each identity's last use over all its keys (a revoked or
+    rotated key's use still counts as the identity's)."""
     keys: dict[int, list[tuple]] = defaultdict(list)
-    for row in session.execute(select(Credential.identity_id, Credential.id, Credential.created_at,
-                                      Credential.expires_at, Credential.last_used_at, Credential.rotated_to)
-                               .where(Credential.status == "active")):
-        keys[row[0]].append(row[1:])
-    return keys
+    last_used: dict[int, datetime] = {}
+    for identity_id, key_id, created, expires, used, rotated_to, status in session.execute(
+            select(Credential.identity_id, Credential.id, Credential.created_at, Credential.expires_at,
+                   Credential.last_used_at, Credential.rotated_to, Credential.status)):
+        if used is not None and (identity_id not in last_used or as_utc(used) > last_used[identity_id]):
+            last_used[identity_id] = as_utc(used)
+        if status == "active":
+            keys[identity_id].append((key_id, created, expires, used, rotated_to))
+    return keys, last_used
 
 
 def _used_aliases(session, since: datetime) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
@@ -95,7 +101,7 @@ def compute_findings(db: Database, policy: CompiledPolicy | None, thresholds: Th
     since = now - thresholds.unused
     with db.read() as session:
         identities = _identities(session)
-        keys = _keys(session)
+        keys, identity_last_used = _keys(session)
         used = _used_aliases(session, since) if policy is not None else {}
     findings: list[Finding] = []
     add = findings.append
@@ -117,7 +123,7 @@ def compute_findings(db: Database, policy: CompiledPolicy | None, thresholds: Th
                         f"review was due {as_utc(ident.review_due_at).date().isoformat()}",
                         "the owner attests it is still needed (keep / narrow / retire)"))
         mine = keys.get(ident.id, [])
-        last_used = max((as_utc(k[3]) for k in mine if k[3] is not None), default=None)
+        last_used = identity_last_used.get(ident.id)
         if as_utc(ident.created_at) <= since and (last_used is None or last_used < since):
             add(Finding("identity_unused", "medium", subject, owner,
                         f"no key used in {thresholds.unused.days} days" if last_used else "never used",
@@ -176,12 +182,14 @@ def credential_report(db: Database) -> list[dict]:
     with db.read() as session:
         rows = session.execute(
             select(Credential.id, Identity.name, Person.email, Credential.created_at, Credential.last_used_at,
-                   Credential.last_model, Credential.expires_at, Credential.status)
+                   Credential.last_model, Credential.expires_at, Credential.status, Identity.status)
             .join(Identity, Credential.identity_id == Identity.id).join(Person, Identity.owner_id == Person.id)
             .order_by(Identity.name, Credential.created_at)).all()
     report = []
-    for key_id, identity, owner, created, used, model, expires, status in rows:
+    for key_id, identity, owner, created, used, model, expires, status, identity_status in rows:
         expires = as_utc(expires)
+        if status == "active" and expires > now and identity_status != "active":
+            status = f"active, identity {identity_status}"  # the key is refused while its identity is not active
         report.append({"key_id": key_id, "identity": identity, "owner": owner,
                        "created_at": as_utc(created).isoformat(),
                        "last_used_at": as_utc(used).isoformat() if used else None, "last_model": model,
@@ -202,7 +210,7 @@ def as_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 def _csv_safe(value: object) -> str:
     # Cells starting with = + - @ are formulas in spreadsheets (CSV injection); names come from users.
     text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 __all__ = ["Finding", "Thresholds", "as_csv", "compute_findings", "credential_report"]

@@ -76,6 +76,10 @@ def change_role(db: Database, actor: str, email: str, role: str, grant: bool) ->
         person = _person_by_email(session, email)
         if actor_email(actor) == person.email:
             raise Forbidden("nobody changes their own roles")
+        if _has_identity_admin(session):
+            _require_role(session, actor, "identity-admin", "changing roles")
+        elif not (grant and role == "identity-admin"):
+            raise Forbidden("grant identity-admin to someone first: until then it is the only role that can be granted")
         held = session.get(RoleAssignment, (person.id, role))
         if grant:
             if person.status != "active":
@@ -88,6 +92,28 @@ def change_role(db: Database, actor: str, email: str, role: str, grant: bool) ->
                 raise GatehouseError(f"{person.email} does not hold {role}")
             session.delete(held)
         audit.append(session, actor, "role.grant" if grant else "role.revoke", f"person:{person.email}", {"role": role})
+
+
+def _has_identity_admin(session: Session) -> bool:
+    """Before the first identity-admin exists, anyone may appoint one (bootstrap); after, only they grant roles."""
+    return session.execute(select(RoleAssignment.person_id).join(Person, RoleAssignment.person_id == Person.id)
+                           .where(RoleAssignment.role == "identity-admin", Person.status == "active")
+                           .limit(1)).first() is not None
+
+
+def check_clearance_raise(session: Session, actor: str, owner: Person, clearance: str, baseline: str) -> None:
+    """A clearance above ``baseline`` needs an identity-admin who is not the identity's owner."""
+    if DATA_CLASSES.index(clearance) > DATA_CLASSES.index(baseline):
+        admin = _require_role(session, actor, "identity-admin", "raising a data clearance")
+        if owner.id == admin.id:
+            raise Forbidden("an owner cannot raise their own identity's data clearance")
+
+
+def check_resume(session: Session, actor: str, identity: Identity) -> None:
+    """An identity suspended for a reason its owner must answer (orphaned, review missed, leak)
+    is resumed by an identity-admin, not by whoever holds the CLI."""
+    if identity.attention:
+        _require_role(session, actor, "identity-admin", f"resuming an identity flagged '{identity.attention[:80]}'")
 
 
 def list_roles(db: Database) -> list[dict]:
@@ -142,11 +168,9 @@ def set_clearance(db: Database, actor: str, name: str, clearance: str) -> Identi
         revision = bump_revision(session)
         identity = _identity_by_name(session, name)
         before = identity.data_clearance
-        if DATA_CLASSES.index(clearance) > DATA_CLASSES.index(before):
-            admin = _require_role(session, actor, "identity-admin", "raising a data clearance")
-            owner = session.get(Person, identity.owner_id)
-            if owner is not None and owner.id == admin.id:
-                raise Forbidden("an owner cannot raise their own identity's data clearance")
+        owner = session.get(Person, identity.owner_id)
+        assert owner is not None
+        check_clearance_raise(session, actor, owner, clearance, before)
         identity.data_clearance, identity.revision = clearance, revision
         audit.append(session, actor, "identity.clearance", f"identity:{name}", {"from": before, "to": clearance})
         return identity
@@ -198,9 +222,14 @@ def plan_transfer(db: Database, policy: CompiledPolicy | None, name: str, owner_
 
 
 def transfer_identity(db: Database, actor: str, plan: TransferPlan) -> Identity:
-    """Apply a planned move; the identity comes up for review by its (new) owner at once."""
+    """Apply a planned move (an identity-admin's job); the identity comes up for review by its
+    (new) owner at once. A move that widens access needs an admin who is neither owner."""
     with db.write() as session:
         revision = bump_revision(session)
+        admin = _require_role(session, actor, "identity-admin", "moving an identity")
+        if plan.gained and admin.email in (plan.owner_before, plan.owner_after):
+            raise Forbidden(f"this move gives {plan.identity} {', '.join(plan.gained)}: an identity-admin who is "
+                            "neither its old nor its new owner must make it")
         identity = _identity_by_name(session, plan.identity)
         owner = session.get(Person, identity.owner_id)
         if owner is None or owner.email != plan.owner_before or identity.team != plan.team_before:
@@ -246,16 +275,18 @@ def attest(db: Database, actor: str, name: str, decision: str, note: str | None 
         revision = bump_revision(session)
         person = _acting_person(session, actor, "attesting an identity")
         identity = _identity_by_name(session, name)
-        item = session.execute(select(ReviewItem).join(ReviewCampaign, ReviewItem.campaign_id == ReviewCampaign.id)
-                               .where(ReviewItem.identity_id == identity.id, ReviewCampaign.status == "open",
-                                      ReviewItem.decision.is_(None))).scalars().first()
-        if item is None:
+        items = session.execute(select(ReviewItem).join(ReviewCampaign, ReviewItem.campaign_id == ReviewCampaign.id)
+                                .where(ReviewItem.identity_id == identity.id, ReviewCampaign.status == "open",
+                                       ReviewItem.decision.is_(None)).order_by(ReviewItem.campaign_id)).scalars().all()
+        if not items:
             raise GatehouseError(f"identity {name!r} has nothing to attest in an open review")
+        item = items[0]
         owner = session.get(Person, identity.owner_id)
         if owner is None or owner.id != person.id:
             raise Forbidden(f"only the owner of {name!r} ({owner.email if owner else '?'}) attests it")
         now = utcnow()
-        item.decision, item.decided_by, item.decided_at, item.note = decision, actor, now, note
+        for open_item in items:  # one answer serves every open campaign asking about this identity
+            open_item.decision, open_item.decided_by, open_item.decided_at, open_item.note = decision, actor, now, note
         identity.review_due_at, identity.revision = now + DEFAULT_REVIEW_INTERVAL, revision
         if decision == "narrow":
             identity.attention = f"owner chose to narrow its access in review {item.campaign_id}: {note}"
@@ -279,6 +310,7 @@ def enforce_reviews(db: Database, actor: str = "system:reviews") -> list[str]:
                               .where(ReviewCampaign.due_at <= now)).scalars().all()
     suspended: list[str] = []
     for campaign_id in due:
+        closed_now: list[str] = []
         with db.write() as session:
             revision = bump_revision(session)
             campaign = session.get(ReviewCampaign, campaign_id)
@@ -292,11 +324,12 @@ def enforce_reviews(db: Database, actor: str = "system:reviews") -> list[str]:
                     identity.status = "suspended"
                     identity.attention = f"not attested in access review {campaign_id} by its due date"
                     identity.revision = revision
-                    suspended.append(identity.name)
+                    closed_now.append(identity.name)
                     audit.append(session, actor, "identity.suspend", f"identity:{identity.name}",
                                  {"from": "active", "to": "suspended", "reason": f"review {campaign_id} not attested"})
             campaign.status, campaign.closed_at = "closed", now
-            audit.append(session, actor, "review.close", f"review:{campaign_id}", {"suspended": suspended})
+            audit.append(session, actor, "review.close", f"review:{campaign_id}", {"suspended": closed_now})
+        suspended += closed_now
     return suspended
 
 

@@ -17,7 +17,7 @@ from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.identity.keys import KEY_ID_PATTERN, MalformedKey, generate_key, hash_secret, parse_key, secret_matches
 from gatehouse.identity.service import _identity_by_name, _mark_revoked, _person_by_email, as_utc, utcnow
 from gatehouse.store.db import Database, bump_revision
-from gatehouse.store.models import Credential, Identity, Person
+from gatehouse.store.models import AdminKey, Credential, Identity, Person
 
 MAX_GRACE = timedelta(days=7)
 
@@ -122,7 +122,10 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
         revision = bump_revision(session)
         key = session.get(Credential, key_id)
         if key is None:
-            raise NotFound(f"no key with id {key_id!r}")
+            admin_key = session.get(AdminKey, key_id)
+            if admin_key is None:
+                raise NotFound(f"no key with id {key_id!r}")
+            return _admin_key_leak(session, actor, admin_key, key_text_or_id, source, reporter, pepper, revision)
         if pepper is not None and not secret_matches(pepper, parse_key(key_text_or_id.strip()), key.secret_hash):
             raise GatehouseError(f"the reported key's secret does not match key {key_id}: not a real key")
         already = key.status == "revoked"
@@ -144,6 +147,21 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
         })
         return LeakOutcome(key_id, identity.name if identity else None, owner.email if owner else None,
                            backup.email if backup else None, already, source, reporter)
+
+
+def _admin_key_leak(session, actor: str, key: AdminKey, text: str, source: str | None, reporter: str,  # type: ignore[no-untyped-def]
+                    pepper: bytes | None, revision: int) -> LeakOutcome:
+    """An admin key leaked: the same response as a workload key's, the person is the owner."""
+    if pepper is not None and not secret_matches(pepper, parse_key(text.strip()), key.secret_hash):
+        raise GatehouseError(f"the reported key's secret does not match key {key.id}: not a real key")
+    already = key.status != "active"
+    if not already:
+        key.status, key.revoked_at = "revoked", utcnow()
+    person = session.get(Person, key.person_id)
+    audit.append(session, actor, "admin_key.leak", f"admin_key:{key.id}", {
+        "person": person.email if person else None, "source": source, "reported_by": reporter,
+        "already_revoked": already})
+    return LeakOutcome(key.id, None, person.email if person else None, None, already, source, reporter)
 
 
 def clear_attention(db: Database, actor: str, identity_name: str, note: str | None = None) -> Identity:
@@ -209,7 +227,7 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
                              {"from": person.email, "to": backup.email, "reason": "owner departed"})
             else:
                 previous = identity.status
-                if identity.status in ("active", "pending"):
+                if identity.status == "active":  # a pending one stays pending: it still needs its approval
                     identity.status = "suspended"
                 identity.attention = f"orphaned: owner {person.email} departed with no active backup owner"
                 report.suspended.append(identity.name)
@@ -221,4 +239,5 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
 
 def _check_key_id(key_id: str) -> None:
     if not KEY_ID_PATTERN.match(key_id or ""):
-        raise GatehouseError(f"invalid key id {key_id!r}: a key id is the 12 characters after 'gth_'")
+        # Never echo the input: it may be a whole key, mistyped.
+        raise GatehouseError("invalid key id: a key id is the 12 characters after 'gth_' (or give the whole gth_ key)")

@@ -21,7 +21,7 @@ def notify(webhook: str | None, event: dict[str, Any], timeout: float = 5.0) -> 
         return "not configured (set GATEHOUSE_NOTIFY_WEBHOOK)"
     try:
         response = httpx.post(webhook, json=event, timeout=timeout)
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # a bad URL included: a notification must never undo or block the change
         log.warning("owner notification %s failed: %s", event.get("event"), type(exc).__name__)
         return f"failed: {type(exc).__name__}"
     if response.status_code >= 300:

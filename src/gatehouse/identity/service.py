@@ -106,7 +106,7 @@ def create_identity(
 ) -> Identity:
     """Outside ``exempt_environments`` the identity starts ``pending``, requested by its owner or
     an identity-admin, until another identity-admin approves it (governance.decide_identity)."""
-    from gatehouse.identity.governance import check_requester, needs_approval
+    from gatehouse.identity.governance import check_clearance_raise, check_requester, needs_approval
 
     _check_name("identity name", name)
     _check_name("environment", environment)
@@ -131,6 +131,7 @@ def create_identity(
         pending = needs_approval(environment, exempt_environments)
         if pending:
             check_requester(session, actor, owner.email)
+        check_clearance_raise(session, actor, owner, data_clearance, "internal")
         now = utcnow()
         identity = Identity(
             name=name, owner_id=owner.id, backup_owner_id=backup.id if backup else None,
@@ -192,6 +193,10 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
         identity = _identity_by_name(session, name)
         if identity.status not in allowed_from:
             raise GatehouseError(f"cannot {action} identity {name!r}: it is {identity.status}")
+        if action == "resume":
+            from gatehouse.identity.governance import check_resume
+
+            check_resume(session, actor, identity)
         previous, identity.status, identity.revision = identity.status, new_status, revision
         revoked: list[str] = []
         if new_status == "retired":
