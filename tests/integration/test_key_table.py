@@ -86,15 +86,20 @@ def test_wrong_pepper_refuses_every_key(setup):
     assert code_of(table, f"Bearer {key}") == "invalid_api_key"
 
 
+def decision(credential, **overrides):
+    """A decision record as the gateway builds one."""
+    return {"request_id": "req_x", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
+            "endpoint": "chat/completions", "alias": "a", "deployment": "d", "fallbacks": [],
+            "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
+            "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0, **overrides}
+
+
 async def test_records_and_last_used_are_written_in_batches(setup):
     db, table, credential, key = setup
     writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
     writer.start(table.take_last_used)
     for index in range(3):
-        writer.add({"request_id": f"req_{index}", "ts": datetime.now(UTC), "identity": "app",
-                    "key_id": credential.id, "endpoint": "chat/completions", "alias": "a", "deployment": "d",
-                    "fallbacks": ["x=http_500"], "policy_version": "sha256:x", "status": 200, "error_code": None,
-                    "stream": False, "prompt_tokens": 3, "completion_tokens": 4, "latency_ms": 1.5, "ttft_ms": 1.0})
+        writer.add(decision(credential, request_id=f"req_{index}", fallbacks=["x=http_500"], completion_tokens=4))
     table.authenticate(f"Bearer {key}")
     with db.read() as session:
         assert session.execute(select(DecisionRecord)).first() is None  # nothing written per request
@@ -110,10 +115,7 @@ async def test_records_and_last_used_are_written_in_batches(setup):
 async def test_one_bad_record_does_not_hold_back_the_others(setup):
     db, table, credential, _ = setup
     writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
-    good = {"request_id": "req_good", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
-            "endpoint": "chat/completions", "alias": "a", "deployment": "d", "fallbacks": [],
-            "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
-            "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0}
+    good = decision(credential, request_id="req_good")
     bad = {**good, "request_id": "req_bad", "error_code": {"not": "a string"}}
     writer.add(bad)
     writer.add(good)
@@ -126,10 +128,7 @@ async def test_one_bad_record_does_not_hold_back_the_others(setup):
 async def test_last_model_is_kept_even_when_it_arrives_after_its_key_s_time(setup):
     db, table, credential, key = setup
     writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
-    record = {"request_id": "req_a", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
-              "endpoint": "chat/completions", "alias": "first-model", "deployment": "d", "fallbacks": [],
-              "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
-              "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0}
+    record = decision(credential, request_id="req_a")
     table.authenticate(f"Bearer {key}")
     writer.note_used(table.take_last_used())
     await writer.flush_last_used()  # the key's time is written before its request finishes
