@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gatehouse.audit import checkpoints
 from gatehouse.config import Settings
 from gatehouse.dataplane.admin import AdminApi
 from gatehouse.dataplane.auth import KeyTable
@@ -138,6 +139,21 @@ def create_app(settings: Settings | None = None) -> HotPath:
     admin = AdminApi(db, settings.pepper(), settings, policy)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
+    signing_key = settings.audit_signing_key(create=True)
+    checkpoints.configure(signing_key, settings.audit_checkpoint_every)
+
+    def checkpoint() -> None:
+        with db.write() as session:
+            checkpoints.checkpoint_now(session, signing_key)
+
+    async def checkpoint_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.audit_checkpoint_minutes * 60)
+            try:
+                await asyncio.to_thread(checkpoint)
+            except Exception as exc:
+                log.error("audit checkpoint failed: %s", type(exc).__name__)
+
     async def enforce_reviews_forever() -> None:
         from gatehouse.identity.governance import enforce_reviews
 
@@ -166,13 +182,14 @@ def create_app(settings: Settings | None = None) -> HotPath:
         records.start(keys.take_last_used)
         refresher = asyncio.create_task(refresh_forever())
         enforcer = asyncio.create_task(enforce_reviews_forever())
+        signer = asyncio.create_task(checkpoint_forever())
         restore_signals = _announce_shutdown_to(engines.values())
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
             restore_signals()
-            for task in (refresher, enforcer):
+            for task in (refresher, enforcer, signer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

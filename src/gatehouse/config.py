@@ -30,6 +30,9 @@ class Settings:
     leak_report_token: str | None = None    # bearer token secret scanners send to POST /admin/leaks
     approval_exempt: frozenset[str] = frozenset({"dev"})  # environments whose new identities need no approval
     key_rotation_age: timedelta = timedelta(days=90)     # keys older than this are findings (key_too_old)
+    audit_key_path: Path | None = None                   # Ed25519 key signing audit checkpoints
+    audit_checkpoint_every: int = 100                    # entries between checkpoints
+    audit_checkpoint_minutes: float = 10.0               # the gateway also signs this often (if the log moved)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,7 +46,19 @@ class Settings:
                    notify_webhook=os.environ.get("GATEHOUSE_NOTIFY_WEBHOOK") or None,
                    leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None,
                    approval_exempt=_environments(os.environ.get("GATEHOUSE_APPROVAL_EXEMPT_ENVIRONMENTS", "dev")),
-                   key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"))
+                   key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"),
+                   audit_key_path=Path(os.environ.get("GATEHOUSE_AUDIT_SIGNING_KEY") or home / "audit-signing-key"),
+                   audit_checkpoint_every=int(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_EVERY") or 100),
+                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10))
+
+    def audit_signing_key(self, create: bool = False):  # type: ignore[no-untyped-def]
+        """The audit checkpoint key, or None when it does not exist and ``create`` is false."""
+        from gatehouse.audit.checkpoints import load_or_create_signing_key
+
+        path = self.audit_key_path or self.home / "audit-signing-key"
+        if not create and not path.exists():
+            return None
+        return load_or_create_signing_key(path)
 
     @property
     def models_dir(self) -> Path:

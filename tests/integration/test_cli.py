@@ -203,3 +203,25 @@ def test_joiner_mover_and_review_from_the_command_line(gh, monkeypatch):
     rows = json.loads(gh("review", "status", "--json").stdout)
     assert [(r["identity"], r["decision"]) for r in rows] == [("prod-bot", "keep")]
     assert "nothing past due" in gh("review", "enforce").output
+
+
+def test_signed_checkpoints_from_the_command_line(gh, home, tmp_path):
+    gh("person", "add", "alice@example.com")
+    gh("identity", "create", "bot", "--owner", "alice@example.com")
+    assert "checkpoint: 2 entries" in gh("audit", "checkpoint", "--export", str(tmp_path / "cp.json")).output
+    (tmp_path / "audit.pem").write_text(gh("audit", "public-key").stdout)
+    assert (home / "audit-signing-key").stat().st_mode & 0o777 == 0o600
+    ok = gh("audit", "verify", "--public-key", str(tmp_path / "audit.pem"), "--checkpoint", str(tmp_path / "cp.json"))
+    assert "1 signed checkpoints, exported checkpoint matches" in " ".join(ok.output.split())
+    gh("person", "add", "bob@example.com")  # the log grows past the checkpoint: still fine
+    gh("audit", "verify", "--public-key", str(tmp_path / "audit.pem"), "--checkpoint", str(tmp_path / "cp.json"))
+    connection = sqlite3.connect(home / "gatehouse.db")
+    connection.execute("DELETE FROM audit_entries WHERE seq >= 2")
+    connection.execute("UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_entries WHERE seq = 1)")
+    connection.execute("DELETE FROM audit_checkpoints")
+    connection.commit()
+    connection.close()
+    broken = gh("audit", "verify", "--public-key", str(tmp_path / "audit.pem"), "--checkpoint", str(tmp_path / "cp.json"),
+                code=2)
+    assert "BROKEN at entry 2: entry 2 is missing" in " ".join(broken.output.split())
+    assert "cannot read the public key" in gh("audit", "verify", "--public-key", str(tmp_path / "nope.pem"), code=1).output

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gatehouse.audit import checkpoints
 from gatehouse.store.models import AuditEntry, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -45,6 +46,7 @@ def append(session: Session, actor: str, action: str, target: str, details: dict
     session.add(entry)
     head.seq, head.hash = seq, digest
     session.flush()
+    checkpoints.on_append(session, seq, digest)
     return entry
 
 

@@ -7,7 +7,16 @@ import typer
 from sqlalchemy import select
 
 from gatehouse import audit as audit_log
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, open_db, print_json, print_table
+from gatehouse.cli.common import (
+    JsonOption,
+    console,
+    err_console,
+    handles_errors,
+    open_db,
+    print_json,
+    print_table,
+    settings,
+)
 from gatehouse.store.models import AuditEntry
 
 app = typer.Typer(help="The hash-chained log of every control-plane change.", no_args_is_help=True)
@@ -15,21 +24,97 @@ app = typer.Typer(help="The hash-chained log of every control-plane change.", no
 
 @app.command("verify")
 @handles_errors
-def verify(json: bool = JsonOption) -> None:
-    """Recompute the hash chain and name the first entry that does not match."""
+def verify(
+    public_key: str = typer.Option(None, "--public-key", help="PEM file of the audit public key (default: this "
+                                                              "installation's key, if this machine holds it)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="A checkpoint exported with `audit checkpoint --export`."),
+    json: bool = JsonOption,
+) -> None:
+    """Recompute the hash chain, check every signed checkpoint (and an exported one), and name
+    the first entry that does not match. Exit status 2 when anything fails."""
+    from pathlib import Path
+
+    from gatehouse.audit.checkpoints import load_public_key, verify_exported, verify_stored
+
+    key = None
+    if public_key:
+        try:
+            key = load_public_key(Path(public_key))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the public key {public_key}: {exc}") from None
+    else:
+        signing = settings().audit_signing_key()
+        key = signing.public_key() if signing is not None else None
+    exported = None
+    if checkpoint:
+        try:
+            exported = orjson.loads(Path(checkpoint).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read the checkpoint {checkpoint}: {exc}") from None
+        if key is None:
+            raise ValueError("checking a checkpoint needs the public key: --public-key FILE")
     db = open_db()
     with db.read() as session:
-        result = audit_log.verify(session)
+        chain = audit_log.verify(session)
+        stored = verify_stored(session, key) if key is not None else None
+        outside = verify_exported(session, key, exported) if exported is not None and key is not None else None
+    problems = [(chain.first_bad_seq, chain.problem)] if not chain.ok else []
+    for result in (stored, outside):
+        if result is not None and not result.ok:
+            problems.append((result.first_bad_seq, result.problem))
+    ok = not problems
     if json:
-        print_json({"ok": result.ok, "entries": result.entries, "head": result.head_hash,
-                    "first_bad_entry": result.first_bad_seq, "problem": result.problem})
-    elif result.ok:
-        console.print(f"[green]ok[/] — {result.entries} entries, head {result.head_hash}")
+        print_json({"ok": ok, "entries": chain.entries, "head": chain.head_hash,
+                    "checkpoints_verified": stored.checked if stored else None,
+                    "exported_checkpoint_ok": outside.ok if outside else None,
+                    "first_bad_entry": problems[0][0] if problems else None,
+                    "problems": [problem for _, problem in problems]})
+    elif ok:
+        signed = f", {stored.checked} signed checkpoints" if stored else ", checkpoints not checked (no public key)"
+        extra = ", exported checkpoint matches" if outside else ""
+        console.print(f"[green]ok[/] — {chain.entries} entries, head {chain.head_hash}{signed}{extra}", highlight=False)
     else:
-        err_console.print(f"[bold red]BROKEN[/] at entry {result.first_bad_seq}: {result.problem} "
-                          f"({result.entries} entries verified before it)", highlight=False)
-    if not result.ok:
+        for seq, problem in problems:
+            err_console.print(f"[bold red]BROKEN[/] at entry {seq}: {problem}", highlight=False)
+    if not ok:
         raise typer.Exit(2)
+
+
+@app.command("checkpoint")
+@handles_errors
+def checkpoint(export: str = typer.Option(None, "--export", help="Also write the latest checkpoint to this file "
+                                                                  "(keep it somewhere the database's admins cannot write)."),
+               json: bool = JsonOption) -> None:
+    """Sign the log's current head now (the gateway also does it every few minutes and every N entries)."""
+    from pathlib import Path
+
+    from gatehouse.audit.checkpoints import as_dict, checkpoint_now
+    from gatehouse.store.models import AuditCheckpoint
+
+    signing = settings().audit_signing_key(create=True)
+    db = open_db()
+    with db.write() as session:
+        checkpoint_now(session, signing)
+        latest = session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).scalar_one_or_none()
+        exported = as_dict(latest) if latest is not None else None
+    if exported is None:
+        raise ValueError("the audit log is empty: nothing to sign")
+    if export:
+        Path(export).write_bytes(orjson.dumps(exported, option=orjson.OPT_INDENT_2))
+    if json:
+        print_json(exported)
+    else:
+        console.print(f"checkpoint: {exported['size']} entries, head {exported['head']}, key {exported['key_id']}"
+                      + (f"; written to {export}" if export else ""), highlight=False)
+
+
+@app.command("public-key")
+@handles_errors
+def public_key() -> None:
+    """Print the audit public key (PEM), for verifying the log and its checkpoints elsewhere."""
+    from gatehouse.audit.checkpoints import public_pem
+
+    print(public_pem(settings().audit_signing_key(create=True).public_key()), end="")
 
 
 @app.command("log")

@@ -30,7 +30,11 @@ def settings() -> Settings:
 
 
 def open_db(upgrade: bool = True) -> Database:
-    db = Database(settings().database_url)
+    from gatehouse.audit import checkpoints
+
+    config = settings()
+    checkpoints.configure(config.audit_signing_key(), config.audit_checkpoint_every)
+    db = Database(config.database_url)
     if upgrade:
         db.upgrade()
     return db

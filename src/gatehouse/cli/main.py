@@ -45,6 +45,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _initialise(config: Settings, quiet: bool = False) -> None:
     config.home.mkdir(parents=True, exist_ok=True)
     config.pepper()
+    config.audit_signing_key(create=True)
     open_db()
     if not config.policy_path.exists():
         config.policy_path.parent.mkdir(parents=True, exist_ok=True)

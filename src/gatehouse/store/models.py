@@ -149,6 +149,17 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
+class AuditCheckpoint(Base):
+    """A signed statement "the log had ``size`` entries and its head was ``head_hash``"."""
+
+    __tablename__ = "audit_checkpoints"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    ts: Mapped[str] = mapped_column(String(40), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    signature: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class PolicyVersion(Base):
     __tablename__ = "policy_versions"
     hash: Mapped[str] = mapped_column(String(71), primary_key=True)
