@@ -225,3 +225,19 @@ def test_signed_checkpoints_from_the_command_line(gh, home, tmp_path):
                 code=2)
     assert "BROKEN at entry 2: entry 2 is missing" in " ".join(broken.output.split())
     assert "cannot read the public key" in gh("audit", "verify", "--public-key", str(tmp_path / "nope.pem"), code=1).output
+
+
+def test_policy_plan_over_the_real_inventory(gh, home, tmp_path):
+    gh("person", "add", "alice@example.com", "--team", "platform")
+    gh("identity", "create", "bot", "--owner", "alice@example.com")
+    assert "no new access" in gh("policy", "plan", str(home / "policy.yaml")).output
+    wider = (home / "policy.yaml").read_text().replace("aliases: [chat-small]",
+                                                        "aliases: [chat-small]\n    max_data_class: confidential")
+    assert wider != (home / "policy.yaml").read_text()
+    (tmp_path / "wider.yaml").write_text(wider)
+    result = json.loads(gh("policy", "plan", str(tmp_path / "wider.yaml"), "--json").stdout)
+    assert result["no_new_access"] is False and result["identities"] == 1
+    assert [(c["identity"], c["alias"], c["before"], c["after"]) for c in result["access"]] == [
+        ("bot", "chat-small", "internal", "confidential")]
+    assert "access: bot → chat-small at confidential" in result["widenings"]
+    assert "GAINS" in gh("policy", "plan", str(tmp_path / "wider.yaml")).output

@@ -50,3 +50,50 @@ def show(path: Path = PolicyArgument, json: bool = JsonOption) -> None:
     print_table("Grants", ["grant", "who", "aliases", "max data class"],
                 [(g.name, " | ".join(subject_text(s) for s in g.subjects), ", ".join(g.aliases), g.max_data_class)
                  for g in document.grants])
+
+
+@app.command("plan")
+@handles_errors
+def plan_command(
+    candidate: Path = typer.Argument(..., help="The proposed policy file."),
+    against: Path = typer.Option(None, "--against", help="The policy it would replace (default: the active one, "
+                                                         "$GATEHOUSE_HOME/policy.yaml)."),
+    json: bool = JsonOption,
+) -> None:
+    """What replacing the active policy with CANDIDATE would do, over the real inventory: who gains
+    or loses which model at which data class (now, and by rule for identities to come), which
+    deployments start or stop receiving which data classes, and how routes change."""
+    from gatehouse.cli.common import open_db
+    from gatehouse.identity.findings import _identities
+    from gatehouse.policy.compiled import IdentityView
+    from gatehouse.policy.plan import plan
+
+    before = load_policy(against or settings().policy_path)
+    after = load_policy(candidate)
+    with open_db().read() as session:
+        views = [IdentityView(row.name, row.team, row.environment, tuple(sorted((row.labels or {}).items())))
+                 for row in _identities(session)]
+    result = plan(before.document, after.document, views)
+    if json:
+        print_json({"from": before.version, "to": after.version, "identities": len(views), **result.as_dict()})
+        return
+    console.print(f"plan {before.short_version} → {after.short_version} over {len(views)} identities", highlight=False)
+    if not result.widenings:
+        console.print("[green]no new access[/]: no identity, rule or deployment gains anything", highlight=False)
+    if result.access:
+        print_table("Access (identities that exist now)", ["identity", "alias", "before", "after", ""],
+                    [(c.identity, c.alias, c.before or "-", c.after or "-", "GAINS" if c.widens else "loses")
+                     for c in result.access])
+    if result.rules:
+        print_table("Grant rules (also identities to come)", ["who", "alias", "data class", "change"],
+                    [(r.who, r.alias, r.data_class, r.change) for r in result.rules])
+    if result.flows:
+        print_table("Data flows", ["deployment", "data class", "change", "location", "allowed by the deployment"],
+                    [(f.deployment, f.data_class, f.change, f.location, "yes" if f.allowed else "NO")
+                     for f in result.flows])
+    if result.routes:
+        print_table("Routes", ["alias", "before", "after", "change"],
+                    [(r.alias, " → ".join(r.before or ()) or "-", " → ".join(r.after or ()) or "-", r.description)
+                     for r in result.routes])
+    if result.violations:
+        console.print(f"[bold red]{len(result.violations)} flow(s) to a deployment not allowed to receive that data[/]")

@@ -1,0 +1,175 @@
+"""What a policy change would do: who gains or loses which model at which data class, which
+deployments start or stop receiving which data, and how routes change.
+
+Access is computed, never estimated: an identity reaches an alias at the highest
+``max_data_class`` among the grants that match it and name the alias. The property tests
+check the diff against a brute-force evaluation of both policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from gatehouse.classification import DATA_CLASSES
+from gatehouse.policy.compiled import IdentityView, _matches
+from gatehouse.policy.schema import PolicyDocument, Subject
+
+Access = dict[str, str]  # alias → the highest data class granted
+
+
+def access_of(document: PolicyDocument, identity: IdentityView) -> Access:
+    access: Access = {}
+    for grant in document.grants:
+        if any(_matches(subject, identity) for subject in grant.subjects):
+            for alias in grant.aliases:
+                if alias not in access or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(access[alias]):
+                    access[alias] = grant.max_data_class
+    return access
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    identity: str
+    alias: str
+    before: str | None  # data class, or None: no access
+    after: str | None
+
+    @property
+    def widens(self) -> bool:
+        return self.after is not None and (self.before is None
+                                           or DATA_CLASSES.index(self.after) > DATA_CLASSES.index(self.before))
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A grant rule (who, by attributes) gaining or losing an alias at a class: it applies to
+    identities that do not exist yet as much as to those that do."""
+
+    who: str
+    alias: str
+    data_class: str
+    change: str  # "added" | "removed"
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    alias: str
+    before: tuple[str, ...] | None
+    after: tuple[str, ...] | None
+
+    @property
+    def description(self) -> str:
+        if self.before is None:
+            return "new alias"
+        if self.after is None:
+            return "alias removed"
+        added = [d for d in self.after if d not in self.before]
+        removed = [d for d in self.before if d not in self.after]
+        parts = [f"adds {', '.join(added)}"] if added else []
+        parts += [f"drops {', '.join(removed)}"] if removed else []
+        if not parts:
+            parts = ["new order"]
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class FlowChange:
+    deployment: str
+    data_class: str
+    change: str            # "starts" | "stops"
+    location: str
+    allowed: bool          # the deployment declares it may receive this class
+
+
+@dataclass
+class Plan:
+    access: list[AccessChange] = field(default_factory=list)
+    rules: list[RuleChange] = field(default_factory=list)
+    routes: list[RouteChange] = field(default_factory=list)
+    flows: list[FlowChange] = field(default_factory=list)
+
+    @property
+    def gained(self) -> list[AccessChange]:
+        return [change for change in self.access if change.widens]
+
+    @property
+    def lost(self) -> list[AccessChange]:
+        return [change for change in self.access if not change.widens]
+
+    @property
+    def widenings(self) -> list[str]:
+        """Every change an approver must acknowledge one by one."""
+        items = [f"access: {c.identity} → {c.alias} at {c.after}" for c in self.gained]
+        items += [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
+        items += [f"flow: {f.data_class} data → {f.deployment} ({f.location})" for f in self.flows if f.change == "starts"]
+        return items
+
+    @property
+    def violations(self) -> list[FlowChange]:
+        return [flow for flow in self.flows if flow.change == "starts" and not flow.allowed]
+
+    def as_dict(self) -> dict:
+        return {"no_new_access": not self.widenings, "widenings": self.widenings,
+                "access": [asdict(c) | {"widens": c.widens} for c in self.access],
+                "rules": [asdict(r) for r in self.rules],
+                "routes": [asdict(r) | {"description": r.description} for r in self.routes],
+                "flows": [asdict(f) for f in self.flows],
+                "violations": [asdict(f) for f in self.violations]}
+
+
+def _subject_text(subject: Subject) -> str:
+    parts = [f"{key}={value}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
+    parts += [f"label:{key}={value}" for key, value in sorted((subject.labels or {}).items())]
+    return " & ".join(parts)
+
+
+def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
+    rules: dict[tuple[str, str], str] = {}
+    for grant in document.grants:
+        for subject in grant.subjects:
+            for alias in grant.aliases:
+                key = (_subject_text(subject), alias)
+                if key not in rules or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(rules[key]):
+                    rules[key] = grant.max_data_class
+    return rules
+
+
+def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
+    """(deployment, data class) pairs: the classes granted on an alias reach every deployment on its route."""
+    flows: dict[tuple[str, str], None] = {}
+    for grant in document.grants:
+        level = DATA_CLASSES.index(grant.max_data_class)
+        for alias in grant.aliases:
+            for deployment in document.aliases[alias].route:
+                for data_class in DATA_CLASSES[: level + 1]:
+                    flows[(deployment, data_class)] = None
+    return flows
+
+
+def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
+    result = Plan()
+    for identity in identities:
+        old, new = access_of(before, identity), access_of(after, identity)
+        for alias in sorted(old.keys() | new.keys()):
+            if old.get(alias) != new.get(alias):
+                result.access.append(AccessChange(identity.name, alias, old.get(alias), new.get(alias)))
+    old_rules, new_rules = _rules(before), _rules(after)
+    for (who, alias), data_class in sorted(new_rules.items()):
+        if old_rules.get((who, alias)) != data_class:
+            result.rules.append(RuleChange(who, alias, data_class, "added"))
+    for (who, alias), data_class in sorted(old_rules.items()):
+        if new_rules.get((who, alias)) != data_class:
+            result.rules.append(RuleChange(who, alias, data_class, "removed"))
+    for alias in sorted(before.aliases.keys() | after.aliases.keys()):
+        old_route = before.aliases[alias].route if alias in before.aliases else None
+        new_route = after.aliases[alias].route if alias in after.aliases else None
+        if old_route != new_route:
+            result.routes.append(RouteChange(alias, old_route, new_route))
+    old_flows, new_flows = _flows(before), _flows(after)
+    for (deployment, data_class), change in ([(key, "starts") for key in new_flows if key not in old_flows]
+                                             + [(key, "stops") for key in old_flows if key not in new_flows]):
+        spec = (after if change == "starts" else before).deployments[deployment]
+        result.flows.append(FlowChange(deployment, data_class, change, spec.location, data_class in spec.data_classes))
+    result.flows.sort(key=lambda f: (f.deployment, DATA_CLASSES.index(f.data_class), f.change))
+    return result
