@@ -64,15 +64,12 @@ def plan_command(
     or loses which model at which data class (now, and by rule for identities to come), which
     deployments start or stop receiving which data classes, and how routes change."""
     from gatehouse.cli.common import open_db
-    from gatehouse.identity.findings import _identities
-    from gatehouse.policy.compiled import IdentityView
+    from gatehouse.identity.inventory import identity_views
     from gatehouse.policy.plan import plan
 
     before = load_policy(against or settings().policy_path)
     after = load_policy(candidate)
-    with open_db().read() as session:
-        views = [IdentityView(row.name, row.team, row.environment, tuple(sorted((row.labels or {}).items())))
-                 for row in _identities(session)]
+    views = identity_views(open_db())
     result = plan(before.document, after.document, views)
     if json:
         print_json({"from": before.version, "to": after.version, "identities": len(views), **result.as_dict()})

@@ -76,7 +76,7 @@ class KeyTable:
                 Credential.status,
             ).where(Credential.revision > since)).all()
         for ident_id, name, team, environment, labels, status in identities:
-            view = IdentityView(name, team, environment, tuple(sorted((labels or {}).items())))
+            view = IdentityView.of(name, team, environment, labels)
             self._identities[ident_id] = IdentityEntry(ident_id, view, status)
         for key_id, secret_hash, identity_id, expires_at, scopes, status in keys:
             self._keys[key_id] = KeyEntry(

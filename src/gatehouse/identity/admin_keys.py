@@ -16,8 +16,8 @@ from gatehouse import audit
 from gatehouse.durations import format_duration
 from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.identity.governance import roles_of
-from gatehouse.identity.keys import KEY_ID_PATTERN, MalformedKey, generate_key, hash_secret, parse_key, secret_matches
-from gatehouse.identity.service import _person_by_email, as_utc, utcnow
+from gatehouse.identity.keys import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.identity.service import _person_by_email, as_utc, check_key_id, new_key, utcnow
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Person
 
@@ -44,9 +44,7 @@ def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl:
         person = _person_by_email(session, email)
         if person.status != "active":
             raise GatehouseError(f"{person.email} is {person.status}")
-        key = generate_key()
-        while session.get(AdminKey, key.key_id) or session.get(Credential, key.key_id):
-            key = generate_key()
+        key = new_key(session)
         now = utcnow()
         row = AdminKey(id=key.key_id, person_id=person.id, secret_hash=hash_secret(pepper, key), status="active",
                        created_at=now, created_by=actor, expires_at=now + ttl)
@@ -68,8 +66,7 @@ def revoke_admin_keys_of(session, actor: str, person: Person, reason: str) -> li
 
 
 def revoke_admin_key(db: Database, actor: str, key_id: str) -> None:
-    if not KEY_ID_PATTERN.match(key_id or ""):
-        raise GatehouseError(f"invalid key id {key_id!r}")
+    check_key_id(key_id)
     with db.write() as session:
         bump_revision(session)
         row = session.get(AdminKey, key_id)

@@ -132,7 +132,7 @@ def compute_findings(db: Database, policy: CompiledPolicy | None, thresholds: Th
             findings.extend(_key_findings(f"key:{key_id}", owner, ident.name, as_utc(created), as_utc(expires),
                                           as_utc(key_used), rotated_to, now, thresholds))
         if policy is not None and as_utc(ident.created_at) <= since:
-            view = IdentityView(ident.name, ident.team, ident.environment, tuple(sorted((ident.labels or {}).items())))
+            view = IdentityView.of(ident.name, ident.team, ident.environment, ident.labels)
             findings.extend(_grant_findings(policy, view, used.get(ident.name, set()), owner, thresholds))
     findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity], f.kind, f.subject))
     return findings

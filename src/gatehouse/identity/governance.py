@@ -214,9 +214,9 @@ def plan_transfer(db: Database, policy: CompiledPolicy | None, name: str, owner_
         assert owner is not None and new_owner is not None
         if new_owner.status != "active":
             raise GatehouseError(f"{new_owner.email} is {new_owner.status}: an identity needs an active owner")
-        labels = tuple(sorted((identity.labels or {}).items()))
-        before = IdentityView(identity.name, identity.team, identity.environment, labels)
-        after = IdentityView(identity.name, team if team is not None else identity.team, identity.environment, labels)
+        before = IdentityView.of(identity.name, identity.team, identity.environment, identity.labels)
+        after = IdentityView.of(identity.name, team if team is not None else identity.team, identity.environment,
+                                identity.labels)
         allowed = (lambda view: sorted(policy.allowed_aliases(view))) if policy else (lambda view: [])
         return TransferPlan(name, owner.email, new_owner.email, identity.team, after.team, allowed(before), allowed(after))
 

@@ -30,6 +30,14 @@ def _blank(kind: str, name: str, **values: object) -> dict:
     return {column: None for column in COLUMNS} | {"kind": kind, "name": name} | values
 
 
+def identity_views(db: Database) -> list[IdentityView]:
+    """What grants match on, for every identity that is not retired."""
+    with db.read() as session:
+        rows = session.execute(select(Identity.name, Identity.team, Identity.environment, Identity.labels)
+                               .where(Identity.status != "retired").order_by(Identity.name)).all()
+    return [IdentityView.of(*row) for row in rows]
+
+
 def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict]:
     owner, backup = aliased(Person), aliased(Person)
     now = utcnow()
@@ -51,7 +59,7 @@ def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict]:
         grants: list[str] = []
         aliases: list[str] = []
         if policy is not None:
-            view = IdentityView(name, team, environment, tuple(sorted((labels or {}).items())))
+            view = IdentityView.of(name, team, environment, labels)
             grants = [grant.name for grant in policy.grants_for(view)]
             aliases = sorted(policy.allowed_aliases(view))
         rows.append(_blank(

@@ -14,8 +14,16 @@ from sqlalchemy import or_, select
 from gatehouse import audit
 from gatehouse.durations import format_duration
 from gatehouse.errors import GatehouseError, NotFound
-from gatehouse.identity.keys import KEY_ID_PATTERN, MalformedKey, generate_key, hash_secret, parse_key, secret_matches
-from gatehouse.identity.service import _identity_by_name, _mark_revoked, _person_by_email, as_utc, utcnow
+from gatehouse.identity.keys import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.identity.service import (
+    _identity_by_name,
+    _mark_revoked,
+    _person_by_email,
+    as_utc,
+    check_key_id,
+    new_key,
+    utcnow,
+)
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Identity, Person
 
@@ -38,7 +46,7 @@ def rotate_key(db: Database, actor: str, key_id: str, *, pepper: bytes, grace: t
                max_ttl: timedelta) -> Rotation:
     """Issue a successor with the same identity and scopes; the old key keeps working for
     ``grace`` (never past its own expiry), then stops."""
-    _check_key_id(key_id)
+    check_key_id(key_id)
     if grace > MAX_GRACE:
         raise GatehouseError(f"a grace period of {format_duration(grace)} is over the maximum of "
                              f"{format_duration(MAX_GRACE)}: both keys work during it")
@@ -63,9 +71,7 @@ def rotate_key(db: Database, actor: str, key_id: str, *, pepper: bytes, grace: t
                 raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)} "
                                      "(GATEHOUSE_MAX_KEY_TTL)")
             lifetime = max_ttl
-        key = generate_key()
-        while session.get(Credential, key.key_id) is not None:
-            key = generate_key()
+        key = new_key(session)
         successor = Credential(
             id=key.key_id, identity_id=old.identity_id, secret_hash=hash_secret(pepper, key), scopes=old.scopes,
             status="active", created_at=now, created_by=actor, expires_at=now + lifetime, revision=revision,
@@ -104,7 +110,7 @@ def key_id_from_report(text: str) -> str:
             return parse_key(text).key_id
         except MalformedKey as exc:
             raise GatehouseError(str(exc)) from None
-    _check_key_id(text)
+    check_key_id(text)
     return text
 
 
@@ -235,9 +241,3 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
                              {"from": previous, "to": identity.status, "reason": "orphaned: owner departed"})
         audit.append(session, actor, "person.depart", f"person:{person.email}", report.as_dict())
         return report
-
-
-def _check_key_id(key_id: str) -> None:
-    if not KEY_ID_PATTERN.match(key_id or ""):
-        # Never echo the input: it may be a whole key, mistyped.
-        raise GatehouseError("invalid key id: a key id is the 12 characters after 'gth_' (or give the whole gth_ key)")

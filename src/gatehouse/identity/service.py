@@ -17,7 +17,7 @@ from gatehouse import audit
 from gatehouse.classification import DATA_CLASSES
 from gatehouse.durations import format_duration
 from gatehouse.errors import Conflict, GatehouseError, NotFound
-from gatehouse.identity.keys import KEY_ID_PATTERN, generate_key, hash_secret
+from gatehouse.identity.keys import KEY_ID_PATTERN, ParsedKey, generate_key, hash_secret
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person
 
@@ -237,9 +237,7 @@ def issue_key(
         identity = _identity_by_name(session, identity_name)
         if identity.status != "active":
             raise GatehouseError(f"identity {identity_name!r} is {identity.status}: keys are issued to active identities only")
-        key = generate_key()
-        while session.get(Credential, key.key_id) is not None:  # 62^12 ids: a clash is astronomically rare
-            key = generate_key()
+        key = new_key(session)
         now = utcnow()
         credential = Credential(
             id=key.key_id, identity_id=identity.id, secret_hash=hash_secret(pepper, key),
@@ -283,14 +281,29 @@ def list_keys(db: Database, identity_name: str | None = None) -> list[dict]:
         return [key_summary(key, name) for key, name in rows]
 
 
+def check_key_id(key_id: str) -> None:
+    if not KEY_ID_PATTERN.match(key_id or ""):
+        # Never echo the input: it may be a whole key, mistyped.
+        raise GatehouseError("invalid key id: a key id is the 12 characters after 'gth_' (or give the whole gth_ key)")
+
+
+def new_key(session: Session) -> ParsedKey:
+    """A fresh key whose id is used by no workload or admin key (62^12 ids: a clash is astronomically rare)."""
+    from gatehouse.store.models import AdminKey
+
+    key = generate_key()
+    while session.get(Credential, key.key_id) is not None or session.get(AdminKey, key.key_id) is not None:
+        key = generate_key()
+    return key
+
+
 def _mark_revoked(key: Credential, actor: str, reason: str | None, revision: int) -> None:
     key.status, key.revoked_at, key.revoked_by = "revoked", utcnow(), actor
     key.revoke_reason, key.revision = reason, revision
 
 
 def revoke_key(db: Database, actor: str, key_id: str, reason: str | None = None) -> Credential:
-    if not KEY_ID_PATTERN.match(key_id or ""):
-        raise GatehouseError(f"invalid key id {key_id!r}: a key id is the 12 characters after 'gth_'")
+    check_key_id(key_id)
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         key = session.get(Credential, key_id)

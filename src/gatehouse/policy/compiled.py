@@ -17,6 +17,11 @@ class IdentityView:
     environment: str
     labels: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def of(cls, name: str, team: str | None, environment: str, labels: dict[str, str] | None) -> IdentityView:
+        """From an identity's stored columns (labels as a dict, in any order)."""
+        return cls(name, team, environment, tuple(sorted((labels or {}).items())))
+
 
 def _matches(subject: Subject, identity: IdentityView) -> bool:
     if subject.identity is not None and subject.identity != identity.name:
