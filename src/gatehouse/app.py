@@ -20,15 +20,17 @@ from gatehouse.audit import checkpoints
 from gatehouse.config import Settings
 from gatehouse.dataplane.admin import AdminApi
 from gatehouse.dataplane.auth import KeyTable
+from gatehouse.dataplane.enforced import Enforced, PolicyFollower
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.gateway import Gateway
 from gatehouse.dataplane.leaks import LeakReports, load_github_keys
+from gatehouse.dataplane.policy_admin import PolicyAdminApi
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.engines.base import Engine
-from gatehouse.engines.credentials import resolve_credential
+from gatehouse.engines.build import build_engines
 from gatehouse.errors import GatehouseError
+from gatehouse.policy import control
 from gatehouse.policy.compiled import CompiledPolicy
-from gatehouse.policy.loader import load_policy
 from gatehouse.store.db import Database
 
 log = logging.getLogger("gatehouse")
@@ -36,18 +38,17 @@ REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
 REVIEW_ENFORCE_INTERVAL = 60.0  # seconds between closing access reviews past their due date
 
 
-def _announce_shutdown_to(engines: Iterable[Engine]) -> Callable[[], None]:
+def _announce_shutdown_to(engines: Callable[[], Iterable[Engine]]) -> Callable[[], None]:
     """Chain onto the server's SIGTERM/SIGINT handlers so engines hear of a shutdown when it
     starts: uvicorn first waits for open requests, and requests queued in an engine should be
     answered 503 at once rather than be served or cut off later. Returns a function that restores
     the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    engines = list(engines)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum: int, frame: Any) -> None:
-        for engine in engines:
+        for engine in engines():
             engine.begin_shutdown()
         chained = previous[signum]
         if callable(chained):
@@ -64,29 +65,6 @@ def _announce_shutdown_to(engines: Iterable[Engine]) -> Callable[[], None]:
             signal.signal(sig, old)
 
     return restore
-
-
-def build_engines(policy: CompiledPolicy, settings: Settings) -> dict[str, Engine]:
-    from gatehouse.engines.embedded import EmbeddedEngine
-    from gatehouse.engines.model_files import BUILTIN_MODEL, ensure_builtin_model
-    from gatehouse.engines.openai_upstream import OpenAIUpstream
-
-    engines: dict[str, Engine] = {}
-    for name, deployment in policy.deployments.items():
-        if deployment.engine == "embedded":
-            if deployment.model_path:
-                path = settings.home.joinpath(deployment.model_path).expanduser()
-                if not path.is_file():
-                    raise GatehouseError(f"deployment {name!r}: model file {path} not found")
-            elif deployment.model == BUILTIN_MODEL:
-                path = ensure_builtin_model(settings.models_dir)
-            else:
-                raise GatehouseError(
-                    f"deployment {name!r}: set model_path to a GGUF file, or model: {BUILTIN_MODEL} for the built-in model")
-            engines[name] = EmbeddedEngine(name, deployment, path)
-        else:
-            engines[name] = OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential))
-    return engines
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -128,15 +106,29 @@ class HotPath:
         await response(scope, receive, send)
 
 
+def _active_policy(db: Database) -> tuple[CompiledPolicy, int]:
+    """The version the store says is active (``gatehouse serve`` makes sure there is one)."""
+    with db.read() as session:
+        revision = control.policy_revision(session)
+    active = control.active_policy(db)
+    if active is None:
+        raise GatehouseError("no policy version is active: start the gateway with `gatehouse serve`")
+    return CompiledPolicy(active[0]), revision
+
+
 def create_app(settings: Settings | None = None) -> HotPath:
     settings = settings or Settings.from_env()
-    policy = CompiledPolicy(load_policy(settings.policy_path))
     db = Database(settings.database_url)
+    policy, policy_revision = _active_policy(db)
     keys = KeyTable(settings.pepper())
     records = RecordWriter(db)
-    engines = build_engines(policy, settings)
-    gateway = Gateway(policy, engines, keys, records, settings.max_body_bytes)
-    admin = AdminApi(db, settings.pepper(), settings, policy)
+    engines, _ = build_engines(policy.deployments, settings)
+    enforced = Enforced(policy, engines)
+    gateway = Gateway(enforced, keys, records, settings.max_body_bytes)
+    admin = AdminApi(db, settings.pepper(), settings, lambda: follower.current.policy)
+    follower = PolicyFollower(db, settings, enforced, policy_revision, on_swap=[
+        lambda new: setattr(gateway, "enforced", new)])
+    policy_admin = PolicyAdminApi(db, settings.pepper(), settings)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
     signing_key = settings.audit_signing_key(create=True)
@@ -173,6 +165,18 @@ def create_app(settings: Settings | None = None) -> HotPath:
                 await asyncio.to_thread(keys.refresh, db)
             except Exception as exc:  # keep serving on the last good table
                 log.error("key table refresh failed: %s", type(exc).__name__)
+            try:
+                await follower.poll()
+            except Exception as exc:  # keep enforcing the last good version
+                log.error("policy refresh failed: %s", type(exc).__name__)
+
+    async def heartbeat_forever() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(follower.heartbeat)
+            except Exception as exc:
+                log.error("worker heartbeat failed: %s", type(exc).__name__)
+            await asyncio.sleep(control.HEARTBEAT_INTERVAL)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -183,24 +187,27 @@ def create_app(settings: Settings | None = None) -> HotPath:
         refresher = asyncio.create_task(refresh_forever())
         enforcer = asyncio.create_task(enforce_reviews_forever())
         signer = asyncio.create_task(checkpoint_forever())
-        restore_signals = _announce_shutdown_to(engines.values())
+        beater = asyncio.create_task(heartbeat_forever())
+        restore_signals = _announce_shutdown_to(follower.engines)
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
             restore_signals()
-            for task in (refresher, enforcer, signer):
+            for task in (refresher, enforcer, signer, beater):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for engine in engines.values():  # drains running generations first
+            await follower.close()
+            for engine in follower.engines():  # drains running generations first
                 await engine.close()
             await records.stop(keys.take_last_used)
             db.dispose()
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "policy_version": policy.version, "keys_revision": keys.revision,
-                             "worker_pid": os.getpid()})
+        return JSONResponse({"status": "ok", "policy_version": follower.current.policy.version,
+                             "policy_problem": follower.problem, "keys_revision": keys.revision,
+                             "worker": follower.worker, "worker_pid": os.getpid()})
 
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -219,6 +226,16 @@ def create_app(settings: Settings | None = None) -> HotPath:
         Route("/admin/inventory", admin.inventory),
         Route("/admin/findings", admin.findings),
         Route("/admin/credential-report", admin.credential_report),
+        Route("/admin/policy/status", policy_admin.status),
+        Route("/admin/policy/versions", policy_admin.versions),
+        Route("/admin/policy/versions", policy_admin.propose, methods=["POST"]),
+        Route("/admin/policy/versions/{ref}", policy_admin.version),
+        Route("/admin/policy/versions/{ref}/plan", policy_admin.plan),
+        Route("/admin/policy/versions/{ref}/approve", policy_admin.approve, methods=["POST"]),
+        Route("/admin/policy/versions/{ref}/reject", policy_admin.reject, methods=["POST"]),
+        Route("/admin/policy/versions/{ref}/apply", policy_admin.apply, methods=["POST"]),
+        Route("/admin/policy/rollback", policy_admin.rollback, methods=["POST"]),
+        Route("/admin/policy/break-glass", policy_admin.break_glass, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error})

@@ -230,14 +230,68 @@ def test_signed_checkpoints_from_the_command_line(gh, home, tmp_path):
 def test_policy_plan_over_the_real_inventory(gh, home, tmp_path):
     gh("person", "add", "alice@example.com", "--team", "platform")
     gh("identity", "create", "bot", "--owner", "alice@example.com")
-    assert "no new access" in gh("policy", "plan", str(home / "policy.yaml")).output
+    current = str(home / "policy.yaml")
+    assert "no new access" in gh("policy", "plan", current, "--against", current).output
     wider = (home / "policy.yaml").read_text().replace("aliases: [chat-small]",
                                                         "aliases: [chat-small]\n    max_data_class: confidential")
     assert wider != (home / "policy.yaml").read_text()
     (tmp_path / "wider.yaml").write_text(wider)
-    result = json.loads(gh("policy", "plan", str(tmp_path / "wider.yaml"), "--json").stdout)
+    result = json.loads(gh("policy", "plan", str(tmp_path / "wider.yaml"), "--against", current, "--json").stdout)
     assert result["no_new_access"] is False and result["identities"] == 1
     assert [(c["identity"], c["alias"], c["before"], c["after"]) for c in result["access"]] == [
         ("bot", "chat-small", "internal", "confidential")]
-    assert "access: bot → chat-small at confidential" in result["widenings"]
-    assert "GAINS" in gh("policy", "plan", str(tmp_path / "wider.yaml")).output
+    assert "access: bot → chat-small at confidential" in [w["change"] for w in result["widenings"]]
+    assert "GAINS" in gh("policy", "plan", str(tmp_path / "wider.yaml"), "--against", current).output
+
+
+def test_policy_change_control_from_the_command_line(gh, home, tmp_path, monkeypatch):
+    def as_person(email, *args, code=0):
+        monkeypatch.setenv("GATEHOUSE_ACTOR", email)
+        try:
+            return gh(*args, code=code)
+        finally:
+            monkeypatch.delenv("GATEHOUSE_ACTOR")
+
+    for email in ("alice@example.com", "bob@example.com", "carol@example.com"):
+        gh("person", "add", email, "--team", "platform")
+    gh("person", "grant-role", "alice@example.com", "identity-admin")
+    as_person("alice@example.com", "person", "grant-role", "bob@example.com", "policy-admin")
+    as_person("alice@example.com", "person", "grant-role", "carol@example.com", "approver")
+    gh("identity", "create", "bot", "--owner", "alice@example.com")
+    policy = str(home / "policy.yaml")
+    assert "needs to know who you are" in gh("policy", "propose", policy, "-m", "first", code=1).output
+    version = json.loads(as_person("bob@example.com", "policy", "propose", policy, "-m", "first", "--json").stdout)["version"]
+    ref = version[7:19]
+    plan = json.loads(gh("policy", "plan", ref, "--json").stdout)
+    assert plan["from"] is None and plan["widenings"]  # the first version widens everything
+    acks = [arg for w in plan["widenings"] for arg in ("--ack", w["id"])]
+    assert "nobody approves their own" not in as_person("bob@example.com", "policy", "approve", ref, "--plan", plan["plan_id"],
+                                                        *acks, code=1).output  # bob lacks the role altogether
+    refused = as_person("carol@example.com", "policy", "approve", ref, "--plan", plan["plan_id"], code=1)
+    assert "not acknowledged" in refused.output
+    (tmp_path / "acks.txt").write_text("\n".join(w["id"] + "  # " + w["change"] for w in plan["widenings"]))
+    assert "approved" in as_person("carol@example.com", "policy", "approve", ref, "--plan", plan["plan_id"],
+                                   "--ack-file", str(tmp_path / "acks.txt")).output
+    listed = json.loads(gh("policy", "list", "--json").stdout)
+    assert [(v["version"], v["state"], v["approvals"]) for v in listed] == [(version, "draft", ["person:carol@example.com"])]
+    assert "Policy versions" in gh("policy", "list").output
+    applied = as_person("bob@example.com", "policy", "apply", ref)
+    assert "applied" in applied.output and "no gateway worker is running" in applied.output
+    status = json.loads(gh("policy", "status", "--json").stdout)
+    assert status["active"] == version and status["drift"] is False
+    shown = json.loads(gh("policy", "show", ref, "--json").stdout)
+    assert shown["state"] == "active" and shown["message"] == "first"
+    assert [a["approver"] for a in shown["approvals"]] == ["person:carol@example.com"]
+    assert "Approvals" in gh("policy", "show", ref).output
+    text = (home / "policy.yaml").read_text()
+    (tmp_path / "narrower.yaml").write_text(text[:text.index("grants:")] + "grants: []\n")
+    diff = gh("policy", "diff", ref, str(tmp_path / "narrower.yaml")).output
+    assert "-grants:" in diff and "+grants: []" in diff and "no new access" in diff
+    assert "rolled back" not in as_person("bob@example.com", "policy", "rollback", "-m", "nothing before", code=1).output
+    glass = as_person("bob@example.com", "policy", "break-glass", str(tmp_path / "narrower.yaml"), "--reason",
+                      "incident 12", "--ttl", "30m")
+    assert "BREAK-GLASS" in glass.output
+    assert "BREAK-GLASS until" in gh("policy", "status").output
+    ended = as_person("bob@example.com", "policy", "rollback", "-m", "incident over")
+    assert f"rolled back to {version}" in " ".join(ended.output.split())
+    assert "not a policy version" in gh("policy", "show", "nope", code=1).output

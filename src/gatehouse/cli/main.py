@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -73,23 +74,34 @@ def init() -> None:
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    from gatehouse.app import build_engines
-    from gatehouse.policy.activation import record_activation
-    from gatehouse.policy.compiled import CompiledPolicy
+    from gatehouse.engines.build import build_engines
+    from gatehouse.policy import control
     from gatehouse.policy.loader import load_policy
     from gatehouse.store.db import Database
 
     loaded = load_policy(config.policy_path)
     config.pepper()  # created here, once, rather than raced for by the workers
     open_db().dispose()
+    db = Database(config.database_url)
+    control.expire_break_glass(db)
+    outcome = control.activate_served_file(db, local_actor(), loaded, str(config.policy_path), config.policy_approvers)
+    active, activation = control.active_policy(db)  # type: ignore[misc]
+    db.dispose()
+    if outcome == "activated":
+        err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
+    elif outcome == "differs":
+        err_console.print(
+            f"[bold yellow]warning:[/] {config.policy_path} ({loaded.short_version}) is not the active policy and is "
+            f"not enforced; serving the active version {active.short_version}. Changes go through "
+            f"`gatehouse policy propose {config.policy_path} -m WHY`, approval by another person, then "
+            "`gatehouse policy apply`.", highlight=False)
+    if activation.kind == "break-glass":
+        err_console.print(f"[bold red]break-glass policy {active.short_version} in force until {activation.expires_at}[/]",
+                          highlight=False)
     # Fail here, with one clear line, rather than in every worker: a missing credential,
     # an embedded model that cannot be found.
-    build_engines(CompiledPolicy(loaded), config)
+    build_engines(active.document.deployments, config)
 
-    db = Database(config.database_url)
-    if record_activation(db, local_actor(), loaded, str(config.policy_path)):
-        err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
-    db.dispose()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ["GATEHOUSE_HOME"] = str(config.home)
     os.environ["GATEHOUSE_DATABASE_URL"] = config.database_url
@@ -118,8 +130,7 @@ def serve(
     """Serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, …)."""
     config = settings()
     if policy_file is not None:
-        config = Settings(config.home, config.database_url, policy_file.resolve(), config.max_key_ttl,
-                          config.max_body_bytes)
+        config = dataclasses.replace(config, policy_path=policy_file.resolve())
     _serve(config, host, port, workers, log_level)
 
 

@@ -27,11 +27,15 @@ READERS = frozenset({"auditor", "identity-admin"})
 
 
 class AdminApi:
-    def __init__(self, db: Database, pepper: bytes, settings: Settings, policy: CompiledPolicy) -> None:
+    def __init__(self, db: Database, pepper: bytes, settings: Settings, policy: Callable[[], CompiledPolicy]) -> None:
         self.db = db
         self.pepper = pepper
         self.settings = settings
-        self.policy = policy
+        self._policy = policy
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        return self._policy()
 
     async def _reader(self, request: Request) -> AdminPrincipal:
         try:

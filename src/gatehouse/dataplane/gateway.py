@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gatehouse.dataplane.auth import KeyTable, Principal
+from gatehouse.dataplane.enforced import Enforced
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
-from gatehouse.engines.base import Engine, EngineFailure, EngineReply, UpstreamRejected, sse_event
+from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
 
@@ -47,11 +48,18 @@ class ClosingStreamingResponse(StreamingResponse):
     until garbage collection; closing it at once is what frees the engine at once.
     """
 
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            try:
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            finally:
+                self.on_close()
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -91,24 +99,23 @@ async def _disconnected(request: Request) -> None:
 
 
 class Gateway:
-    def __init__(self, policy: CompiledPolicy, engines: Mapping[str, Engine], keys: KeyTable,
-                 records: RecordWriter, max_body_bytes: int) -> None:
-        self.policy = policy
-        self.engines = engines
+    def __init__(self, enforced: Enforced, keys: KeyTable, records: RecordWriter, max_body_bytes: int) -> None:
+        self.enforced = enforced  # replaced whole when another policy version becomes active
         self.keys = keys
         self.records = records
         self.max_body_bytes = max_body_bytes
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _allowed(self, principal: Principal) -> frozenset[str]:
-        allowed = self.policy.allowed_aliases(principal.identity)
+    @staticmethod
+    def _allowed(policy: CompiledPolicy, principal: Principal) -> frozenset[str]:
+        allowed = policy.allowed_aliases(principal.identity)
         return allowed & principal.scopes if principal.scopes is not None else allowed
 
-    def _authorize(self, principal: Principal, alias: str) -> None:
-        if not self.policy.has_alias(alias):
+    def _authorize(self, policy: CompiledPolicy, principal: Principal, alias: str) -> None:
+        if not policy.has_alias(alias):
             raise ApiError(404, f"the model {alias!r} does not exist (see GET /v1/models)", "model_not_found", "model")
-        if alias not in self._allowed(principal):
+        if alias not in self._allowed(policy, principal):
             raise ApiError(403, f"identity {principal.identity.name!r} is not granted model {alias!r}"
                            + (" by this key's scopes" if principal.scopes is not None else ""),
                            "model_not_granted", "model")
@@ -116,21 +123,23 @@ class Gateway:
     # -- endpoints ----------------------------------------------------------------------------
 
     async def list_models(self, request: Request) -> Response:
-        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": self.policy.version}
+        policy = self.enforced.policy
+        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": policy.version}
         try:
             principal = self.keys.authenticate(request.headers.get("authorization"))
         except ApiError as error:
             return error.response(headers)
         data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gatehouse"}
-                for alias in sorted(self._allowed(principal))]
+                for alias in sorted(self._allowed(policy, principal))]
         return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON, headers=headers)
 
     async def get_model(self, request: Request) -> Response:
-        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": self.policy.version}
+        policy = self.enforced.policy
+        headers = {"x-gatehouse-request-id": _request_id(), "x-gatehouse-policy-version": policy.version}
         try:
             principal = self.keys.authenticate(request.headers.get("authorization"))
             alias = request.path_params["model"]
-            self._authorize(principal, alias)
+            self._authorize(policy, principal, alias)
         except ApiError as error:
             return error.response(headers)
         body = {"id": alias, "object": "model", "created": 0, "owned_by": "gatehouse"}
@@ -146,14 +155,29 @@ class Gateway:
         return await self._infer(request, "embeddings")
 
     async def _infer(self, request: Request, endpoint: str) -> Response:
+        # One policy version from start to end, even when another becomes active meanwhile;
+        # its engines stay open until every request that holds it has finished.
+        enforced = self.enforced
+        enforced.in_flight += 1
+        try:
+            response = await self._infer_with(enforced, request, endpoint)
+        except BaseException:
+            enforced.release()
+            raise
+        if not isinstance(response, ClosingStreamingResponse):  # a stream releases it when it ends
+            enforced.release()
+        return response
+
+    async def _infer_with(self, enforced: Enforced, request: Request, endpoint: str) -> Response:
+        policy = enforced.policy
         started = time.perf_counter()
         request_id = _request_id()
-        headers = {"x-gatehouse-request-id": request_id, "x-gatehouse-policy-version": self.policy.version,
+        headers = {"x-gatehouse-request-id": request_id, "x-gatehouse-policy-version": policy.version,
                    "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
         record: dict[str, Any] = {
             "request_id": request_id, "ts": datetime.now(UTC), "identity": None, "key_id": None,
             "endpoint": endpoint, "alias": None, "deployment": None, "fallbacks": [],
-            "policy_version": self.policy.version, "status": 200, "error_code": None, "stream": False,
+            "policy_version": policy.version, "status": 200, "error_code": None, "stream": False,
             "prompt_tokens": None, "completion_tokens": None, "latency_ms": 0.0, "ttft_ms": None,
         }
         try:
@@ -163,13 +187,13 @@ class Gateway:
             alias = check_model(body)
             record["alias"] = alias
             CHECKS[endpoint](body)
-            self._authorize(principal, alias)
+            self._authorize(policy, principal, alias)
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             dispatched = time.perf_counter()
             try:
                 deployment, reply, attempts = await _unless_disconnected(
-                    request, dispatch(self.policy.route(alias), self.engines, endpoint, body, stream,
+                    request, dispatch(policy.route(alias), enforced.engines, endpoint, body, stream,
                                       principal.identity.name, request_id))
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
@@ -202,7 +226,7 @@ class Gateway:
             record["latency_ms"] = record["ttft_ms"] = (time.perf_counter() - started) * 1000
             self.records.add(record)
             return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
-        return ClosingStreamingResponse(self._relay(reply, record, started), media_type="text/event-stream",
+        return ClosingStreamingResponse(self._relay(reply, record, started), enforced.release, media_type="text/event-stream",
                                         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def _relay(self, reply: EngineReply, record: dict[str, Any], started: float) -> AsyncIterator[bytes]:

@@ -169,6 +169,47 @@ class PolicyVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyApproval(Base):
+    """An approver's yes to one version replacing one baseline, over the plan they were shown."""
+
+    __tablename__ = "policy_approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(71), ForeignKey("policy_versions.hash"), nullable=False, index=True)
+    base_version: Mapped[str | None] = mapped_column(String(71))
+    plan_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    inventory: Mapped[str] = mapped_column(String(64), nullable=False)
+    approver: Mapped[str] = mapped_column(String(200), nullable=False)
+    acknowledged: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PolicyActivation(Base):
+    """Every time the active version changed: apply, rollback, break-glass, its expiry."""
+
+    __tablename__ = "policy_activations"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(71), ForeignKey("policy_versions.hash"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    previous: Mapped[str | None] = mapped_column(String(71))
+    back_to: Mapped[str | None] = mapped_column(String(71))  # what `policy rollback` returns to from here
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # break-glass only
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class GatewayWorker(Base):
+    """A gateway worker's heartbeat: which policy version it enforces, as of when."""
+
+    __tablename__ = "gateway_workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid
+    policy_version: Mapped[str | None] = mapped_column(String(71))
+    problem: Mapped[str | None] = mapped_column(Text)  # why it could not enforce the active version
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class DecisionRecord(Base):

@@ -1,0 +1,162 @@
+"""Policy change control through a real gateway with two workers: people drive it over the admin
+API with their own admin keys; an applied version reaches every worker while a stream that
+started on the old one finishes on it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from gatehouse.identity import governance, service
+from gatehouse.identity.admin_keys import issue_admin_key
+from gatehouse.policy import control
+from gatehouse.policy.loader import load_policy_text
+
+from gateway_support import ACTOR, Deployment, wait_until_accepted
+from helpers import start_gateway, start_mock_upstream
+
+PEPPER = b"e2e-pepper"
+
+
+def policy(mock: str, deployment: str, extra_grant: str = "") -> str:
+    return (f"version: 1\ndeployments:\n  {deployment}: {{engine: openai, url: '{mock}/ok/v1', model: m}}\n"
+            f"aliases:\n  chat: {{route: [{deployment}]}}\n"
+            f"grants:\n  - {{name: dev-chat, subjects: [{{environment: dev}}], aliases: [chat]}}\n{extra_grant}")
+
+
+@pytest.fixture(scope="module")
+def mock(logs):
+    server = start_mock_upstream(logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, shared_models_dir, mock, logs):
+    home = Deployment(tmp_path_factory.mktemp("policy") / "home", policy(mock.url, "mock-a"), shared_models_dir)
+    db = home.db
+    for name in ("alice", "bob", "carol", "dave"):
+        service.add_person(db, ACTOR, f"{name}@example.com", team="platform")
+    governance.change_role(db, ACTOR, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, "person:alice@example.com", "bob@example.com", "policy-admin", True)
+    governance.change_role(db, "person:alice@example.com", "carol@example.com", "approver", True)
+    keys = {name: issue_admin_key(db, ACTOR, f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
+                                  max_ttl=timedelta(days=90))[1] for name in ("bob", "carol", "dave")}
+    home.identity("app")
+    keys["workload"] = home.key("app")
+    gateway = start_gateway(home.env, logs, workers=2, name="policy-gateway")
+    wait_until_accepted(gateway, keys["workload"])
+    yield home, gateway, keys
+    gateway.stop()
+
+
+def call(gateway, method, path, key, body=None):
+    return httpx.request(method, f"{gateway.url}/admin/policy{path}", json=body,
+                         headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def live_workers(home) -> list[dict]:
+    return [w for w in control.status(home.db)["workers"] if w["state"] != "gone"]
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_apply_reaches_every_worker_without_dropping_a_stream(setup, mock):
+    home, gateway, keys = setup
+    wait_for(lambda: len(live_workers(home)) == 2, what="two worker heartbeats")
+    assert not control.status(home.db)["drift"]
+    new = load_policy_text(policy(mock.url, "mock-b"))
+    httpx.post(f"{mock.url}/_mock/config", json={"tokens_per_second": 10})
+    client = OpenAI(base_url=f"{gateway.url}/v1", api_key=keys["workload"], max_retries=0, timeout=60)
+    received: list[str] = []
+    first = threading.Event()
+    outcome: dict = {}
+
+    def stream() -> None:
+        with client.chat.completions.with_streaming_response.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=20, stream=True) as response:
+            outcome["headers"] = dict(response.headers)
+            for chunk in response.parse():
+                if chunk.choices and chunk.choices[0].delta.content:
+                    received.append(chunk.choices[0].delta.content)
+                    first.set()
+
+    try:
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        assert first.wait(10)
+        proposed = call(gateway, "POST", "/versions", keys["bob"], {"source": new.text, "message": "move to mock-b"})
+        assert proposed.status_code == 201 and proposed.json()["version"] == new.version
+        ref = new.version[7:19]
+        plan = call(gateway, "GET", f"/versions/{ref}/plan", keys["carol"]).json()
+        assert plan["from"] == home.policy_version and plan["no_new_access"] is False  # mock-b starts receiving data
+        approval = call(gateway, "POST", f"/versions/{ref}/approve", keys["carol"],
+                        {"plan_id": plan["plan_id"], "acknowledge": [w["id"] for w in plan["widenings"]]})
+        assert approval.status_code == 200, approval.text
+        applied_at = time.monotonic()
+        applied = call(gateway, "POST", f"/versions/{ref}/apply", keys["bob"])
+        assert applied.status_code == 200 and applied.json()["kind"] == "apply"
+        wait_for(lambda: all(w["policy_version"] == new.version for w in live_workers(home)), what="both workers")
+        enforced_after = time.monotonic() - applied_at
+        assert enforced_after < 5
+        assert streamer.is_alive()  # the stream that began on the old version is still running …
+        streamer.join(30)
+    finally:
+        httpx.post(f"{mock.url}/_mock/config", json={"tokens_per_second": 0})
+    assert len(received) == 20  # … and finished whole, on the old version's engine
+    assert outcome["headers"]["x-gatehouse-deployment"] == "mock-a"
+    assert outcome["headers"]["x-gatehouse-policy-version"] == home.policy_version
+    for _ in range(4):  # every worker answers on the new version
+        response = client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        assert response.headers["x-gatehouse-deployment"] == "mock-b"
+        assert response.headers["x-gatehouse-policy-version"] == new.version
+    health = httpx.get(f"{gateway.url}/healthz").json()
+    assert health["policy_version"] == new.version and health["worker_pid"] > 0
+    status = call(gateway, "GET", "/status", keys["carol"]).json()
+    assert status["active"] == new.version and not status["drift"] and len(
+        [w for w in status["workers"] if w["state"] == "in sync"]) == 2
+
+
+def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
+    home, gateway, keys = setup
+    text = policy(mock.url, "mock-c", "  - {name: platform-chat, subjects: [{team: platform}], aliases: [chat]}\n")
+    version = load_policy_text(text).version
+    assert call(gateway, "POST", "/versions", keys["carol"], {"source": text, "message": "x"}).status_code == 403
+    assert call(gateway, "POST", "/versions", keys["workload"], {"source": text, "message": "x"}).status_code in (401, 403)
+    assert call(gateway, "GET", "/versions", keys["dave"]).status_code == 403  # no role
+    bad = call(gateway, "POST", "/versions", keys["bob"], {"source": "version: 2\n", "message": "x"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_policy"
+    assert call(gateway, "POST", "/versions", keys["bob"], {"source": text}).json()["error"]["param"] == "message"
+    assert call(gateway, "POST", "/versions", keys["bob"], {"source": text, "message": "platform too"}).status_code == 201
+    ref = version[7:19]
+    plan = call(gateway, "GET", f"/versions/{ref}/plan", keys["carol"]).json()
+    acks = [w["id"] for w in plan["widenings"]]
+    stale = call(gateway, "POST", f"/versions/{ref}/approve", keys["carol"], {"plan_id": "plan-0", "acknowledge": acks})
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "stale_plan"
+    partial = call(gateway, "POST", f"/versions/{ref}/approve", keys["carol"],
+                   {"plan_id": plan["plan_id"], "acknowledge": acks[:-1]})
+    assert partial.status_code == 403 and "not acknowledged" in partial.json()["error"]["message"]
+    own = call(gateway, "POST", f"/versions/{ref}/approve", keys["bob"], {"plan_id": plan["plan_id"], "acknowledge": acks})
+    assert own.status_code == 403
+    unapproved = call(gateway, "POST", f"/versions/{ref}/apply", keys["bob"])
+    assert unapproved.status_code == 409 and unapproved.json()["error"]["code"] == "not_approved"
+    assert call(gateway, "GET", "/versions/zz", keys["carol"]).status_code == 404
+    garbage = httpx.post(f"{gateway.url}/admin/policy/rollback", content=b"{not json",
+                         headers={"authorization": f"Bearer {keys['bob']}"})
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
+    detail = call(gateway, "GET", f"/versions/{ref}", keys["carol"]).json()
+    assert detail["state"] == "draft" and detail["author"] == "person:bob@example.com"

@@ -1,0 +1,260 @@
+"""Policy change control on SQLite and a real PostgreSQL server: propose, plan, approve (and
+every refusal the issue names), apply, rollback, break-glass and the serve-time bootstrap."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from gatehouse import audit
+from gatehouse.errors import Conflict, GatehouseError
+from gatehouse.identity import governance, service
+from gatehouse.identity.governance import Forbidden
+from gatehouse.identity.service import utcnow
+from gatehouse.policy import control
+from gatehouse.policy.control import NotApproved, StalePlan
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.store.models import AuditEntry, PolicyActivation
+
+ROOT = "local:root"
+ALICE, BOB, CAROL, DAVE, ERIN = (f"person:{n}@example.com" for n in ("alice", "bob", "carol", "dave", "erin"))
+
+
+def policy(*grants: str) -> str:
+    """Aliases small and big on one on-prem deployment; the grants given as YAML flow lines."""
+    lines = "\n".join(f"  - {grant}" for grant in grants) or "  []"
+    return ("version: 1\ndeployments:\n  local: {engine: openai, url: 'http://127.0.0.1:9/v1', model: m, location: on-prem}\n"
+            "aliases:\n  small: {route: [local]}\n  big: {route: [local]}\n"
+            f"grants:\n{lines}\n").replace("grants:\n  []", "grants: []")
+
+
+DEV_SMALL = "{name: dev-small, subjects: [{environment: dev}], aliases: [small]}"
+SEC_BIG = "{name: sec-big, subjects: [{team: sec}], aliases: [big]}"
+BASE = load_policy_text(policy(DEV_SMALL))
+WIDER = load_policy_text(policy(DEV_SMALL, SEC_BIG))
+NARROWER = load_policy_text(policy())
+
+
+@pytest.fixture
+def org(db):
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        service.add_person(db, ROOT, f"{name}@example.com", team="platform")
+    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
+    governance.change_role(db, ALICE, "bob@example.com", "approver", True)  # may approve others', never his own
+    governance.change_role(db, ALICE, "carol@example.com", "approver", True)
+    governance.change_role(db, ALICE, "erin@example.com", "approver", True)
+    service.create_identity(db, ROOT, "dev-app", "alice@example.com", environment="dev")
+    service.create_identity(db, ROOT, "sec-app", "alice@example.com", environment="dev", team="sec")
+    assert control.activate_served_file(db, ROOT, BASE, "policy.yaml", approvers=1) == "activated"
+    return db
+
+
+def entries_of(db) -> list[AuditEntry]:
+    with db.read() as session:
+        return list(session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars())
+
+
+def acks(planned) -> list[str]:
+    return list(planned.widening_ids)
+
+
+def approved(db, loaded, approver=CAROL, author=BOB):
+    control.propose(db, author, loaded, "why")
+    planned = control.plan_version(db, loaded.version)
+    control.approve(db, approver, loaded.version, planned.plan_id, acks(planned))
+    return planned
+
+
+def test_propose_stores_an_immutable_draft_once(org):
+    with pytest.raises(Forbidden, match="policy-admin"):
+        control.propose(org, CAROL, WIDER, "let sec use big")
+    with pytest.raises(GatehouseError, match="needs a message"):
+        control.propose(org, BOB, WIDER, "  ")
+    row, created = control.propose(org, BOB, WIDER, "let sec use big")
+    assert created and row.state == "draft" and row.hash == WIDER.version
+    again, created = control.propose(org, BOB, load_policy_text(WIDER.text + "\n# same content\n"), "again")
+    assert not created and again.hash == row.hash and again.message == "let sec use big"
+    info = control.describe_version(org, WIDER.version[7:20])
+    assert info["author"] == BOB and info["source"] == WIDER.text
+
+
+def test_the_plan_names_each_widening(org):
+    control.propose(org, BOB, WIDER, "let sec use big")
+    planned = control.plan_version(org, WIDER.version)
+    assert planned.base == BASE.version
+    assert sorted(planned.widening_ids.values()) == ["access: sec-app → big at internal",
+                                                     "rule: team=sec → big at internal"]
+    assert planned.plan_id == control.plan_version(org, WIDER.version).plan_id  # deterministic
+
+
+def test_nobody_approves_their_own_change(org):
+    control.propose(org, BOB, WIDER, "mine")
+    planned = control.plan_version(org, WIDER.version)
+    with pytest.raises(Forbidden, match="nobody approves their own change"):
+        control.approve(org, BOB, WIDER.version, planned.plan_id, acks(planned))
+
+
+def test_approval_by_a_non_approver_is_refused(org):
+    control.propose(org, BOB, WIDER, "why")
+    planned = control.plan_version(org, WIDER.version)
+    with pytest.raises(Forbidden, match="needs the approver role"):
+        control.approve(org, DAVE, WIDER.version, planned.plan_id, acks(planned))
+    with pytest.raises(Forbidden, match="set GATEHOUSE_ACTOR"):
+        control.approve(org, ROOT, WIDER.version, planned.plan_id, acks(planned))
+
+
+def test_a_stale_plan_is_refused(org):
+    control.propose(org, BOB, WIDER, "why")
+    planned = control.plan_version(org, WIDER.version)
+    service.create_identity(org, ROOT, "late-app", "alice@example.com", environment="dev", team="sec")
+    with pytest.raises(StalePlan, match="is stale"):
+        control.approve(org, CAROL, WIDER.version, planned.plan_id, acks(planned))
+    fresh = control.plan_version(org, WIDER.version)
+    assert fresh.plan_id != planned.plan_id
+    control.approve(org, CAROL, WIDER.version, fresh.plan_id, acks(fresh))
+
+
+def test_every_widening_must_be_acknowledged(org):
+    control.propose(org, BOB, WIDER, "why")
+    planned = control.plan_version(org, WIDER.version)
+    with pytest.raises(Forbidden, match="1 widening\\(s\\) not acknowledged: w-.*access: sec-app → big"):
+        control.approve(org, CAROL, WIDER.version, planned.plan_id,
+                         [key for key, text in planned.widening_ids.items() if text.startswith("rule")])
+    with pytest.raises(GatehouseError, match="not widenings of this plan: w-0000000000"):
+        control.approve(org, CAROL, WIDER.version, planned.plan_id, [*acks(planned), "w-0000000000"])
+
+
+def test_a_narrowing_needs_no_acknowledgement_but_still_an_approval(org):
+    control.propose(org, BOB, NARROWER, "close it all")
+    planned = control.plan_version(org, NARROWER.version)
+    assert planned.widening_ids == {} and planned.plan.lost
+    with pytest.raises(NotApproved, match="needs 1 approval"):
+        control.apply(org, BOB, NARROWER.version, required=1)
+    control.approve(org, CAROL, NARROWER.version, planned.plan_id, [])
+    control.apply(org, BOB, NARROWER.version, required=1)
+    assert control.active_policy(org)[0].version == NARROWER.version
+
+
+def test_apply_needs_a_policy_admin_and_the_configured_number_of_approvers(org):
+    approved(org, WIDER)
+    with pytest.raises(Forbidden, match="policy-admin"):
+        control.apply(org, CAROL, WIDER.version, required=1)
+    with pytest.raises(NotApproved, match="needs 2 approval"):
+        control.apply(org, BOB, WIDER.version, required=2)
+    planned = control.plan_version(org, WIDER.version)
+    control.approve(org, ERIN, WIDER.version, planned.plan_id, acks(planned))
+    activation = control.apply(org, BOB, WIDER.version, required=2)
+    assert activation.kind == "apply" and activation.previous == BASE.version
+    with pytest.raises(Conflict, match="already active"):
+        control.apply(org, BOB, WIDER.version, required=2)
+    entry = [e for e in entries_of(org) if e.action == "policy.activate"][-1]
+    assert "carol@example.com" in entry.details and "erin@example.com" in entry.details
+
+
+def test_an_approver_who_lost_the_role_no_longer_counts(org):
+    approved(org, WIDER)
+    governance.change_role(org, ALICE, "carol@example.com", "approver", False)
+    with pytest.raises(NotApproved, match="has: none"):
+        control.apply(org, BOB, WIDER.version, required=1)
+
+
+def test_apply_refuses_a_widening_that_appeared_after_approval(org):
+    approved(org, WIDER)
+    service.create_identity(org, ROOT, "late-app", "alice@example.com", environment="dev", team="sec")
+    with pytest.raises(NotApproved, match="did not acknowledge .*late-app"):
+        control.apply(org, BOB, WIDER.version, required=1)
+
+
+def test_an_approval_is_for_one_baseline(org):
+    approved(org, WIDER)
+    approved(org, NARROWER)
+    control.apply(org, BOB, NARROWER.version, required=1)  # the baseline moves on
+    with pytest.raises(NotApproved, match="needs 1 approval"):
+        control.apply(org, BOB, WIDER.version, required=1)
+
+
+def test_a_rejected_version_cannot_be_approved_or_applied(org):
+    control.propose(org, BOB, WIDER, "why")
+    planned = control.plan_version(org, WIDER.version)
+    with pytest.raises(Forbidden):
+        control.reject(org, DAVE, WIDER.version, "no")
+    control.reject(org, CAROL, WIDER.version, "too wide")
+    with pytest.raises(Conflict, match="rejected"):
+        control.approve(org, ERIN, WIDER.version, planned.plan_id, acks(planned))
+    with pytest.raises(Conflict, match="rejected"):
+        control.apply(org, BOB, WIDER.version, required=1)
+
+
+def test_rollback_to_a_narrower_version_needs_no_approval(org):
+    approved(org, WIDER)
+    control.apply(org, BOB, WIDER.version, required=1)
+    with pytest.raises(GatehouseError, match="needs a reason"):
+        control.rollback(org, BOB, "", required=1)
+    activation = control.rollback(org, BOB, "sec asked for too much", required=1)
+    assert activation.kind == "rollback" and activation.version == BASE.version
+    assert control.active_policy(org)[0].version == BASE.version
+    with pytest.raises(Conflict, match="no earlier active version"):  # BASE was the first: nothing before it
+        control.rollback(org, BOB, "again", required=1)
+
+
+def test_rollback_to_a_wider_version_needs_approval(org):
+    approved(org, NARROWER)
+    control.apply(org, BOB, NARROWER.version, required=1)
+    with pytest.raises(NotApproved, match="needs 1 approval"):
+        control.rollback(org, BOB, "we need dev-small back", required=1)
+    planned = control.plan_version(org, BASE.version)  # against the active NARROWER
+    assert planned.widening_ids
+    control.approve(org, CAROL, BASE.version, planned.plan_id, acks(planned))
+    assert control.rollback(org, BOB, "we need dev-small back", required=1).version == BASE.version
+
+
+def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org):
+    with pytest.raises(GatehouseError, match="at most 4h"):
+        control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=5))
+    with pytest.raises(Forbidden, match="policy-admin"):
+        control.break_glass(org, CAROL, WIDER, "incident 7", timedelta(hours=1))
+    activation, planned = control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=1))
+    assert activation.kind == "break-glass" and len(planned.widening_ids) == 2
+    state = control.status(org)
+    assert state["break_glass"] and state["active"] == WIDER.version and state["baseline"] == BASE.version
+    control.propose(org, BOB, NARROWER, "meanwhile")
+    assert control.plan_version(org, NARROWER.version).base == BASE.version  # plans compare with the approved one
+    assert control.expire_break_glass(org) is None  # not yet
+    entries = [e for e in entries_of(org) if e.action == "policy.break_glass"]
+    assert len(entries) == 1 and "incident 7" in entries[0].details
+    with org.write() as session:
+        session.execute(update(PolicyActivation).where(PolicyActivation.seq == activation.seq)
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    reverted = control.expire_break_glass(org)
+    assert reverted is not None and reverted.kind == "revert" and reverted.version == BASE.version
+    assert control.expire_break_glass(org) is None  # once only
+    assert control.active_policy(org)[0].version == BASE.version
+    assert [e.action for e in entries_of(org)][-2:] == ["policy.break_glass_expired", "policy.activate"]
+    with org.read() as session:
+        assert audit.verify(session).ok
+
+
+def test_serve_bootstraps_then_follows_the_store(db):
+    assert control.activate_served_file(db, ROOT, BASE, "p.yaml", approvers=1) == "activated"
+    assert control.activate_served_file(db, ROOT, BASE, "p.yaml", approvers=1) == "unchanged"
+    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml", approvers=1) == "differs"
+    assert control.active_policy(db)[0].version == BASE.version
+    # single-person mode (GATEHOUSE_POLICY_APPROVERS=0): the file is applied, and recorded
+    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml", approvers=0) == "activated"
+    loaded, activation = control.active_policy(db)
+    assert loaded.version == WIDER.version and activation.kind == "apply" and activation.previous == BASE.version
+
+
+def test_version_references(org):
+    control.propose(org, BOB, WIDER, "why")
+    with org.read() as session:
+        assert control.find_version(session, WIDER.version[7:13]).hash == WIDER.version
+        assert control.find_version(session, WIDER.version.upper()).hash == WIDER.version
+        for bad in ("abc", "zzzzzzzz", "sha256:", "'; drop table"):
+            with pytest.raises(GatehouseError, match="not a policy version"):
+                control.find_version(session, bad)
+        with pytest.raises(GatehouseError, match="no stored policy version"):
+            control.find_version(session, "0" * 12)
