@@ -240,7 +240,7 @@ def test_policy_plan_over_the_real_inventory(gh, home, tmp_path):
     assert result["no_new_access"] is False and result["identities"] == 1
     assert [(c["identity"], c["alias"], c["before"], c["after"]) for c in result["access"]] == [
         ("bot", "chat-small", "internal", "confidential")]
-    assert "access: bot → chat-small at confidential" in [w["change"] for w in result["widenings"]]
+    assert "rule: environment=dev → chat-small at confidential" in [w["change"] for w in result["widenings"]]
     assert "GAINS" in gh("policy", "plan", str(tmp_path / "wider.yaml"), "--against", current).output
 
 

@@ -31,7 +31,7 @@ def policy(*grants: str) -> str:
 
 
 DEV_SMALL = "{name: dev-small, subjects: [{environment: dev}], aliases: [small]}"
-SEC_BIG = "{name: sec-big, subjects: [{team: sec}], aliases: [big]}"
+SEC_BIG = "{name: sec-big, subjects: [{team: sec}, {identity: dev-app}], aliases: [big]}"
 BASE = load_policy_text(policy(DEV_SMALL))
 WIDER = load_policy_text(policy(DEV_SMALL, SEC_BIG))
 NARROWER = load_policy_text(policy())
@@ -85,8 +85,10 @@ def test_the_plan_names_each_widening(org):
     control.propose(org, BOB, WIDER, "let sec use big")
     planned = control.plan_version(org, WIDER.version)
     assert planned.base == BASE.version
-    assert sorted(planned.widening_ids.values()) == ["access: sec-app → big at internal",
+    assert sorted(planned.widening_ids.values()) == ["rule: identity=dev-app → big at internal",
                                                      "rule: team=sec → big at internal"]
+    assert sorted((c.identity, c.alias, c.after) for c in planned.plan.gained) == [
+        ("dev-app", "big", "internal"), ("sec-app", "big", "internal")]
     assert planned.plan_id == control.plan_version(org, WIDER.version).plan_id  # deterministic
 
 
@@ -120,9 +122,9 @@ def test_a_stale_plan_is_refused(org):
 def test_every_widening_must_be_acknowledged(org):
     control.propose(org, BOB, WIDER, "why")
     planned = control.plan_version(org, WIDER.version)
-    with pytest.raises(Forbidden, match="1 widening\\(s\\) not acknowledged: w-.*access: sec-app → big"):
+    with pytest.raises(Forbidden, match="1 widening\\(s\\) not acknowledged: w-.*rule: team=sec → big"):
         control.approve(org, CAROL, WIDER.version, planned.plan_id,
-                         [key for key, text in planned.widening_ids.items() if text.startswith("rule")])
+                         [key for key, text in planned.widening_ids.items() if "dev-app" in text])
     with pytest.raises(GatehouseError, match="not widenings of this plan: w-0000000000"):
         control.approve(org, CAROL, WIDER.version, planned.plan_id, [*acks(planned), "w-0000000000"])
 
@@ -164,7 +166,7 @@ def test_an_approver_who_lost_the_role_no_longer_counts(org):
 def test_apply_refuses_a_widening_that_appeared_after_approval(org):
     approved(org, WIDER)
     service.create_identity(org, ROOT, "late-app", "alice@example.com", environment="dev", team="sec")
-    with pytest.raises(NotApproved, match="did not acknowledge .*late-app"):
+    with pytest.raises(NotApproved, match="who gains access changed since person:carol@example.com approved it"):
         control.apply(org, BOB, WIDER.version, required=1)
 
 

@@ -51,6 +51,19 @@ def policies(draw) -> PolicyDocument:  # type: ignore[no-untyped-def]
     })
 
 
+def subject_matches(subject, identity: IdentityView) -> bool:  # type: ignore[no-untyped-def]
+    labels = dict(identity.labels)
+    return (subject.identity in (None, identity.name) and subject.team in (None, identity.team)
+            and subject.environment in (None, identity.environment)
+            and all(labels.get(k) == v for k, v in (subject.labels or {}).items()))
+
+
+def subject_text(subject) -> str:  # type: ignore[no-untyped-def]
+    """How the plan names a rule's subject."""
+    parts = [f"{key}={value}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
+    return " & ".join(parts + [f"label:{key}={value}" for key, value in sorted((subject.labels or {}).items())])
+
+
 def brute_force(document: PolicyDocument, identity: IdentityView, alias: str) -> str | None:
     """Written apart from the code under test: every grant, every subject, field by field."""
     best = None
@@ -58,10 +71,7 @@ def brute_force(document: PolicyDocument, identity: IdentityView, alias: str) ->
         if alias not in grant.aliases:
             continue
         for subject in grant.subjects:
-            labels = dict(identity.labels)
-            if (subject.identity in (None, identity.name) and subject.team in (None, identity.team)
-                    and subject.environment in (None, identity.environment)
-                    and all(labels.get(k) == v for k, v in (subject.labels or {}).items())):
+            if subject_matches(subject, identity):
                 if best is None or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(best):
                     best = grant.max_data_class
     return best
@@ -85,6 +95,14 @@ def test_the_access_diff_is_exact(before, after, inventory):
     assert {(c.identity, c.alias, c.before, c.after) for c in result.lost} == lost
     assert (not result.widenings) == (not gained and not any(r.change == "added" for r in result.rules)
                                       and not any(f.change == "starts" for f in result.flows))
+    # Approvers acknowledge rules, not identities: every gain must come through an added rule
+    # whose subject matches the identity, at the class it gains.
+    added = {(r.who, r.alias, r.data_class) for r in result.rules if r.change == "added"}
+    for name, alias, _, new in gained:
+        identity = next(view for view in inventory if view.name == name)
+        assert any((subject_text(subject), alias, new) in added
+                   for grant in after.grants if alias in grant.aliases and grant.max_data_class == new
+                   for subject in grant.subjects if subject_matches(subject, identity)), (name, alias, new)
 
 
 def test_a_plan_names_routes_flows_and_violations():

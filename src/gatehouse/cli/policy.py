@@ -132,15 +132,22 @@ def list_versions(json: bool = JsonOption) -> None:
                   ", ".join(r["approvals"]) or "-", r["message"] or "") for r in rows])
 
 
+ACCESS_ROWS_SHOWN = 200
+
+
 def _print_plan(planned, title: str) -> None:  # type: ignore[no-untyped-def]
     result = planned.plan
     console.print(title, highlight=False)
     if not result.widenings:
         console.print("[green]no new access[/]: no identity, rule or deployment gains anything", highlight=False)
     if result.access:
-        print_table("Access (identities that exist now)", ["identity", "alias", "before", "after", ""],
+        shown = result.access[:ACCESS_ROWS_SHOWN]
+        print_table(f"Access (identities that exist now): {len(result.gained):,} gain(s), {len(result.lost):,} loss(es)",
+                    ["identity", "alias", "before", "after", ""],
                     [(c.identity, c.alias, c.before or "-", c.after or "-", "GAINS" if c.widens else "loses")
-                     for c in result.access])
+                     for c in shown])
+        if len(result.access) > len(shown):
+            console.print(f"… and {len(result.access) - len(shown):,} more access changes (--json lists them all)")
     if result.rules:
         print_table("Grant rules (also identities to come)", ["who", "alias", "data class", "change"],
                     [(r.who, r.alias, r.data_class, r.change) for r in result.rules])

@@ -123,6 +123,14 @@ class PlannedChange:
     widening_ids: dict[str, str] = field(default_factory=dict)  # id → text
 
     @property
+    def gains_digest(self) -> str:
+        """Who gains what: an approval holds it, so apply can tell if that changed since."""
+        digest = hashlib.sha256()
+        for change in sorted(self.plan.gained, key=lambda c: (c.identity, c.alias)):
+            digest.update(f"{change.identity}\t{change.alias}\t{change.after}\n".encode())
+        return digest.hexdigest()
+
+    @property
     def plan_id(self) -> str:
         return "plan-" + hashlib.sha256(f"{self.base}|{self.version}|{self.inventory}".encode()).hexdigest()[:16]
 
@@ -283,7 +291,8 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
                                                      PolicyApproval.approver == actor,
                                                      PolicyApproval.base_version == base))
         approval = PolicyApproval(version=row.hash, base_version=base, plan_id=planned.plan_id,
-                                  inventory=planned.inventory, approver=actor, created_at=utcnow(),
+                                  inventory=planned.inventory, gains=planned.gains_digest, approver=actor,
+                                  created_at=utcnow(),
                                   acknowledged=[{"id": key, "change": planned.widening_ids[key]}
                                                 for key in planned.widening_ids])
         session.add(approval)
@@ -306,6 +315,9 @@ def _check_approved(session: Session, row: PolicyVersion, planned: PlannedChange
         if unseen:
             raise NotApproved(f"the plan changed since {approval.approver} approved it: {len(unseen)} widening(s) "
                               f"they did not acknowledge ({planned.widening_ids[unseen[0]]}…); plan and approve again")
+        if approval.gains != planned.gains_digest:
+            raise NotApproved(f"who gains access changed since {approval.approver} approved it (identities were "
+                              f"created or changed; {len(planned.plan.gained)} gain(s) now); plan and approve again")
     return [approval.approver for approval in approvals]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import combinations
 
 from gatehouse.classification import DATA_CLASSES
 from gatehouse.policy.compiled import IdentityView, _matches
@@ -19,13 +20,64 @@ Access = dict[str, str]  # alias → the highest data class granted
 
 
 def access_of(document: PolicyDocument, identity: IdentityView) -> Access:
+    """By definition: every grant, every subject. ``AccessIndex`` gives the same answer fast."""
     access: Access = {}
     for grant in document.grants:
         if any(_matches(subject, identity) for subject in grant.subjects):
-            for alias in grant.aliases:
-                if alias not in access or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(access[alias]):
-                    access[alias] = grant.max_data_class
+            _widen(access, grant.aliases, grant.max_data_class)
     return access
+
+
+def _widen(access: Access, aliases: Iterable[str], data_class: str) -> None:
+    for alias in aliases:
+        if alias not in access or DATA_CLASSES.index(data_class) > DATA_CLASSES.index(access[alias]):
+            access[alias] = data_class
+
+
+class AccessIndex:
+    """Access per identity without scanning every grant. Subjects are filed under exactly
+    what they require (identity, team, environment, label set; None: any), so an identity only
+    looks up the keys it could satisfy. Identities that no subject names and that share team,
+    environment and labels share one answer (100,000 identities typically have a few thousand
+    such profiles)."""
+
+    def __init__(self, document: PolicyDocument) -> None:
+        self.grants = document.grants
+        self.buckets: dict[tuple, list[int]] = {}
+        for index, grant in enumerate(document.grants):
+            for subject in grant.subjects:
+                labels = tuple(sorted((subject.labels or {}).items()))
+                self.buckets.setdefault((subject.identity, subject.team, subject.environment, labels), []).append(index)
+        self.named = {key[0] for key in self.buckets if key[0] is not None}
+        self.label_sets = sorted({key[3] for key in self.buckets})
+        self.cache: dict[tuple, Access] = {}
+
+    def _label_keys(self, labels: tuple[tuple[str, str], ...]) -> list[tuple[tuple[str, str], ...]]:
+        """The required label sets this identity satisfies: its own subsets, or a scan of the
+        sets subjects use, whichever is fewer."""
+        if len(labels) < 16 and 2 ** len(labels) <= len(self.label_sets):
+            return [combo for size in range(len(labels) + 1) for combo in combinations(labels, size)]
+        have = set(labels)
+        return [required for required in self.label_sets if all(pair in have for pair in required)]
+
+    def access(self, identity: IdentityView) -> Access:
+        named = identity.name in self.named
+        profile = (identity.name if named else None, identity.team, identity.environment, identity.labels)
+        cached = self.cache.get(profile)
+        if cached is not None:
+            return cached
+        matched: set[int] = set()
+        label_keys = self._label_keys(identity.labels)
+        for name in ((identity.name, None) if named else (None,)):
+            for team in ((identity.team, None) if identity.team is not None else (None,)):
+                for environment in (identity.environment, None):
+                    for labels in label_keys:
+                        matched.update(self.buckets.get((name, team, environment, labels), ()))
+        access: Access = {}
+        for index in sorted(matched):
+            _widen(access, self.grants[index].aliases, self.grants[index].max_data_class)
+        self.cache[profile] = access
+        return access
 
 
 @dataclass(frozen=True)
@@ -99,9 +151,10 @@ class Plan:
 
     @property
     def widenings(self) -> list[str]:
-        """Every change an approver must acknowledge one by one."""
-        items = [f"access: {c.identity} → {c.alias} at {c.after}" for c in self.gained]
-        items += [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
+        """Every change an approver must acknowledge one by one: the grant rules that give
+        access (every identity that gains, now or later, gains through one of them) and the
+        data flows that start."""
+        items = [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
         items += [f"flow: {f.data_class} data → {f.deployment} ({f.location})" for f in self.flows if f.change == "starts"]
         return items
 
@@ -149,11 +202,16 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
 
 def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
     result = Plan()
+    old_index, new_index = AccessIndex(before), AccessIndex(after)
+    differences: dict[tuple[int, int], list[tuple[str, str | None, str | None]]] = {}  # per pair of cached answers
     for identity in identities:
-        old, new = access_of(before, identity), access_of(after, identity)
-        for alias in sorted(old.keys() | new.keys()):
-            if old.get(alias) != new.get(alias):
-                result.access.append(AccessChange(identity.name, alias, old.get(alias), new.get(alias)))
+        old, new = old_index.access(identity), new_index.access(identity)
+        pair = (id(old), id(new))
+        changed = differences.get(pair)
+        if changed is None:
+            changed = differences[pair] = [(alias, old.get(alias), new.get(alias)) for alias in sorted(old.keys() | new.keys())
+                                           if old.get(alias) != new.get(alias)]
+        result.access.extend(AccessChange(identity.name, alias, was, now) for alias, was, now in changed)
     old_rules, new_rules = _rules(before), _rules(after)
     for (who, alias), data_class in sorted(new_rules.items()):
         if old_rules.get((who, alias)) != data_class:

@@ -181,6 +181,7 @@ class PolicyApproval(Base):
     base_version: Mapped[str | None] = mapped_column(String(71))
     plan_id: Mapped[str] = mapped_column(String(40), nullable=False)
     inventory: Mapped[str] = mapped_column(String(64), nullable=False)
+    gains: Mapped[str] = mapped_column(String(64), nullable=False)  # digest of who gains what in that plan
     approver: Mapped[str] = mapped_column(String(200), nullable=False)
     acknowledged: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("base_version", sa.String(length=71), nullable=True),
         sa.Column("plan_id", sa.String(length=40), nullable=False),
         sa.Column("inventory", sa.String(length=64), nullable=False),
+        sa.Column("gains", sa.String(length=64), nullable=False),
         sa.Column("approver", sa.String(length=200), nullable=False),
         sa.Column("acknowledged", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
