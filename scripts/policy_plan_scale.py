@@ -106,7 +106,7 @@ def main(identities: int) -> None:
         timed(f"populate {identities:,} identities", lambda: populate(db, identities))
         with db.write() as session:
             session.add(RoleAssignment(person_id=1, role="policy-admin", granted_by="scale", granted_at=datetime.now(UTC)))
-        control.activate_served_file(db, "local:scale", before, "scale", approvers=1)
+        control.activate_served_file(db, "local:scale", before, "scale")
         control.propose(db, "person:owner0@example.com", after, "scale test")
         views = timed("read the inventory (identity_views)", lambda: identity_views(db))
         result = timed("compute the diff (plan) over the inventory", lambda: plan(before.document, after.document, views))

@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,6 +30,7 @@ from gatehouse.dataplane.records import RecordWriter
 from gatehouse.engines.base import Engine
 from gatehouse.engines.build import build_engines
 from gatehouse.errors import GatehouseError
+from gatehouse.identity.service import as_utc
 from gatehouse.policy import control
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
@@ -106,27 +108,30 @@ class HotPath:
         await response(scope, receive, send)
 
 
-def _active_policy(db: Database) -> tuple[CompiledPolicy, int]:
-    """The version the store says is active (``gatehouse serve`` makes sure there is one)."""
+def _active_policy(db: Database) -> tuple[CompiledPolicy, int, datetime | None]:
+    """The version the store says is active (``gatehouse serve`` makes sure there is one), the
+    policy counter it was read at, and when it expires if it is a break-glass version."""
     with db.read() as session:
         revision = control.policy_revision(session)
     active = control.active_policy(db)
     if active is None:
         raise GatehouseError("no policy version is active: start the gateway with `gatehouse serve`")
-    return CompiledPolicy(active[0]), revision
+    loaded, activation = active
+    expires = as_utc(activation.expires_at) if activation.kind == "break-glass" else None
+    return CompiledPolicy(loaded), revision, expires
 
 
 def create_app(settings: Settings | None = None) -> HotPath:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
-    policy, policy_revision = _active_policy(db)
+    policy, policy_revision, expires_at = _active_policy(db)
     keys = KeyTable(settings.pepper())
     records = RecordWriter(db)
     engines, _ = build_engines(policy.deployments, settings)
     enforced = Enforced(policy, engines)
     gateway = Gateway(enforced, keys, records, settings.max_body_bytes)
     admin = AdminApi(db, settings.pepper(), settings, lambda: follower.current.policy)
-    follower = PolicyFollower(db, settings, enforced, policy_revision, on_swap=[
+    follower = PolicyFollower(db, settings, enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
     policy_admin = PolicyAdminApi(db, settings.pepper(), settings)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
@@ -165,6 +170,10 @@ def create_app(settings: Settings | None = None) -> HotPath:
                 await asyncio.to_thread(keys.refresh, db)
             except Exception as exc:  # keep serving on the last good table
                 log.error("key table refresh failed: %s", type(exc).__name__)
+
+    async def follow_policy_forever() -> None:  # apart from keys: loading a model must not delay a revocation
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
             try:
                 await follower.poll()
             except Exception as exc:  # keep enforcing the last good version
@@ -188,13 +197,14 @@ def create_app(settings: Settings | None = None) -> HotPath:
         enforcer = asyncio.create_task(enforce_reviews_forever())
         signer = asyncio.create_task(checkpoint_forever())
         beater = asyncio.create_task(heartbeat_forever())
+        policy_follower = asyncio.create_task(follow_policy_forever())
         restore_signals = _announce_shutdown_to(follower.engines)
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
             restore_signals()
-            for task in (refresher, enforcer, signer, beater):
+            for task in (refresher, enforcer, signer, beater, policy_follower):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -205,8 +215,10 @@ def create_app(settings: Settings | None = None) -> HotPath:
             db.dispose()
 
     async def health(request: Request) -> Response:
+        # Whether the active version could be loaded, not why: the reason (a credential's
+        # variable name, a file path) is for `policy status`, which needs a role.
         return JSONResponse({"status": "ok", "policy_version": follower.current.policy.version,
-                             "policy_problem": follower.problem, "keys_revision": keys.revision,
+                             "policy_current": follower.problem is None, "keys_revision": keys.revision,
                              "worker": follower.worker, "worker_pid": os.getpid()})
 
     async def metrics(request: Request) -> Response:

@@ -33,7 +33,6 @@ class Settings:
     audit_key_path: Path | None = None                   # Ed25519 key signing audit checkpoints
     audit_checkpoint_every: int = 100                    # entries between checkpoints
     audit_checkpoint_minutes: float = 10.0               # the gateway also signs this often (if the log moved)
-    policy_approvers: int = 1                            # approvals a policy change needs besides its author
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,8 +49,7 @@ class Settings:
                    key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"),
                    audit_key_path=Path(os.environ.get("GATEHOUSE_AUDIT_SIGNING_KEY") or home / "audit-signing-key"),
                    audit_checkpoint_every=int(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_EVERY") or 100),
-                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10),
-                   policy_approvers=_count("GATEHOUSE_POLICY_APPROVERS", 1))
+                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10))
 
     def audit_signing_key(self, create: bool = False):  # type: ignore[no-untyped-def]
         """The audit checkpoint key, or None when it does not exist and ``create`` is false."""
@@ -92,15 +90,6 @@ class Settings:
         if not pepper:
             raise ValueError(f"{path} is empty: restore it from backup (every key hash depends on it)")
         return pepper.encode()
-
-
-def _count(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    if not text.strip().isdigit():
-        raise ValueError(f"{name} must be a whole number ≥ 0, not {text!r}")
-    return int(text)
 
 
 def _environments(text: str) -> frozenset[str]:

@@ -45,6 +45,7 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs):
     governance.change_role(db, ACTOR, "alice@example.com", "identity-admin", True)
     governance.change_role(db, "person:alice@example.com", "bob@example.com", "policy-admin", True)
     governance.change_role(db, "person:alice@example.com", "carol@example.com", "approver", True)
+    governance.change_role(db, "person:alice@example.com", "bob@example.com", "approver", True)  # never for his own
     keys = {name: issue_admin_key(db, ACTOR, f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
                                   max_ttl=timedelta(days=90))[1] for name in ("bob", "carol", "dave")}
     home.identity("app")
@@ -125,7 +126,7 @@ def test_apply_reaches_every_worker_without_dropping_a_stream(setup, mock):
         assert response.headers["x-gatehouse-deployment"] == "mock-b"
         assert response.headers["x-gatehouse-policy-version"] == new.version
     health = httpx.get(f"{gateway.url}/healthz").json()
-    assert health["policy_version"] == new.version and health["worker_pid"] > 0
+    assert health["policy_version"] == new.version and health["policy_current"] is True and health["worker_pid"] > 0
     status = call(gateway, "GET", "/status", keys["carol"]).json()
     assert status["active"] == new.version and not status["drift"] and len(
         [w for w in status["workers"] if w["state"] == "in sync"]) == 2
@@ -151,7 +152,9 @@ def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
                    {"plan_id": plan["plan_id"], "acknowledge": acks[:-1]})
     assert partial.status_code == 403 and "not acknowledged" in partial.json()["error"]["message"]
     own = call(gateway, "POST", f"/versions/{ref}/approve", keys["bob"], {"plan_id": plan["plan_id"], "acknowledge": acks})
-    assert own.status_code == 403
+    assert own.status_code == 403 and "nobody approves their own change" in own.json()["error"]["message"]
+    nul = call(gateway, "POST", f"/versions/{ref}/reject", keys["carol"], {"reason": "no\u0000"})
+    assert nul.status_code == 400 and nul.json()["error"]["param"] == "reason"
     unapproved = call(gateway, "POST", f"/versions/{ref}/apply", keys["bob"])
     assert unapproved.status_code == 409 and unapproved.json()["error"]["code"] == "not_approved"
     assert call(gateway, "GET", "/versions/zz", keys["carol"]).status_code == 404
@@ -160,3 +163,23 @@ def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
     detail = call(gateway, "GET", f"/versions/{ref}", keys["carol"]).json()
     assert detail["state"] == "draft" and detail["author"] == "person:bob@example.com"
+
+
+def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock):
+    home, gateway, keys = setup
+    text = policy(mock.url, "mock-d")
+    ref = call(gateway, "POST", "/versions", keys["bob"], {"source": text, "message": "to be rejected"}).json()["version"][7:19]
+    rejected = call(gateway, "POST", f"/versions/{ref}/reject", keys["carol"], {"reason": "not now"})
+    assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
+    active = control.status(home.db)["active"]
+    moved = call(gateway, "POST", "/break-glass", keys["bob"], {"version": home.policy_version[7:19], "reason": "INC-1"})
+    assert moved.status_code == 403 and "new or changed: mock-a" in moved.json()["error"]["message"]
+    closed = policy(mock.url, "mock-b").split("grants:")[0] + "grants: []\n"  # everyone off chat, at once
+    glass = call(gateway, "POST", "/break-glass", keys["bob"], {"source": closed, "reason": "INC-1", "ttl": "10m"})
+    assert glass.status_code == 200 and glass.json()["kind"] == "break-glass", glass.text
+    assert call(gateway, "GET", "/status", keys["carol"]).json()["break_glass"] is True
+    too_long = call(gateway, "POST", "/break-glass", keys["bob"], {"source": text, "reason": "INC-2", "ttl": "9h"})
+    assert too_long.status_code == 400
+    ended = call(gateway, "POST", "/rollback", keys["bob"], {"reason": "INC-1 over"})
+    assert ended.status_code == 200 and ended.json()["version"] == active
+    assert call(gateway, "POST", "/rollback", keys["carol"], {"reason": "x"}).status_code == 403

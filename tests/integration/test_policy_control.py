@@ -15,18 +15,19 @@ from gatehouse.identity.governance import Forbidden
 from gatehouse.identity.service import utcnow
 from gatehouse.policy import control
 from gatehouse.policy.control import NotApproved, StalePlan
-from gatehouse.policy.loader import load_policy_text
-from gatehouse.store.models import AuditEntry, PolicyActivation
+from gatehouse.policy.loader import PolicyError, load_policy_text
+from gatehouse.store.models import AuditEntry, Person, PolicyActivation
 
 ROOT = "local:root"
 ALICE, BOB, CAROL, DAVE, ERIN = (f"person:{n}@example.com" for n in ("alice", "bob", "carol", "dave", "erin"))
 
 
-def policy(*grants: str) -> str:
+def policy(*grants: str, approvers: int = 1, url: str = "http://127.0.0.1:9/v1") -> str:
     """Aliases small and big on one on-prem deployment; the grants given as YAML flow lines."""
     lines = "\n".join(f"  - {grant}" for grant in grants) or "  []"
-    return ("version: 1\ndeployments:\n  local: {engine: openai, url: 'http://127.0.0.1:9/v1', model: m, location: on-prem}\n"
+    return (f"version: 1\ndeployments:\n  local: {{engine: openai, url: '{url}', model: m, location: on-prem}}\n"
             "aliases:\n  small: {route: [local]}\n  big: {route: [local]}\n"
+            f"change_control: {{approvers: {approvers}}}\n"
             f"grants:\n{lines}\n").replace("grants:\n  []", "grants: []")
 
 
@@ -48,7 +49,7 @@ def org(db):
     governance.change_role(db, ALICE, "erin@example.com", "approver", True)
     service.create_identity(db, ROOT, "dev-app", "alice@example.com", environment="dev")
     service.create_identity(db, ROOT, "sec-app", "alice@example.com", environment="dev", team="sec")
-    assert control.activate_served_file(db, ROOT, BASE, "policy.yaml", approvers=1) == "activated"
+    assert control.activate_served_file(db, ROOT, BASE, "policy.yaml") == "activated"
     return db
 
 
@@ -134,48 +135,106 @@ def test_a_narrowing_needs_no_acknowledgement_but_still_an_approval(org):
     planned = control.plan_version(org, NARROWER.version)
     assert planned.widening_ids == {} and planned.plan.lost
     with pytest.raises(NotApproved, match="needs 1 approval"):
-        control.apply(org, BOB, NARROWER.version, required=1)
+        control.apply(org, BOB, NARROWER.version)
     control.approve(org, CAROL, NARROWER.version, planned.plan_id, [])
-    control.apply(org, BOB, NARROWER.version, required=1)
+    control.apply(org, BOB, NARROWER.version)
     assert control.active_policy(org)[0].version == NARROWER.version
 
 
-def test_apply_needs_a_policy_admin_and_the_configured_number_of_approvers(org):
-    approved(org, WIDER)
+def test_apply_needs_a_policy_admin_and_the_number_of_approvers_the_active_version_sets(org):
+    two = load_policy_text(policy(DEV_SMALL, approvers=2))
+    approved(org, two)
     with pytest.raises(Forbidden, match="policy-admin"):
-        control.apply(org, CAROL, WIDER.version, required=1)
+        control.apply(org, CAROL, two.version)
+    control.apply(org, BOB, two.version)  # raising the bar takes the current bar: one approval
+    wider = load_policy_text(policy(DEV_SMALL, SEC_BIG, approvers=2))
+    approved(org, wider)
     with pytest.raises(NotApproved, match="needs 2 approval"):
-        control.apply(org, BOB, WIDER.version, required=2)
-    planned = control.plan_version(org, WIDER.version)
-    control.approve(org, ERIN, WIDER.version, planned.plan_id, acks(planned))
-    activation = control.apply(org, BOB, WIDER.version, required=2)
-    assert activation.kind == "apply" and activation.previous == BASE.version
+        control.apply(org, BOB, wider.version)
+    planned = control.plan_version(org, wider.version)
+    control.approve(org, ERIN, wider.version, planned.plan_id, acks(planned))
+    activation = control.apply(org, BOB, wider.version)
+    assert activation.kind == "apply" and activation.previous == two.version
     with pytest.raises(Conflict, match="already active"):
-        control.apply(org, BOB, WIDER.version, required=2)
+        control.apply(org, BOB, wider.version)
     entry = [e for e in entries_of(org) if e.action == "policy.activate"][-1]
     assert "carol@example.com" in entry.details and "erin@example.com" in entry.details
+    lower = load_policy_text(policy(DEV_SMALL, SEC_BIG, approvers=1))
+    control.propose(org, BOB, lower, "fewer approvals")
+    assert "control: approvals a change needs drop from 2 to 1" in control.plan_version(org, lower.version).widening_ids.values()
 
+
+def test_nobody_who_proposed_the_same_content_approves_it(org):
+    governance.change_role(org, ALICE, "dave@example.com", "policy-admin", True)
+    control.propose(org, DAVE, WIDER, "dave's idea")
+    row, created = control.propose(org, BOB, WIDER, "bob wants it too")
+    assert not created and row.proposers == [BOB]
+    planned = control.plan_version(org, WIDER.version)
+    with pytest.raises(Forbidden, match="nobody approves their own change"):
+        control.approve(org, BOB, WIDER.version, planned.plan_id, acks(planned))
+    assert [e.action for e in entries_of(org)].count("policy.propose") == 2
+
+
+def test_a_version_nobody_proposed_as_a_person_needs_someone_besides_who_applies_it(org):
+    governance.change_role(org, ALICE, "carol@example.com", "policy-admin", True)
+    with org.write() as session:  # a version that came from a file, authored by a local user
+        control._store(session, "local:ops", WIDER, "served from a file")
+    planned = control.plan_version(org, WIDER.version)
+    control.approve(org, CAROL, WIDER.version, planned.plan_id, acks(planned))
+    with pytest.raises(NotApproved, match="has: none"):
+        control.apply(org, CAROL, WIDER.version)  # carol cannot both approve and apply it
+    control.apply(org, BOB, WIDER.version)
+
+
+def test_a_departed_approver_no_longer_counts(org):
+    approved(org, WIDER)
+    with org.write() as session:
+        session.execute(update(Person).where(Person.email == "carol@example.com").values(status="departed"))
+    with pytest.raises(NotApproved, match="has: none"):
+        control.apply(org, BOB, WIDER.version)
+
+
+def test_approvals_from_an_earlier_stint_of_the_baseline_do_not_count(org):
+    approved(org, WIDER)  # against BASE
+    approved(org, NARROWER)
+    control.apply(org, BOB, NARROWER.version)
+    planned = control.plan_version(org, BASE.version)  # going back widens: it needs its own approval
+    control.approve(org, CAROL, BASE.version, planned.plan_id, acks(planned))
+    control.rollback(org, BOB, "back to base")  # BASE is the baseline again …
+    with pytest.raises(NotApproved, match="has: none"):  # … but carol's approval was for its earlier stint
+        control.apply(org, BOB, WIDER.version)
+
+
+def test_a_changed_deployment_is_a_widening(org):
+    moved = load_policy_text(policy(DEV_SMALL, url="https://elsewhere.example/v1"))
+    control.propose(org, BOB, moved, "new endpoint")
+    planned = control.plan_version(org, moved.version)
+    assert list(planned.widening_ids.values()) == [
+        "deployment: local changes url http://127.0.0.1:9/v1 → https://elsewhere.example/v1"]
+    with pytest.raises(PolicyError, match="invalid policy") as refused:
+        load_policy_text(policy(DEV_SMALL).replace("model: m,", "model: m, credential: {env: GATEHOUSE_DATABASE_URL},"))
+    assert "cannot come from a GATEHOUSE_* variable" in str(refused.value.problems)
 
 def test_an_approver_who_lost_the_role_no_longer_counts(org):
     approved(org, WIDER)
     governance.change_role(org, ALICE, "carol@example.com", "approver", False)
     with pytest.raises(NotApproved, match="has: none"):
-        control.apply(org, BOB, WIDER.version, required=1)
+        control.apply(org, BOB, WIDER.version)
 
 
 def test_apply_refuses_a_widening_that_appeared_after_approval(org):
     approved(org, WIDER)
     service.create_identity(org, ROOT, "late-app", "alice@example.com", environment="dev", team="sec")
     with pytest.raises(NotApproved, match="who gains access changed since person:carol@example.com approved it"):
-        control.apply(org, BOB, WIDER.version, required=1)
+        control.apply(org, BOB, WIDER.version)
 
 
 def test_an_approval_is_for_one_baseline(org):
     approved(org, WIDER)
     approved(org, NARROWER)
-    control.apply(org, BOB, NARROWER.version, required=1)  # the baseline moves on
+    control.apply(org, BOB, NARROWER.version)  # the baseline moves on
     with pytest.raises(NotApproved, match="needs 1 approval"):
-        control.apply(org, BOB, WIDER.version, required=1)
+        control.apply(org, BOB, WIDER.version)
 
 
 def test_a_rejected_version_cannot_be_approved_or_applied(org):
@@ -187,30 +246,30 @@ def test_a_rejected_version_cannot_be_approved_or_applied(org):
     with pytest.raises(Conflict, match="rejected"):
         control.approve(org, ERIN, WIDER.version, planned.plan_id, acks(planned))
     with pytest.raises(Conflict, match="rejected"):
-        control.apply(org, BOB, WIDER.version, required=1)
+        control.apply(org, BOB, WIDER.version)
 
 
 def test_rollback_to_a_narrower_version_needs_no_approval(org):
     approved(org, WIDER)
-    control.apply(org, BOB, WIDER.version, required=1)
+    control.apply(org, BOB, WIDER.version)
     with pytest.raises(GatehouseError, match="needs a reason"):
-        control.rollback(org, BOB, "", required=1)
-    activation = control.rollback(org, BOB, "sec asked for too much", required=1)
+        control.rollback(org, BOB, "")
+    activation = control.rollback(org, BOB, "sec asked for too much")
     assert activation.kind == "rollback" and activation.version == BASE.version
     assert control.active_policy(org)[0].version == BASE.version
     with pytest.raises(Conflict, match="no earlier active version"):  # BASE was the first: nothing before it
-        control.rollback(org, BOB, "again", required=1)
+        control.rollback(org, BOB, "again")
 
 
 def test_rollback_to_a_wider_version_needs_approval(org):
     approved(org, NARROWER)
-    control.apply(org, BOB, NARROWER.version, required=1)
+    control.apply(org, BOB, NARROWER.version)
     with pytest.raises(NotApproved, match="needs 1 approval"):
-        control.rollback(org, BOB, "we need dev-small back", required=1)
+        control.rollback(org, BOB, "we need dev-small back")
     planned = control.plan_version(org, BASE.version)  # against the active NARROWER
     assert planned.widening_ids
     control.approve(org, CAROL, BASE.version, planned.plan_id, acks(planned))
-    assert control.rollback(org, BOB, "we need dev-small back", required=1).version == BASE.version
+    assert control.rollback(org, BOB, "we need dev-small back").version == BASE.version
 
 
 def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org):
@@ -234,20 +293,53 @@ def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org
     assert reverted is not None and reverted.kind == "revert" and reverted.version == BASE.version
     assert control.expire_break_glass(org) is None  # once only
     assert control.active_policy(org)[0].version == BASE.version
+    moved = load_policy_text(policy(DEV_SMALL, url="https://elsewhere.example/v1"))
+    with pytest.raises(Forbidden, match="new or changed: local"):
+        control.break_glass(org, BOB, moved, "incident 8", timedelta(hours=1))
     assert [e.action for e in entries_of(org)][-2:] == ["policy.break_glass_expired", "policy.activate"]
     with org.read() as session:
         assert audit.verify(session).ok
 
 
 def test_serve_bootstraps_then_follows_the_store(db):
-    assert control.activate_served_file(db, ROOT, BASE, "p.yaml", approvers=1) == "activated"
-    assert control.activate_served_file(db, ROOT, BASE, "p.yaml", approvers=1) == "unchanged"
-    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml", approvers=1) == "differs"
+    assert control.activate_served_file(db, ROOT, BASE, "p.yaml") == "activated"
+    assert control.activate_served_file(db, ROOT, BASE, "p.yaml") == "unchanged"
+    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml") == "differs"
     assert control.active_policy(db)[0].version == BASE.version
-    # single-person mode (GATEHOUSE_POLICY_APPROVERS=0): the file is applied, and recorded
-    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml", approvers=0) == "activated"
+
+
+def test_single_person_mode_is_set_by_the_active_version(db):
+    solo = load_policy_text(policy(DEV_SMALL, approvers=0))
+    assert control.activate_served_file(db, ROOT, solo, "p.yaml") == "activated"
+    assert control.activate_served_file(db, ROOT, WIDER, "p.yaml") == "activated"  # the file is applied, and recorded
     loaded, activation = control.active_policy(db)
-    assert loaded.version == WIDER.version and activation.kind == "apply" and activation.previous == BASE.version
+    assert loaded.version == WIDER.version and activation.kind == "apply" and activation.previous == solo.version
+    assert control.activate_served_file(db, ROOT, solo, "p.yaml") == "differs"  # WIDER asks for one approval
+
+
+def test_a_break_glass_change_can_be_kept_and_apply_never_returns_to_it(org):
+    activation, planned = control.break_glass(org, BOB, NARROWER, "incident 9", timedelta(hours=1))
+    control.propose(org, BOB, NARROWER, "keep it")
+    planned = control.plan_version(org, NARROWER.version)
+    assert planned.base == BASE.version
+    control.approve(org, CAROL, NARROWER.version, planned.plan_id, acks(planned))
+    kept = control.apply(org, BOB, NARROWER.version)
+    assert kept.kind == "apply" and kept.expires_at is None and kept.back_to == BASE.version
+    assert not control.status(org)["break_glass"]
+
+
+def test_apply_during_break_glass_rolls_back_to_the_approved_version(org):
+    approved(org, WIDER)
+    control.break_glass(org, BOB, NARROWER, "incident 10", timedelta(hours=1))
+    control.apply(org, BOB, WIDER.version)
+    assert control.rollback(org, BOB, "undo").version == BASE.version  # not the unapproved break-glass version
+
+
+def test_break_glass_cannot_revive_a_rejected_version(org):
+    control.propose(org, BOB, NARROWER, "why")
+    control.reject(org, CAROL, NARROWER.version, "no")
+    with pytest.raises(Conflict, match="rejected"):
+        control.break_glass(org, BOB, NARROWER, "incident 11", timedelta(hours=1))
 
 
 def test_version_references(org):

@@ -76,20 +76,27 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
 
     from gatehouse.engines.build import build_engines
     from gatehouse.policy import control
-    from gatehouse.policy.loader import load_policy
+    from gatehouse.policy.loader import PolicyError, load_policy
     from gatehouse.store.db import Database
 
-    loaded = load_policy(config.policy_path)
     config.pepper()  # created here, once, rather than raced for by the workers
     open_db().dispose()
     db = Database(config.database_url)
     control.expire_break_glass(db)
-    outcome = control.activate_served_file(db, local_actor(), loaded, str(config.policy_path), config.policy_approvers)
+    try:
+        loaded = load_policy(config.policy_path)
+    except PolicyError as exc:
+        if control.active_policy(db) is None:
+            raise  # nothing else to serve: the file's problems are the answer
+        err_console.print(f"[bold yellow]warning:[/] {exc.source} is not a valid policy ({len(exc.problems)} problem(s); "
+                          "`gatehouse policy validate`); serving the active version from the store", highlight=False)
+        loaded = None
+    outcome = control.activate_served_file(db, local_actor(), loaded, str(config.policy_path)) if loaded else "invalid"
     active, activation = control.active_policy(db)  # type: ignore[misc]
     db.dispose()
     if outcome == "activated":
         err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
-    elif outcome == "differs":
+    elif outcome == "differs" and loaded is not None:
         err_console.print(
             f"[bold yellow]warning:[/] {config.policy_path} ({loaded.short_version}) is not the active policy and is "
             f"not enforced; serving the active version {active.short_version}. Changes go through "

@@ -299,7 +299,7 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
     version they started with (policy-admin)."""
     from gatehouse.policy import control
 
-    activation = control.apply(open_db(), local_actor(), version, settings().policy_approvers)
+    activation = control.apply(open_db(), local_actor(), version)
     console.print(f"[green]applied[/] {activation.version} (activation #{activation.seq})", highlight=False)
     _wait_for_workers(activation.version, wait)
 
@@ -311,7 +311,7 @@ def rollback(message: str = MessageOption, wait: float = WaitOption) -> None:
     that version gives access the current one does not)."""
     from gatehouse.policy import control
 
-    activation = control.rollback(open_db(), local_actor(), message, settings().policy_approvers)
+    activation = control.rollback(open_db(), local_actor(), message)
     console.print(f"[green]rolled back[/] to {activation.version} (activation #{activation.seq})", highlight=False)
     _wait_for_workers(activation.version, wait)
 
@@ -348,7 +348,9 @@ def status(json: bool = JsonOption) -> None:
     """The active version and what each gateway worker enforces. Exits 3 on drift."""
     from gatehouse.policy import control
 
-    state = control.status(open_db())
+    db = open_db()
+    control.expire_break_glass(db)  # even with no gateway running to notice
+    state = control.status(db)
     if json:
         print_json(state)
     else:

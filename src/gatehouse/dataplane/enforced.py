@@ -50,14 +50,15 @@ class PolicyFollower:
     """Polls the policy counter; on a change, loads and enforces the active version."""
 
     def __init__(self, db: Database, settings: Settings, enforced: Enforced, revision: int,
-                 on_swap: list) -> None:  # type: ignore[type-arg]
+                 on_swap: list, expires_at: datetime | None = None) -> None:  # type: ignore[type-arg]
         self.db = db
         self.settings = settings
         self.current = enforced
+        self.live: list[Enforced] = [enforced]  # the current one and those still finishing requests
         self.revision = revision
         self.on_swap = on_swap  # callables given the new Enforced
         self.problem: str | None = None
-        self.expires_at: datetime | None = None
+        self.expires_at = expires_at  # of a break-glass version in force
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.started = utcnow()
         self._retry_at = 0.0
@@ -73,7 +74,9 @@ class PolicyFollower:
         if self.expires_at is not None and utcnow() >= self.expires_at:
             await asyncio.to_thread(control.expire_break_glass, self.db)
         revision = await asyncio.to_thread(self._revision)
-        if revision == self.revision and not (self.problem and loop.time() >= self._retry_at):
+        if self.problem and loop.time() < self._retry_at:
+            return False  # a version that failed to load is tried again every RETRY_INTERVAL
+        if revision == self.revision and not self.problem:
             return False
         active = await asyncio.to_thread(control.active_policy, self.db)
         if active is None:
@@ -111,20 +114,24 @@ class PolicyFollower:
             raise
         new = Enforced(policy, engines)
         self.current = new
+        self.live.append(new)
         for callback in self.on_swap:
             callback(new)
         log.warning("policy %s now enforced (was %s)", policy.version, old.policy.version)
-        kept = {id(engine) for engine in engines.values()}
-        retired = [engine for engine in old.engines.values() if id(engine) not in kept]
-        if retired:
-            task = asyncio.create_task(self._retire(old, retired))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+        task = asyncio.create_task(self._retire(old))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
-    async def _retire(self, old: Enforced, engines: list[Engine]) -> None:
+    async def _retire(self, old: Enforced) -> None:
+        """Once the requests holding ``old`` have finished, close its engines that no version
+        still alive holds (an engine can be shared by several versions in turn)."""
         if not await old.drained(RETIRE_TIMEOUT):
             log.warning("closing engines of %s with %d request(s) still open", old.policy.version, old.in_flight)
-        for engine in engines:
+        self.live.remove(old)
+        held = {id(engine) for enforced in self.live for engine in enforced.engines.values()}
+        for engine in old.engines.values():
+            if id(engine) in held:
+                continue
             try:
                 await engine.close()
             except Exception as exc:

@@ -52,6 +52,8 @@ def _text(body: dict, name: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, f"{name} must be a non-empty string", "invalid_value", name)
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise ApiError(400, f"{name} contains control characters", "invalid_value", name)
     return value
 
 
@@ -93,7 +95,10 @@ class PolicyAdminApi:
         return request.path_params["ref"]
 
     async def status(self, request: Request) -> Response:
-        return await self._run(request, lambda actor, body: control.status(self.db), read=True)
+        def work(actor: str, body: dict) -> dict:
+            control.expire_break_glass(self.db)
+            return control.status(self.db)
+        return await self._run(request, work, read=True)
 
     async def versions(self, request: Request) -> Response:
         return await self._run(request, lambda actor, body: {"versions": control.version_rows(self.db)}, read=True)
@@ -132,13 +137,13 @@ class PolicyAdminApi:
 
     async def apply(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
-            activation = control.apply(self.db, actor, self._ref(request), self.settings.policy_approvers)
+            activation = control.apply(self.db, actor, self._ref(request))
             return control.activation_dict(activation)
         return await self._run(request, work)
 
     async def rollback(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
-            activation = control.rollback(self.db, actor, _text(body, "reason"), self.settings.policy_approvers)  # type: ignore[arg-type]
+            activation = control.rollback(self.db, actor, _text(body, "reason"))  # type: ignore[arg-type]
             return control.activation_dict(activation)
         return await self._run(request, work)
 
@@ -153,6 +158,6 @@ class PolicyAdminApi:
                     loaded = control.loaded_version(control.find_version(session, _text(body, "version")))  # type: ignore[arg-type]
             ttl = parse_duration(_text(body, "ttl", required=False) or "1h")
             activation, planned = control.break_glass(self.db, actor, loaded, _text(body, "reason"), ttl)  # type: ignore[arg-type]
-            notify(self.settings.notify_webhook, control.break_glass_event(activation, planned))
-            return control.activation_dict(activation)
+            delivered = notify(self.settings.notify_webhook, control.break_glass_event(activation, planned))
+            return {**control.activation_dict(activation), "notification": delivered}
         return await self._run(request, work)

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from gatehouse.config import Settings
 from gatehouse.identity.service import as_utc, utcnow
@@ -33,8 +33,12 @@ def _blank(kind: str, name: str, **values: object) -> dict:
 def identity_views(db: Database) -> list[IdentityView]:
     """What grants match on, for every identity that is not retired."""
     with db.read() as session:
-        rows = session.execute(select(Identity.name, Identity.team, Identity.environment, Identity.labels)
-                               .where(Identity.status != "retired").order_by(Identity.name)).all()
+        return identity_views_in(session)
+
+
+def identity_views_in(session: Session) -> list[IdentityView]:
+    rows = session.execute(select(Identity.name, Identity.team, Identity.environment, Identity.labels)
+                           .where(Identity.status != "retired").order_by(Identity.name)).all()
     return [IdentityView.of(*row) for row in rows]
 
 

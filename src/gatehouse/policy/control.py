@@ -26,14 +26,14 @@ from sqlalchemy.orm import Session
 from gatehouse import audit
 from gatehouse.errors import Conflict, GatehouseError, NotFound
 from gatehouse.identity.governance import Forbidden, _acting_person, _require_role, actor_email, roles_of
-from gatehouse.identity.inventory import identity_views
+from gatehouse.identity.inventory import identity_views, identity_views_in
 from gatehouse.identity.service import as_utc, utcnow
 from gatehouse.policy.compiled import IdentityView
 from gatehouse.policy.loader import LoadedPolicy, load_policy_text
 from gatehouse.policy.plan import Plan, plan
 from gatehouse.policy.schema import PolicyDocument
 from gatehouse.store.db import Database
-from gatehouse.store.models import GatewayWorker, Meta, PolicyActivation, PolicyApproval, PolicyVersion
+from gatehouse.store.models import GatewayWorker, Meta, Person, PolicyActivation, PolicyApproval, PolicyVersion
 
 POLICY_COUNTER = "policy_revision"
 BREAK_GLASS_MAX = timedelta(hours=4)
@@ -147,16 +147,17 @@ def compute_plan(before: PolicyDocument | None, after: LoadedPolicy, base: str |
                          {widening_id(text): text for text in result.widenings})
 
 
-def _plan_in(session: Session, db: Database, target: PolicyVersion, base: str | None) -> PlannedChange:
+def _plan_in(session: Session, target: PolicyVersion, base: str | None) -> PlannedChange:
+    """In the caller's transaction: under the policy lock, the inventory cannot move meanwhile."""
     before = loaded_version(session.get(PolicyVersion, base)).document if base else None
-    return compute_plan(before, loaded_version(target), base, identity_views(db))
+    return compute_plan(before, loaded_version(target), base, identity_views_in(session))
 
 
 def plan_version(db: Database, ref: str) -> PlannedChange:
     """The plan for replacing the approved baseline with a stored version."""
     with db.read() as session:
         target = find_version(session, ref)
-        return _plan_in(session, db, target, baseline_of(current_activation(session)))
+        return _plan_in(session, target, baseline_of(current_activation(session)))
 
 
 def plan_document(db: Database, candidate: LoadedPolicy) -> PlannedChange:
@@ -167,36 +168,77 @@ def plan_document(db: Database, candidate: LoadedPolicy) -> PlannedChange:
     return compute_plan(before, candidate, base, identity_views(db))
 
 
-def _valid_approvals(session: Session, version: PolicyVersion, base: str | None) -> list[PolicyApproval]:
-    """Approvals for this baseline by people who still hold the approver role and did not write it."""
-    author = actor_email(version.created_by)
+def proposers_of(row: PolicyVersion) -> set[str]:
+    """The e-mails of everyone who proposed this content (an author who is not a person: none)."""
+    actors = [row.created_by, *(row.proposers or [])]
+    return {email for email in (actor_email(actor) for actor in actors) if email}
+
+
+def _baseline_since(session: Session, current: PolicyActivation | None) -> datetime | None:
+    """When the approved baseline last became active: approvals older than that were made
+    against an earlier stint of it and no longer count."""
+    if current is None:
+        return None
+    if current.kind != "break-glass":
+        return as_utc(current.at)
+    earlier = session.execute(select(PolicyActivation.at).where(PolicyActivation.version == current.back_to,
+                                                                PolicyActivation.seq < current.seq)
+                              .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
+    return as_utc(earlier) if earlier else None
+
+
+def _valid_approvals(session: Session, version: PolicyVersion, current: PolicyActivation | None,
+                     applier: str | None = None) -> list[PolicyApproval]:
+    """Approvals for the current baseline, made since it became active, by active people who
+    still hold the approver role and did not propose this content; one per person. When no
+    person proposed it (a version served from a file), the one applying it cannot also be the
+    one approving it."""
+    base, since = baseline_of(current), _baseline_since(session, current)
+    excluded = proposers_of(version)
+    if not excluded and applier is not None and actor_email(applier):
+        excluded = {actor_email(applier)}  # type: ignore[arg-type]
     approvals = session.execute(select(PolicyApproval).where(PolicyApproval.version == version.hash)
-                                .order_by(PolicyApproval.id)).scalars().all()
-    return [a for a in approvals if a.base_version == base and actor_email(a.approver) != author
-            and "approver" in roles_of(session, actor_email(a.approver) or "")]
+                                .order_by(PolicyApproval.id.desc())).scalars().all()
+    valid: dict[str, PolicyApproval] = {}
+    for approval in approvals:
+        email = actor_email(approval.approver)
+        if (email is None or email in excluded or email in valid or approval.base_version != base
+                or (since is not None and as_utc(approval.created_at) < since)):
+            continue
+        person = session.execute(select(Person).where(Person.email == email)).scalar_one_or_none()
+        if person is not None and person.status == "active" and "approver" in roles_of(session, email):
+            valid[email] = approval
+    return list(valid.values())[::-1]
+
+
+def required_approvals(session: Session, current: PolicyActivation | None, candidate: LoadedPolicy) -> int:
+    """Set by the approved baseline's own ``change_control``: a change cannot lower the bar it
+    is judged by. With nothing active yet, the first version's setting applies."""
+    base = baseline_of(current)
+    document = loaded_version(session.get(PolicyVersion, base)).document if base else candidate.document
+    return document.change_control.approvers
 
 
 def version_rows(db: Database) -> list[dict]:
     with db.read() as session:
-        base = baseline_of(current_activation(session))
+        current = current_activation(session)
         rows = session.execute(select(PolicyVersion).order_by(PolicyVersion.created_at.desc())).scalars().all()
         return [{"version": row.hash, "state": row.state, "author": row.created_by, "created_at": as_utc(row.created_at),
-                 "message": row.message, "approvals": [a.approver for a in _valid_approvals(session, row, base)]}
+                 "message": row.message, "approvals": [a.approver for a in _valid_approvals(session, row, current)]}
                 for row in rows]
 
 
 def describe_version(db: Database, ref: str) -> dict:
     with db.read() as session:
         row = find_version(session, ref)
-        base = baseline_of(current_activation(session))
         approvals = session.execute(select(PolicyApproval).where(PolicyApproval.version == row.hash)
                                     .order_by(PolicyApproval.id)).scalars().all()
-        valid = {a.id for a in _valid_approvals(session, row, base)}
+        valid = {a.id for a in _valid_approvals(session, row, current_activation(session))}
         activations = session.execute(select(PolicyActivation).where(PolicyActivation.version == row.hash)
                                       .order_by(PolicyActivation.seq)).scalars().all()
         return {
             "version": row.hash, "state": row.state, "author": row.created_by, "created_at": as_utc(row.created_at),
-            "message": row.message, "source": row.source,
+            "proposers": [row.created_by, *(row.proposers or [])], "message": row.message, "source": row.source,
             "approvals": [{"approver": a.approver, "plan_id": a.plan_id, "base_version": a.base_version,
                            "acknowledged": a.acknowledged, "at": as_utc(a.created_at),
                            "counts": a.id in valid} for a in approvals],
@@ -224,7 +266,7 @@ def _store(session: Session, actor: str, loaded: LoadedPolicy, message: str | No
     if row is not None:
         return row, False
     row = PolicyVersion(hash=loaded.version, document=loaded.document.model_dump(mode="json"), source=loaded.text,
-                        state="draft", created_at=utcnow(), created_by=actor, message=message)
+                        state="draft", created_at=utcnow(), created_by=actor, message=message, proposers=[])
     session.add(row)
     session.flush()
     return row, True
@@ -232,16 +274,18 @@ def _store(session: Session, actor: str, loaded: LoadedPolicy, message: str | No
 
 def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str) -> tuple[PolicyVersion, bool]:
     """Store an immutable draft. The same content is the same version: proposing it again
-    returns the stored one (``False``) rather than a copy."""
+    returns the stored one (``False``) rather than a copy, and adds the proposer to the people
+    who may not approve it."""
     if not message or not message.strip():
         raise GatehouseError("say why: a proposal needs a message (-m)")
     with db.write() as session:
         _lock(session)
         _require_role(session, actor, "policy-admin", "proposing a policy")
         row, created = _store(session, actor, loaded, message.strip())
-        if created:
-            audit.append(session, actor, "policy.propose", f"policy:{loaded.version}",
-                         {"message": message.strip(), **_summary(loaded)})
+        if not created and actor not in [row.created_by, *(row.proposers or [])]:
+            row.proposers = [*(row.proposers or []), actor]
+        audit.append(session, actor, "policy.propose", f"policy:{loaded.version}",
+                     {"message": message.strip(), "again": not created, **_summary(loaded)})
         return row, created
 
 
@@ -266,12 +310,15 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
         _lock(session)
         row = find_version(session, ref)
         person = _require_role(session, actor, "approver", "approving a policy")
-        if actor_email(row.created_by) == person.email:
+        actor = f"person:{person.email}"
+        if person.email in proposers_of(row):
             raise Forbidden("nobody approves their own change: another approver must approve this version")
-        if row.state in ("rejected", "active"):
+        current = current_activation(session)
+        keeping_break_glass = current is not None and current.kind == "break-glass" and current.version == row.hash
+        if row.state == "rejected" or (row.state == "active" and not keeping_break_glass):
             raise Conflict(f"version {row.hash[:19]} is {row.state}; there is nothing to approve")
-        base = baseline_of(current_activation(session))
-        planned = _plan_in(session, db, row, base)
+        base = baseline_of(current)
+        planned = _plan_in(session, row, base)
         if planned.plan_id != plan_id.strip():
             raise StalePlan(f"plan {plan_id} is stale: the active version or the inventory changed since it was "
                             f"computed; run `gatehouse policy plan {row.hash[:19]}` again (it is now {planned.plan_id})")
@@ -302,9 +349,10 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
         return approval
 
 
-def _check_approved(session: Session, row: PolicyVersion, planned: PlannedChange, required: int) -> list[str]:
+def _check_approved(session: Session, row: PolicyVersion, planned: PlannedChange, required: int,
+                    current: PolicyActivation | None, applier: str) -> list[str]:
     """The approvers that make this change go ahead, or NotApproved saying what is missing."""
-    approvals = _valid_approvals(session, row, planned.base)
+    approvals = _valid_approvals(session, row, current, applier)
     if len(approvals) < required:
         have = ", ".join(a.approver for a in approvals) or "none"
         raise NotApproved(f"version {row.hash[:19]} needs {required} approval(s) by approvers other than its author "
@@ -339,43 +387,46 @@ def _activate(session: Session, actor: str, row: PolicyVersion, kind: str, previ
     return activation
 
 
-def apply(db: Database, actor: str, ref: str, required: int) -> PolicyActivation:
+def apply(db: Database, actor: str, ref: str) -> PolicyActivation:
+    """Activate an approved version (policy-admin). Applying the version a break-glass put in
+    force, once approved, keeps it for good."""
     with db.write() as session:
         _lock(session)
+        person = _require_role(session, actor, "policy-admin", "applying a policy")
+        actor = f"person:{person.email}"
         row = find_version(session, ref)
-        if required > 0:
-            _require_role(session, actor, "policy-admin", "applying a policy")
         current = current_activation(session)
         if row.state == "rejected":
             raise Conflict(f"version {row.hash[:19]} was rejected; propose a new version")
-        if current is not None and current.version == row.hash:
+        if current is not None and current.version == row.hash and current.kind != "break-glass":
             raise Conflict(f"version {row.hash[:19]} is already active")
         base = baseline_of(current)
-        planned = _plan_in(session, db, row, base)
-        approvers = _check_approved(session, row, planned, required) if required > 0 else []
-        return _activate(session, actor, row, "apply", current, back_to=current.version if current else None,
+        planned = _plan_in(session, row, base)
+        required = required_approvals(session, current, loaded_version(row))
+        approvers = _check_approved(session, row, planned, required, current, actor) if required > 0 else []
+        return _activate(session, actor, row, "apply", current, back_to=base,
                          details={"base": base, "plan_id": planned.plan_id, "approvers": approvers,
-                                  "widenings": len(planned.widening_ids)})
+                                  "approvals_required": required, "widenings": len(planned.widening_ids)})
 
 
-def rollback(db: Database, actor: str, reason: str, required: int) -> PolicyActivation:
+def rollback(db: Database, actor: str, reason: str) -> PolicyActivation:
     """Back to the version active before the current one. Needs approval only when that
     version would give access the current one does not (ending break-glass never does)."""
     if not reason or not reason.strip():
         raise GatehouseError("say why: a rollback needs a reason (-m)")
     with db.write() as session:
         _lock(session)
-        if required > 0:
-            _require_role(session, actor, "policy-admin", "rolling back the policy")
+        person = _require_role(session, actor, "policy-admin", "rolling back the policy")
+        actor = f"person:{person.email}"
         current = current_activation(session)
         if current is None or current.back_to is None:
             raise Conflict("there is no earlier active version to roll back to")
         target = session.get(PolicyVersion, current.back_to)
-        planned = _plan_in(session, db, target, current.version)
+        planned = _plan_in(session, target, current.version)
+        required = required_approvals(session, current, loaded_version(target))
         approvers: list[str] = []
         if planned.widening_ids and current.kind != "break-glass" and required > 0:
-            planned.base = baseline_of(current)
-            approvers = _check_approved(session, target, planned, required)
+            approvers = _check_approved(session, target, planned, required, current, actor)
         earlier = session.execute(select(PolicyActivation).where(PolicyActivation.version == target.hash,
                                                                  PolicyActivation.seq < current.seq)
                                   .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
@@ -393,15 +444,25 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         raise GatehouseError("break-glass lasts more than 0 and at most 4h (--ttl)")
     with db.write() as session:
         _lock(session)
-        _require_role(session, actor, "policy-admin", "break-glass")
+        person = _require_role(session, actor, "policy-admin", "break-glass")
+        actor = f"person:{person.email}"
         current = current_activation(session)
         if current is None:
             raise Conflict("no policy is active yet: start the gateway once first")
         if current.version == loaded.version:
             raise Conflict(f"version {loaded.short_version} is already active")
         row, _ = _store(session, actor, loaded, f"break-glass: {reason.strip()}")
+        if row.state == "rejected":
+            raise Conflict(f"version {row.hash[:19]} was rejected; break-glass cannot bring it back")
         base = baseline_of(current)
-        planned = _plan_in(session, db, row, base)
+        planned = _plan_in(session, row, base)
+        baseline_deployments = loaded_version(session.get(PolicyVersion, base)).document.deployments if base else {}
+        unknown = [name for name, spec in loaded.document.deployments.items() if baseline_deployments.get(name) != spec]
+        if unknown:
+            raise Forbidden(f"break-glass can only route between deployments the approved version already defines "
+                            f"as they are; new or changed: {', '.join(sorted(unknown))}")
+        if planned.plan.violations:
+            raise Forbidden("break-glass cannot send data to a deployment not allowed to receive it")
         activation = _activate(session, actor, row, "break-glass", current, back_to=base, reason=reason.strip(),
                                expires_at=utcnow() + ttl,
                                details={"break_glass": True, "base": base, "widenings": list(planned.widening_ids.values())[:50]})
@@ -440,20 +501,23 @@ def expire_break_glass(db: Database, actor: str = "system:break-glass") -> Polic
                          reason=f"break-glass of {current.version[:19]} expired")
 
 
-def activate_served_file(db: Database, actor: str, loaded: LoadedPolicy, source: str, approvers: int) -> str:
+def activate_served_file(db: Database, actor: str, loaded: LoadedPolicy, source: str) -> str:
     """What ``gatehouse serve`` does with the policy file. The first version becomes active as
     it is (there is nothing to compare it with); after that the store decides, and a file that
-    differs is only applied when no approvals are required (single-person mode)."""
+    differs is only applied when the active version asks for no approvals (single-person mode)."""
     with db.write() as session:
         _lock(session)
         current = current_activation(session)
         if current is not None and current.version == loaded.version:
             return "unchanged"
-        if current is not None and approvers > 0:
+        if current is not None and required_approvals(session, current, loaded) > 0:
+            return "differs"
+        existing = session.get(PolicyVersion, loaded.version)
+        if existing is not None and existing.state == "rejected":
             return "differs"
         row, _ = _store(session, actor, loaded, f"served from {source}")
         _activate(session, actor, row, "bootstrap" if current is None else "apply", current,
-                  back_to=current.version if current else None, reason=f"served from {source}",
+                  back_to=baseline_of(current), reason=f"served from {source}",
                   details={"source": source, **_summary(loaded)})
         return "activated"
 

@@ -134,12 +134,33 @@ class FlowChange:
     allowed: bool          # the deployment declares it may receive this class
 
 
+SENSITIVE_FIELDS = ("engine", "url", "model", "model_path", "location", "data_classes", "credential")
+
+
+@dataclass(frozen=True)
+class DeploymentChange:
+    """A deployment kept under its name but redefined: where its data goes, or with what secret."""
+
+    deployment: str
+    changes: tuple[tuple[str, str, str], ...]  # (field, before, after)
+
+    @property
+    def widens(self) -> bool:
+        return any(name in SENSITIVE_FIELDS for name, _, _ in self.changes)
+
+    @property
+    def description(self) -> str:
+        return "; ".join(f"{name} {before} → {after}" for name, before, after in self.changes)
+
+
 @dataclass
 class Plan:
     access: list[AccessChange] = field(default_factory=list)
     rules: list[RuleChange] = field(default_factory=list)
     routes: list[RouteChange] = field(default_factory=list)
     flows: list[FlowChange] = field(default_factory=list)
+    deployments: list[DeploymentChange] = field(default_factory=list)
+    approvers: tuple[int, int] | None = None  # change_control.approvers before, after, when it changes
 
     @property
     def gained(self) -> list[AccessChange]:
@@ -156,6 +177,9 @@ class Plan:
         data flows that start."""
         items = [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
         items += [f"flow: {f.data_class} data → {f.deployment} ({f.location})" for f in self.flows if f.change == "starts"]
+        items += [f"deployment: {d.deployment} changes {d.description}" for d in self.deployments if d.widens]
+        if self.approvers is not None and self.approvers[1] < self.approvers[0]:
+            items.append(f"control: approvals a change needs drop from {self.approvers[0]} to {self.approvers[1]}")
         return items
 
     @property
@@ -168,6 +192,9 @@ class Plan:
                 "rules": [asdict(r) for r in self.rules],
                 "routes": [asdict(r) | {"description": r.description} for r in self.routes],
                 "flows": [asdict(f) for f in self.flows],
+                "deployments": [{"deployment": d.deployment, "changes": [list(c) for c in d.changes], "widens": d.widens}
+                                for d in self.deployments],
+                "approvers": list(self.approvers) if self.approvers else None,
                 "violations": [asdict(f) for f in self.violations]}
 
 
@@ -230,4 +257,22 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         spec = (after if change == "starts" else before).deployments[deployment]
         result.flows.append(FlowChange(deployment, data_class, change, spec.location, data_class in spec.data_classes))
     result.flows.sort(key=lambda f: (f.deployment, DATA_CLASSES.index(f.data_class), f.change))
+    for name in sorted(before.deployments.keys() & after.deployments.keys()):
+        old, new = before.deployments[name].model_dump(mode="json"), after.deployments[name].model_dump(mode="json")
+        changes = tuple((key, _shown(old.get(key)), _shown(new.get(key))) for key in sorted(old.keys() | new.keys())
+                        if old.get(key) != new.get(key))
+        if changes:
+            result.deployments.append(DeploymentChange(name, changes))
+    if before.change_control.approvers != after.change_control.approvers:
+        result.approvers = (before.change_control.approvers, after.change_control.approvers)
     return result
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None) or "-"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)

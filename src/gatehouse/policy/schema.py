@@ -29,6 +29,9 @@ class CredentialRef(Strict):
     def _exactly_one(self) -> CredentialRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (an environment variable name) or 'file' (a path)")
+        if self.env is not None and self.env.upper().startswith("GATEHOUSE_"):
+            # Gatehouse's own settings (database URL, pepper, tokens) must never be sent upstream.
+            raise ValueError("a credential cannot come from a GATEHOUSE_* variable: those are Gatehouse's own settings")
         return self
 
 
@@ -123,11 +126,18 @@ class Grant(Strict):
     description: str | None = None
 
 
+class ChangeControl(Strict):
+    """How changes to this policy are governed, decided by the version in force."""
+
+    approvers: int = Field(1, ge=0, le=10, description="approvals a change needs besides its author; 0: single-person mode")
+
+
 class PolicyDocument(Strict):
     version: Literal[1]
     deployments: dict[str, Deployment] = Field(min_length=1)
     aliases: dict[str, Alias] = Field(min_length=1)
     grants: tuple[Grant, ...] = ()
+    change_control: ChangeControl = ChangeControl()
 
     @field_validator("deployments", "aliases")
     @classmethod

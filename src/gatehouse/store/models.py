@@ -170,6 +170,7 @@ class PolicyVersion(Base):
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     message: Mapped[str | None] = mapped_column(Text)
+    proposers: Mapped[list | None] = mapped_column(JSON)  # others who proposed the same content later
 
 
 class PolicyApproval(Base):

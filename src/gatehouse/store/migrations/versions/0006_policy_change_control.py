@@ -16,6 +16,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("policy_versions") as batch_op:
         batch_op.add_column(sa.Column("message", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("proposers", sa.JSON(), nullable=True))
     op.create_table(
         "policy_approvals",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -64,4 +65,5 @@ def downgrade() -> None:
     op.drop_index("ix_policy_approvals_version", "policy_approvals")
     op.drop_table("policy_approvals")
     with op.batch_alter_table("policy_versions") as batch_op:
+        batch_op.drop_column("proposers")
         batch_op.drop_column("message")

@@ -1,0 +1,125 @@
+"""How a gateway worker follows the active policy version: break-glass expiry seen by a worker
+that started during it, engines shared across versions closed only when no live version holds
+them, and a version that cannot be loaded retried at its own pace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from gatehouse.app import _active_policy
+from gatehouse.config import Settings
+from gatehouse.dataplane import enforced as enforced_module
+from gatehouse.dataplane.enforced import Enforced, PolicyFollower
+from gatehouse.engines.build import build_engines
+from gatehouse.identity import governance, service
+from gatehouse.identity.service import utcnow
+from gatehouse.policy import control
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.store.models import PolicyActivation
+
+ROOT = "local:root"
+BOB = "person:bob@example.com"
+
+
+def policy(deployments: dict[str, str], approvers: int = 0) -> str:
+    """Every deployment an openai engine at a URL that is never called; one alias per deployment."""
+    lines = "\n".join(f"  {name}: {{engine: openai, url: '{url}', model: m}}" for name, url in deployments.items())
+    aliases = "\n".join(f"  {name}-chat: {{route: [{name}]}}" for name in deployments)
+    return (f"version: 1\ndeployments:\n{lines}\naliases:\n{aliases}\nchange_control: {{approvers: {approvers}}}\n"
+            "grants: []\n")
+
+
+@pytest.fixture
+def store(db, tmp_path: Path):
+    service.add_person(db, ROOT, "alice@example.com")
+    service.add_person(db, ROOT, "bob@example.com")
+    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, "person:alice@example.com", "bob@example.com", "policy-admin", True)
+    settings = Settings(tmp_path, db.url, tmp_path / "policy.yaml", timedelta(days=1), 1 << 20)
+    return db, settings
+
+
+async def follower_for(db, settings) -> PolicyFollower:
+    """A worker as `create_app` builds one, from what the store says is active."""
+    policy, revision, expires_at = _active_policy(db)
+    engines, _ = build_engines(policy.deployments, settings)
+    for engine in engines.values():
+        await engine.start()
+    return PolicyFollower(db, settings, Enforced(policy, engines), revision, on_swap=[], expires_at=expires_at)
+
+
+async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store):
+    db, settings = store
+    base = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1", "b": "http://127.0.0.1:9/b/v1"}))
+    emergency = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
+    control.activate_served_file(db, ROOT, base, "p.yaml")
+    activation, _ = control.break_glass(db, BOB, emergency, "incident", timedelta(hours=1))
+    follower = await follower_for(db, settings)  # starts while the break-glass version is in force
+    assert follower.current.policy.version == emergency.version and follower.expires_at is not None
+    with db.write() as session:
+        session.execute(update(PolicyActivation).where(PolicyActivation.seq == activation.seq)
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    follower.expires_at = utcnow() - timedelta(seconds=1)  # what it read at start has now passed
+    assert await follower.poll()
+    assert follower.current.policy.version == base.version
+    assert control.status(db)["activation"]["kind"] == "revert"
+    await follower.close()
+
+
+async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_holds_it(store):
+    db, settings = store
+    a = load_policy_text(policy({"x": "http://127.0.0.1:9/x1/v1", "y": "http://127.0.0.1:9/y1/v1"}))
+    b = load_policy_text(policy({"x": "http://127.0.0.1:9/x2/v1", "y": "http://127.0.0.1:9/y1/v1"}))
+    c = load_policy_text(policy({"x": "http://127.0.0.1:9/x2/v1", "y": "http://127.0.0.1:9/y2/v1"}))
+    control.activate_served_file(db, ROOT, a, "p.yaml")
+    follower = await follower_for(db, settings)
+    first = follower.current
+    closed: list[str] = []
+    shared_y = first.engines["y"]
+
+    async def record_close(engine=shared_y) -> None:  # type: ignore[no-untyped-def]
+        closed.append("y")
+    shared_y.close = record_close  # type: ignore[method-assign]
+    first.in_flight = 1  # a stream that started on version a is still running
+    control.activate_served_file(db, ROOT, b, "p.yaml")
+    assert await follower.poll()
+    assert follower.current.engines["y"] is shared_y  # unchanged deployment: the same engine
+    control.activate_served_file(db, ROOT, c, "p.yaml")
+    assert await follower.poll()
+    assert follower.current.engines["y"] is not shared_y
+    for _ in range(5):  # b has no requests: it retires at once, but a still holds y
+        await follower.poll()
+    assert closed == [] and first in follower.live
+    first.in_flight = 0  # the stream ends
+    await follower.close()
+    assert closed == ["y"] and follower.live == [follower.current]
+
+
+async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every_poll(store, monkeypatch):
+    db, settings = store
+    good = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
+    control.activate_served_file(db, ROOT, good, "p.yaml")
+    follower = await follower_for(db, settings)
+    broken = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}).replace(
+        "model: m}", "model: m, credential: {env: NOT_SET_ANYWHERE_FOR_TESTS}}"))
+    monkeypatch.delenv("NOT_SET_ANYWHERE_FOR_TESTS", raising=False)
+    attempts = []
+    real_build = enforced_module.build_engines
+
+    def counting_build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        return real_build(*args, **kwargs)
+    monkeypatch.setattr(enforced_module, "build_engines", counting_build)
+    control.activate_served_file(db, ROOT, broken, "p.yaml")
+    for _ in range(10):
+        assert not await follower.poll()
+    assert len(attempts) == 1 and "NOT_SET_ANYWHERE_FOR_TESTS" in follower.problem
+    assert follower.current.policy.version == good.version  # keeps enforcing the last good version
+    row = next(w for w in control.status(db)["workers"] if w["worker"] == follower.worker)
+    assert row["state"] == "error" and row["policy_version"] == good.version
+    assert control.status(db)["drift"]
+    await follower.close()
