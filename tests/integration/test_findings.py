@@ -19,7 +19,7 @@ PEPPER = b"pepper"
 POLICY = CompiledPolicy(load_policy_text("""\
 version: 1
 deployments:
-  mock: {engine: openai, url: "http://127.0.0.1:9/v1", model: m, credential: {env: GATEHOUSE_TEST_UNSET_CREDENTIAL}}
+  mock: {engine: openai, url: "http://127.0.0.1:9/v1", model: m, credential: {env: TEST_UNSET_UPSTREAM_CREDENTIAL}}
 aliases:
   chat: {route: [mock]}
   code: {route: [mock]}
@@ -140,7 +140,7 @@ def test_inventory_lists_workloads_and_the_credentials_gatehouse_holds(history, 
     assert busy["grants"] == ["everything"] and busy["aliases"] == ["chat", "code", "vision"]
     assert rows["idle"]["aliases"] == ["chat"] and rows["idle"]["last_used_at"] is None
     assert rows["mock"]["kind"] == "deployment-credential"
-    assert rows["mock"]["reference"] == "env:GATEHOUSE_TEST_UNSET_CREDENTIAL"
+    assert rows["mock"]["reference"] == "env:TEST_UNSET_UPSTREAM_CREDENTIAL"
     assert rows["mock"]["status"] == "not resolvable in this shell"
     assert rows["leak-report-token"]["status"] == "configured" and "s3cr3t" not in str(rows)
     assert rows["notify-webhook"]["purpose"].endswith("hooks.example.com")  # never the path, which may hold a secret

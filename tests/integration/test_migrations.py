@@ -10,3 +10,32 @@ def test_migrations_match_the_models(db):
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def test_a_store_from_before_change_control_keeps_its_active_policy(database_url):
+    """0006 turns the version that was active into the first activation, so a gateway upgraded
+    in place keeps enforcing it and rollback history starts there."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from gatehouse.policy import control
+    from gatehouse.policy.loader import load_policy_text
+    from gatehouse.policy.starter import STARTER_POLICY
+    from gatehouse.store.db import MIGRATIONS_DIR, Database
+
+    db = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    loaded = load_policy_text(STARTER_POLICY)
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(text("INSERT INTO policy_versions (hash, document, source, state, created_at, created_by, "
+                                "activated_at) VALUES (:hash, '{}', :source, 'active', CURRENT_TIMESTAMP, 'local:old', "
+                                "CURRENT_TIMESTAMP)"), {"hash": loaded.version, "source": loaded.text})
+    db.upgrade()
+    active, activation = control.active_policy(db)
+    assert active.version == loaded.version and activation.kind == "bootstrap" and activation.actor == "local:old"
+    assert control.activate_served_file(db, "local:new", loaded, "policy.yaml") == "unchanged"
+    db.dispose()

@@ -181,10 +181,15 @@ def _baseline_since(session: Session, current: PolicyActivation | None) -> datet
         return None
     if current.kind != "break-glass":
         return as_utc(current.at)
-    earlier = session.execute(select(PolicyActivation.at).where(PolicyActivation.version == current.back_to,
-                                                                PolicyActivation.seq < current.seq)
-                              .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
-    return as_utc(earlier) if earlier else None
+    earlier = _earlier_activation(session, current.back_to, current.seq)
+    return as_utc(earlier.at) if earlier else None
+
+
+def _earlier_activation(session: Session, version: str | None, before_seq: int) -> PolicyActivation | None:
+    """The last time ``version`` became active before activation ``before_seq``."""
+    return session.execute(select(PolicyActivation).where(PolicyActivation.version == version,
+                                                          PolicyActivation.seq < before_seq)
+                           .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
 
 
 def _valid_approvals(session: Session, version: PolicyVersion, current: PolicyActivation | None,
@@ -427,9 +432,7 @@ def rollback(db: Database, actor: str, reason: str) -> PolicyActivation:
         approvers: list[str] = []
         if planned.widening_ids and current.kind != "break-glass" and required > 0:
             approvers = _check_approved(session, target, planned, required, current, actor)
-        earlier = session.execute(select(PolicyActivation).where(PolicyActivation.version == target.hash,
-                                                                 PolicyActivation.seq < current.seq)
-                                  .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
+        earlier = _earlier_activation(session, target.hash, current.seq)
         return _activate(session, actor, target, "rollback", current, back_to=earlier.back_to if earlier else None,
                          reason=reason.strip(), details={"widenings": len(planned.widening_ids), "approvers": approvers})
 
@@ -492,9 +495,7 @@ def expire_break_glass(db: Database, actor: str = "system:break-glass") -> Polic
         if current is None or current.kind != "break-glass" or as_utc(current.expires_at) > utcnow():
             return None
         target = session.get(PolicyVersion, current.back_to)
-        earlier = session.execute(select(PolicyActivation).where(PolicyActivation.version == target.hash,
-                                                                 PolicyActivation.seq < current.seq)
-                                  .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
+        earlier = _earlier_activation(session, target.hash, current.seq)
         audit.append(session, actor, "policy.break_glass_expired", f"policy:{current.version}",
                      {"returns_to": target.hash})
         return _activate(session, actor, target, "revert", current, back_to=earlier.back_to if earlier else None,
