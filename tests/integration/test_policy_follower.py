@@ -52,6 +52,13 @@ async def follower_for(db, settings) -> PolicyFollower:
     return PolicyFollower(db, settings, Enforced(policy, engines), revision, on_swap=[], expires_at=expires_at)
 
 
+async def shut_down(follower: PolicyFollower) -> None:
+    """As the gateway's lifespan does: retirements first, then the engines still in use."""
+    await follower.close()
+    for engine in follower.engines():
+        await engine.close()
+
+
 async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store):
     db, settings = store
     base = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1", "b": "http://127.0.0.1:9/b/v1"}))
@@ -67,7 +74,7 @@ async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store
     assert await follower.poll()
     assert follower.current.policy.version == base.version
     assert control.status(db)["activation"]["kind"] == "revert"
-    await follower.close()
+    await shut_down(follower)
 
 
 async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_holds_it(store):
@@ -97,6 +104,7 @@ async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_hol
     first.in_flight = 0  # the stream ends
     await follower.close()
     assert closed == ["y"] and follower.live == [follower.current]
+    await shut_down(follower)
 
 
 async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every_poll(store, monkeypatch):
@@ -122,4 +130,4 @@ async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every
     row = next(w for w in control.status(db)["workers"] if w["worker"] == follower.worker)
     assert row["state"] == "error" and row["policy_version"] == good.version
     assert control.status(db)["drift"]
-    await follower.close()
+    await shut_down(follower)
