@@ -1,0 +1,57 @@
+"""Prompt injection and jailbreak attempts: a rule pack over normalised text, also applied to
+base64-decoded runs and to the ROT13 of the text. Pluggable: a local classifier (any object
+with ``score(text) -> float``) can be added from a file path; nothing is downloaded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.normalise import decoded_variants, normalise, rot13
+
+# (rule id, pattern over normalised text: lower case, single spaces, Latin look-alikes mapped)
+RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern)) for rule, pattern in (
+    ("ignore_instructions", r"\b(?:ignore|disregard|forget|skip|override|bypass)\b(?: \w+){0,4}? "
+                            r"(?:previous|prior|above|earlier|preceding|all|any|your|the|system|initial|original)"
+                            r"(?: \w+){0,3}? (?:instructions?|prompts?|rules|directives|guidelines|context|messages?)\b"),
+    ("reveal_system_prompt", r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|leak|what (?:is|are))\b"
+                             r"(?: \w+){0,4}? (?:system|hidden|initial|original|secret|developer) (?:prompt|instructions?|message)"),
+    ("role_override", r"\b(?:you are|you're|act as|pretend (?:to be|you are)|from now on you are|roleplay as)\b"
+                      r"(?: \w+){0,3}? (?:dan|an? (?:unfiltered|uncensored|unrestricted|jailbroken|evil)|"
+                      r"(?:no|without) (?:restrictions|limits|rules|filters))"),
+    ("developer_mode", r"\b(?:enable|activate|enter|switch to|switch into|you are (?:now )?in|now in)\b(?: \w+){0,2}? "
+                       r"(?:developer|god|debug|sudo|jailbreak|dan|unrestricted) mode\b|\b(?:jailbreak|dan|god) mode\b"),
+    ("do_anything_now", r"\bdo anything now\b"),
+    ("no_restrictions", r"\b(?:without|no|free of|ignore (?:all|your)) (?:any )?(?:ethical |moral |safety )?"
+                        r"(?:restrictions|guidelines|filters|limitations|censorship|safeguards)\b"),
+    ("prompt_delimiter", r"(?:^|\s)(?:###|\[/?inst\]|<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>)"),
+    ("new_instructions", r"\b(?:new|updated|real|actual|true) (?:instructions?|task|system prompt)\s*:"),
+))
+
+Classifier = Callable[[str], float]
+
+
+def find_injection(text: str, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
+    found: list[Finding] = []
+    seen_rules: set[tuple[str, int]] = set()
+    normalised = normalise(text)
+
+    def scan(candidate: str, locate: Callable[[int, int], tuple[int, int]], score: float) -> None:
+        for rule, pattern in RULES:
+            for match in pattern.finditer(candidate):
+                start, end = locate(*match.span())
+                if (rule, start) not in seen_rules:
+                    seen_rules.add((rule, start))
+                    found.append(Finding("injection", rule, start, end, score))
+
+    scan(normalised.text, normalised.span, 0.9)
+    scan(rot13(normalised.text), normalised.span, 0.8)
+    for decoded, start, end in decoded_variants(text):
+        inner = normalise(decoded)
+        scan(inner.text, lambda a, b, s=start, e=end: (s, e), 0.85)
+    if classifier is not None and not found:
+        score = classifier(normalised.text)
+        if score >= threshold:
+            found.append(Finding("injection", "classifier", 0, len(text), score))
+    return sorted(found, key=lambda f: f.start)
