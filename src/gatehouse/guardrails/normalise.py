@@ -29,15 +29,48 @@ BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2}")
 @dataclass(frozen=True)
 class Normalised:
     text: str
-    origin: tuple[int, ...]  # origin[i]: the index in the original text of normalised character i
+    origin: tuple[int, ...] | None = None  # origin[i]: where normalised character i came from …
+    runs: tuple[tuple[int, int], ...] = ()  # … or, for ASCII, (normalised, original) offsets where a shift starts
+
+    def _at(self, index: int) -> int:
+        if self.origin is not None:
+            return self.origin[min(index, len(self.origin) - 1)] if self.origin else 0
+        shift = 0
+        for normalised_at, original_at in self.runs:
+            if normalised_at > index:
+                break
+            shift = original_at - normalised_at
+        return index + shift
 
     def span(self, start: int, end: int) -> tuple[int, int]:
-        if not self.origin:
+        if not self.text:
             return 0, 0
-        return self.origin[min(start, len(self.origin) - 1)], self.origin[min(end, len(self.origin)) - 1] + 1
+        return self._at(start), self._at(max(end - 1, start)) + 1
+
+
+SPACE_RUN = re.compile(r"\s+")
 
 
 def normalise(text: str) -> Normalised:
+    if text.isascii():  # the common case, in C: nothing to fold but case and whitespace
+        lowered = text.lower()
+        pieces, runs, position, removed = [], [], 0, 0
+        for match in SPACE_RUN.finditer(lowered):
+            if match.group() == " ":
+                continue
+            pieces.append(lowered[position:match.start()])
+            pieces.append(" ")
+            removed += len(match.group()) - 1
+            position = match.end()
+            runs.append((match.end() - removed, match.end()))
+        if not runs:
+            return Normalised(lowered)
+        pieces.append(lowered[position:])
+        return Normalised("".join(pieces), None, tuple(runs))
+    return normalise_each_character(text)
+
+
+def normalise_each_character(text: str) -> Normalised:
     out: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
