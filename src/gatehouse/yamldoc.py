@@ -90,6 +90,27 @@ def read_document(path: Path, error: type[DocumentError], missing: str) -> str:
         raise error(str(path), [Problem(None, "", f"cannot read the file: {exc}")]) from None
 
 
+MAX_DEPTH = 64  # far more than any policy or scenario needs; the composer recurses per level
+
+
+def _shape_problem(text: str) -> Problem | None:
+    """Refuse, from the token stream (which is read without recursion), what would make
+    composing the document dangerous: nesting deep enough to exhaust the C stack, and anchors
+    and aliases (a few hundred bytes of nested aliases expand to billions of nodes)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=SAFE_LOADER):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            return Problem(token.start_mark.line + 1, "", "anchors and aliases (&name, *name) are not allowed")
+        if isinstance(token, yaml.BlockMappingStartToken | yaml.BlockSequenceStartToken
+                      | yaml.FlowMappingStartToken | yaml.FlowSequenceStartToken):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return Problem(token.start_mark.line + 1, "", f"nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(token, yaml.BlockEndToken | yaml.FlowMappingEndToken | yaml.FlowSequenceEndToken):
+            depth -= 1
+    return None
+
+
 def load_document(
     text: str,
     source: str,
@@ -101,6 +122,9 @@ def load_document(
     adjust_path: Callable[[Path_, dict], Path_] = lambda path, data: path,
 ) -> M:
     try:
+        shape_problem = _shape_problem(text)
+        if shape_problem is not None:
+            raise error(source, [shape_problem])
         root = yaml.compose(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -139,6 +139,12 @@ def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
     assert call(gateway, "POST", "/versions", keys["carol"], {"source": text, "message": "x"}).status_code == 403
     assert call(gateway, "POST", "/versions", keys["workload"], {"source": text, "message": "x"}).status_code in (401, 403)
     assert call(gateway, "GET", "/versions", keys["dave"]).status_code == 403  # no role
+    deep = "version: 1\ngrants: " + "[" * 100_000 + "]" * 100_000  # crashes a C YAML composer
+    assert call(gateway, "POST", "/versions", keys["dave"], {"source": deep, "message": "x"}).status_code == 403
+    refused = call(gateway, "POST", "/versions", keys["bob"], {"source": deep, "message": "x"})
+    assert refused.status_code == 400 and "nested more than 64 levels" in refused.json()["error"]["message"]
+    bomb = "version: 1\nx0: &x0 [a]\nx1: &x1 [*x0, *x0]\n"
+    assert "anchors and aliases" in call(gateway, "POST", "/versions", keys["bob"], {"source": bomb, "message": "x"}).text
     bad = call(gateway, "POST", "/versions", keys["bob"], {"source": "version: 2\n", "message": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_policy"
     assert call(gateway, "POST", "/versions", keys["bob"], {"source": text}).json()["error"]["param"] == "message"

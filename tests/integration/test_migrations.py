@@ -28,6 +28,9 @@ def test_a_store_from_before_change_control_keeps_its_active_policy(database_url
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     loaded = load_policy_text(STARTER_POLICY)
+    # what the starter policy hashed to before change_control existed: a new default field
+    # must not change the hash of versions already stored
+    assert loaded.version == "sha256:3ed8c7cf3746bd4006c1bf9a682dd3b783c79e73d14620d1680c5995a5e2fc31"
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0005")

@@ -15,7 +15,7 @@ from gatehouse.identity.governance import Forbidden
 from gatehouse.identity.service import utcnow
 from gatehouse.policy import control
 from gatehouse.policy.control import NotApproved, StalePlan
-from gatehouse.policy.loader import PolicyError, load_policy_text
+from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.models import AuditEntry, Person, PolicyActivation
 
 ROOT = "local:root"
@@ -211,9 +211,46 @@ def test_a_changed_deployment_is_a_widening(org):
     planned = control.plan_version(org, moved.version)
     assert list(planned.widening_ids.values()) == [
         "deployment: local changes url http://127.0.0.1:9/v1 → https://elsewhere.example/v1"]
-    with pytest.raises(PolicyError, match="invalid policy") as refused:
-        load_policy_text(policy(DEV_SMALL).replace("model: m,", "model: m, credential: {env: GATEHOUSE_DATABASE_URL},"))
-    assert "cannot come from a GATEHOUSE_* variable" in str(refused.value.problems)
+    leaking = load_policy_text(policy(DEV_SMALL).replace("model: m,", "model: m, credential: {env: GATEHOUSE_DATABASE_URL},"))
+    with pytest.raises(GatehouseError, match="cannot come from GATEHOUSE_DATABASE_URL"):
+        control.propose(org, BOB, leaking, "send our database URL upstream")
+
+
+def test_a_new_deployment_and_a_new_route_are_widenings(org):
+    text = policy(DEV_SMALL).replace("aliases:\n", "  gpu2: {engine: openai, url: 'https://collector.example/v1', model: m, "
+                                                  "credential: {file: /run/secrets/x}}\naliases:\n")
+    added = load_policy_text(text)
+    control.propose(org, BOB, added, "a second pool, on no route yet")
+    widenings = list(control.plan_version(org, added.version).widening_ids.values())
+    assert widenings == ["deployment: gpu2 added engine openai, url https://collector.example/v1, model m, location on-prem, "
+                         "data_classes [public, internal], credential file: /run/secrets/x"]
+    rerouted = load_policy_text(text.replace("small: {route: [local]}", "small: {route: [local, gpu2]}"))
+    control.propose(org, BOB, rerouted, "fall back to gpu2")
+    assert "route: small now reaches gpu2" in control.plan_version(org, rerouted.version).widening_ids.values()
+
+
+def test_look_alike_subjects_are_different_rules(org):
+    tricky = load_policy_text(policy('{name: odd, subjects: [{team: "sec & environment=dev"}], aliases: [big]}'))
+    control.propose(org, BOB, tricky, "a team with an odd name")
+    planned = control.plan_version(org, tricky.version)
+    assert 'rule: team="sec & environment=dev" → big at internal' in planned.widening_ids.values()
+
+
+def test_the_applier_never_approves_their_own_apply(org):
+    governance.change_role(org, ALICE, "carol@example.com", "policy-admin", True)
+    control.propose(org, BOB, WIDER, "why")
+    planned = control.plan_version(org, WIDER.version)
+    control.approve(org, CAROL, WIDER.version, planned.plan_id, acks(planned))
+    with pytest.raises(NotApproved, match="has: none"):
+        control.apply(org, CAROL, WIDER.version)  # carol approved it: someone else applies
+    control.apply(org, BOB, WIDER.version)
+
+
+def test_a_version_cannot_ask_for_more_approvals_than_there_are_approvers(org):
+    greedy = load_policy_text(policy(DEV_SMALL, approvers=5))
+    approved(org, greedy)
+    with pytest.raises(Conflict, match="asks for 5 approval"):
+        control.apply(org, BOB, greedy.version)
 
 def test_an_approver_who_lost_the_role_no_longer_counts(org):
     approved(org, WIDER)
@@ -299,6 +336,10 @@ def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org
     assert [e.action for e in entries_of(org)][-2:] == ["policy.break_glass_expired", "policy.activate"]
     with org.read() as session:
         assert audit.verify(session).ok
+    control.break_glass(org, BOB, NARROWER, "incident 8", timedelta(hours=1))
+    renewed = load_policy_text(NARROWER.text.replace("big: {route: [local]}", "big: {route: [local], description: again}"))
+    with pytest.raises(Conflict, match="is not renewed"):
+        control.break_glass(org, BOB, renewed, "incident 8", timedelta(hours=4))
 
 
 def test_serve_bootstraps_then_follows_the_store(db):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gatehouse.classification import DATA_CLASSES
 from gatehouse.policy.compiled import IdentityView
-from gatehouse.policy.plan import plan
+from gatehouse.policy.plan import plan, subject_text
 from gatehouse.policy.schema import PolicyDocument
 
 ALIASES = ["a1", "a2", "a3", "a4"]
@@ -58,12 +58,6 @@ def subject_matches(subject, identity: IdentityView) -> bool:  # type: ignore[no
             and all(labels.get(k) == v for k, v in (subject.labels or {}).items()))
 
 
-def subject_text(subject) -> str:  # type: ignore[no-untyped-def]
-    """How the plan names a rule's subject."""
-    parts = [f"{key}={value}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
-    return " & ".join(parts + [f"label:{key}={value}" for key, value in sorted((subject.labels or {}).items())])
-
-
 def brute_force(document: PolicyDocument, identity: IdentityView, alias: str) -> str | None:
     """Written apart from the code under test: every grant, every subject, field by field."""
     best = None
@@ -94,7 +88,8 @@ def test_the_access_diff_is_exact(before, after, inventory):
     assert {(c.identity, c.alias, c.before, c.after) for c in result.gained} == gained
     assert {(c.identity, c.alias, c.before, c.after) for c in result.lost} == lost
     assert (not result.widenings) == (not gained and not any(r.change == "added" for r in result.rules)
-                                      and not any(f.change == "starts" for f in result.flows))
+                                      and not any(f.change == "starts" for f in result.flows)
+                                      and not any(r.widens for r in result.routes))
     # Approvers acknowledge rules, not identities: every gain must come through an added rule
     # whose subject matches the identity, at the class it gains.
     added = {(r.who, r.alias, r.data_class) for r in result.rules if r.change == "added"}

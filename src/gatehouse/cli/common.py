@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gatehouse.config import Settings
 from gatehouse.errors import GatehouseError
@@ -77,6 +78,6 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
+        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console.print(table)

@@ -159,6 +159,13 @@ def _print_plan(planned, title: str) -> None:  # type: ignore[no-untyped-def]
         print_table("Routes", ["alias", "before", "after", "change"],
                     [(r.alias, " → ".join(r.before or ()) or "-", " → ".join(r.after or ()) or "-", r.description)
                      for r in result.routes])
+    if result.deployments:
+        print_table("Deployments", ["deployment", "change", "widens"],
+                    [(d.deployment, ("added: " if d.added else "") + d.description, "yes" if d.widens else "no")
+                     for d in result.deployments])
+    if result.approvers is not None:
+        console.print(f"change control: approvals a change needs go from {result.approvers[0]} to {result.approvers[1]}",
+                      highlight=False)
     if planned.widening_ids:
         print_table("Widenings an approver must acknowledge", ["id", "change"], planned.widening_ids.items())
     if result.violations:

@@ -74,9 +74,11 @@ class PolicyAdminApi:
         return principal
 
     async def _run(self, request: Request, work: Callable[[str, dict], Any], read: bool = False,
-                   status: int = 200) -> Response:
+                   status: int = 200, needs: str | None = None) -> Response:
         try:
             principal = await self._principal(request, read)
+            if needs is not None and needs not in principal.roles:  # before reading a body that may be hostile
+                raise ApiError(403, f"{principal.email} needs the {needs} role", "forbidden")
             body: dict = {}
             empty = request.headers.get("content-length") in (None, "0") and "transfer-encoding" not in request.headers
             if request.method == "POST" and not empty:  # apply takes no body
@@ -116,7 +118,7 @@ class PolicyAdminApi:
             loaded = load_policy_text(_text(body, "source"), "source")  # type: ignore[arg-type]
             row, created = control.propose(self.db, actor, loaded, _text(body, "message"))  # type: ignore[arg-type]
             return {"version": row.hash, "state": row.state, "created": created}
-        return await self._run(request, work, status=201)
+        return await self._run(request, work, status=201, needs="policy-admin")
 
     async def approve(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
@@ -127,7 +129,7 @@ class PolicyAdminApi:
                                        _text(body, "note", required=False))
             return {"version": approval.version, "plan_id": approval.plan_id, "approver": approval.approver,
                     "acknowledged": approval.acknowledged}
-        return await self._run(request, work)
+        return await self._run(request, work, needs="approver")
 
     async def reject(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
@@ -139,13 +141,13 @@ class PolicyAdminApi:
         def work(actor: str, body: dict) -> dict:
             activation = control.apply(self.db, actor, self._ref(request))
             return control.activation_dict(activation)
-        return await self._run(request, work)
+        return await self._run(request, work, needs="policy-admin")
 
     async def rollback(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
             activation = control.rollback(self.db, actor, _text(body, "reason"))  # type: ignore[arg-type]
             return control.activation_dict(activation)
-        return await self._run(request, work)
+        return await self._run(request, work, needs="policy-admin")
 
     async def break_glass(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:
@@ -160,4 +162,4 @@ class PolicyAdminApi:
             activation, planned = control.break_glass(self.db, actor, loaded, _text(body, "reason"), ttl)  # type: ignore[arg-type]
             delivered = notify(self.settings.notify_webhook, control.break_glass_event(activation, planned))
             return {**control.activation_dict(activation), "notification": delivered}
-        return await self._run(request, work)
+        return await self._run(request, work, needs="policy-admin")

@@ -15,7 +15,7 @@ def build_engine(name: str, deployment: Deployment, settings: Settings) -> Engin
     from gatehouse.engines.openai_upstream import OpenAIUpstream
 
     if deployment.engine != "embedded":
-        return OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential))
+        return OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential, settings.home))
     if deployment.model_path:
         path = settings.home.joinpath(deployment.model_path).expanduser()
         if not path.is_file():

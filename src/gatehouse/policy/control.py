@@ -24,6 +24,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from gatehouse import audit
+from gatehouse.engines.credentials import credential_problem
 from gatehouse.errors import Conflict, GatehouseError, NotFound
 from gatehouse.identity.governance import Forbidden, _acting_person, _require_role, actor_email, roles_of
 from gatehouse.identity.inventory import identity_views, identity_views_in
@@ -33,7 +34,15 @@ from gatehouse.policy.loader import LoadedPolicy, load_policy_text
 from gatehouse.policy.plan import Plan, plan
 from gatehouse.policy.schema import PolicyDocument
 from gatehouse.store.db import Database
-from gatehouse.store.models import GatewayWorker, Meta, Person, PolicyActivation, PolicyApproval, PolicyVersion
+from gatehouse.store.models import (
+    GatewayWorker,
+    Meta,
+    Person,
+    PolicyActivation,
+    PolicyApproval,
+    PolicyVersion,
+    RoleAssignment,
+)
 
 POLICY_COUNTER = "policy_revision"
 BREAK_GLASS_MAX = timedelta(hours=4)
@@ -148,7 +157,9 @@ def compute_plan(before: PolicyDocument | None, after: LoadedPolicy, base: str |
 
 
 def _plan_in(session: Session, target: PolicyVersion, base: str | None) -> PlannedChange:
-    """In the caller's transaction: under the policy lock, the inventory cannot move meanwhile."""
+    """In the caller's transaction, so the plan an approval or apply checks is the one it
+    records. (On PostgreSQL an identity committed meanwhile by another transaction is not seen:
+    the policy lock does not block identity writes.)"""
     before = loaded_version(session.get(PolicyVersion, base)).document if base else None
     return compute_plan(before, loaded_version(target), base, identity_views_in(session))
 
@@ -195,13 +206,12 @@ def _earlier_activation(session: Session, version: str | None, before_seq: int) 
 def _valid_approvals(session: Session, version: PolicyVersion, current: PolicyActivation | None,
                      applier: str | None = None) -> list[PolicyApproval]:
     """Approvals for the current baseline, made since it became active, by active people who
-    still hold the approver role and did not propose this content; one per person. When no
-    person proposed it (a version served from a file), the one applying it cannot also be the
-    one approving it."""
+    still hold the approver role and did not propose this content; one per person; never the
+    applier's own (applying an older version again is authoring it)."""
     base, since = baseline_of(current), _baseline_since(session, current)
     excluded = proposers_of(version)
-    if not excluded and applier is not None and actor_email(applier):
-        excluded = {actor_email(applier)}  # type: ignore[arg-type]
+    if applier is not None and actor_email(applier):
+        excluded = excluded | {actor_email(applier)}  # type: ignore[operator]
     approvals = session.execute(select(PolicyApproval).where(PolicyApproval.version == version.hash)
                                 .order_by(PolicyApproval.id.desc())).scalars().all()
     valid: dict[str, PolicyApproval] = {}
@@ -277,12 +287,33 @@ def _store(session: Session, actor: str, loaded: LoadedPolicy, message: str | No
     return row, True
 
 
+def _check_credentials(loaded: LoadedPolicy) -> None:
+    problems = [f"{name}: {problem}" for name, spec in loaded.document.deployments.items()
+                if (problem := credential_problem(spec.credential))]
+    if problems:
+        raise GatehouseError("; ".join(problems))
+
+
+def _check_approver_pool(session: Session, loaded: LoadedPolicy) -> None:
+    """A version asking for more approvals than there are approvers would lock policy changes
+    (a rollback needs them too) until roles are granted."""
+    wanted = loaded.document.change_control.approvers
+    if wanted == 0:
+        return
+    approvers = session.execute(select(Person.email).join(RoleAssignment, RoleAssignment.person_id == Person.id)
+                                .where(RoleAssignment.role == "approver", Person.status == "active")).scalars().all()
+    if wanted > len(approvers):
+        raise Conflict(f"this version asks for {wanted} approval(s) per change, but only {len(approvers)} active "
+                       "approver(s) exist: grant the role first")
+
+
 def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str) -> tuple[PolicyVersion, bool]:
     """Store an immutable draft. The same content is the same version: proposing it again
     returns the stored one (``False``) rather than a copy, and adds the proposer to the people
     who may not approve it."""
     if not message or not message.strip():
         raise GatehouseError("say why: a proposal needs a message (-m)")
+    _check_credentials(loaded)
     with db.write() as session:
         _lock(session)
         _require_role(session, actor, "policy-admin", "proposing a policy")
@@ -407,6 +438,7 @@ def apply(db: Database, actor: str, ref: str) -> PolicyActivation:
             raise Conflict(f"version {row.hash[:19]} is already active")
         base = baseline_of(current)
         planned = _plan_in(session, row, base)
+        _check_approver_pool(session, loaded_version(row))
         required = required_approvals(session, current, loaded_version(row))
         approvers = _check_approved(session, row, planned, required, current, actor) if required > 0 else []
         return _activate(session, actor, row, "apply", current, back_to=base,
@@ -445,6 +477,7 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         raise GatehouseError("break-glass needs a reason (--reason)")
     if ttl <= timedelta(0) or ttl > BREAK_GLASS_MAX:
         raise GatehouseError("break-glass lasts more than 0 and at most 4h (--ttl)")
+    _check_credentials(loaded)
     with db.write() as session:
         _lock(session)
         person = _require_role(session, actor, "policy-admin", "break-glass")
@@ -452,6 +485,9 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         current = current_activation(session)
         if current is None:
             raise Conflict("no policy is active yet: start the gateway once first")
+        if current.kind == "break-glass":
+            raise Conflict(f"a break-glass version is in force until {as_utc(current.expires_at):%H:%M} UTC; end it with "
+                           "`policy rollback` first (break-glass is not renewed: propose and approve what must last)")
         if current.version == loaded.version:
             raise Conflict(f"version {loaded.short_version} is already active")
         row, _ = _store(session, actor, loaded, f"break-glass: {reason.strip()}")

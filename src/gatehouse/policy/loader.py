@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from gatehouse.policy.schema import PolicyDocument, reference_problems
+from gatehouse.policy.schema import ChangeControl, PolicyDocument, reference_problems
 from gatehouse.yamldoc import DocumentError, Problem, load_document, read_document
 
 __all__ = ["LoadedPolicy", "PolicyError", "Problem", "load_policy", "load_policy_text", "version_of"]
@@ -30,7 +30,10 @@ class LoadedPolicy:
 
 
 def version_of(document: PolicyDocument) -> str:
-    canonical = orjson.dumps(document.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    dumped = document.model_dump(mode="json")
+    if document.change_control == ChangeControl():
+        del dumped["change_control"]  # so versions stored before the setting existed keep their hash
+    canonical = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
+import orjson
+
 from gatehouse.classification import DATA_CLASSES
 from gatehouse.policy.compiled import IdentityView, _matches
 from gatehouse.policy.schema import PolicyDocument, Subject
@@ -109,6 +111,16 @@ class RouteChange:
     alias: str
     before: tuple[str, ...] | None
     after: tuple[str, ...] | None
+    granted: bool = False  # some grant names the alias in the new version
+
+    @property
+    def added(self) -> list[str]:
+        return [d for d in self.after or () if d not in (self.before or ())]
+
+    @property
+    def widens(self) -> bool:
+        """Requests already allowed on the alias can now reach a deployment they could not."""
+        return self.granted and self.before is not None and bool(self.added)
 
     @property
     def description(self) -> str:
@@ -143,13 +155,19 @@ class DeploymentChange:
 
     deployment: str
     changes: tuple[tuple[str, str, str], ...]  # (field, before, after)
+    added: bool = False
+    removed: bool = False
 
     @property
     def widens(self) -> bool:
-        return any(name in SENSITIVE_FIELDS for name, _, _ in self.changes)
+        return not self.removed and (self.added or any(name in SENSITIVE_FIELDS for name, _, _ in self.changes))
 
     @property
     def description(self) -> str:
+        if self.added:
+            return ", ".join(f"{name} {after}" for name, _, after in self.changes)
+        if self.removed:
+            return "removed"
         return "; ".join(f"{name} {before} → {after}" for name, before, after in self.changes)
 
 
@@ -177,7 +195,9 @@ class Plan:
         data flows that start."""
         items = [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
         items += [f"flow: {f.data_class} data → {f.deployment} ({f.location})" for f in self.flows if f.change == "starts"]
-        items += [f"deployment: {d.deployment} changes {d.description}" for d in self.deployments if d.widens]
+        items += [f"deployment: {d.deployment} {'added' if d.added else 'changes'} {d.description}"
+                  for d in self.deployments if d.widens]
+        items += [f"route: {r.alias} now reaches {', '.join(r.added)}" for r in self.routes if r.widens]
         if self.approvers is not None and self.approvers[1] < self.approvers[0]:
             items.append(f"control: approvals a change needs drop from {self.approvers[0]} to {self.approvers[1]}")
         return items
@@ -198,9 +218,15 @@ class Plan:
                 "violations": [asdict(f) for f in self.violations]}
 
 
-def _subject_text(subject: Subject) -> str:
-    parts = [f"{key}={value}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
-    parts += [f"label:{key}={value}" for key, value in sorted((subject.labels or {}).items())]
+def _quoted(value: str) -> str:
+    """Plain when it cannot be mistaken for structure, else JSON-quoted: a team named
+    "sec & environment=dev" must not read like two conditions."""
+    return value if value and all(c.isalnum() or c in "-_.:/@" for c in value) else orjson.dumps(value).decode()
+
+
+def subject_text(subject: Subject) -> str:
+    parts = [f"{key}={_quoted(value)}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
+    parts += [f"label:{_quoted(key)}={_quoted(value)}" for key, value in sorted((subject.labels or {}).items())]
     return " & ".join(parts)
 
 
@@ -209,7 +235,7 @@ def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
     for grant in document.grants:
         for subject in grant.subjects:
             for alias in grant.aliases:
-                key = (_subject_text(subject), alias)
+                key = (subject_text(subject), alias)  # unambiguous: values are quoted when needed
                 if key not in rules or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(rules[key]):
                     rules[key] = grant.max_data_class
     return rules
@@ -250,15 +276,24 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         old_route = before.aliases[alias].route if alias in before.aliases else None
         new_route = after.aliases[alias].route if alias in after.aliases else None
         if old_route != new_route:
-            result.routes.append(RouteChange(alias, old_route, new_route))
+            granted = any(alias in grant.aliases for grant in after.grants)
+            result.routes.append(RouteChange(alias, old_route, new_route, granted))
     old_flows, new_flows = _flows(before), _flows(after)
     for (deployment, data_class), change in ([(key, "starts") for key in new_flows if key not in old_flows]
                                              + [(key, "stops") for key in old_flows if key not in new_flows]):
         spec = (after if change == "starts" else before).deployments[deployment]
         result.flows.append(FlowChange(deployment, data_class, change, spec.location, data_class in spec.data_classes))
     result.flows.sort(key=lambda f: (f.deployment, DATA_CLASSES.index(f.data_class), f.change))
-    for name in sorted(before.deployments.keys() & after.deployments.keys()):
-        old, new = before.deployments[name].model_dump(mode="json"), after.deployments[name].model_dump(mode="json")
+    for name in sorted(before.deployments.keys() | after.deployments.keys()):
+        old = before.deployments[name].model_dump(mode="json") if name in before.deployments else None
+        new = after.deployments[name].model_dump(mode="json") if name in after.deployments else None
+        if old is None or new is None:  # added or removed: where its data would go, and with what secret
+            shown = new if new is not None else old
+            assert shown is not None
+            changes = tuple((key, "-", _shown(shown[key])) if new is not None else (key, _shown(shown[key]), "-")
+                            for key in SENSITIVE_FIELDS if shown.get(key) is not None)
+            result.deployments.append(DeploymentChange(name, changes, added=new is not None, removed=new is None))
+            continue
         changes = tuple((key, _shown(old.get(key)), _shown(new.get(key))) for key in sorted(old.keys() | new.keys())
                         if old.get(key) != new.get(key))
         if changes:

@@ -29,9 +29,6 @@ class CredentialRef(Strict):
     def _exactly_one(self) -> CredentialRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' (an environment variable name) or 'file' (a path)")
-        if self.env is not None and self.env.upper().startswith("GATEHOUSE_"):
-            # Gatehouse's own settings (database URL, pepper, tokens) must never be sent upstream.
-            raise ValueError("a credential cannot come from a GATEHOUSE_* variable: those are Gatehouse's own settings")
         return self
 
 
