@@ -10,7 +10,6 @@ the memory of a gateway worker's in-memory key table loaded from scratch.
 
 import random
 import sys
-import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from timing import timed  # noqa: E402
+
 from gatehouse.dataplane.auth import KeyTable  # noqa: E402
 from gatehouse.identity.findings import REPORT_COLUMNS, as_csv, compute_findings, credential_report  # noqa: E402
 from gatehouse.identity.keys import generate_key, hash_secret  # noqa: E402
@@ -78,13 +79,6 @@ def populate(db: Database, identities: int) -> None:
             session.execute(insert(Identity), rows)
             session.execute(insert(Credential), keys)
             session.execute(insert(DecisionRecord), records)
-
-
-def timed(label: str, work):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    result = work()
-    print(f"{label}: {time.perf_counter() - started:.2f} s")
-    return result
 
 
 def main(identities: int) -> None:

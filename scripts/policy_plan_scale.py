@@ -11,13 +11,14 @@ the diff computation alone, and prints the plan's size.
 
 import random
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from timing import timed  # noqa: E402
+
 from gatehouse.identity.inventory import identity_views  # noqa: E402
 from gatehouse.policy import control  # noqa: E402
 from gatehouse.policy.loader import load_policy_text  # noqa: E402
@@ -74,13 +75,6 @@ def populate(db: Database, identities: int) -> None:
                 for n in range(start, min(start + 10_000, identities))]
         with db.write() as session:
             session.execute(insert(Identity), rows)
-
-
-def timed(label: str, work):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    result = work()
-    print(f"{label}: {time.perf_counter() - started:.2f} s")
-    return result
 
 
 def main(identities: int) -> None:
