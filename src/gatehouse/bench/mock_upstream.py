@@ -17,7 +17,7 @@ With ``ok``, ``failure_rate``, ``drop_rate`` and ``slow_rate`` turn that share o
 
 Control endpoints, for tests and ``gatehouse bench run``:
 
-- ``GET /_mock/requests``: the last 100 requests' paths and headers
+- ``GET /_mock/requests``: the last 100 requests' paths, headers and JSON bodies
 - ``GET|POST /_mock/config``: read or change the settings while running (fault injection)
 - ``POST|GET /_mock/webhook``: a webhook sink that keeps the last 100 JSON bodies posted to it
   (stands in for a chat or paging webhook in tests and demos)
@@ -106,13 +106,15 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         behaviour = request.path_params.get("behaviour", "ok")
         endpoint = request.path_params["endpoint"]
         request_id = request.headers.get("x-request-id")
-        seen.append({"path": request.url.path, "headers": dict(request.headers)})
+        seen_entry: dict[str, Any] = {"path": request.url.path, "headers": dict(request.headers), "body": None}
+        seen.append(seen_entry)
         if behaviour not in BEHAVIOURS:
             return _error(404, f"unknown behaviour {behaviour}", "not_found")
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _error(400, "body is not JSON", "invalid_json")
+        seen_entry["body"] = body  # what the engine was sent, for tests of what reaches it
         behaviour = _pick(behaviour, settings)
         if behaviour in ("fail500", "fail503"):
             return _error(int(behaviour[-3:]), "mock failure", "mock_failure")

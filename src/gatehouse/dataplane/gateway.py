@@ -17,16 +17,20 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from gatehouse.classification import DATA_CLASSES
 from gatehouse.dataplane.auth import KeyTable, Principal
 from gatehouse.dataplane.enforced import Enforced
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
+from gatehouse.guardrails.inspect import Blocked, inspect_input
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
 
 JSON = "application/json"
+DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
+CONFIDENTIAL = DATA_CLASSES.index("confidential")
 T = TypeVar("T")
 
 
@@ -120,6 +124,35 @@ class Gateway:
                            + (" by this key's scopes" if principal.scopes is not None else ""),
                            "model_not_granted", "model")
 
+    def _guard(self, policy: CompiledPolicy, principal: Principal, alias: str, endpoint: str, body: dict[str, Any],
+               request: Request, record: dict[str, Any]) -> tuple[str, ...]:
+        """Input guardrails and data class; returns the deployments of the route that may
+        receive this request's data. Records every verdict, never the text it matched."""
+        data_class = request.headers.get("x-gatehouse-data-class", DEFAULT_DATA_CLASS).strip().lower()
+        if data_class not in DATA_CLASSES:
+            raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
+        profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
+        if profile is not None:
+            try:
+                inspection = inspect_input(profile, endpoint, body)
+            except Blocked as blocked:
+                record["guardrails"] = [verdict.as_dict() for verdict in blocked.verdicts]
+                verdict = blocked.verdict
+                raise ApiError(400, f"the request was blocked by guardrail {verdict.rule} (profile {profile.name!r}, "
+                               f"in {verdict.field})", "guardrail_blocked") from None
+            record["guardrails"] = [verdict.as_dict() for verdict in inspection.verdicts] or None
+            if inspection.sensitive and DATA_CLASSES.index(data_class) < CONFIDENTIAL:
+                data_class = "confidential"  # personal data or secrets go upstream as they are
+        record["data_class"] = data_class
+        granted = policy.granted_class(principal.identity, alias) or "public"
+        if DATA_CLASSES.index(data_class) > DATA_CLASSES.index(granted):
+            raise ApiError(403, f"identity {principal.identity.name!r} may send {alias!r} data up to {granted}; this "
+                           f"request is {data_class}", "data_class_not_granted")
+        route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
+        if not route:
+            raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
+        return route
+
     # -- endpoints ----------------------------------------------------------------------------
 
     async def list_models(self, request: Request) -> Response:
@@ -177,7 +210,8 @@ class Gateway:
         record: dict[str, Any] = {
             "request_id": request_id, "ts": datetime.now(UTC), "identity": None, "key_id": None,
             "endpoint": endpoint, "alias": None, "deployment": None, "fallbacks": [],
-            "policy_version": policy.version, "status": 200, "error_code": None, "stream": False,
+            "policy_version": policy.version, "data_class": None, "guardrails": None,
+            "status": 200, "error_code": None, "stream": False,
             "prompt_tokens": None, "completion_tokens": None, "latency_ms": 0.0, "ttft_ms": None,
         }
         try:
@@ -188,12 +222,13 @@ class Gateway:
             record["alias"] = alias
             CHECKS[endpoint](body)
             self._authorize(policy, principal, alias)
+            route = self._guard(policy, principal, alias, endpoint, body, request, record)
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             dispatched = time.perf_counter()
             try:
                 deployment, reply, attempts = await _unless_disconnected(
-                    request, dispatch(policy.route(alias), enforced.engines, endpoint, body, stream,
+                    request, dispatch(route, enforced.engines, endpoint, body, stream,
                                       principal.identity.name, request_id))
             except NoDeploymentAnswered as failed:
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.schema import Deployment, Grant, Subject
@@ -60,6 +61,22 @@ class CompiledPolicy:
         """The grants whose subjects match this identity, in document order."""
         return [grant for grant in self.loaded.document.grants
                 if any(_matches(subject, identity) for subject in grant.subjects)]
+
+    @cached_property
+    def guardrail_profiles(self):  # type: ignore[no-untyped-def]
+        from gatehouse.guardrails.profiles import ProfileIndex
+
+        return ProfileIndex(self.loaded.document.guardrails)
+
+    @cached_property
+    def _access_index(self):  # type: ignore[no-untyped-def]
+        from gatehouse.policy.plan import AccessIndex
+
+        return AccessIndex(self.loaded.document)
+
+    def granted_class(self, identity: IdentityView, alias: str) -> str | None:
+        """The highest data class the grants give this identity on this alias."""
+        return self._access_index.access(identity).get(alias)
 
     def allowed_aliases(self, identity: IdentityView) -> frozenset[str]:
         """Every alias some grant gives this identity (deny by default)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from gatehouse.policy.guardrail_schema import Guardrails
 from gatehouse.policy.schema import ChangeControl, PolicyDocument, reference_problems
 from gatehouse.yamldoc import DocumentError, Problem, load_document, read_document
 
@@ -31,8 +32,11 @@ class LoadedPolicy:
 
 def version_of(document: PolicyDocument) -> str:
     dumped = document.model_dump(mode="json")
-    if document.change_control == ChangeControl():
-        del dumped["change_control"]  # so versions stored before the setting existed keep their hash
+    # Sections added after version 1 shipped are left out while they hold their defaults, so
+    # versions stored before they existed keep their hash.
+    for section, default in (("change_control", ChangeControl()), ("guardrails", Guardrails())):
+        if getattr(document, section) == default:
+            del dumped[section]
     canonical = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 

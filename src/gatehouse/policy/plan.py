@@ -171,6 +171,71 @@ class DeploymentChange:
         return "; ".join(f"{name} {before} → {after}" for name, before, after in self.changes)
 
 
+ACTION_STRENGTH = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
+
+
+@dataclass(frozen=True)
+class GuardrailChange:
+    subject: str       # "profile standard: pii", "assignment team=trial", "default profile"
+    before: str
+    after: str
+    loosens: bool      # less is caught, or less is done about it: an approver acknowledges it
+
+
+def _rule_text(rule: object | None) -> str:
+    if rule is None:
+        return "-"
+    dumped = rule.model_dump(exclude_defaults=True)  # type: ignore[attr-defined]
+    return ", ".join(f"{k}={v}" for k, v in dumped.items())
+
+
+def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
+    if before is None:
+        return False
+    if after is None:
+        return True
+    weaker = ACTION_STRENGTH[after.action] < ACTION_STRENGTH[before.action] or (after.shadow and not before.shadow)
+    fewer_kinds = before.kinds is None and after.kinds is not None or (
+        before.kinds is not None and after.kinds is not None and not set(before.kinds) <= set(after.kinds))
+    fewer_terms = hasattr(before, "terms") and (not set(before.terms) <= set(after.terms)
+                                                 or not set(before.patterns) <= set(after.patterns))
+    return weaker or fewer_kinds or fewer_terms or after.min_score > before.min_score
+
+
+def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
+    from gatehouse.guardrails.profiles import DETECTORS
+
+    old, new = before.guardrails, after.guardrails
+    changes: list[GuardrailChange] = []
+    for name in sorted(old.profiles.keys() | new.profiles.keys()):
+        was, now = old.profiles.get(name), new.profiles.get(name)
+        if was is None or now is None:
+            changes.append(GuardrailChange(f"profile {name}", "defined" if was else "-", "defined" if now else "-",
+                                           loosens=now is None))
+            continue
+        for detector in DETECTORS:
+            a, b = getattr(was, detector), getattr(now, detector)
+            if a != b:
+                changes.append(GuardrailChange(f"profile {name}: {detector}", _rule_text(a), _rule_text(b),
+                                               _rule_loosens(a, b)))
+        if was.max_input_bytes != now.max_input_bytes:
+            changes.append(GuardrailChange(f"profile {name}: max_input_bytes", str(was.max_input_bytes or "-"),
+                                           str(now.max_input_bytes or "-"), now.max_input_bytes is None or (
+                                               was.max_input_bytes is not None and now.max_input_bytes > was.max_input_bytes)))
+        if was.inherits != now.inherits:
+            changes.append(GuardrailChange(f"profile {name}: inherits", was.inherits or "-", now.inherits or "-", True))
+    if old.default != new.default:
+        changes.append(GuardrailChange("default profile", old.default or "-", new.default or "-", True))
+    old_assign = {a.model_dump_json(exclude={"profile"}): a.profile for a in old.assign}
+    new_assign = {a.model_dump_json(exclude={"profile"}): a.profile for a in new.assign}
+    for target in sorted(old_assign.keys() | new_assign.keys()):
+        if old_assign.get(target) != new_assign.get(target):
+            who = ", ".join(f"{k}={v}" for k, v in orjson.loads(target).items() if v is not None)
+            changes.append(GuardrailChange(f"assignment {who}", old_assign.get(target, "-"), new_assign.get(target, "-"),
+                                           True))  # who gets which profile moved: reviewed like a loosening
+    return changes
+
+
 @dataclass
 class Plan:
     access: list[AccessChange] = field(default_factory=list)
@@ -179,6 +244,7 @@ class Plan:
     flows: list[FlowChange] = field(default_factory=list)
     deployments: list[DeploymentChange] = field(default_factory=list)
     approvers: tuple[int, int] | None = None  # change_control.approvers before, after, when it changes
+    guardrails: list[GuardrailChange] = field(default_factory=list)
 
     @property
     def gained(self) -> list[AccessChange]:
@@ -198,6 +264,7 @@ class Plan:
         items += [f"deployment: {d.deployment} {'added' if d.added else 'changes'} {d.description}"
                   for d in self.deployments if d.widens]
         items += [f"route: {r.alias} now reaches {', '.join(r.added)}" for r in self.routes if r.widens]
+        items += [f"guardrail: {g.subject} {g.before} → {g.after}" for g in self.guardrails if g.loosens]
         if self.approvers is not None and self.approvers[1] < self.approvers[0]:
             items.append(f"control: approvals a change needs drop from {self.approvers[0]} to {self.approvers[1]}")
         return items
@@ -215,6 +282,7 @@ class Plan:
                 "deployments": [{"deployment": d.deployment, "changes": [list(c) for c in d.changes], "widens": d.widens}
                                 for d in self.deployments],
                 "approvers": list(self.approvers) if self.approvers else None,
+                "guardrails": [asdict(g) for g in self.guardrails],
                 "violations": [asdict(f) for f in self.violations]}
 
 
@@ -298,6 +366,7 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
                         if old.get(key) != new.get(key))
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
+    result.guardrails = guardrail_changes(before, after)
     if before.change_control.approvers != after.change_control.approvers:
         result.approvers = (before.change_control.approvers, after.change_control.approvers)
     return result

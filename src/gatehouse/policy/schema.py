@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gatehouse.classification import DATA_CLASSES
+from gatehouse.policy.guardrail_schema import Guardrails
+from gatehouse.policy.schema_base import Strict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 OPENAI_COMPATIBLE = ("openai", "vllm", "sglang", "llama-server", "ollama", "tgi")
@@ -15,8 +17,6 @@ EngineKind = Literal["embedded", "openai", "vllm", "sglang", "llama-server", "ol
 DataClass = Literal["public", "internal", "confidential", "restricted"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CredentialRef(Strict):
@@ -135,6 +135,7 @@ class PolicyDocument(Strict):
     aliases: dict[str, Alias] = Field(min_length=1)
     grants: tuple[Grant, ...] = ()
     change_control: ChangeControl = ChangeControl()
+    guardrails: Guardrails = Guardrails()
 
     @field_validator("deployments", "aliases")
     @classmethod
@@ -176,6 +177,36 @@ def reference_problems(data: Any) -> list[tuple[tuple, str]]:
             if isinstance(alias_name, str) and alias_name not in aliases:
                 problems.append((("grants", position, "aliases", index),
                                  f"grant {name!r} names unknown alias {alias_name!r}"))
+    problems += _guardrail_problems(data, aliases)
+    return problems
+
+
+def _guardrail_problems(data: dict, aliases: dict) -> list[tuple[tuple, str]]:
+    guardrails = data.get("guardrails") if isinstance(data.get("guardrails"), dict) else {}
+    profiles = guardrails.get("profiles") if isinstance(guardrails.get("profiles"), dict) else {}
+    problems: list[tuple[tuple, str]] = []
+    for name, profile in profiles.items():
+        parent, seen = profile.get("inherits") if isinstance(profile, dict) else None, {name}
+        if parent is not None and parent not in profiles:
+            problems.append((("guardrails", "profiles", name, "inherits"), f"profile {name!r} inherits unknown {parent!r}"))
+            continue
+        while isinstance(parent, str) and parent in profiles:
+            if parent in seen:
+                problems.append((("guardrails", "profiles", name, "inherits"), f"profile {name!r} inherits itself"))
+                break
+            seen.add(parent)
+            parent = profiles[parent].get("inherits") if isinstance(profiles[parent], dict) else None
+    default = guardrails.get("default")
+    if isinstance(default, str) and default not in profiles:
+        problems.append((("guardrails", "default"), f"default profile {default!r} is not defined"))
+    assignments = guardrails.get("assign") if isinstance(guardrails.get("assign"), list) else []
+    for position, assignment in enumerate(assignments):
+        if not isinstance(assignment, dict):
+            continue
+        if isinstance(assignment.get("profile"), str) and assignment["profile"] not in profiles:
+            problems.append((("guardrails", "assign", position, "profile"), f"profile {assignment['profile']!r} is not defined"))
+        if isinstance(assignment.get("alias"), str) and assignment["alias"] not in aliases:
+            problems.append((("guardrails", "assign", position, "alias"), f"unknown alias {assignment['alias']!r}"))
     return problems
 
 

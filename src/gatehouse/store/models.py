@@ -227,6 +227,8 @@ class DecisionRecord(Base):
     deployment: Mapped[str | None] = mapped_column(String(200))
     fallbacks: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     policy_version: Mapped[str | None] = mapped_column(String(71))
+    data_class: Mapped[str | None] = mapped_column(String(16))
+    guardrails: Mapped[list | None] = mapped_column(JSON)  # verdicts: rule, action, field, offsets — never text
     status: Mapped[int] = mapped_column(Integer, nullable=False)
     error_code: Mapped[str | None] = mapped_column(String(64))
     stream: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

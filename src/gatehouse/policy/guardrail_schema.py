@@ -1,0 +1,84 @@
+"""The ``guardrails`` section of a policy: profiles of detector rules, and who gets which."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gatehouse.guardrails.pii import KINDS as PII_KINDS
+from gatehouse.guardrails.secrets import KINDS as SECRET_KINDS
+from gatehouse.guardrails.terms import check_pattern
+from gatehouse.policy.schema_base import Strict
+
+Action = Literal["allow", "redact", "block", "flag"]
+DETECTOR_KINDS = {"pii": PII_KINDS, "secrets": SECRET_KINDS}
+
+
+class DetectorRule(Strict):
+    action: Action
+    shadow: bool = False  # record what the action would have done; enforce nothing
+    kinds: tuple[str, ...] | None = None  # only these kinds (pii, secrets); all when absent
+    min_score: float = Field(0.5, ge=0, le=1)
+
+
+class TermsRule(DetectorRule):
+    terms: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()  # RE2 syntax: linear time, no backreferences or lookaround
+
+    @field_validator("patterns")
+    @classmethod
+    def _re2(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            problem = check_pattern(pattern)
+            if problem:
+                raise ValueError(f"pattern {pattern!r}: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> TermsRule:
+        if not self.terms and not self.patterns:
+            raise ValueError("a terms rule needs 'terms' or 'patterns'")
+        return self
+
+
+class Profile(Strict):
+    inherits: str | None = None
+    description: str | None = None
+    pii: DetectorRule | None = None
+    secrets: DetectorRule | None = None
+    injection: DetectorRule | None = None
+    terms: TermsRule | None = None
+    max_input_bytes: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _kinds(self) -> Profile:
+        for detector, known in DETECTOR_KINDS.items():
+            rule = getattr(self, detector)
+            unknown = [kind for kind in (rule.kinds or ()) if kind not in known] if rule else []
+            if unknown:
+                raise ValueError(f"{detector}: unknown kind(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        if self.injection is not None and self.injection.action == "redact":
+            raise ValueError("injection: redact is not an action for it (block, flag or allow)")
+        return self
+
+
+class Assignment(Strict):
+    """Who gets a profile. The most specific assignment wins: identity, then team, then alias."""
+
+    profile: str
+    identity: str | None = None
+    team: str | None = None
+    alias: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Assignment:
+        if sum(value is not None for value in (self.identity, self.team, self.alias)) != 1:
+            raise ValueError("an assignment names exactly one of identity, team or alias")
+        return self
+
+
+class Guardrails(Strict):
+    profiles: dict[str, Profile] = {}
+    default: str | None = None  # the profile for every request no assignment covers
+    assign: tuple[Assignment, ...] = ()

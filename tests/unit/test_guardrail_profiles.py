@@ -1,0 +1,98 @@
+"""Guardrail profiles in the policy: validation, inheritance, who gets which, what a profile
+does to a request, and how a change to them shows in a plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatehouse.guardrails.inspect import Blocked, inspect_input
+from gatehouse.policy.compiled import CompiledPolicy, IdentityView
+from gatehouse.policy.loader import PolicyError, load_policy_text
+from gatehouse.policy.plan import plan
+from gatehouse.policy.starter import STARTER_POLICY
+
+
+def with_guardrails(section: str) -> CompiledPolicy:
+    return CompiledPolicy(load_policy_text(STARTER_POLICY + section))
+
+
+BASE = """
+guardrails:
+  default: standard
+  profiles:
+    standard:
+      pii: {action: redact, kinds: [email]}
+      secrets: {action: block}
+    strict:
+      inherits: standard
+      injection: {action: block}
+      pii: {action: block}
+    open:
+      inherits: standard
+      secrets: {action: allow}
+  assign:
+    - {team: research, profile: strict}
+    - {identity: special-app, profile: open}
+    - {alias: chat-small, profile: standard}
+"""
+
+
+def test_inheritance_and_the_most_specific_assignment():
+    profiles = with_guardrails(BASE).guardrail_profiles
+    assert profiles.for_request("special-app", "research", "chat-small").name == "open"  # identity beats team
+    assert profiles.for_request("bot", "research", "chat-small").name == "strict"          # team beats alias
+    assert profiles.for_request("bot", None, "other").name == "standard"                    # the default
+    strict = profiles.profiles["strict"]
+    assert set(strict.rules) == {"pii", "secrets", "injection"} and strict.rules["pii"].action == "block"
+    assert "secrets" not in profiles.profiles["open"].rules  # allow: the detector does not run at all
+
+
+def test_no_guardrails_section_means_no_profile_and_the_same_version_hash():
+    assert with_guardrails("").guardrail_profiles.for_request("bot", None, "chat-small") is None
+    assert load_policy_text(STARTER_POLICY).version == load_policy_text(
+        STARTER_POLICY + "guardrails: {profiles: {}, assign: []}\n").version
+
+
+@pytest.mark.parametrize(("section", "problem"), [
+    ("guardrails: {profiles: {a: {inherits: b}, b: {inherits: a}}}", "inherits itself"),
+    ("guardrails: {profiles: {a: {inherits: nope}}}", "inherits unknown 'nope'"),
+    ("guardrails: {default: nope}", "default profile 'nope' is not defined"),
+    ("guardrails: {profiles: {a: {pii: {action: redact, kinds: [shoe_size]}}}}", "unknown kind(s) shoe_size"),
+    ("guardrails: {profiles: {a: {injection: {action: redact}}}}", "redact is not an action"),
+    ("guardrails: {profiles: {a: {terms: {action: block, patterns: ['x(?=y)']}}}}", "invalid perl operator"),
+    ("guardrails: {profiles: {a: {terms: {action: block}}}}", "needs 'terms' or 'patterns'"),
+    ("guardrails: {profiles: {a: {}}, assign: [{profile: a, team: x, alias: chat-small}]}", "exactly one of"),
+    ("guardrails: {profiles: {a: {}}, assign: [{profile: a, alias: nope}]}", "unknown alias 'nope'"),
+    ("guardrails: {profiles: {a: {pii: {action: shout}}}}", "Input should be"),
+])
+def test_bad_guardrail_sections_are_refused_with_their_line(section, problem):
+    with pytest.raises(PolicyError) as refused:
+        load_policy_text(STARTER_POLICY + section + "\n")
+    assert any(problem in str(p) and p.line is not None for p in refused.value.problems), refused.value.problems
+
+
+def test_inspection_redacts_blocks_and_leaves_other_fields_alone():
+    profiles = with_guardrails(BASE).guardrail_profiles
+    body = {"model": "chat-small", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "mail a@example.com"}, {"type": "image_url"}]}]}
+    outcome = inspect_input(profiles.for_request("bot", None, "chat-small"), "chat/completions", body)
+    assert body["messages"][1]["content"][0]["text"] == "mail [EMAIL_1]" and body["messages"][0]["content"] == "be brief"
+    assert [v.field for v in outcome.verdicts] == ["messages[1].content[0].text"] and not outcome.sensitive
+    prompt = {"prompt": ["fine", "key AKIAIOSFODNN7EXAMPLE"]}
+    with pytest.raises(Blocked) as blocked:
+        inspect_input(profiles.for_request("bot", None, "chat-small"), "completions", prompt)
+    assert blocked.value.verdict.rule == "secrets.aws_access_key_id" and blocked.value.verdict.field == "prompt[1]"
+    assert prompt["prompt"][1] == "key AKIAIOSFODNN7EXAMPLE"  # a blocked request is not rewritten
+
+
+def test_a_plan_shows_guardrail_changes_and_loosening_is_a_widening():
+    before = load_policy_text(STARTER_POLICY + BASE).document
+    looser = BASE.replace("secrets: {action: block}", "secrets: {action: flag}").replace(
+        "    - {team: research, profile: strict}\n", "")
+    result = plan(before, load_policy_text(STARTER_POLICY + looser).document, [IdentityView("x", "research", "dev")])
+    assert "guardrail: profile standard: secrets action=block → action=flag" in result.widenings
+    assert "guardrail: assignment team=research strict → -" in result.widenings
+    stricter = BASE.replace("pii: {action: redact, kinds: [email]}", "pii: {action: redact}")
+    tightened = plan(before, load_policy_text(STARTER_POLICY + stricter).document, [])
+    assert tightened.guardrails and tightened.widenings == []  # more kinds caught: shown, nothing to acknowledge
