@@ -96,3 +96,56 @@ def test_a_plan_shows_guardrail_changes_and_loosening_is_a_widening():
     stricter = BASE.replace("pii: {action: redact, kinds: [email]}", "pii: {action: redact}")
     tightened = plan(before, load_policy_text(STARTER_POLICY + stricter).document, [])
     assert tightened.guardrails and tightened.widenings == []  # more kinds caught: shown, nothing to acknowledge
+
+
+def test_every_string_the_caller_sends_is_scanned_and_token_ids_are_refused():
+    from gatehouse.guardrails.inspect import Unscannable
+
+    profile = with_guardrails(BASE).guardrail_profiles.for_request("bot", None, "chat-small")
+    hidden = {"messages": [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"key": "AKIAIOSFODNN7EXAMPLE"}'}}]}]}
+    with pytest.raises(Blocked) as blocked:
+        inspect_input(profile, "chat/completions", hidden)
+    assert blocked.value.verdict.field == "messages[0].tool_calls[0].function.arguments"
+    named = {"messages": [{"role": "user", "name": "x", "content": "hi"}],
+             "tools": [{"type": "function", "function": {"name": "t", "description": "mail a@example.com"}}]}
+    inspect_input(profile, "chat/completions", named)
+    assert named["tools"][0]["function"]["description"] == "mail [EMAIL_1]"
+    for body, endpoint in (({"prompt": [1, 2, 3]}, "completions"), ({"input": [[1, 2]]}, "embeddings")):
+        with pytest.raises(Unscannable):
+            inspect_input(profile, endpoint, body)
+
+
+def test_overlapping_redactions_leave_nothing_of_either_and_shadow_enforces_nothing():
+    profiles = with_guardrails(BASE.replace("      secrets: {action: block}\n    strict:", "      secrets: {action: block}\n"
+                                            "      terms: {action: redact, terms: [project falcon]}\n    strict:")).guardrail_profiles
+    body = {"messages": [{"role": "user", "content": "contact project falcon.jones@corp.com"}]}
+    inspect_input(profiles.for_request("bot", None, "x"), "chat/completions", body)
+    assert body["messages"][0]["content"] == "contact [TERM_1]"
+    shadowed = with_guardrails(BASE.replace("pii: {action: redact, kinds: [email]}",
+                                            "pii: {action: flag, shadow: true}")).guardrail_profiles
+    outcome = inspect_input(shadowed.for_request("bot", None, "x"), "chat/completions",
+                            {"messages": [{"role": "user", "content": "mail a@example.com"}]})
+    assert outcome.verdicts[0].shadow and not outcome.sensitive  # not even a higher data class
+
+
+def test_blank_terms_and_kinds_where_they_mean_nothing_are_refused():
+    for section, problem in (("guardrails: {profiles: {a: {terms: {action: block, terms: [' ']}}}}", "visible characters"),
+                             ("guardrails: {profiles: {a: {pii: {action: redact, kinds: []}}}}", "at least 1 item"),
+                             ("guardrails: {profiles: {a: {injection: {action: block, kinds: [x]}}}}", "pii and secrets only")):
+        with pytest.raises(PolicyError) as refused:
+            load_policy_text(STARTER_POLICY + section + "\n")
+        assert any(problem in str(p) for p in refused.value.problems), refused.value.problems
+
+
+def test_loosening_through_inheritance_is_a_widening():
+    family = ("guardrails:\n  profiles:\n    parent: {{pii: {{action: redact}}, injection: {{action: block}}, max_input_bytes: 1000}}\n"
+              "    child: {{inherits: parent{extra}}}\n")
+    before = load_policy_text(STARTER_POLICY + family.format(extra="")).document
+    for extra in (", injection: {action: flag}", ", pii: {action: allow}", ", injection: {action: block, shadow: true}",
+                  ", max_input_bytes: 100000000"):
+        result = plan(before, load_policy_text(STARTER_POLICY + family.format(extra=extra)).document, [])
+        assert [w for w in result.widenings if w.startswith("guardrail: profile child")], (extra, result.widenings)
+    parent_edit = family.format(extra="").replace("pii: {action: redact}", "pii: {action: flag}")
+    result = plan(before, load_policy_text(STARTER_POLICY + parent_edit).document, [])
+    assert {w.split(":")[1].strip() for w in result.widenings} == {"profile parent", "profile child"}

@@ -7,6 +7,7 @@ database is touched only by background tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,11 +25,12 @@ from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
-from gatehouse.guardrails.inspect import Blocked, inspect_input
+from gatehouse.guardrails.inspect import Blocked, Unscannable, inspect_input
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
 
 JSON = "application/json"
+INLINE_SCAN_BYTES = 64 * 1024
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
 CONFIDENTIAL = DATA_CLASSES.index("confidential")
 T = TypeVar("T")
@@ -135,6 +137,9 @@ class Gateway:
         if profile is not None:
             try:
                 inspection = inspect_input(profile, endpoint, body)
+            except Unscannable as unreadable:
+                raise ApiError(400, f"{unreadable.field} holds token ids, which guardrail profile {profile.name!r} "
+                               "cannot inspect: send text", "guardrail_unscannable", unreadable.field) from None
             except Blocked as blocked:
                 record["guardrails"] = [verdict.as_dict() for verdict in blocked.verdicts]
                 verdict = blocked.verdict
@@ -222,7 +227,11 @@ class Gateway:
             record["alias"] = alias
             CHECKS[endpoint](body)
             self._authorize(policy, principal, alias)
-            route = self._guard(policy, principal, alias, endpoint, body, request, record)
+            guard = functools.partial(self._guard, policy, principal, alias, endpoint, body, request, record)
+            # A large body takes milliseconds to seconds to scan: off the event loop, so other
+            # requests are not held up; a small one is quicker inline than a thread hop.
+            large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
+            route = await asyncio.to_thread(guard) if large else guard()
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             dispatched = time.perf_counter()

@@ -14,9 +14,11 @@ from gatehouse.guardrails.normalise import decoded_variants, normalise, rot13
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern)) for rule, pattern in (
     ("ignore_instructions", r"\b(?:ignore|disregard|forget|skip|override|bypass)\b(?: \w+){0,4}? "
                             r"(?:previous|prior|above|earlier|preceding|all|any|your|the|system|initial|original)"
-                            r"(?: \w+){0,3}? (?:instructions?|prompts?|rules|directives|guidelines|context|messages?)\b"),
-    ("reveal_system_prompt", r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|leak|what (?:is|are))\b"
-                             r"(?: \w+){0,4}? (?:system|hidden|initial|original|secret|developer) (?:prompt|instructions?|message)"),
+                            r"(?: \w+){0,3}? (?:instructions?|prompts?|rules|directives|directions|guidelines)\b"),
+    ("ignore_everything_above", r"\b(?:ignore|disregard|forget)\b (?:everything|all|anything) (?:above|before|said before|prior)\b"),
+    ("reveal_system_prompt", r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|leak|what (?:is|are|was|were))\b"
+                             r"(?: \w+){0,4}? (?:your (?:system |hidden |initial |original |secret |developer )?"
+                             r"(?:prompt|instructions)|(?:system|hidden|initial|original|secret|developer) prompt)\b"),
     ("role_override", r"\b(?:you are|you're|act as|pretend (?:to be|you are)|from now on you are|roleplay as)\b"
                       r"(?: \w+){0,3}? (?:dan|an? (?:unfiltered|uncensored|unrestricted|jailbroken|evil)|"
                       r"(?:no|without) (?:restrictions|limits|rules|filters))"),
@@ -25,7 +27,8 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
     ("do_anything_now", r"\bdo anything now\b"),
     ("no_restrictions", r"\b(?:without|no|free of|ignore (?:all|your)) (?:any )?(?:ethical |moral |safety )?"
                         r"(?:restrictions|guidelines|filters|limitations|censorship|safeguards)\b"),
-    ("prompt_delimiter", r"(?:^|\s)(?:###|\[/?inst\]|<\|im_start\|>|<\|im_end\|>|<\|system\|>|<\|endoftext\|>)"),
+    ("prompt_delimiter", r"(?:^|\s)(?:### ?(?:instruction|system|new instructions?)s? ?:|\[/?inst\]|<\|im_start\|>|"
+                         r"<\|im_end\|>|<\|system\|>|<\|endoftext\|>)"),
     ("new_instructions", r"\b(?:new|updated|real|actual|true) (?:instructions?|task|system prompt)\s*:"),
 ))
 

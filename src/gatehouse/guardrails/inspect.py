@@ -46,31 +46,55 @@ class Inspection:
     sensitive: bool  # PII or secrets go upstream as they are (flagged or shadowed): at least confidential
 
 
+SKIPPED_KEYS = frozenset({"role", "type", "id", "tool_call_id", "image_url", "input_audio", "file"})  # no caller prose
+
+
+class Unscannable(Exception):
+    """Text the detectors cannot read (token ids): refused rather than passed unseen."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _strings(value: Any, field: str, container: Any, key: Any) -> Iterator[tuple[str, str, Any, Any]]:
+    if isinstance(value, str):
+        yield field, value, container, key
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if name not in SKIPPED_KEYS:
+                yield from _strings(item, f"{field}.{name}", value, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{field}[{index}]", value, index)
+
+
 def _texts(endpoint: str, body: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
-    """(field name, text, container, key): every piece of caller text the request carries."""
+    """(field, text, container, key): every string of the caller's that goes upstream —
+    message contents and their parts, names, tool-call arguments, tool descriptions; prompts,
+    suffixes and embedding inputs. Token-id prompts and inputs cannot be read: Unscannable."""
     if endpoint == "chat/completions":
-        for index, message in enumerate(body.get("messages") or []):
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                yield f"messages[{index}].content", content, message, "content"
-            elif isinstance(content, list):
-                for part_index, part in enumerate(content):
-                    if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        yield f"messages[{index}].content[{part_index}].text", part["text"], part, "text"
-    else:
-        key = "prompt" if endpoint == "completions" else "input"
-        value = body.get(key)
-        if isinstance(value, str):
-            yield key, value, body, key
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, str):
-                    yield f"{key}[{index}]", item, value, index
+        yield from _strings(body.get("messages"), "messages", body, "messages")
+        yield from _strings(body.get("tools"), "tools", body, "tools")
+        return
+    key = "prompt" if endpoint == "completions" else "input"
+    value = body.get(key)
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, int | list) for item in items):
+        raise Unscannable(key)
+    yield from _strings(value, key, body, key)
+    if endpoint == "completions":
+        yield from _strings(body.get("suffix"), "suffix", body, "suffix")
 
 
 def _redact(text: str, spans: list[Finding], counters: dict[str, int]) -> str:
+    """Replace each span (sorted by start) with a placeholder; overlapping spans become one,
+    named after the first, so no part of either is left in the text."""
     pieces, position = [], 0
     for finding in spans:
+        if finding.start < position:  # overlaps the previous placeholder: extend it
+            position = max(position, finding.end)
+            continue
         counters[finding.kind] = counters.get(finding.kind, 0) + 1
         pieces += [text[position:finding.start], f"[{finding.kind.upper()}_{counters[finding.kind]}]"]
         position = finding.end
@@ -78,17 +102,17 @@ def _redact(text: str, spans: list[Finding], counters: dict[str, int]) -> str:
 
 
 def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]) -> Inspection:
-    """Scan and act, changing ``body`` in place for redactions. Raises Blocked."""
+    """Scan and act, changing ``body`` in place for redactions. Raises Blocked or Unscannable."""
+    texts = list(_texts(endpoint, body))
+    if profile.max_input_bytes is not None:  # before any scanning: an oversized body costs nothing more
+        size = sum(len(text.encode()) for _, text, _, _ in texts)
+        if size > profile.max_input_bytes:
+            verdict = Verdict("size.max_input_bytes", "block", False, "*", 0, size, 1.0)
+            raise Blocked(verdict, [verdict])
     verdicts: list[Verdict] = []
     blocked: Verdict | None = None
     sensitive = False
     counters: dict[str, int] = {}
-    texts = list(_texts(endpoint, body))
-    if profile.max_input_bytes is not None:
-        size = sum(len(text.encode()) for _, text, _, _ in texts)
-        if size > profile.max_input_bytes:
-            blocked = Verdict("size.max_input_bytes", "block", False, "*", 0, size, 1.0)
-            verdicts.append(blocked)
     for field, text, container, key in texts:
         redactions: list[Finding] = []
         for finding in sorted(profile.scan(text), key=lambda f: (f.start, -f.end)):
@@ -96,11 +120,13 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
             verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
                               finding.start, finding.end, finding.score)
             verdicts.append(verdict)
-            if rule.shadow or rule.action == "flag":
+            if rule.shadow:
+                continue  # recorded; nothing enforced, not even a higher data class
+            if rule.action == "flag":
                 sensitive = sensitive or finding.detector in RAISES_TO_CONFIDENTIAL
             elif rule.action == "block" and blocked is None:
                 blocked = verdict
-            elif rule.action == "redact" and not any(r.start < finding.end and finding.start < r.end for r in redactions):
+            elif rule.action == "redact":
                 redactions.append(finding)
         if redactions and blocked is None:
             container[key] = _redact(text, redactions, counters)

@@ -27,15 +27,21 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("slack_token", re.compile(r"(?<![A-Za-z0-9-])xox[abprs]-[A-Za-z0-9-]{10,200}"), 0.9),
     ("google_api_key", re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"), 0.9),
     ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,99}(?![A-Za-z0-9_])"), 0.9),
+    ("huggingface_token", re.compile(r"(?<![A-Za-z0-9_])hf_[A-Za-z]{34,40}(?![A-Za-z0-9_])"), 0.9),
+    ("gitlab_token", re.compile(r"(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])"), 0.95),
+    ("npm_token", re.compile(r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"), 0.95),
+    ("sendgrid_key", re.compile(r"(?<![A-Za-z0-9_.-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), 0.95),
     ("openai_key", re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}(?![A-Za-z0-9_-])"), 0.8),
     ("aws_secret_access_key", re.compile(
         r"(?i:aws_?secret_?access_?key|secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"), 0.9),
 )
+SRI = re.compile(r"sha(?:256|384|512)-")
 JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}(?![A-Za-z0-9_-])")
 GATEHOUSE_KEY = re.compile(r"(?<![A-Za-z0-9_])gth_[A-Za-z0-9_]{20,120}(?![A-Za-z0-9_])")
 TOKEN = re.compile(r"[A-Za-z0-9+/=_\-]{24,}")
 KINDS = ("private_key", "aws_access_key_id", "aws_secret_access_key", "github_token", "slack_token", "google_api_key",
-         "stripe_key", "openai_key", "jwt", "gatehouse_key", "high_entropy")
+         "stripe_key", "openai_key", "huggingface_token", "gitlab_token", "npm_token", "sendgrid_key", "jwt",
+         "gatehouse_key", "high_entropy")
 
 
 def shannon_entropy(text: str) -> float:
@@ -60,6 +66,13 @@ def _gatehouse_key(token: str) -> bool:
     return True
 
 
+def _in_link_or_digest(text: str, start: int) -> bool:
+    """A token inside a URL, a data: URI or a subresource-integrity digest is not a secret."""
+    word_start = max(text.rfind(" ", 0, start), text.rfind("\n", 0, start), text.rfind('"', 0, start)) + 1
+    word = text[word_start:start + 8]
+    return "://" in word or word.startswith("data:") or bool(SRI.match(text, word_start))
+
+
 def _high_entropy(token: str) -> float:
     core = token.strip("=-_")
     if len(core) < 24 or not (re.search(r"\d", core) and re.search(r"[A-Z]", core) and re.search(r"[a-z]", core)):
@@ -73,11 +86,12 @@ def _high_entropy(token: str) -> float:
 
 def find_secrets(text: str, kinds: frozenset[str] | None = None, threshold: float = 0.5) -> list[Finding]:
     found: list[Finding] = []
+    claimed = bytearray(len(text))
 
     def add(kind: str, start: int, end: int, score: float) -> None:
-        if (kinds is None or kind in kinds) and score >= threshold \
-                and not any(start < f.end and f.start < end for f in found):
+        if (kinds is None or kind in kinds) and score > 0 and score >= threshold and claimed.find(1, start, end) == -1:
             found.append(Finding("secrets", kind, start, end, score))
+            claimed[start:end] = b"\x01" * (end - start)
 
     for match in GATEHOUSE_KEY.finditer(text):
         if _gatehouse_key(match.group()):
@@ -91,5 +105,6 @@ def find_secrets(text: str, kinds: frozenset[str] | None = None, threshold: floa
             add("jwt", *match.span(), 0.9)
     if kinds is None or "high_entropy" in kinds:
         for match in TOKEN.finditer(text):
-            add("high_entropy", *match.span(), _high_entropy(match.group()))
+            if not _in_link_or_digest(text, match.start()):
+                add("high_entropy", *match.span(), _high_entropy(match.group()))
     return sorted(found, key=lambda f: f.start)

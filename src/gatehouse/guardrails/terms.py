@@ -14,12 +14,11 @@ from gatehouse.guardrails.normalise import normalise
 class TermMatcher:
     def __init__(self, terms: tuple[str, ...] = (), patterns: tuple[str, ...] = ()) -> None:
         self.automaton = None
-        if terms:
+        keys = {key for key in (normalise(term).text.strip() for term in terms) if key}
+        if keys:
             self.automaton = ahocorasick.Automaton()
-            for term in terms:
-                key = normalise(term).text.strip()
-                if key:
-                    self.automaton.add_word(key, key)
+            for key in keys:
+                self.automaton.add_word(key, key)
             self.automaton.make_automaton()
         options = _options()
         options.case_sensitive = False

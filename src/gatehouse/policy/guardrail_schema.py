@@ -18,7 +18,7 @@ DETECTOR_KINDS = {"pii": PII_KINDS, "secrets": SECRET_KINDS}
 class DetectorRule(Strict):
     action: Action
     shadow: bool = False  # record what the action would have done; enforce nothing
-    kinds: tuple[str, ...] | None = None  # only these kinds (pii, secrets); all when absent
+    kinds: tuple[str, ...] | None = Field(None, min_length=1)  # only these kinds (pii, secrets); all when absent
     min_score: float = Field(0.5, ge=0, le=1)
 
 
@@ -33,6 +33,16 @@ class TermsRule(DetectorRule):
             problem = check_pattern(pattern)
             if problem:
                 raise ValueError(f"pattern {pattern!r}: {problem}")
+        return value
+
+    @field_validator("terms")
+    @classmethod
+    def _words(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gatehouse.guardrails.normalise import normalise
+
+        blank = [term for term in value if not normalise(term).text.strip()]
+        if blank:
+            raise ValueError(f"terms must have visible characters: {blank!r}")
         return value
 
     @model_validator(mode="after")
@@ -60,6 +70,10 @@ class Profile(Strict):
                 raise ValueError(f"{detector}: unknown kind(s) {', '.join(unknown)} (known: {', '.join(known)})")
         if self.injection is not None and self.injection.action == "redact":
             raise ValueError("injection: redact is not an action for it (block, flag or allow)")
+        for detector in ("injection", "terms"):
+            rule = getattr(self, detector)
+            if rule is not None and rule.kinds is not None:
+                raise ValueError(f"{detector}: 'kinds' applies to pii and secrets only")
         return self
 
 

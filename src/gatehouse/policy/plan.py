@@ -190,42 +190,48 @@ def _rule_text(rule: object | None) -> str:
 
 
 def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
+    """Less caught, or less done about it. Compared on resolved rules (inheritance applied)."""
     if before is None:
         return False
     if after is None:
         return True
     weaker = ACTION_STRENGTH[after.action] < ACTION_STRENGTH[before.action] or (after.shadow and not before.shadow)
-    fewer_kinds = before.kinds is None and after.kinds is not None or (
-        before.kinds is not None and after.kinds is not None and not set(before.kinds) <= set(after.kinds))
-    fewer_terms = hasattr(before, "terms") and (not set(before.terms) <= set(after.terms)
-                                                 or not set(before.patterns) <= set(after.patterns))
+    fewer_kinds = after.kinds is not None and (before.kinds is None or not set(before.kinds) <= set(after.kinds))
+    fewer_terms = False
+    if hasattr(before, "terms"):
+        from gatehouse.guardrails.normalise import normalise
+
+        def words(rule) -> set[str]:  # type: ignore[no-untyped-def]
+            return {normalise(term).text.strip() for term in getattr(rule, "terms", ())}
+        fewer_terms = not words(before) <= words(after) or not set(before.patterns) <= set(getattr(after, "patterns", ()))
     return weaker or fewer_kinds or fewer_terms or after.min_score > before.min_score
 
 
 def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
-    from gatehouse.guardrails.profiles import DETECTORS
+    """Per profile, what its rules become once inheritance is applied (editing a parent changes
+    its children), the default profile, and who is assigned which profile."""
+    from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 
     old, new = before.guardrails, after.guardrails
+    old_index, new_index = ProfileIndex(old), ProfileIndex(new)
     changes: list[GuardrailChange] = []
     for name in sorted(old.profiles.keys() | new.profiles.keys()):
-        was, now = old.profiles.get(name), new.profiles.get(name)
+        was, now = old_index.profiles.get(name), new_index.profiles.get(name)
         if was is None or now is None:
             changes.append(GuardrailChange(f"profile {name}", "defined" if was else "-", "defined" if now else "-",
                                            loosens=now is None))
             continue
         for detector in DETECTORS:
-            a, b = getattr(was, detector), getattr(now, detector)
+            a, b = was.rules.get(detector), now.rules.get(detector)  # None: not run (absent or allow)
             if a != b:
                 changes.append(GuardrailChange(f"profile {name}: {detector}", _rule_text(a), _rule_text(b),
                                                _rule_loosens(a, b)))
         if was.max_input_bytes != now.max_input_bytes:
+            looser = now.max_input_bytes is None or (was.max_input_bytes is not None and now.max_input_bytes > was.max_input_bytes)
             changes.append(GuardrailChange(f"profile {name}: max_input_bytes", str(was.max_input_bytes or "-"),
-                                           str(now.max_input_bytes or "-"), now.max_input_bytes is None or (
-                                               was.max_input_bytes is not None and now.max_input_bytes > was.max_input_bytes)))
-        if was.inherits != now.inherits:
-            changes.append(GuardrailChange(f"profile {name}: inherits", was.inherits or "-", now.inherits or "-", True))
+                                           str(now.max_input_bytes or "-"), looser))
     if old.default != new.default:
-        changes.append(GuardrailChange("default profile", old.default or "-", new.default or "-", True))
+        changes.append(GuardrailChange("default profile", old.default or "-", new.default or "-", old.default is not None))
     old_assign = {a.model_dump_json(exclude={"profile"}): a.profile for a in old.assign}
     new_assign = {a.model_dump_json(exclude={"profile"}): a.profile for a in new.assign}
     for target in sorted(old_assign.keys() | new_assign.keys()):
