@@ -27,6 +27,14 @@ def mock_upstream(logs: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def mock(logs: Path) -> Iterator[ServerProcess]:
+    """A mock upstream of the module's own, for tests that change its settings or read what it saw."""
+    server = start_mock_upstream(logs)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def refused_port() -> int:
     return free_port()  # nothing listens there

@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 
 from gateway_support import Deployment, wait_until_accepted
-from helpers import start_gateway, start_mock_upstream
+from helpers import start_gateway
 
 EMAIL, CARD, AWS_KEY = "jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE"
 
@@ -48,13 +48,6 @@ guardrails:
     - {{team: trial, profile: trial}}
     - {{identity: flag-app, profile: flagging}}
 """
-
-
-@pytest.fixture(scope="module")
-def mock(logs):
-    server = start_mock_upstream(logs)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

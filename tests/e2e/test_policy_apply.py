@@ -18,7 +18,7 @@ from gatehouse.policy import control
 from gatehouse.policy.loader import load_policy_text
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
-from helpers import start_gateway, start_mock_upstream
+from helpers import start_gateway
 
 PEPPER = b"e2e-pepper"
 
@@ -27,13 +27,6 @@ def policy(mock: str, deployment: str, extra_grant: str = "") -> str:
     return (f"version: 1\ndeployments:\n  {deployment}: {{engine: openai, url: '{mock}/ok/v1', model: m}}\n"
             f"aliases:\n  chat: {{route: [{deployment}]}}\n"
             f"grants:\n  - {{name: dev-chat, subjects: [{{environment: dev}}], aliases: [chat]}}\n{extra_grant}")
-
-
-@pytest.fixture(scope="module")
-def mock(logs):
-    server = start_mock_upstream(logs)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
