@@ -24,11 +24,13 @@ deployments:
   cloud: {{engine: openai, url: "{mock}/ok/v1", model: m, location: cloud, data_classes: [public, internal]}}
   onprem: {{engine: openai, url: "{mock}/ok/v1", model: m, location: on-prem,
            data_classes: [public, internal, confidential, restricted]}}
+  echo: {{engine: openai, url: "{mock}/echo/v1", model: m}}
 aliases:
   chat: {{route: [cloud, onprem]}}
   cloud-only: {{route: [cloud]}}
+  parrot: {{route: [echo]}}
 grants:
-  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only], max_data_class: confidential}}
+  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only, parrot], max_data_class: confidential}}
 guardrails:
   default: standard
   profiles:
@@ -44,7 +46,12 @@ guardrails:
     flagging:
       inherits: standard
       pii: {{action: flag}}
+    answers:
+      output: true
+      pii: {{action: redact, kinds: [email]}}
+      secrets: {{action: block, kinds: [aws_access_key_id]}}
   assign:
+    - {{alias: parrot, profile: answers}}
     - {{team: trial, profile: trial}}
     - {{identity: flag-app, profile: flagging}}
 """
@@ -164,3 +171,24 @@ def test_flagged_personal_data_makes_a_request_confidential(setup, mock):
     with pytest.raises(openai.PermissionDeniedError) as refused:
         chat(gateway, keys["flag-app"], f"Write to {EMAIL}", alias="cloud-only")
     assert refused.value.body["code"] == "data_class_not_allowed"
+
+
+def test_answers_are_redacted_and_stopped_streamed_or_not(setup, mock):
+    import base64
+    home, gateway, keys = setup
+    sdk = client(gateway, keys["app"])
+    said = "base64:" + base64.b64encode(f"Contact {EMAIL} for details".encode()).decode()  # the input rules cannot read it
+    whole = sdk.chat.completions.with_raw_response.create(model="parrot", messages=[{"role": "user", "content": said}])
+    assert whole.parse().choices[0].message.content == "Contact [EMAIL_1] for details"
+    kept = record(home, whole.headers["x-gatehouse-request-id"])
+    assert [(v["rule"], v["action"], v.get("output")) for v in kept["guardrails"]] == [("pii.email", "redact", True)]
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in sdk.chat.completions.create(
+        model="parrot", messages=[{"role": "user", "content": said}], stream=True) if chunk.choices)
+    assert streamed == "Contact [EMAIL_1] for details"
+    secret = "base64:" + base64.b64encode(f"the key is {AWS_KEY} keep it safe".encode()).decode()
+    finishes, text = [], ""
+    for chunk in sdk.chat.completions.create(model="parrot", messages=[{"role": "user", "content": secret}], stream=True):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finishes.append(choice.finish_reason)
+    assert text == "the key is " and "content_filter" in finishes and AWS_KEY not in text

@@ -4,6 +4,8 @@
 URL, so one process can stand in for a healthy upstream and several broken ones:
 
 - ``ok``: answers (streams ``max_tokens`` tokens, default 16)
+- ``echo``: answers with the last message or prompt in 3-character tokens (decoded first when it
+  starts with ``base64:``, so a test can make the model "say" what the input rules would catch)
 - ``fail500``, ``fail503``: answers with that status
 - ``ratelimit``: answers 429 with ``Retry-After: 2``
 - ``reject400``: refuses the request as a bad one
@@ -29,6 +31,7 @@ Control endpoints, for tests and ``gatehouse bench run``:
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 import uuid
@@ -42,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "unauthorized", "slow", "badjson", "drop")
+BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "unauthorized", "slow", "badjson", "drop", "echo")
 
 
 @dataclass
@@ -87,6 +90,21 @@ def _pick(behaviour: str, settings: MockSettings) -> str:
         if chance and random.random() < chance:
             return forced
     return behaviour
+
+
+def _echo_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        text = messages[-1].get("content")
+    else:
+        text = body.get("prompt")
+    text = text if isinstance(text, str) else ""
+    if text.startswith("base64:"):
+        try:
+            text = base64.b64decode(text[7:]).decode()
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return text
 
 
 def _error(status: int, message: str, code: str) -> Response:
@@ -140,6 +158,10 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
                 "usage": {"prompt_tokens": count, "total_tokens": count}})
         n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         words = [f"tok{i} " for i in range(n)]
+        if behaviour == "echo":  # answers with the prompt, in 3-character tokens ("base64:…" is decoded first)
+            text = _echo_text(body)
+            words = [text[i:i + 3] for i in range(0, len(text), 3)] or [""]
+            n = len(words)
         chat = endpoint == "chat/completions"
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:12]}"
         created = int(time.time())

@@ -26,6 +26,8 @@ from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
 from gatehouse.guardrails.inspect import Blocked, Unscannable, inspect_input
+from gatehouse.guardrails.output import StreamGuard, guard_response
+from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
 
@@ -127,9 +129,10 @@ class Gateway:
                            "model_not_granted", "model")
 
     def _guard(self, policy: CompiledPolicy, principal: Principal, alias: str, endpoint: str, body: dict[str, Any],
-               request: Request, record: dict[str, Any]) -> tuple[str, ...]:
+               request: Request, record: dict[str, Any]) -> tuple[tuple[str, ...], EffectiveProfile | None]:
         """Input guardrails and data class; returns the deployments of the route that may
-        receive this request's data. Records every verdict, never the text it matched."""
+        receive this request's data, and the profile (for the answer). Records every verdict,
+        never the text it matched."""
         data_class = request.headers.get("x-gatehouse-data-class", DEFAULT_DATA_CLASS).strip().lower()
         if data_class not in DATA_CLASSES:
             raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
@@ -156,7 +159,7 @@ class Gateway:
         route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
         if not route:
             raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
-        return route
+        return route, profile
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -231,7 +234,7 @@ class Gateway:
             # A large body takes milliseconds to seconds to scan: off the event loop, so other
             # requests are not held up; a small one is quicker inline than a thread hop.
             large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
-            route = await asyncio.to_thread(guard) if large else guard()
+            route, profile = await asyncio.to_thread(guard) if large else guard()
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             dispatched = time.perf_counter()
@@ -264,12 +267,21 @@ class Gateway:
         record["fallbacks"] = [str(attempt) for attempt in attempts]
         headers["x-gatehouse-deployment"] = deployment
         headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
+        output_guard = profile if profile is not None and profile.output and endpoint != "embeddings" else None
         if reply.stream is None:
+            if output_guard is not None and reply.body is not None:
+                verdicts = guard_response(output_guard, reply.body)
+                if verdicts:
+                    record["guardrails"] = (record["guardrails"] or []) + [v.as_dict() | {"output": True} for v in verdicts]
             record["prompt_tokens"] = reply.usage.prompt_tokens
             record["completion_tokens"] = reply.usage.completion_tokens
             record["latency_ms"] = record["ttft_ms"] = (time.perf_counter() - started) * 1000
             self.records.add(record)
             return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
+        if output_guard is not None:
+            watcher = StreamGuard(output_guard)
+            reply = EngineReply(reply.body, watcher.wrap(reply.stream), reply.usage)  # type: ignore[arg-type]
+            record["output_guard"] = watcher
         return ClosingStreamingResponse(self._relay(reply, record, started), enforced.release, media_type="text/event-stream",
                                         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
@@ -294,4 +306,7 @@ class Gateway:
             record["prompt_tokens"] = reply.usage.prompt_tokens
             record["completion_tokens"] = reply.usage.completion_tokens
             record["latency_ms"] = (time.perf_counter() - started) * 1000
+            watcher = record.pop("output_guard", None)
+            if watcher is not None and watcher.verdicts:
+                record["guardrails"] = (record["guardrails"] or []) + [v.as_dict() | {"output": True} for v in watcher.verdicts]
             self.records.add(record)

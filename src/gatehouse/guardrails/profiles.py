@@ -21,6 +21,7 @@ class EffectiveProfile:
     rules: dict[str, DetectorRule]
     max_input_bytes: int | None
     terms: TermMatcher | None
+    output: bool = False
 
     def scan(self, text: str) -> list:  # type: ignore[type-arg]
         """Every finding in ``text`` from the detectors this profile runs, at their thresholds."""
@@ -45,17 +46,18 @@ def _resolve(name: str, profiles: dict[str, Profile]) -> EffectiveProfile:
         chain.append(profiles[current])
         current = profiles[current].inherits
     rules: dict[str, DetectorRule] = {}
-    max_bytes = None
+    max_bytes, output = None, False
     for profile in reversed(chain):  # root first, so children override
         for detector in DETECTORS:
             rule = getattr(profile, detector)
             if rule is not None:
                 rules[detector] = rule
         max_bytes = profile.max_input_bytes if profile.max_input_bytes is not None else max_bytes
+        output = profile.output if profile.output is not None else output
     terms_rule = rules.get("terms")
     matcher = TermMatcher(terms_rule.terms, terms_rule.patterns) if terms_rule is not None else None  # type: ignore[attr-defined]
     rules = {detector: rule for detector, rule in rules.items() if rule.action != "allow"}
-    return EffectiveProfile(name, rules, max_bytes, matcher)
+    return EffectiveProfile(name, rules, max_bytes, matcher, output)
 
 
 class ProfileIndex:

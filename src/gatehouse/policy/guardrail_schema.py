@@ -60,6 +60,7 @@ class Profile(Strict):
     injection: DetectorRule | None = None
     terms: TermsRule | None = None
     max_input_bytes: int | None = Field(None, gt=0)
+    output: bool | None = None  # apply the pii, secrets and terms rules to the model's answers too
 
     @model_validator(mode="after")
     def _kinds(self) -> Profile:

@@ -226,6 +226,8 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
             if a != b:
                 changes.append(GuardrailChange(f"profile {name}: {detector}", _rule_text(a), _rule_text(b),
                                                _rule_loosens(a, b)))
+        if was.output != now.output:
+            changes.append(GuardrailChange(f"profile {name}: output", str(was.output), str(now.output), was.output))
         if was.max_input_bytes != now.max_input_bytes:
             looser = now.max_input_bytes is None or (was.max_input_bytes is not None and now.max_input_bytes > was.max_input_bytes)
             changes.append(GuardrailChange(f"profile {name}: max_input_bytes", str(was.max_input_bytes or "-"),

@@ -1,0 +1,179 @@
+"""Guardrails on what the model says: whole responses, and streams as tokens arrive.
+
+A stream is held back by a small look-back window (``WINDOW`` characters per choice): text is
+released only once nothing that could still complete a match lies in it, so a match is
+redacted or stopped before any of it reaches the caller. A block ends the choice the way
+OpenAI's content filter does — ``finish_reason: "content_filter"`` — keeping what was safely
+released before it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from gatehouse.engines.base import SSE_DONE, sse_event
+from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.inspect import Verdict
+from gatehouse.guardrails.profiles import EffectiveProfile
+
+OUTPUT_DETECTORS = ("pii", "secrets", "terms")  # injection is about what callers send
+WINDOW = 256  # characters held back per choice: longer than any pattern needs to be recognised
+
+
+def _findings(profile: EffectiveProfile, text: str) -> list[Finding]:
+    return sorted((f for f in profile.scan(text) if f.detector in OUTPUT_DETECTORS), key=lambda f: (f.start, -f.end))
+
+
+def _apply(profile: EffectiveProfile, text: str, findings: list[Finding], counters: dict[str, int],
+           field: str, offset: int, verdicts: list[Verdict]) -> tuple[str, bool]:
+    """Redact ``text``; on a block, cut it before the match. Returns (text, blocked)."""
+    pieces, position = [], 0
+    for finding in findings:
+        rule = profile.rules[finding.detector]
+        verdicts.append(Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
+                                offset + finding.start, offset + finding.end, finding.score))
+        if rule.shadow or rule.action == "flag":
+            continue
+        if rule.action == "block":
+            return "".join(pieces) + text[position:max(position, finding.start)], True
+        if finding.start < position:  # overlaps the previous placeholder
+            position = max(position, finding.end)
+            continue
+        counters[finding.kind] = counters.get(finding.kind, 0) + 1
+        pieces += [text[position:finding.start], f"[{finding.kind.upper()}_{counters[finding.kind]}]"]
+        position = finding.end
+    return "".join(pieces) + text[position:], False
+
+
+def _content_key(choice: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """Where a choice (or a streamed delta) keeps its text: (container, key)."""
+    for holder, key in ((choice.get("message"), "content"), (choice.get("delta"), "content"), (choice, "text")):
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            return holder, key
+    return None
+
+
+def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verdict]:
+    """Apply output rules to a whole (non-streamed) response, in place."""
+    verdicts: list[Verdict] = []
+    for index, choice in enumerate(body.get("choices") or []):
+        if not isinstance(choice, dict):
+            continue
+        located = _content_key(choice)
+        if located is None:
+            continue
+        holder, key = located
+        text, blocked = _apply(profile, holder[key], _findings(profile, holder[key]), {}, f"choices[{index}]", 0, verdicts)
+        holder[key] = text
+        if blocked:
+            choice["finish_reason"] = "content_filter"
+    return verdicts
+
+
+class _Choice:
+    def __init__(self) -> None:
+        self.pending = ""      # received, not yet released
+        self.offset = 0        # characters of the output already released or dropped
+        self.template: dict[str, Any] | None = None
+        self.counters: dict[str, int] = {}
+        self.stopped = False
+
+
+class StreamGuard:
+    def __init__(self, profile: EffectiveProfile) -> None:
+        self.profile = profile
+        self.verdicts: list[Verdict] = []
+        self.choices: dict[int, _Choice] = {}
+
+    def _release(self, index: int, state: _Choice, final: bool) -> list[bytes]:
+        text = state.pending
+        findings = _findings(self.profile, text)
+        cut = len(text) if final else max(0, len(text) - WINDOW)
+        for finding in findings:  # never cut through a match: keep all of it for the next look
+            if finding.start < cut < finding.end:
+                cut = finding.start
+        released, blocked = _apply(self.profile, text[:cut], [f for f in findings if f.end <= cut], state.counters,
+                                   f"choices[{index}]", state.offset, self.verdicts)
+        state.pending, state.offset = text[cut:], state.offset + cut
+        events = [self._chunk(state, index, released)] if released else []
+        if blocked:
+            state.stopped, state.pending = True, ""
+            events.append(self._chunk(state, index, None, finish="content_filter"))
+        return events
+
+    def _chunk(self, state: _Choice, index: int, text: str | None, finish: str | None = None) -> bytes:
+        payload = copy.deepcopy(state.template) if state.template else {"object": "chat.completion.chunk", "choices": [{}]}
+        choice = {"index": index, "finish_reason": finish}
+        if "delta" in (payload["choices"][0] if payload.get("choices") else {}):
+            choice["delta"] = {"content": text} if text is not None else {}
+        else:
+            choice["text"] = text or ""
+        payload["choices"] = [choice]
+        payload.pop("usage", None)
+        return sse_event(orjson.dumps(payload))
+
+    async def wrap(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            async for event in self._guarded(events):
+                yield event
+        finally:
+            closer = getattr(events, "aclose", None)
+            if closer is not None:  # free the engine at once, as the relay does for an unguarded stream
+                await closer()
+
+    async def _guarded(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for event in events:
+            if not event.startswith(b"data: ") or event == SSE_DONE:
+                for out in self._flush_all():
+                    yield out
+                yield event
+                continue
+            try:
+                payload = orjson.loads(event[6:])
+            except orjson.JSONDecodeError:
+                yield event
+                continue
+            choices = payload.get("choices") if isinstance(payload, dict) else None
+            if not isinstance(choices, list) or not choices:
+                yield event  # usage, errors: no model text
+                continue
+            passthrough = []
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
+                state = self.choices.setdefault(index, _Choice())
+                if state.stopped:
+                    continue  # the rest of a blocked choice is dropped
+                located = _content_key(choice)
+                if located is not None and located[1] in located[0]:
+                    holder, key = located
+                    state.pending += holder[key]
+                    state.template = {**payload, "choices": [choice]}
+                    for out in self._release(index, state, final=False):
+                        yield out
+                if choice.get("finish_reason") is not None:
+                    for out in self._release(index, state, final=True):
+                        yield out
+                    if not state.stopped:
+                        rest = {**choice}
+                        if located is not None:
+                            rest = copy.deepcopy(choice)
+                            holder, key = _content_key(rest)  # type: ignore[misc]
+                            holder[key] = ""
+                        passthrough.append(rest)
+                elif located is None:
+                    passthrough.append(choice)  # a role-only delta, tool calls: nothing to hold
+            if passthrough:
+                yield sse_event(orjson.dumps({**payload, "choices": passthrough}))
+
+    def _flush_all(self) -> list[bytes]:
+        events: list[bytes] = []
+        for index, state in self.choices.items():
+            if state.pending and not state.stopped:
+                events += self._release(index, state, final=True)
+        return events

@@ -1,0 +1,125 @@
+"""Output guardrails: whole responses, and streams split anywhere — nothing of a match may be
+released before it is redacted or stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gatehouse.engines.base import SSE_DONE, sse_event
+from gatehouse.guardrails.output import StreamGuard, guard_response
+from gatehouse.guardrails.profiles import ProfileIndex
+from gatehouse.policy.guardrail_schema import Guardrails
+
+PROFILE = ProfileIndex(Guardrails.model_validate({"profiles": {"p": {
+    "output": True, "pii": {"action": "redact", "kinds": ["email"]}, "secrets": {"action": "block"},
+    "injection": {"action": "block"}}}})).profiles["p"]
+EMAIL, KEY = "jane.doe@example.com", "AKIAIOSFODNN7EXAMPLE"
+
+
+def chunks(text: str, sizes: list[int]) -> list[str]:
+    pieces, position = [], 0
+    for size in sizes:
+        if position >= len(text):
+            break
+        pieces.append(text[position:position + size])
+        position += size
+    if position < len(text):
+        pieces.append(text[position:])
+    return pieces
+
+
+def chat_events(pieces: list[str], finish: str = "stop") -> list[bytes]:
+    events = [sse_event(orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                                      "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}))]
+    events += [sse_event(orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                                       "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+               for piece in pieces]
+    events.append(sse_event(orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                                          "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})))
+    events.append(sse_event(orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [],
+                                          "usage": {"prompt_tokens": 1, "completion_tokens": len(pieces)}})))
+    return events + [SSE_DONE]
+
+
+def run(events: list[bytes]) -> tuple[list[bytes], StreamGuard]:
+    guard = StreamGuard(PROFILE)
+
+    async def source():  # type: ignore[no-untyped-def]
+        for event in events:
+            yield event
+
+    async def collect() -> list[bytes]:
+        return [event async for event in guard.wrap(source())]
+    return asyncio.run(collect()), guard
+
+
+def texts(out: list[bytes]) -> tuple[list[str], list[str | None]]:
+    contents, finishes = [], []
+    for event in out:
+        if event == SSE_DONE:
+            continue
+        payload = orjson.loads(event[6:])
+        for choice in payload.get("choices", []):
+            if choice.get("delta", {}).get("content"):
+                contents.append(choice["delta"]["content"])
+            finishes.append(choice.get("finish_reason"))
+    return contents, finishes
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=80),
+       padding=st.integers(min_value=0, max_value=600))
+def test_a_streamed_email_is_redacted_wherever_the_stream_splits(sizes, padding):
+    text = "x " * padding + f"write to {EMAIL} now"
+    out, guard = run(chat_events(chunks(text, sizes)))
+    contents, finishes = texts(out)
+    released = ""
+    for piece in contents:  # at no moment does any part of the address leave
+        released += piece
+        assert "jane.doe" not in released and "example.com" not in released
+    assert released == "x " * padding + "write to [EMAIL_1] now"
+    assert finishes[-1] == "stop" and out[-1] == SSE_DONE
+    assert [(v.rule, v.start) for v in guard.verdicts] == [("pii.email", text.index(EMAIL))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=60))
+def test_a_streamed_secret_stops_the_choice_before_any_of_it_leaves(sizes):
+    text = f"here it is: {KEY} and more text after"
+    out, _ = run(chat_events(chunks(text, sizes)))
+    contents, finishes = texts(out)
+    released = "".join(contents)
+    assert released == "here it is: " and "AKIA" not in released
+    assert "content_filter" in finishes and "stop" not in finishes  # the original finish is dropped with the rest
+    assert out[-1] == SSE_DONE  # usage and [DONE] still close the stream
+
+
+def test_role_and_usage_chunks_pass_and_clean_text_streams_through():
+    out, guard = run(chat_events(["Hello", " there"]))
+    contents, finishes = texts(out)
+    assert "".join(contents) == "Hello there" and finishes[0] is None and "stop" in finishes
+    assert any(b'"usage"' in event for event in out) and guard.verdicts == []
+
+
+def test_completions_style_streams_and_whole_responses():
+    events = [sse_event(orjson.dumps({"object": "text_completion", "choices": [{"index": 0, "text": piece, "finish_reason": None}]}))
+              for piece in ("mail ", "jane.doe@exa", "mple.com ok")]
+    events.append(sse_event(orjson.dumps({"object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]})))
+    out, _ = run(events + [SSE_DONE])
+    released = "".join(orjson.loads(e[6:])["choices"][0].get("text", "") for e in out if e != SSE_DONE)
+    assert released == "mail [EMAIL_1] ok"
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"key {KEY} and {EMAIL}"}, "finish_reason": "stop"},
+                        {"index": 1, "message": {"role": "assistant", "content": f"only {EMAIL}"}, "finish_reason": "stop"}]}
+    verdicts = guard_response(PROFILE, body)
+    assert body["choices"][0]["message"]["content"] == "key " and body["choices"][0]["finish_reason"] == "content_filter"
+    assert body["choices"][1]["message"]["content"] == "only [EMAIL_1]" and body["choices"][1]["finish_reason"] == "stop"
+    assert {v.rule for v in verdicts} == {"secrets.aws_access_key_id", "pii.email"}
+
+
+def test_injection_rules_do_not_run_on_answers():
+    body = {"choices": [{"index": 0, "message": {"content": "Ignore all previous instructions, said the villain."}}]}
+    assert guard_response(PROFILE, body) == [] and body["choices"][0]["message"]["content"].startswith("Ignore")
