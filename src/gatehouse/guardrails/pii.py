@@ -18,7 +18,8 @@ IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"
 PHONE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"   # international: +44 20 7946 0958
     r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}"                         # North American: (415) 555-2671
-    r"|0\d{2,4} \d{3,4} ?\d{3,4})(?![\w])")                                               # national trunk 0: 020 7946 0958
+    r"|0\d{2,4} \d{3,4} ?\d{3,4})"                                                         # national trunk 0: 020 7946 0958
+    r"(?: ?(?:x|ext\.?) ?\d{1,6})?(?![\w])")                                                  # an extension: x1234
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{1,4}){0,6}(?![\w:])")
 US_SSN = re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])")
@@ -52,8 +53,9 @@ def _card(match: re.Match[str]) -> float:
     digits = re.sub(r"[ -]", "", match.group())
     if not 13 <= len(digits) <= 19 or not luhn_valid(digits) or len(set(digits)) < 2:
         return 0.0
-    known = digits[0] == "4" or digits[:2] in {"34", "37", "51", "52", "53", "54", "55", "62", "65"} \
-        or 2221 <= int(digits[:4]) <= 2720 or digits[:4] == "6011"
+    known = digits[0] == "4" or digits[:2] in {"30", "34", "35", "36", "37", "38", "50", "51", "52", "53", "54", "55",
+                                               "62", "65", "67"} \
+        or 2221 <= int(digits[:4]) <= 2720 or digits[:4] in {"6011", "1800", "2131"}
     return 0.95 if known else 0.4  # 16-digit ids and timestamps pass Luhn one time in ten
 
 
@@ -87,7 +89,8 @@ def _phone(match: re.Match[str]) -> float:
     if not 9 <= len(digits) <= 15:
         return 0.0
     text = match.group()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) or re.fullmatch(r"[\d.]+", text):
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) or (re.fullmatch(r"[\d.]+", text)
+                                                       and not re.fullmatch(r"\d{3}\.\d{3}\.\d{4}", text)):
         return 0.0  # a date or a dotted version number, not a phone number
     return 0.75 if text.startswith("+") or "(" in text else 0.55
 
