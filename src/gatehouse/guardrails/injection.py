@@ -44,6 +44,44 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
     ("jailbreak", r"\bjailbr(?:eak|oken)(?:s|ed|ing)?\b"),
 ))
 
+# A rule can only match where one of its anchors occurs: one pass over the text finds the
+# anchors present, and only those rules run (ordinary prose usually wakes none of them).
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "ignore_instructions": ("ignore", "disregard", "forget", "skip", "override", "bypass"),
+    "ignore_everything_above": ("ignore", "disregard", "forget"),
+    "reveal_system_prompt": ("prompt", "instruction"),
+    "role_override": ("dan", "unfiltered", "uncensored", "unrestricted", "jailbroken", "evil", "restrictions", "limits",
+                      "rules", "filters"),
+    "developer_mode": ("mode",),
+    "do_anything_now": ("anything now",),
+    "no_restrictions": ("restrictions", "guidelines", "filters", "limitations", "censorship", "safeguards"),
+    "prompt_delimiter": ("###", "inst]", "<|"),
+    "new_instructions": ("instruction", "task", "system prompt"),
+    "stay_in_character": ("character",),
+    "unbound_by_rules": ("bound by", "follow", "abide", "adhere", "care about", "restricted by", "limited by", "obey"),
+    "unfiltered_persona": ("unfiltered", "uncensored", "amoral", "unrestricted", "unethical", "jailbroken"),
+    "never_refuse": ("refuse", "decline", "warning", "disclaimer", "refusal", "censorship"),
+    "jailbreak": ("jailbr",),
+}
+assert set(ANCHORS) == {rule for rule, _ in RULES}
+_RULES_BY_ANCHOR: dict[str, set[str]] = {}
+for _rule, _words in ANCHORS.items():
+    for _word in _words:
+        _RULES_BY_ANCHOR.setdefault(_word, set()).add(_rule)
+for _word in list(_RULES_BY_ANCHOR):  # a longer anchor hides the shorter ones inside it: it wakes their rules too
+    for _other, _rules in list(_RULES_BY_ANCHOR.items()):
+        if _other != _word and _other in _word:
+            _RULES_BY_ANCHOR[_word] = _RULES_BY_ANCHOR[_word] | _rules
+ANCHOR_PATTERN = re.compile("|".join(re.escape(word) for word in sorted(_RULES_BY_ANCHOR, key=len, reverse=True)))
+
+
+def _awake(text: str) -> set[str]:
+    rules: set[str] = set()
+    for match in ANCHOR_PATTERN.finditer(text):
+        rules |= _RULES_BY_ANCHOR[match.group()]
+    return rules
+
+
 Classifier = Callable[[str], float]
 
 
@@ -53,7 +91,10 @@ def find_injection(text: str, classifier: Classifier | None = None, threshold: f
     normalised = normalise(text)
 
     def scan(candidate: str, locate: Callable[[int, int], tuple[int, int]], score: float) -> None:
+        awake = _awake(candidate)
         for rule, pattern in RULES:
+            if rule not in awake:
+                continue
             for match in pattern.finditer(candidate):
                 start, end = locate(*match.span())
                 if (rule, start) not in seen_rules:
