@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -121,6 +121,17 @@ def _active_policy(db: Database) -> tuple[CompiledPolicy, int, datetime | None]:
     return CompiledPolicy(loaded), revision, expires
 
 
+async def _every(seconds: float, what: str, work: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``work`` every ``seconds`` until cancelled. A failure is logged by its type only (a
+    message could carry a secret or a connection string) and the next run goes ahead."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as exc:
+            log.error("%s failed: %s", what, type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None) -> HotPath:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
@@ -143,49 +154,21 @@ def create_app(settings: Settings | None = None) -> HotPath:
         with db.write() as session:
             checkpoints.checkpoint_now(session, signing_key)
 
-    async def checkpoint_forever() -> None:
-        while True:
-            await asyncio.sleep(settings.audit_checkpoint_minutes * 60)
-            try:
-                await asyncio.to_thread(checkpoint)
-            except Exception as exc:
-                log.error("audit checkpoint failed: %s", type(exc).__name__)
-
-    async def enforce_reviews_forever() -> None:
+    async def enforce_reviews() -> None:
         from gatehouse.identity.governance import enforce_reviews
 
-        while True:
-            await asyncio.sleep(REVIEW_ENFORCE_INTERVAL)
-            try:
-                suspended = await asyncio.to_thread(enforce_reviews, db)
-                if suspended:
-                    log.warning("access review past due: suspended %s", ", ".join(suspended))
-            except Exception as exc:
-                log.error("review enforcement failed: %s", type(exc).__name__)
+        suspended = await asyncio.to_thread(enforce_reviews, db)
+        if suspended:
+            log.warning("access review past due: suspended %s", ", ".join(suspended))
 
-    async def refresh_forever() -> None:
-        while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
-            try:
-                await asyncio.to_thread(keys.refresh, db)
-            except Exception as exc:  # keep serving on the last good table
-                log.error("key table refresh failed: %s", type(exc).__name__)
-
-    async def follow_policy_forever() -> None:  # apart from keys: loading a model must not delay a revocation
-        while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
-            try:
-                await follower.poll()
-            except Exception as exc:  # keep enforcing the last good version
-                log.error("policy refresh failed: %s", type(exc).__name__)
-
-    async def heartbeat_forever() -> None:
-        while True:
-            try:
-                await asyncio.to_thread(follower.heartbeat)
-            except Exception as exc:
-                log.error("worker heartbeat failed: %s", type(exc).__name__)
-            await asyncio.sleep(control.HEARTBEAT_INTERVAL)
+    background = [  # (seconds between runs, what, work); a failure is logged and the next run goes ahead
+        (REFRESH_INTERVAL, "key table refresh", lambda: asyncio.to_thread(keys.refresh, db)),  # keep the last good table
+        # apart from keys: loading a model for a new policy version must not delay a revocation
+        (REFRESH_INTERVAL, "policy refresh", follower.poll),  # keep enforcing the last good version
+        (REVIEW_ENFORCE_INTERVAL, "review enforcement", enforce_reviews),
+        (settings.audit_checkpoint_minutes * 60, "audit checkpoint", lambda: asyncio.to_thread(checkpoint)),
+        (control.HEARTBEAT_INTERVAL, "worker heartbeat", lambda: asyncio.to_thread(follower.heartbeat)),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -193,18 +176,18 @@ def create_app(settings: Settings | None = None) -> HotPath:
         for engine in engines.values():
             await engine.start()
         records.start(keys.take_last_used)
-        refresher = asyncio.create_task(refresh_forever())
-        enforcer = asyncio.create_task(enforce_reviews_forever())
-        signer = asyncio.create_task(checkpoint_forever())
-        beater = asyncio.create_task(heartbeat_forever())
-        policy_follower = asyncio.create_task(follow_policy_forever())
+        try:  # report in at once, then every HEARTBEAT_INTERVAL
+            await asyncio.to_thread(follower.heartbeat)
+        except Exception as exc:
+            log.error("worker heartbeat failed: %s", type(exc).__name__)
+        tasks = [asyncio.create_task(_every(seconds, what, work)) for seconds, what, work in background]
         restore_signals = _announce_shutdown_to(follower.engines)
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:
             yield
         finally:
             restore_signals()
-            for task in (refresher, enforcer, signer, beater, policy_follower):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
