@@ -87,7 +87,7 @@ def _texts(endpoint: str, body: dict[str, Any]) -> Iterator[tuple[str, str, Any,
         yield from _strings(body.get("suffix"), "suffix", body, "suffix")
 
 
-def _redact(text: str, spans: list[Finding], counters: dict[str, int]) -> str:
+def redact(text: str, spans: list[Finding], counters: dict[str, int]) -> str:
     """Replace each span (sorted by start) with a placeholder; overlapping spans become one,
     named after the first, so no part of either is left in the text."""
     pieces, position = [], 0
@@ -129,7 +129,7 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
             elif rule.action == "redact":
                 redactions.append(finding)
         if redactions and blocked is None:
-            container[key] = _redact(text, redactions, counters)
+            container[key] = redact(text, redactions, counters)
     if blocked is not None:
         raise Blocked(blocked, verdicts)
     return Inspection(verdicts, sensitive)

@@ -17,7 +17,7 @@ import orjson
 
 from gatehouse.engines.base import SSE_DONE, sse_event
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.inspect import Verdict
+from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.profiles import EffectiveProfile
 
 OUTPUT_DETECTORS = ("pii", "secrets", "terms")  # injection is about what callers send
@@ -31,7 +31,8 @@ def _findings(profile: EffectiveProfile, text: str) -> list[Finding]:
 def _apply(profile: EffectiveProfile, text: str, findings: list[Finding], counters: dict[str, int],
            field: str, offset: int, verdicts: list[Verdict]) -> tuple[str, bool]:
     """Redact ``text``; on a block, cut it before the match. Returns (text, blocked)."""
-    pieces, position = [], 0
+    redactions: list[Finding] = []
+    cut: int | None = None
     for finding in findings:
         rule = profile.rules[finding.detector]
         verdicts.append(Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
@@ -39,14 +40,12 @@ def _apply(profile: EffectiveProfile, text: str, findings: list[Finding], counte
         if rule.shadow or rule.action == "flag":
             continue
         if rule.action == "block":
-            return "".join(pieces) + text[position:max(position, finding.start)], True
-        if finding.start < position:  # overlaps the previous placeholder
-            position = max(position, finding.end)
-            continue
-        counters[finding.kind] = counters.get(finding.kind, 0) + 1
-        pieces += [text[position:finding.start], f"[{finding.kind.upper()}_{counters[finding.kind]}]"]
-        position = finding.end
-    return "".join(pieces) + text[position:], False
+            cut = finding.start
+            break
+        redactions.append(finding)
+    if cut is None:
+        return redact(text, redactions, counters), False
+    return redact(text[:cut], [f for f in redactions if f.start < cut], counters), True
 
 
 def _content_key(choice: dict[str, Any]) -> tuple[dict[str, Any], str] | None:

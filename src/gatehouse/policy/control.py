@@ -27,7 +27,7 @@ from gatehouse import audit
 from gatehouse.engines.credentials import credential_problem
 from gatehouse.errors import Conflict, GatehouseError, NotFound
 from gatehouse.identity.governance import Forbidden, _acting_person, _require_role, actor_email, roles_of
-from gatehouse.identity.inventory import identity_views, identity_views_in
+from gatehouse.identity.inventory import identity_views_in
 from gatehouse.identity.service import as_utc, utcnow
 from gatehouse.policy.compiled import IdentityView
 from gatehouse.policy.loader import LoadedPolicy, load_policy_text
@@ -156,12 +156,16 @@ def compute_plan(before: PolicyDocument | None, after: LoadedPolicy, base: str |
                          {widening_id(text): text for text in result.widenings})
 
 
-def _plan_in(session: Session, target: PolicyVersion, base: str | None) -> PlannedChange:
+def _plan_against(session: Session, candidate: LoadedPolicy, base: str | None) -> PlannedChange:
     """In the caller's transaction, so the plan an approval or apply checks is the one it
     records. (On PostgreSQL an identity committed meanwhile by another transaction is not seen:
     the policy lock does not block identity writes.)"""
     before = loaded_version(session.get(PolicyVersion, base)).document if base else None
-    return compute_plan(before, loaded_version(target), base, identity_views_in(session))
+    return compute_plan(before, candidate, base, identity_views_in(session))
+
+
+def _plan_in(session: Session, target: PolicyVersion, base: str | None) -> PlannedChange:
+    return _plan_against(session, loaded_version(target), base)
 
 
 def plan_version(db: Database, ref: str) -> PlannedChange:
@@ -174,9 +178,7 @@ def plan_version(db: Database, ref: str) -> PlannedChange:
 def plan_document(db: Database, candidate: LoadedPolicy) -> PlannedChange:
     """The same for a policy file that has not been proposed yet."""
     with db.read() as session:
-        base = baseline_of(current_activation(session))
-        before = loaded_version(session.get(PolicyVersion, base)).document if base else None
-    return compute_plan(before, candidate, base, identity_views(db))
+        return _plan_against(session, candidate, baseline_of(current_activation(session)))
 
 
 def proposers_of(row: PolicyVersion) -> set[str]:
@@ -307,6 +309,11 @@ def _check_approver_pool(session: Session, loaded: LoadedPolicy) -> None:
                        "approver(s) exist: grant the role first")
 
 
+def _acting_as(session: Session, actor: str, role: str, why: str) -> str:
+    """The actor, once checked to hold ``role``, in one spelling (``person:<lower-case e-mail>``)."""
+    return f"person:{_require_role(session, actor, role, why).email}"
+
+
 def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str) -> tuple[PolicyVersion, bool]:
     """Store an immutable draft. The same content is the same version: proposing it again
     returns the stored one (``False``) rather than a copy, and adds the proposer to the people
@@ -345,9 +352,8 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
     with db.write() as session:
         _lock(session)
         row = find_version(session, ref)
-        person = _require_role(session, actor, "approver", "approving a policy")
-        actor = f"person:{person.email}"
-        if person.email in proposers_of(row):
+        actor = _acting_as(session, actor, "approver", "approving a policy")
+        if actor_email(actor) in proposers_of(row):
             raise Forbidden("nobody approves their own change: another approver must approve this version")
         current = current_activation(session)
         keeping_break_glass = current is not None and current.kind == "break-glass" and current.version == row.hash
@@ -428,8 +434,7 @@ def apply(db: Database, actor: str, ref: str) -> PolicyActivation:
     force, once approved, keeps it for good."""
     with db.write() as session:
         _lock(session)
-        person = _require_role(session, actor, "policy-admin", "applying a policy")
-        actor = f"person:{person.email}"
+        actor = _acting_as(session, actor, "policy-admin", "applying a policy")
         row = find_version(session, ref)
         current = current_activation(session)
         if row.state == "rejected":
@@ -453,8 +458,7 @@ def rollback(db: Database, actor: str, reason: str) -> PolicyActivation:
         raise GatehouseError("say why: a rollback needs a reason (-m)")
     with db.write() as session:
         _lock(session)
-        person = _require_role(session, actor, "policy-admin", "rolling back the policy")
-        actor = f"person:{person.email}"
+        actor = _acting_as(session, actor, "policy-admin", "rolling back the policy")
         current = current_activation(session)
         if current is None or current.back_to is None:
             raise Conflict("there is no earlier active version to roll back to")
@@ -480,8 +484,7 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
     _check_credentials(loaded)
     with db.write() as session:
         _lock(session)
-        person = _require_role(session, actor, "policy-admin", "break-glass")
-        actor = f"person:{person.email}"
+        actor = _acting_as(session, actor, "policy-admin", "break-glass")
         current = current_activation(session)
         if current is None:
             raise Conflict("no policy is active yet: start the gateway once first")
