@@ -34,6 +34,8 @@ from gatehouse.identity.service import as_utc
 from gatehouse.policy import control
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
+from gatehouse.telemetry import exposition
+from gatehouse.telemetry.gateway_metrics import GatewayMetrics
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
@@ -137,7 +139,8 @@ def create_app(settings: Settings | None = None) -> HotPath:
     db = Database(settings.database_url)
     policy, policy_revision, expires_at = _active_policy(db)
     keys = KeyTable(settings.pepper())
-    records = RecordWriter(db)
+    usage_metrics = GatewayMetrics()
+    records = RecordWriter(db, observers=[usage_metrics.observe])
     engines, _ = build_engines(policy.deployments, settings)
     enforced = Enforced(policy, engines)
     gateway = Gateway(enforced, keys, records, settings.max_body_bytes)
@@ -154,6 +157,12 @@ def create_app(settings: Settings | None = None) -> HotPath:
         with db.write() as session:
             checkpoints.checkpoint_now(session, signing_key)
 
+    async def refresh_engine_gauges() -> None:
+        for engine in follower.engines():
+            metrics = getattr(engine, "metrics", None)
+            if metrics is not None:
+                metrics.refresh()
+
     async def enforce_reviews() -> None:
         from gatehouse.identity.governance import enforce_reviews
 
@@ -169,6 +178,8 @@ def create_app(settings: Settings | None = None) -> HotPath:
         (settings.audit_checkpoint_minutes * 60, "audit checkpoint", lambda: asyncio.to_thread(checkpoint)),
         (control.HEARTBEAT_INTERVAL, "worker heartbeat", lambda: asyncio.to_thread(follower.heartbeat)),
     ]
+    if exposition.multiprocess():
+        background.append((1.0, "engine gauges", refresh_engine_gauges))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -196,6 +207,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
                 await engine.close()
             await records.stop(keys.take_last_used)
             db.dispose()
+            exposition.worker_exited(os.getpid())
 
     async def health(request: Request) -> Response:
         # Whether the active version could be loaded, not why: the reason (a credential's
@@ -205,9 +217,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
                              "worker": follower.worker, "worker_pid": os.getpid()})
 
     async def metrics(request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await asyncio.to_thread(exposition.render), media_type=exposition.CONTENT_TYPE)
 
     routes = [
         Route("/healthz", health),

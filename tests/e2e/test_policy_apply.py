@@ -182,3 +182,24 @@ def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock):
     ended = call(gateway, "POST", "/rollback", keys["bob"], {"reason": "INC-1 over"})
     assert ended.status_code == 200 and ended.json()["version"] == active
     assert call(gateway, "POST", "/rollback", keys["carol"], {"reason": "x"}).status_code == 403
+
+
+def test_metrics_add_up_every_worker(setup):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    home, gateway, keys = setup
+
+    def answered() -> float:
+        text = httpx.get(f"{gateway.url}/metrics").text
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == "gatehouse_requests_total" and sample.labels["gatehouse_identity"] == "app")
+
+    before = answered()
+    pids = set()
+    for _ in range(16):  # a fresh connection each: the kernel hands them to either worker
+        with httpx.Client() as fresh:
+            fresh.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {keys['workload']}"},
+                       json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+            pids.add(fresh.get(f"{gateway.url}/healthz").json()["worker_pid"])
+    assert len(pids) == 2, "both workers should have answered"
+    assert [answered() - before for _ in range(4)] == [16] * 4  # whichever worker answers the scrape

@@ -113,6 +113,10 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     os.environ["GATEHOUSE_HOME"] = str(config.home)
     os.environ["GATEHOUSE_DATABASE_URL"] = config.database_url
     os.environ["GATEHOUSE_POLICY"] = str(config.policy_path)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from gatehouse.telemetry.exposition import prepare_multiprocess
+
+        prepare_multiprocess(config.home / "run" / f"metrics-{port}")  # /metrics adds up every worker
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run("gatehouse.app:create_app", factory=True, host=host, port=port, workers=workers,

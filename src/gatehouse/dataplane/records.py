@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,10 @@ MAX_BUFFER = 200_000
 
 
 class RecordWriter:
-    def __init__(self, db: Database, flush_interval: float = 1.0, last_used_interval: float = 60.0) -> None:
+    def __init__(self, db: Database, flush_interval: float = 1.0, last_used_interval: float = 60.0,
+                 observers: Sequence[Callable[[dict[str, Any]], None]] = ()) -> None:
         self._db = db
+        self._observers = tuple(observers)  # metrics, monitoring: see each finished request once
         self._buffer: deque[dict[str, Any]] = deque()
         self._flush_interval = flush_interval
         self._last_used_interval = last_used_interval
@@ -37,6 +40,11 @@ class RecordWriter:
         self.rejected = 0
 
     def add(self, record: dict[str, Any]) -> None:
+        for observe in self._observers:
+            try:
+                observe(record)
+            except Exception as exc:  # a metric must never cost a request its record
+                log.error("record observer %s failed: %s", getattr(observe, "__qualname__", observe), type(exc).__name__)
         if len(self._buffer) >= MAX_BUFFER:
             self._buffer.popleft()
             self.dropped += 1

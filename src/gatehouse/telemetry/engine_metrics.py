@@ -12,13 +12,19 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from gatehouse.telemetry.exposition import multiprocess
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 
-RUNNING = Gauge("gatehouse_engine_requests_running", "Sequences being decoded", ["deployment"])
-WAITING = Gauge("gatehouse_engine_requests_waiting", "Requests queued for a slot", ["deployment"])
-KV_USAGE = Gauge("gatehouse_engine_kv_cache_usage_ratio", "Share of KV cache cells in use or cached", ["deployment"])
+# With several workers each has its own engine: gauges are summed over the live ones, except the
+# cache ratio, which is per worker (a ``pid`` label).
+RUNNING = Gauge("gatehouse_engine_requests_running", "Sequences being decoded", ["deployment"], multiprocess_mode="livesum")
+WAITING = Gauge("gatehouse_engine_requests_waiting", "Requests queued for a slot", ["deployment"], multiprocess_mode="livesum")
+KV_USAGE = Gauge("gatehouse_engine_kv_cache_usage_ratio", "Share of KV cache cells in use or cached", ["deployment"],
+                 multiprocess_mode="liveall")
 TOKENS_PER_SECOND = Gauge("gatehouse_engine_generation_tokens_per_second",
-                          "Generated tokens per second over the last 10 seconds", ["deployment"])
+                          "Generated tokens per second over the last 10 seconds", ["deployment"],
+                          multiprocess_mode="livesum")
 PREFIX_HITS = Counter("gatehouse_engine_prefix_cache_hit_tokens", "Prompt tokens served from the prefix cache",
                       ["deployment"])
 GENERATED = Counter("gatehouse_engine_generation_tokens", "Tokens generated", ["deployment"])
@@ -41,12 +47,19 @@ class EngineMetrics:
         self._queue = QUEUE.labels(deployment)
         self._hits = PREFIX_HITS.labels(deployment)
         self._generated = GENERATED.labels(deployment)
+        self._readings: tuple = ()
 
     def bind(self, scheduler: Any) -> None:
-        RUNNING.labels(self.deployment).set_function(lambda: scheduler.running)
-        WAITING.labels(self.deployment).set_function(lambda: scheduler.waiting)
-        KV_USAGE.labels(self.deployment).set_function(scheduler.kv_usage)
-        TOKENS_PER_SECOND.labels(self.deployment).set_function(self.tokens_per_second)
+        self._readings = ((RUNNING, lambda: scheduler.running), (WAITING, lambda: scheduler.waiting),
+                          (KV_USAGE, scheduler.kv_usage), (TOKENS_PER_SECOND, self.tokens_per_second))
+        if not multiprocess():  # read when scraped; shared files are written by refresh() instead
+            for gauge, read in self._readings:
+                gauge.labels(self.deployment).set_function(read)
+
+    def refresh(self) -> None:
+        """Write the gauges to the workers' shared files (multiprocess mode, every second)."""
+        for gauge, read in self._readings:
+            gauge.labels(self.deployment).set(read())
 
     def tokens_per_second(self) -> float:
         horizon = time.monotonic() - self.WINDOW

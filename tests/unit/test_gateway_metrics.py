@@ -1,0 +1,43 @@
+"""Metric labels stay bounded whatever callers send."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from gatehouse.telemetry.gateway_metrics import GatewayMetrics
+from gatehouse.telemetry.labels import OTHER, BoundedLabel
+
+
+def _record(**changes) -> dict:
+    return {"identity": "app", "alias": "chat", "endpoint": "chat/completions", "deployment": "d1", "status": 200,
+            "error_code": None, "data_class": "internal", "fallbacks": [], "guardrails": None, "stream": False,
+            "prompt_tokens": 5, "completion_tokens": 3, "latency_ms": 12.0, "ttft_ms": 12.0} | changes
+
+
+def test_bounded_label_keeps_the_first_values_and_folds_the_rest():
+    label = BoundedLabel(2)
+    assert [label(v) for v in ("a", "b", "c", "a", None)] == ["a", "b", OTHER, "a", ""]
+
+
+def test_identities_past_the_cap_share_one_series(monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_METRICS_MAX_IDENTITIES", "3")
+    metrics = GatewayMetrics()
+    for n in range(10):
+        metrics.observe(_record(identity=f"cap-test-{n}", alias="cap-alias"))
+    seen = {labels["gatehouse_identity"] for metric in REGISTRY.collect() if metric.name == "gatehouse_requests"
+            for sample in metric.samples for labels in [sample.labels] if labels.get("gen_ai_request_model") == "cap-alias"}
+    assert seen == {"cap-test-0", "cap-test-1", "cap-test-2", OTHER}
+
+
+def test_fallbacks_tokens_and_per_token_time_are_counted():
+    metrics = GatewayMetrics()
+    metrics.observe(_record(alias="fb-alias", fallbacks=["down=connect", "busy=busy"], stream=True, ttft_ms=100.0,
+                            latency_ms=1100.0, completion_tokens=11))
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels)
+    assert value("gatehouse_fallbacks_total", gen_ai_request_model="fb-alias", gatehouse_deployment="down",
+                 gatehouse_reason="connect") == 1
+    assert value("gatehouse_tokens_total", gatehouse_identity="app", gen_ai_request_model="fb-alias",
+                 gen_ai_token_type="output") == 11
+    assert value("gen_ai_server_time_per_output_token_seconds_sum", gen_ai_operation_name="chat",
+                 gen_ai_request_model="fb-alias", gatehouse_deployment="d1") == 0.1
