@@ -21,9 +21,10 @@ from gatehouse.audit import checkpoints
 from gatehouse.config import Settings
 from gatehouse.dataplane.admin import AdminApi
 from gatehouse.dataplane.auth import KeyTable
-from gatehouse.dataplane.enforced import Enforced, PolicyFollower
+from gatehouse.dataplane.enforced import Enforced, PolicyFollower, worker_id
 from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.gateway import Gateway
+from gatehouse.dataplane.incident_admin import IncidentAdminApi
 from gatehouse.dataplane.leaks import LeakReports, load_github_keys
 from gatehouse.dataplane.policy_admin import PolicyAdminApi
 from gatehouse.dataplane.records import RecordWriter
@@ -31,6 +32,8 @@ from gatehouse.engines.base import Engine
 from gatehouse.engines.build import build_engines
 from gatehouse.errors import GatehouseError
 from gatehouse.identity.service import as_utc
+from gatehouse.monitoring.evaluate import evaluate, prune_usage
+from gatehouse.monitoring.usage import UsageRollup, write_rows
 from gatehouse.policy import control
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
@@ -40,6 +43,7 @@ from gatehouse.telemetry.gateway_metrics import GatewayMetrics
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
 REVIEW_ENFORCE_INTERVAL = 60.0  # seconds between closing access reviews past their due date
+USAGE_WRITE_INTERVAL = 5.0  # seconds between writes of this worker's per-minute counts
 
 
 def _announce_shutdown_to(engines: Callable[[], Iterable[Engine]]) -> Callable[[], None]:
@@ -140,7 +144,8 @@ def create_app(settings: Settings | None = None) -> HotPath:
     policy, policy_revision, expires_at = _active_policy(db)
     keys = KeyTable(settings.pepper())
     usage_metrics = GatewayMetrics()
-    records = RecordWriter(db, observers=[usage_metrics.observe])
+    usage = UsageRollup(worker_id())
+    records = RecordWriter(db, observers=[usage_metrics.observe, usage.observe])
     engines, _ = build_engines(policy.deployments, settings)
     enforced = Enforced(policy, engines)
     gateway = Gateway(enforced, keys, records, settings.max_body_bytes)
@@ -148,6 +153,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
     follower = PolicyFollower(db, settings, enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
     policy_admin = PolicyAdminApi(db, settings.pepper(), settings)
+    incident_admin = IncidentAdminApi(db, settings.pepper(), settings)
     leaks = LeakReports(db, settings, settings.pepper(), load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS")))
 
     signing_key = settings.audit_signing_key(create=True)
@@ -170,6 +176,23 @@ def create_app(settings: Settings | None = None) -> HotPath:
         if suspended:
             log.warning("access review past due: suspended %s", ", ".join(suspended))
 
+    async def write_usage() -> None:
+        rows, minutes = usage.take()
+        try:
+            await asyncio.to_thread(write_rows, db, rows)
+        except Exception:
+            usage.retry(minutes)
+            raise
+
+    async def evaluate_thresholds() -> None:
+        policy = follower.current.policy
+        thresholds = policy.loaded.document.monitoring.thresholds
+        if thresholds:
+            opened = await asyncio.to_thread(evaluate, db, thresholds, policy.version, settings, None,
+                                             settings.monitor_interval)
+            if opened:
+                log.warning("threshold crossed: opened %s", ", ".join(opened))
+
     background = [  # (seconds between runs, what, work); a failure is logged and the next run goes ahead
         (REFRESH_INTERVAL, "key table refresh", lambda: asyncio.to_thread(keys.refresh, db)),  # keep the last good table
         # apart from keys: loading a model for a new policy version must not delay a revocation
@@ -177,6 +200,9 @@ def create_app(settings: Settings | None = None) -> HotPath:
         (REVIEW_ENFORCE_INTERVAL, "review enforcement", enforce_reviews),
         (settings.audit_checkpoint_minutes * 60, "audit checkpoint", lambda: asyncio.to_thread(checkpoint)),
         (control.HEARTBEAT_INTERVAL, "worker heartbeat", lambda: asyncio.to_thread(follower.heartbeat)),
+        (min(USAGE_WRITE_INTERVAL, settings.monitor_interval), "usage counts", write_usage),
+        (settings.monitor_interval, "threshold evaluation", evaluate_thresholds),
+        (3600.0, "usage pruning", lambda: asyncio.to_thread(prune_usage, db)),
     ]
     if exposition.multiprocess():
         background.append((1.0, "engine gauges", refresh_engine_gauges))
@@ -206,6 +232,8 @@ def create_app(settings: Settings | None = None) -> HotPath:
             for engine in follower.engines():  # drains running generations first
                 await engine.close()
             await records.stop(keys.take_last_used)
+            with contextlib.suppress(Exception):
+                await write_usage()
             db.dispose()
             exposition.worker_exited(os.getpid())
 
@@ -241,6 +269,10 @@ def create_app(settings: Settings | None = None) -> HotPath:
         Route("/admin/policy/versions/{ref}/apply", policy_admin.apply, methods=["POST"]),
         Route("/admin/policy/rollback", policy_admin.rollback, methods=["POST"]),
         Route("/admin/policy/break-glass", policy_admin.break_glass, methods=["POST"]),
+        Route("/admin/incidents", incident_admin.list),
+        Route("/admin/incidents/{ref}", incident_admin.show),
+        Route("/admin/incidents/{ref}/acknowledge", incident_admin.acknowledge, methods=["POST"]),
+        Route("/admin/incidents/{ref}/close", incident_admin.close, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error})

@@ -10,7 +10,7 @@ import getpass
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +33,9 @@ class Settings:
     audit_key_path: Path | None = None                   # Ed25519 key signing audit checkpoints
     audit_checkpoint_every: int = 100                    # entries between checkpoints
     audit_checkpoint_minutes: float = 10.0               # the gateway also signs this often (if the log moved)
+    pager_url: str | None = None                         # Events API v2 endpoint incidents page
+    pager_routing_key: str | None = field(default=None, repr=False)  # the pager's integration key (a secret)
+    monitor_interval: float = 15.0                       # seconds between threshold evaluations
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,7 +52,10 @@ class Settings:
                    key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"),
                    audit_key_path=Path(os.environ.get("GATEHOUSE_AUDIT_SIGNING_KEY") or home / "audit-signing-key"),
                    audit_checkpoint_every=int(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_EVERY") or 100),
-                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10))
+                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10),
+                   pager_url=os.environ.get("GATEHOUSE_PAGER_URL") or None,
+                   pager_routing_key=os.environ.get("GATEHOUSE_PAGER_ROUTING_KEY") or None,
+                   monitor_interval=float(os.environ.get("GATEHOUSE_MONITOR_INTERVAL") or 15))
 
     def audit_signing_key(self, create: bool = False):  # type: ignore[no-untyped-def]
         """The audit checkpoint key, or None when it does not exist and ``create`` is false."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from gatehouse import __version__
-from gatehouse.cli import audit, bench, findings, identities, keys, people, policy, reviews
+from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
 from gatehouse.cli.common import console, err_console, handles_errors, open_db, settings
 from gatehouse.config import Settings, local_actor
 from gatehouse.errors import Conflict, GatehouseError
@@ -27,6 +27,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(bench.app, name="bench")
 app.add_typer(reviews.app, name="review")
+app.add_typer(incidents.app, name="incident")
 app.command("findings")(findings.findings)
 app.command("inventory")(findings.inventory)
 

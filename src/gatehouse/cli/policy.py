@@ -163,9 +163,10 @@ def _print_plan(planned, title: str) -> None:  # type: ignore[no-untyped-def]
         print_table("Deployments", ["deployment", "change", "widens"],
                     [(d.deployment, ("added: " if d.added else "") + d.description, "yes" if d.widens else "no")
                      for d in result.deployments])
-    if result.guardrails:
-        print_table("Guardrails", ["what", "before", "after", "loosens"],
-                    [(g.subject, g.before, g.after, "YES" if g.loosens else "no") for g in result.guardrails])
+    for title, changes in (("Guardrails", result.guardrails), ("Monitoring", result.monitoring)):
+        if changes:
+            print_table(title, ["what", "before", "after", "loosens"],
+                        [(g.subject, g.before, g.after, "YES" if g.loosens else "no") for g in changes])
     if result.approvers is not None:
         console.print(f"change control: approvals a change needs go from {result.approvers[0]} to {result.approvers[1]}",
                       highlight=False)

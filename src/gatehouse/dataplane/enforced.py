@@ -46,6 +46,11 @@ class Enforced:
         return True
 
 
+def worker_id() -> str:
+    """How this worker process names itself in heartbeats and usage counts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class PolicyFollower:
     """Polls the policy counter; on a change, loads and enforces the active version."""
 
@@ -59,7 +64,7 @@ class PolicyFollower:
         self.on_swap = on_swap  # callables given the new Enforced
         self.problem: str | None = None
         self.expires_at = expires_at  # of a break-glass version in force
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_id()
         self.started = utcnow()
         self._retry_at = 0.0
         self._retiring: set[asyncio.Task] = set()  # type: ignore[type-arg]

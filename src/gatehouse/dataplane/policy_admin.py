@@ -57,7 +57,11 @@ def _text(body: dict, name: str, required: bool = True) -> str | None:
     return value
 
 
-class PolicyAdminApi:
+class RoleCheckedApi:
+    """People's admin keys in, the service layer's checks and errors out, in the OpenAI format."""
+
+    readers: frozenset[str] = READERS  # roles that may read
+
     def __init__(self, db: Database, pepper: bytes, settings: Settings) -> None:
         self.db = db
         self.pepper = pepper
@@ -69,8 +73,9 @@ class PolicyAdminApi:
                                                 request.headers.get("authorization"))
         except AdminAuthError as exc:
             raise ApiError(exc.status, exc.message, exc.code) from None
-        if read and not principal.roles & READERS:
-            raise ApiError(403, f"{principal.email} needs the auditor, policy-admin or approver role", "admin_forbidden")
+        if read and not principal.roles & self.readers:
+            raise ApiError(403, f"{principal.email} needs one of the roles {', '.join(sorted(self.readers))}",
+                           "admin_forbidden")
         return principal
 
     async def _run(self, request: Request, work: Callable[[str, dict], Any], read: bool = False,
@@ -95,6 +100,9 @@ class PolicyAdminApi:
 
     def _ref(self, request: Request) -> str:
         return request.path_params["ref"]
+
+
+class PolicyAdminApi(RoleCheckedApi):
 
     async def status(self, request: Request) -> Response:
         def work(actor: str, body: dict) -> dict:

@@ -31,7 +31,7 @@ from gatehouse.policy.compiled import CompiledPolicy, IdentityView
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person, ReviewCampaign, ReviewItem, RoleAssignment
 
-ROLES = ("identity-admin", "policy-admin", "approver", "auditor")
+ROLES = ("identity-admin", "policy-admin", "approver", "auditor", "operator")
 
 
 class Forbidden(GatehouseError):

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from gatehouse.policy.guardrail_schema import Guardrails
+from gatehouse.policy.monitoring_schema import Monitoring
 from gatehouse.policy.schema import ChangeControl, PolicyDocument, reference_problems
 from gatehouse.yamldoc import DocumentError, Problem, load_document, read_document
 
@@ -34,7 +35,8 @@ def version_of(document: PolicyDocument) -> str:
     dumped = document.model_dump(mode="json")
     # Sections added after version 1 shipped are left out while they hold their defaults, so
     # versions stored before they existed keep their hash.
-    for section, default in (("change_control", ChangeControl()), ("guardrails", Guardrails())):
+    for section, default in (("change_control", ChangeControl()), ("guardrails", Guardrails()),
+                             ("monitoring", Monitoring())):
         if getattr(document, section) == default:
             del dumped[section]
     canonical = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)

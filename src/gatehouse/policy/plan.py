@@ -182,10 +182,10 @@ class GuardrailChange:
     loosens: bool      # less is caught, or less is done about it: an approver acknowledges it
 
 
-def _rule_text(rule: object | None) -> str:
+def _rule_text(rule: object | None, without: frozenset[str] = frozenset()) -> str:
     if rule is None:
         return "-"
-    dumped = rule.model_dump(exclude_defaults=True)  # type: ignore[attr-defined]
+    dumped = rule.model_dump(exclude_defaults=True, exclude=set(without))  # type: ignore[attr-defined]
     return ", ".join(f"{k}={v}" for k, v in dumped.items())
 
 
@@ -244,6 +244,20 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
     return changes
 
 
+def monitoring_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
+    """Thresholds added, removed or changed. Removing or changing one is reviewed like a
+    loosening (a later limit, a shorter ladder, a narrower scope all mean less is watched)."""
+    old = {t.id: t for t in before.monitoring.thresholds}
+    new = {t.id: t for t in after.monitoring.thresholds}
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        was, now = old.get(name), new.get(name)
+        if was != now:
+            changes.append(GuardrailChange(f"threshold {name}", _rule_text(was, frozenset({"id"})),
+                                           _rule_text(now, frozenset({"id"})), loosens=was is not None))
+    return changes
+
+
 @dataclass
 class Plan:
     access: list[AccessChange] = field(default_factory=list)
@@ -253,6 +267,7 @@ class Plan:
     deployments: list[DeploymentChange] = field(default_factory=list)
     approvers: tuple[int, int] | None = None  # change_control.approvers before, after, when it changes
     guardrails: list[GuardrailChange] = field(default_factory=list)
+    monitoring: list[GuardrailChange] = field(default_factory=list)
 
     @property
     def gained(self) -> list[AccessChange]:
@@ -273,6 +288,7 @@ class Plan:
                   for d in self.deployments if d.widens]
         items += [f"route: {r.alias} now reaches {', '.join(r.added)}" for r in self.routes if r.widens]
         items += [f"guardrail: {g.subject} {g.before} → {g.after}" for g in self.guardrails if g.loosens]
+        items += [f"monitoring: {m.subject} {m.before} → {m.after}" for m in self.monitoring if m.loosens]
         if self.approvers is not None and self.approvers[1] < self.approvers[0]:
             items.append(f"control: approvals a change needs drop from {self.approvers[0]} to {self.approvers[1]}")
         return items
@@ -291,6 +307,7 @@ class Plan:
                                 for d in self.deployments],
                 "approvers": list(self.approvers) if self.approvers else None,
                 "guardrails": [asdict(g) for g in self.guardrails],
+                "monitoring": [asdict(m) for m in self.monitoring],
                 "violations": [asdict(f) for f in self.violations]}
 
 
@@ -375,6 +392,7 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
     result.guardrails = guardrail_changes(before, after)
+    result.monitoring = monitoring_changes(before, after)
     if before.change_control.approvers != after.change_control.approvers:
         result.approvers = (before.change_control.approvers, after.change_control.approvers)
     return result

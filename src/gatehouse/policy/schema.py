@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gatehouse.classification import DATA_CLASSES
 from gatehouse.policy.guardrail_schema import Guardrails
+from gatehouse.policy.monitoring_schema import Monitoring
 from gatehouse.policy.schema_base import Strict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
@@ -136,6 +137,7 @@ class PolicyDocument(Strict):
     grants: tuple[Grant, ...] = ()
     change_control: ChangeControl = ChangeControl()
     guardrails: Guardrails = Guardrails()
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("deployments", "aliases")
     @classmethod
@@ -178,6 +180,22 @@ def reference_problems(data: Any) -> list[tuple[tuple, str]]:
                 problems.append((("grants", position, "aliases", index),
                                  f"grant {name!r} names unknown alias {alias_name!r}"))
     problems += _guardrail_problems(data, aliases)
+    problems += _monitoring_problems(data, {"alias": aliases, "deployment": deployments})
+    return problems
+
+
+def _monitoring_problems(data: dict, defined: dict[str, dict]) -> list[tuple[tuple, str]]:
+    monitoring = data.get("monitoring") if isinstance(data.get("monitoring"), dict) else {}
+    thresholds = monitoring.get("thresholds") if isinstance(monitoring.get("thresholds"), list) else []
+    problems: list[tuple[tuple, str]] = []
+    for position, threshold in enumerate(thresholds):
+        if not isinstance(threshold, dict) or threshold.get("per") not in defined:
+            continue  # identities live in the store, not the policy
+        only = threshold.get("only") if isinstance(threshold.get("only"), list) else []
+        for index, name in enumerate(only):
+            if isinstance(name, str) and name not in defined[threshold["per"]]:
+                problems.append((("monitoring", "thresholds", position, "only", index),
+                                 f"threshold {threshold.get('id')!r} names unknown {threshold['per']} {name!r}"))
     return problems
 
 

@@ -236,3 +236,51 @@ class DecisionRecord(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class UsageMinute(Base):
+    """One worker's counts for one minute and one identity, alias or deployment (ADR 0010).
+
+    Each worker rewrites its own rows for the minutes it is still counting, so no two workers
+    ever write the same row and thresholds add them up across workers and replicas.
+    """
+
+    __tablename__ = "usage_minutes"
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # identity | alias | deployment | gateway
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)          # answered 5xx
+    blocked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)         # refused by a guardrail
+    guardrail_hits: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # requests with a verdict
+    upstream_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    upstream_errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    latency: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # counts per LATENCY_BUCKETS bucket
+
+
+class Incident(Base):
+    """A threshold crossed: opened by the monitor, escalated step by step until a person
+    acknowledges it, closed by a person."""
+
+    __tablename__ = "incidents"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # inc-<hex>
+    threshold: Mapped[str] = mapped_column(String(64), nullable=False)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    subject: Mapped[str] = mapped_column(String(200), nullable=False)
+    metric: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # open | acknowledged | closed
+    policy_version: Mapped[str] = mapped_column(String(71), nullable=False)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)  # when opened
+    limit: Mapped[float] = mapped_column(Float, nullable=False)
+    condition: Mapped[str] = mapped_column(Text, nullable=False)  # "block_rate 0.12 > 0.05 over 10m (41 requests)"
+    breaching: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    last_value: Mapped[float] = mapped_column(Float, nullable=False)
+    last_checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    steps: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # escalation steps taken, with outcomes
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)

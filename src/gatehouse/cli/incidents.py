@@ -1,0 +1,89 @@
+"""gatehouse incident …"""
+
+from __future__ import annotations
+
+import typer
+
+from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table, settings
+from gatehouse.config import local_actor
+
+app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowledge, close.", no_args_is_help=True)
+
+
+@app.command("list")
+@handles_errors
+def list_(status: str = typer.Option(None, "--status", help="open, acknowledged or closed (default: not closed)."),
+          json: bool = JsonOption) -> None:
+    """Incidents, newest first."""
+    from gatehouse.monitoring.incidents import list_incidents
+
+    rows = list_incidents(open_db(), status)
+    if json:
+        print_json(rows)
+        return
+    print_table("Incidents", ["id", "status", "threshold", "subject", "opened", "now", "steps taken"],
+                [(r["id"], r["status"], r["threshold"], f"{r['scope']} {r['subject']}", r["opened_at"],
+                  "breaching" if r["breaching"] else "clear", ", ".join(s["action"] for s in r["steps"]) or "-")
+                 for r in rows])
+
+
+@app.command("show")
+@handles_errors
+def show(incident: str = typer.Argument(..., help="Incident id (inc-…)."), json: bool = JsonOption) -> None:
+    """One incident: the condition, the ladder steps taken and their outcomes, who acted."""
+    from gatehouse.monitoring.incidents import get_incident
+
+    row = get_incident(open_db(), incident)
+    if json:
+        print_json(row)
+        return
+    print_table(f"Incident {row['id']}", ["field", "value"],
+                [(name, row[name]) for name in ("status", "threshold", "scope", "subject", "condition", "opened_at",
+                                                "breaching", "last_value", "last_checked_at", "policy_version",
+                                                "acknowledged_by", "acknowledged_at", "closed_by", "closed_at", "note")]
+                + [(f"step {s['step']}", f"{s['action']} at {s['at']}: {s['outcome']}") for s in row["steps"]])
+
+
+@app.command("ack")
+@handles_errors
+def ack(incident: str = typer.Argument(..., help="Incident id."),
+        message: str = typer.Option(None, "-m", "--message", help="What you are doing about it.")) -> None:
+    """Acknowledge (operator): the escalation ladder stops climbing."""
+    from gatehouse.monitoring.incidents import acknowledge
+
+    acknowledge(open_db(), local_actor(), incident, message, settings())
+    console.print(f"{incident} acknowledged", highlight=False)
+
+
+@app.command("close")
+@handles_errors
+def close(incident: str = typer.Argument(..., help="Incident id."),
+          message: str = typer.Option(..., "-m", "--message", help="What happened and what was done.")) -> None:
+    """Close (operator). Keys the ladder suspended stay suspended until an identity-admin resumes
+    the identity."""
+    from gatehouse.monitoring.incidents import close as close_incident
+
+    row = close_incident(open_db(), local_actor(), incident, message, settings())
+    console.print(f"{incident} closed", highlight=False)
+    if any(step["action"] == "suspend_keys" and step["outcome"] == "suspended" for step in row["steps"]):
+        console.print(f"identity {row['subject']} is still suspended: `gatehouse identity resume {row['subject']}` "
+                      "(identity-admin) once it is safe", highlight=False, markup=False)
+
+
+@app.command("check")
+@handles_errors
+def check() -> None:
+    """Evaluate the active policy's thresholds now (the gateway does this every 15 s)."""
+    from gatehouse.monitoring.evaluate import evaluate
+    from gatehouse.policy import control
+
+    db = open_db()
+    active = control.active_policy(db)
+    if active is None:
+        console.print("no active policy: nothing to check")
+        return
+    loaded, _ = active
+    thresholds = loaded.document.monitoring.thresholds
+    opened = evaluate(db, thresholds, loaded.version, settings())
+    console.print(f"{len(thresholds)} thresholds checked; opened: {', '.join(opened) if opened else 'none'}",
+                  highlight=False)

@@ -1,0 +1,1 @@
+"""Thresholds on live traffic, escalation, incidents (ADR 0010)."""

@@ -1,0 +1,102 @@
+"""What people do with incidents: read them, acknowledge them (the ladder stops climbing), close
+them with a note. Acknowledging and closing need the operator role; every change is audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from gatehouse.audit import log as audit
+from gatehouse.config import Settings
+from gatehouse.errors import Conflict, GatehouseError, NotFound
+from gatehouse.identity.governance import _require_role
+from gatehouse.identity.service import as_utc
+from gatehouse.monitoring.pager import page
+from gatehouse.store.db import Database
+from gatehouse.store.models import Incident
+
+STATUSES = ("open", "acknowledged", "closed")
+
+
+def _when(moment: datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment else None
+
+
+def summary(incident: Incident) -> dict[str, Any]:
+    return {"id": incident.id, "status": incident.status, "threshold": incident.threshold, "scope": incident.scope,
+            "subject": incident.subject, "metric": incident.metric, "condition": incident.condition,
+            "value": incident.value, "limit": incident.limit, "breaching": incident.breaching,
+            "last_value": incident.last_value, "last_checked_at": _when(incident.last_checked_at),
+            "opened_at": _when(incident.opened_at), "policy_version": incident.policy_version,
+            "steps": incident.steps, "acknowledged_by": incident.acknowledged_by,
+            "acknowledged_at": _when(incident.acknowledged_at), "closed_by": incident.closed_by,
+            "closed_at": _when(incident.closed_at), "note": incident.note}
+
+
+def list_incidents(db: Database, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first; without ``status``, those not closed."""
+    if status is not None and status not in STATUSES:
+        raise GatehouseError(f"status must be one of {', '.join(STATUSES)}")
+    with db.read() as session:
+        query = select(Incident).order_by(Incident.opened_at.desc()).limit(limit)
+        query = query.where(Incident.status == status) if status else query.where(Incident.status != "closed")
+        return [summary(incident) for incident in session.execute(query).scalars()]
+
+
+def get_incident(db: Database, incident_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return summary(_find(session, incident_id))
+
+
+def _find(session, incident_id: str) -> Incident:  # type: ignore[no-untyped-def]
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id!r} (see `gatehouse incident list`)")
+    return incident
+
+
+def acknowledge(db: Database, actor: str, incident_id: str, note: str | None, settings: Settings) -> dict[str, Any]:
+    """Someone is on it: no further escalation step is taken."""
+    with db.write() as session:
+        person = _require_role(session, actor, "operator", "acknowledging an incident")
+        incident = _find(session, incident_id)
+        if incident.status != "open":
+            raise Conflict(f"incident {incident_id} is {incident.status}")
+        incident.status, incident.acknowledged_by = "acknowledged", f"person:{person.email}"
+        incident.acknowledged_at = datetime.now(UTC)
+        if note:
+            incident.note = note
+        audit.append(session, incident.acknowledged_by, "incident.acknowledge", f"incident:{incident.id}", {"note": note})
+        paged = any(step["action"] == "page" for step in incident.steps)
+        result = summary(incident)
+    if paged:
+        page(settings, "acknowledge", incident_id, result)
+    return result
+
+
+def close(db: Database, actor: str, incident_id: str, note: str, settings: Settings) -> dict[str, Any]:
+    """Over, with what was found and done. Keys the ladder suspended stay suspended: resuming
+    the identity is an identity-admin's decision (`gatehouse identities resume`)."""
+    if not note or not note.strip():
+        raise GatehouseError("say what happened: closing an incident needs a note (-m)")
+    with db.write() as session:
+        person = _require_role(session, actor, "operator", "closing an incident")
+        incident = _find(session, incident_id)
+        if incident.status == "closed":
+            raise Conflict(f"incident {incident_id} is already closed")
+        incident.status, incident.closed_by, incident.closed_at = "closed", f"person:{person.email}", datetime.now(UTC)
+        incident.note = note
+        audit.append(session, incident.closed_by, "incident.close", f"incident:{incident.id}",
+                     {"note": note, "breaching": incident.breaching})
+        paged = any(step["action"] == "page" for step in incident.steps)
+        result = summary(incident)
+    if paged:
+        page(settings, "resolve", incident_id, event_of(result))
+    return result
+
+
+def event_of(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result[key] for key in ("id", "threshold", "scope", "subject", "condition", "status")}
+
