@@ -28,13 +28,17 @@ def cli(*args: str, env: dict[str, str], check: bool = True, timeout: float = 12
 class Receiver:
     """A webhook or pager endpoint in a thread that keeps the JSON bodies it was sent."""
 
+    def decode(self, body: bytes, content_type: str) -> list:
+        return [json.loads(body)]
+
     def __init__(self) -> None:
-        received: list[dict] = []
+        received: list = []
         self.received = received
+        decode = self.decode
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                received.extend(decode(self.rfile.read(int(self.headers["content-length"])), self.headers["content-type"]))
                 self.send_response(202)
                 self.end_headers()
 
@@ -48,3 +52,34 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OtlpReceiver(Receiver):
+    """An OTLP/HTTP trace collector: keeps every span it is sent, as a dict."""
+
+    def decode(self, body: bytes, content_type: str) -> list:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        assert content_type == "application/x-protobuf"
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = []
+        for resource in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    spans.append({"name": span.name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
+                                  "parent": span.parent_span_id.hex(), "kind": span.kind, "service": service,
+                                  "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
+                                  "attributes": {a.key: _value(a.value) for a in span.attributes}})
+        return spans
+
+    @property
+    def endpoint(self) -> str:
+        return self.url.removesuffix("/hook")
+
+
+def _value(value):  # type: ignore[no-untyped-def]
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    return getattr(value, kind)

@@ -39,6 +39,7 @@ from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
 from gatehouse.telemetry import exposition
 from gatehouse.telemetry.gateway_metrics import GatewayMetrics
+from gatehouse.telemetry.tracing import Tracing, enabled_by_environment, finish_trace
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
@@ -145,10 +146,12 @@ def create_app(settings: Settings | None = None) -> HotPath:
     keys = KeyTable(settings.pepper())
     usage_metrics = GatewayMetrics()
     usage = UsageRollup(worker_id())
-    records = RecordWriter(db, observers=[usage_metrics.observe, usage.observe])
+    tracing = Tracing(worker_id()) if enabled_by_environment() else None
+    # finish_trace first: it takes the trace out of the record before the record is stored
+    records = RecordWriter(db, observers=[finish_trace, usage_metrics.observe, usage.observe])
     engines, _ = build_engines(policy.deployments, settings)
     enforced = Enforced(policy, engines)
-    gateway = Gateway(enforced, keys, records, settings.max_body_bytes)
+    gateway = Gateway(enforced, keys, records, settings.max_body_bytes, tracing)
     admin = AdminApi(db, settings.pepper(), settings, lambda: follower.current.policy)
     follower = PolicyFollower(db, settings, enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
@@ -234,6 +237,8 @@ def create_app(settings: Settings | None = None) -> HotPath:
             await records.stop(keys.take_last_used)
             with contextlib.suppress(Exception):
                 await write_usage()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
             db.dispose()
             exposition.worker_exited(os.getpid())
 

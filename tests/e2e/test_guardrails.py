@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 
 from gateway_support import Deployment, wait_until_accepted
-from helpers import start_gateway
+from helpers import OtlpReceiver, start_gateway
 
 EMAIL, CARD, AWS_KEY = "jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE"
 
@@ -58,8 +58,17 @@ guardrails:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, shared_models_dir, mock, logs):
-    home = Deployment(tmp_path_factory.mktemp("guardrails") / "home", policy(mock.url), shared_models_dir)
+def collector():
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, shared_models_dir, mock, logs, collector):
+    home = Deployment(tmp_path_factory.mktemp("guardrails") / "home", policy(mock.url), shared_models_dir,
+                      OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="50",
+                      OTEL_SERVICE_NAME="gatehouse-e2e")
     keys = {name: home.key(home.identity(name, **extra)) for name, extra in
             (("app", {}), ("trial-app", {"team": "trial"}), ("flag-app", {}))}
     gateway = start_gateway(home.env, logs, name="guardrails-gateway")
@@ -232,3 +241,41 @@ def test_metrics_follow_the_genai_conventions_with_bounded_labels(setup):
     assert any(labels["gatehouse_rule"].startswith("injection.") and labels["gatehouse_action"] == "block"
                and labels["gatehouse_direction"] == "input" and labels["gatehouse_shadow"] == "false" for labels, _ in verdicts)
     assert any(labels["gatehouse_data_class"] == "internal" for labels, _ in metrics["gatehouse_data_class_requests_total"])
+
+
+def _spans_of(collector, trace_id: str, count: int) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spans = [span for span in collector.received if span["trace_id"] == trace_id]
+        if len(spans) >= count:
+            return spans
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} spans of trace {trace_id}, got {len(spans)}")
+
+
+def test_a_trace_shows_auth_guardrails_routing_and_the_engine_call(setup, collector):
+    home, gateway, keys = setup
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = chat(gateway, keys["app"], f"mail {EMAIL} please", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
+    spans = {span["name"]: span for span in _spans_of(collector, trace_id, 6)}
+    root = spans["chat chat"]
+    assert root["parent"] == caller_span and root["service"]["service.name"] == "gatehouse-e2e"
+    assert root["attributes"]["gen_ai.request.model"] == "chat" and root["attributes"]["gatehouse.identity"] == "app"
+    assert root["attributes"]["gatehouse.request_id"] == response.headers["x-gatehouse-request-id"]
+    assert {"gatehouse.authenticate", "gatehouse.authorize", "gatehouse.guardrails", "gatehouse.route", "chat cloud"} <= set(spans)
+    for name in ("gatehouse.authenticate", "gatehouse.authorize", "gatehouse.guardrails", "gatehouse.route", "chat cloud"):
+        assert spans[name]["parent"] == root["span_id"] and root["start"] <= spans[name]["start"] <= spans[name]["end"] <= root["end"]
+    assert spans["gatehouse.guardrails"]["attributes"]["gatehouse.guardrail.rules"] == ["pii.email"]
+    assert spans["chat cloud"]["attributes"]["gen_ai.usage.output_tokens"] >= 1
+    assert EMAIL not in str(collector.received)  # names and counts, never the text
+
+
+def test_a_blocked_request_is_traced_as_an_error(setup, collector):
+    home, gateway, keys = setup
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4736"
+    with pytest.raises(openai.BadRequestError):
+        chat(gateway, keys["app"], f"key {AWS_KEY}", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    spans = {span["name"]: span for span in _spans_of(collector, trace_id, 4)}
+    assert spans["chat chat"]["attributes"]["error.type"] == "guardrail_blocked"
+    assert spans["gatehouse.guardrails"]["attributes"]["gatehouse.guardrail.blocked"] is True
+    assert "gatehouse.route" not in spans and AWS_KEY not in str(collector.received)

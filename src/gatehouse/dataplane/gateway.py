@@ -30,6 +30,7 @@ from gatehouse.guardrails.output import StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
+from gatehouse.telemetry.tracing import NULL_TRACE, Tracing
 
 JSON = "application/json"
 INLINE_SCAN_BYTES = 64 * 1024
@@ -107,11 +108,13 @@ async def _disconnected(request: Request) -> None:
 
 
 class Gateway:
-    def __init__(self, enforced: Enforced, keys: KeyTable, records: RecordWriter, max_body_bytes: int) -> None:
+    def __init__(self, enforced: Enforced, keys: KeyTable, records: RecordWriter, max_body_bytes: int,
+                 tracing: Tracing | None = None) -> None:
         self.enforced = enforced  # replaced whole when another policy version becomes active
         self.keys = keys
         self.records = records
         self.max_body_bytes = max_body_bytes
+        self.tracing = tracing  # None: traces are off
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -222,14 +225,20 @@ class Gateway:
             "status": 200, "error_code": None, "stream": False,
             "prompt_tokens": None, "completion_tokens": None, "latency_ms": 0.0, "ttft_ms": None,
         }
+        trace = self.tracing.begin(request.headers, endpoint, started) if self.tracing is not None else NULL_TRACE
+        if trace is not NULL_TRACE:
+            record["_trace"] = trace  # made into spans, and removed, when the record is added
         try:
             principal = self.keys.authenticate(request.headers.get("authorization"))
+            trace.mark("authenticated")
             record["identity"], record["key_id"] = principal.identity.name, principal.key_id
             body = await read_json_body(request, self.max_body_bytes)
             alias = check_model(body)
             record["alias"] = alias
             CHECKS[endpoint](body)
+            trace.mark("validated")
             self._authorize(policy, principal, alias)
+            trace.mark("authorized")
             guard = functools.partial(self._guard, policy, principal, alias, endpoint, body, request, record)
             # A large body takes milliseconds to seconds to scan: off the event loop, so other
             # requests are not held up; a small one is quicker inline than a thread hop.
@@ -237,12 +246,15 @@ class Gateway:
             route, profile = await asyncio.to_thread(guard) if large else guard()
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
+            trace.mark("guarded")
+            trace.mark("dispatched")
             dispatched = time.perf_counter()
             try:
                 deployment, reply, attempts = await _unless_disconnected(
                     request, dispatch(route, enforced.engines, endpoint, body, stream,
                                       principal.identity.name, request_id))
             except NoDeploymentAnswered as failed:
+                trace.tried(failed.attempts)
                 record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
                 if failed.status == 400:
@@ -262,6 +274,8 @@ class Gateway:
             return error.response(headers)
 
         answered = time.perf_counter()
+        trace.mark("answered")
+        trace.tried(attempts)
         headers["server-timing"] = _server_timing(started, dispatched, answered)
         record["deployment"] = deployment
         record["fallbacks"] = [str(attempt) for attempt in attempts]

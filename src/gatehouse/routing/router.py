@@ -7,6 +7,7 @@ request itself (another 4xx) ends the route: the next one would reject it too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from gatehouse.engines.base import Engine, EngineBusy, EngineFailure, EngineRepl
 class Attempt:
     deployment: str
     reason: str
+    started: float = 0.0  # perf_counter instants, for traces
+    ended: float = 0.0
 
     def __str__(self) -> str:
         return f"{self.deployment}={self.reason}"
@@ -59,17 +62,18 @@ async def dispatch(
     retry_after: int | None = None
     for name in route:
         engine = engines[name]
+        started = time.perf_counter()
         if not engine.supports(endpoint):
-            attempts.append(Attempt(name, "unsupported"))
+            attempts.append(Attempt(name, "unsupported", started, started))
             continue
         try:
             reply = await engine.call(endpoint, body, stream, caller, request_id)
         except EngineBusy as busy:
-            attempts.append(Attempt(name, "busy"))
+            attempts.append(Attempt(name, "busy", started, time.perf_counter()))
             retry_after = busy.retry_after
             continue
         except EngineFailure as failure:
-            attempts.append(Attempt(name, failure.kind))
+            attempts.append(Attempt(name, failure.kind, started, time.perf_counter()))
             continue
         return name, reply, attempts
     raise NoDeploymentAnswered(attempts, retry_after)
