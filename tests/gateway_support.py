@@ -106,9 +106,9 @@ class Deployment:
         service.add_person(self.db, ACTOR, "owner@example.com", team="platform")
         service.add_person(self.db, ACTOR, "researcher@example.com", team="research")
 
-    def identity(self, name: str, owner: str = "owner@example.com", **kwargs) -> str:
+    def identity(self, name: str, owner: str = "owner@example.com", actor: str = ACTOR, **kwargs) -> str:
         kwargs.setdefault("exempt_environments", frozenset({kwargs.get("environment", "dev")}))  # no approval step
-        service.create_identity(self.db, ACTOR, name, owner, **kwargs)
+        service.create_identity(self.db, actor, name, owner, **kwargs)
         return name
 
     def key_info(self, key_id: str) -> dict:

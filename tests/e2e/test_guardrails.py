@@ -11,7 +11,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from gateway_support import Deployment, wait_until_accepted
+from gatehouse.identity import governance, service
+
+from gateway_support import ACTOR, Deployment, wait_until_accepted
 from helpers import OtlpReceiver, start_gateway
 
 EMAIL, CARD, AWS_KEY = "jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE"
@@ -69,8 +71,12 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs, collector):
     home = Deployment(tmp_path_factory.mktemp("guardrails") / "home", policy(mock.url), shared_models_dir,
                       OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="50",
                       OTEL_SERVICE_NAME="gatehouse-e2e")
-    keys = {name: home.key(home.identity(name, **extra)) for name, extra in
-            (("app", {}), ("trial-app", {"team": "trial"}), ("flag-app", {}))}
+    service.add_person(home.db, ACTOR, "admin@example.com", team="security")
+    governance.change_role(home.db, ACTOR, "admin@example.com", "identity-admin", True)
+    admin = "person:admin@example.com"  # raises clearances (not the owner)
+    keys = {name: home.key(home.identity(name, actor=admin, **extra)) for name, extra in
+            (("app", {"data_clearance": "restricted"}), ("trial-app", {"team": "trial"}),
+             ("flag-app", {"data_clearance": "confidential"}), ("public-app", {"data_clearance": "public"}))}
     gateway = start_gateway(home.env, logs, name="guardrails-gateway")
     for key in keys.values():
         wait_until_accepted(gateway, key)
@@ -169,6 +175,14 @@ def test_data_classes_route_and_refuse(setup):
     with pytest.raises(openai.BadRequestError) as bad:
         chat(gateway, keys["app"], "hi", headers={"x-gatehouse-data-class": "top-secret"})
     assert bad.value.body["code"] == "invalid_data_class"
+    with pytest.raises(openai.PermissionDeniedError) as uncleared:  # trial-app is cleared for internal data
+        chat(gateway, keys["trial-app"], "quarterly numbers", headers=confidential)
+    assert uncleared.value.body["code"] == "data_class_not_cleared" and "up to internal" in uncleared.value.body["message"]
+    public = chat(gateway, keys["public-app"], "hello")  # its default is the most it is cleared for
+    assert record(home, public.headers["x-gatehouse-request-id"])["data_class"] == "public"
+    with pytest.raises(openai.PermissionDeniedError) as above_clearance:
+        chat(gateway, keys["public-app"], "hello", headers={"x-gatehouse-data-class": "internal"})
+    assert above_clearance.value.body["code"] == "data_class_not_cleared"
 
 
 def test_flagged_personal_data_makes_a_request_confidential(setup, mock):

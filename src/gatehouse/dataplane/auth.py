@@ -36,6 +36,7 @@ class IdentityEntry:
     id: int
     view: IdentityView
     status: str
+    clearance: str  # the highest data class it may send
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Principal:
     key_id: str
     identity: IdentityView
     scopes: frozenset[str] | None
+    clearance: str = "internal"
 
 
 def _epoch(moment: datetime) -> float:
@@ -70,14 +72,15 @@ class KeyTable:
             # Columns, not ORM objects: a worker starting against 200,000 keys loads them all.
             identities = session.execute(select(
                 Identity.id, Identity.name, Identity.team, Identity.environment, Identity.labels, Identity.status,
+                Identity.data_clearance,
             ).where(Identity.revision > since)).all()
             keys = session.execute(select(
                 Credential.id, Credential.secret_hash, Credential.identity_id, Credential.expires_at, Credential.scopes,
                 Credential.status,
             ).where(Credential.revision > since)).all()
-        for ident_id, name, team, environment, labels, status in identities:
+        for ident_id, name, team, environment, labels, status, clearance in identities:
             view = IdentityView.of(name, team, environment, labels)
-            self._identities[ident_id] = IdentityEntry(ident_id, view, status)
+            self._identities[ident_id] = IdentityEntry(ident_id, view, status, clearance)
         for key_id, secret_hash, identity_id, expires_at, scopes, status in keys:
             self._keys[key_id] = KeyEntry(
                 key_id=key_id, secret_hash=secret_hash, identity_id=identity_id, expires_at=_epoch(expires_at),
@@ -111,7 +114,7 @@ class KeyTable:
             status = identity.status if identity else "unknown"
             raise ApiError(401, f"the identity behind key {key.key_id} is {status}", "identity_not_active")
         self.last_used[key.key_id] = now
-        return Principal(key.key_id, identity.view, entry.scopes)
+        return Principal(key.key_id, identity.view, entry.scopes, identity.clearance)
 
     def take_last_used(self) -> dict[str, float]:
         used, self.last_used = self.last_used, {}

@@ -36,6 +36,7 @@ JSON = "application/json"
 INLINE_SCAN_BYTES = 64 * 1024
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
 CONFIDENTIAL = DATA_CLASSES.index("confidential")
+DEFAULT_INDEX = DATA_CLASSES.index(DEFAULT_DATA_CLASS)
 T = TypeVar("T")
 
 
@@ -136,7 +137,9 @@ class Gateway:
         """Input guardrails and data class; returns the deployments of the route that may
         receive this request's data, and the profile (for the answer). Records every verdict,
         never the text it matched."""
-        data_class = request.headers.get("x-gatehouse-data-class", DEFAULT_DATA_CLASS).strip().lower()
+        cleared = DATA_CLASSES.index(principal.clearance)
+        default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
+        data_class = request.headers.get("x-gatehouse-data-class", default).strip().lower()
         if data_class not in DATA_CLASSES:
             raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
         profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
@@ -155,6 +158,9 @@ class Gateway:
             if inspection.sensitive and DATA_CLASSES.index(data_class) < CONFIDENTIAL:
                 data_class = "confidential"  # personal data or secrets go upstream as they are
         record["data_class"] = data_class
+        if DATA_CLASSES.index(data_class) > cleared:
+            raise ApiError(403, f"identity {principal.identity.name!r} is cleared for data up to {principal.clearance}; "
+                           f"this request is {data_class}", "data_class_not_cleared")
         granted = policy.granted_class(principal.identity, alias) or "public"
         if DATA_CLASSES.index(data_class) > DATA_CLASSES.index(granted):
             raise ApiError(403, f"identity {principal.identity.name!r} may send {alias!r} data up to {granted}; this "
