@@ -31,8 +31,9 @@ aliases:
   chat: {{route: [cloud, onprem]}}
   cloud-only: {{route: [cloud]}}
   parrot: {{route: [echo]}}
+  mirror: {{route: [echo]}}
 grants:
-  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only, parrot], max_data_class: confidential}}
+  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only, parrot, mirror], max_data_class: confidential}}
 guardrails:
   default: standard
   profiles:
@@ -52,8 +53,11 @@ guardrails:
       output: true
       pii: {{action: redact, kinds: [email]}}
       secrets: {{action: block, kinds: [aws_access_key_id]}}
+    restoring:
+      pii: {{action: redact, kinds: [email], restore: true}}
   assign:
     - {{alias: parrot, profile: answers}}
+    - {{alias: mirror, profile: restoring}}
     - {{team: trial, profile: trial}}
     - {{identity: flag-app, profile: flagging}}
 """
@@ -293,3 +297,18 @@ def test_a_blocked_request_is_traced_as_an_error(setup, collector):
     assert spans["chat chat"]["attributes"]["error.type"] == "guardrail_blocked"
     assert spans["gatehouse.guardrails"]["attributes"]["gatehouse.guardrail.blocked"] is True
     assert "gatehouse.route" not in spans and AWS_KEY not in str(collector.received)
+
+
+def test_redacted_values_come_back_to_the_same_caller_but_never_reach_the_engine(setup, mock):
+    home, gateway, keys = setup
+    sdk = client(gateway, keys["app"])
+    said = f"Contact {EMAIL} for details"
+    whole = sdk.chat.completions.create(model="mirror", messages=[{"role": "user", "content": said}])
+    assert last_seen_body(mock)["messages"][0]["content"] == "Contact [EMAIL_1] for details"
+    assert whole.choices[0].message.content == said  # the echo said the placeholder; the caller reads the address
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in sdk.chat.completions.create(
+        model="mirror", messages=[{"role": "user", "content": said}], stream=True) if chunk.choices)
+    assert streamed == said
+    other = client(gateway, keys["flag-app"]).chat.completions.create(
+        model="mirror", messages=[{"role": "user", "content": "say [EMAIL_1]"}])
+    assert other.choices[0].message.content == "say [EMAIL_1]"  # nobody else's values, ever

@@ -26,7 +26,7 @@ from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
 from gatehouse.guardrails.inspect import Blocked, Unscannable, inspect_input
-from gatehouse.guardrails.output import StreamGuard, guard_response
+from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
@@ -133,16 +133,17 @@ class Gateway:
                            "model_not_granted", "model")
 
     def _guard(self, policy: CompiledPolicy, principal: Principal, alias: str, endpoint: str, body: dict[str, Any],
-               request: Request, record: dict[str, Any]) -> tuple[tuple[str, ...], EffectiveProfile | None]:
+               request: Request, record: dict[str, Any]) -> tuple[tuple[str, ...], EffectiveProfile | None, dict[str, str]]:
         """Input guardrails and data class; returns the deployments of the route that may
-        receive this request's data, and the profile (for the answer). Records every verdict,
-        never the text it matched."""
+        receive this request's data, the profile (for the answer) and the redacted values to
+        restore in it. Records every verdict, never the text it matched."""
         cleared = DATA_CLASSES.index(principal.clearance)
         default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
         data_class = request.headers.get("x-gatehouse-data-class", default).strip().lower()
         if data_class not in DATA_CLASSES:
             raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
         profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
+        originals: dict[str, str] = {}
         if profile is not None:
             try:
                 inspection = inspect_input(profile, endpoint, body)
@@ -155,6 +156,7 @@ class Gateway:
                 raise ApiError(400, f"the request was blocked by guardrail {verdict.rule} (profile {profile.name!r}, "
                                f"in {verdict.field})", "guardrail_blocked") from None
             record["guardrails"] = [verdict.as_dict() for verdict in inspection.verdicts] or None
+            originals = inspection.originals
             if inspection.sensitive and DATA_CLASSES.index(data_class) < CONFIDENTIAL:
                 data_class = "confidential"  # personal data or secrets go upstream as they are
         record["data_class"] = data_class
@@ -168,7 +170,7 @@ class Gateway:
         route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
         if not route:
             raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
-        return route, profile
+        return route, profile, originals
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Gateway:
             # A large body takes milliseconds to seconds to scan: off the event loop, so other
             # requests are not held up; a small one is quicker inline than a thread hop.
             large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
-            route, profile = await asyncio.to_thread(guard) if large else guard()
+            route, profile, originals = await asyncio.to_thread(guard) if large else guard()
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             trace.mark("guarded")
@@ -288,7 +290,10 @@ class Gateway:
         headers["x-gatehouse-deployment"] = deployment
         headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
         output_guard = profile if profile is not None and profile.output and endpoint != "embeddings" else None
+        restorer = Restorer(originals) if originals and endpoint != "embeddings" else None
         if reply.stream is None:
+            if restorer is not None and reply.body is not None:
+                restorer.restore_response(reply.body)  # before the output rules: they judge what the caller sees
             if output_guard is not None and reply.body is not None:
                 verdicts = guard_response(output_guard, reply.body)
                 if verdicts:
@@ -298,8 +303,8 @@ class Gateway:
             record["latency_ms"] = record["ttft_ms"] = (time.perf_counter() - started) * 1000
             self.records.add(record)
             return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
-        if output_guard is not None:
-            watcher = StreamGuard(output_guard)
+        if output_guard is not None or restorer is not None:
+            watcher = StreamGuard(output_guard, restorer)
             reply = EngineReply(reply.body, watcher.wrap(reply.stream), reply.usage)  # type: ignore[arg-type]
             record["output_guard"] = watcher
         return ClosingStreamingResponse(self._relay(reply, record, started), enforced.release, media_type="text/event-stream",

@@ -8,8 +8,8 @@ have done and enforces nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatehouse.guardrails.findings import Finding
@@ -44,6 +44,7 @@ class Blocked(Exception):
 class Inspection:
     verdicts: list[Verdict]
     sensitive: bool  # PII or secrets go upstream as they are (flagged or shadowed): at least confidential
+    originals: dict[str, str] = field(default_factory=dict)  # placeholder → value, for rules with restore
 
 
 SKIPPED_KEYS = frozenset({"role", "type", "id", "tool_call_id", "image_url", "input_audio", "file"})  # no caller prose
@@ -87,17 +88,29 @@ def _texts(endpoint: str, body: dict[str, Any]) -> Iterator[tuple[str, str, Any,
         yield from _strings(body.get("suffix"), "suffix", body, "suffix")
 
 
-def redact(text: str, spans: list[Finding], counters: dict[str, int]) -> str:
+def redact(text: str, spans: list[Finding], counters: dict[str, int],
+           originals: dict[str, str] | None = None, restorable: Callable[[Finding], bool] | None = None) -> str:
     """Replace each span (sorted by start) with a placeholder; overlapping spans become one,
-    named after the first, so no part of either is left in the text."""
-    pieces, position = [], 0
+    named after the first, so no part of either is left in the text. With ``originals``, each
+    placeholder whose spans are all ``restorable`` is mapped to the text it replaced."""
+    pieces: list[str] = []
+    position = 0
+    group: list[Finding] = []  # the spans behind the latest placeholder
+
+    def remember() -> None:
+        if originals is not None and group and restorable is not None and all(map(restorable, group)):
+            originals[pieces[-1]] = text[group[0].start:position]
+
     for finding in spans:
         if finding.start < position:  # overlaps the previous placeholder: extend it
             position = max(position, finding.end)
+            group.append(finding)
             continue
+        remember()
         counters[finding.kind] = counters.get(finding.kind, 0) + 1
         pieces += [text[position:finding.start], f"[{finding.kind.upper()}_{counters[finding.kind]}]"]
-        position = finding.end
+        position, group = finding.end, [finding]
+    remember()
     return "".join(pieces) + text[position:]
 
 
@@ -113,11 +126,16 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
     blocked: Verdict | None = None
     sensitive = False
     counters: dict[str, int] = {}
-    for field, text, container, key in texts:
+    originals: dict[str, str] = {}
+
+    def restorable(finding: Finding) -> bool:
+        return profile.rules[finding.detector].restore
+
+    for where, text, container, key in texts:
         redactions: list[Finding] = []
         for finding in sorted(profile.scan(text), key=lambda f: (f.start, -f.end)):
             rule = profile.rules[finding.detector]
-            verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
+            verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, where,
                               finding.start, finding.end, finding.score)
             verdicts.append(verdict)
             if rule.shadow:
@@ -129,7 +147,7 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
             elif rule.action == "redact":
                 redactions.append(finding)
         if redactions and blocked is None:
-            container[key] = redact(text, redactions, counters)
+            container[key] = redact(text, redactions, counters, originals, restorable)
     if blocked is not None:
         raise Blocked(blocked, verdicts)
-    return Inspection(verdicts, sensitive)
+    return Inspection(verdicts, sensitive, originals)

@@ -10,6 +10,7 @@ released before it.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,21 +21,57 @@ from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.profiles import EffectiveProfile
 
+PLACEHOLDER = re.compile(r"\[[A-Z0-9_]+_\d+\]")  # as inspect.redact writes them
 OUTPUT_DETECTORS = ("pii", "secrets", "terms")  # injection is about what callers send
 WINDOW = 256  # characters held back per choice: longer than any pattern needs to be recognised
 
 
-def _findings(profile: EffectiveProfile, text: str) -> list[Finding]:
+class Restorer:
+    """Puts a caller's redacted values back where the answer repeats their placeholders
+    (rules with ``restore: true``), before the output rules look at the answer.
+
+    Streamed text is held back only from an unclosed ``[`` near its end: a placeholder split
+    across two chunks is restored whole, and nothing else waits."""
+
+    def __init__(self, originals: dict[str, str]) -> None:
+        self.originals = originals
+        self.longest = max(map(len, originals))
+        self.held: dict[int, str] = {}
+
+    def apply(self, text: str) -> str:
+        return PLACEHOLDER.sub(lambda match: self.originals.get(match.group(0), match.group(0)), text)
+
+    def feed(self, index: int, text: str) -> str:
+        text = self.held.pop(index, "") + text
+        start = text.rfind("[", max(0, len(text) - self.longest + 1))
+        if start != -1 and "]" not in text[start:]:
+            self.held[index], text = text[start:], text[:start]
+        return self.apply(text)
+
+    def flush(self, index: int) -> str:
+        return self.apply(self.held.pop(index, ""))
+
+    def restore_response(self, body: dict[str, Any]) -> None:
+        for choice in body.get("choices") or []:
+            located = _content_key(choice) if isinstance(choice, dict) else None
+            if located is not None:
+                holder, key = located
+                holder[key] = self.apply(holder[key])
+
+
+def _findings(profile: EffectiveProfile | None, text: str) -> list[Finding]:
+    if profile is None:
+        return []
     return sorted((f for f in profile.scan(text) if f.detector in OUTPUT_DETECTORS), key=lambda f: (f.start, -f.end))
 
 
-def _apply(profile: EffectiveProfile, text: str, findings: list[Finding], counters: dict[str, int],
+def _apply(profile: EffectiveProfile | None, text: str, findings: list[Finding], counters: dict[str, int],
            field: str, offset: int, verdicts: list[Verdict]) -> tuple[str, bool]:
     """Redact ``text``; on a block, cut it before the match. Returns (text, blocked)."""
     redactions: list[Finding] = []
     cut: int | None = None
     for finding in findings:
-        rule = profile.rules[finding.detector]
+        rule = profile.rules[finding.detector]  # type: ignore[union-attr]  # findings come from a profile
         verdicts.append(Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
                                 offset + finding.start, offset + finding.end, finding.score))
         if rule.shadow or rule.action == "flag":
@@ -83,15 +120,21 @@ class _Choice:
 
 
 class StreamGuard:
-    def __init__(self, profile: EffectiveProfile) -> None:
+    """Output rules (``profile``) and restoration (``restorer``) on a stream; either may be None."""
+
+    def __init__(self, profile: EffectiveProfile | None, restorer: Restorer | None = None) -> None:
         self.profile = profile
+        self.restorer = restorer
+        self.window = WINDOW if profile is not None else 0  # restoring alone holds back nothing more
         self.verdicts: list[Verdict] = []
         self.choices: dict[int, _Choice] = {}
 
     def _release(self, index: int, state: _Choice, final: bool) -> list[bytes]:
+        if final and self.restorer is not None:
+            state.pending += self.restorer.flush(index)
         text = state.pending
         findings = _findings(self.profile, text)
-        cut = len(text) if final else max(0, len(text) - WINDOW)
+        cut = len(text) if final else max(0, len(text) - self.window)
         for finding in findings:  # never cut through a match: keep all of it for the next look
             if finding.start < cut < finding.end:
                 cut = finding.start
@@ -151,7 +194,7 @@ class StreamGuard:
                 located = _content_key(choice)
                 if located is not None and located[1] in located[0]:
                     holder, key = located
-                    state.pending += holder[key]
+                    state.pending += self.restorer.feed(index, holder[key]) if self.restorer else holder[key]
                     state.template = {**payload, "choices": [choice]}
                     for out in self._release(index, state, final=False):
                         yield out
@@ -173,6 +216,7 @@ class StreamGuard:
     def _flush_all(self) -> list[bytes]:
         events: list[bytes] = []
         for index, state in self.choices.items():
-            if state.pending and not state.stopped:
+            held = self.restorer is not None and index in self.restorer.held
+            if (state.pending or held) and not state.stopped:
                 events += self._release(index, state, final=True)
         return events

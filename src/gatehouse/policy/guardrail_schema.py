@@ -20,6 +20,13 @@ class DetectorRule(Strict):
     shadow: bool = False  # record what the action would have done; enforce nothing
     kinds: tuple[str, ...] | None = Field(None, min_length=1)  # only these kinds (pii, secrets); all when absent
     min_score: float = Field(0.5, ge=0, le=1)
+    restore: bool = False  # redact: put the caller's values back where the answer repeats a placeholder
+
+    @model_validator(mode="after")
+    def _restore_needs_redact(self) -> DetectorRule:
+        if self.restore and self.action != "redact":
+            raise ValueError("restore applies to action: redact only")
+        return self
 
 
 class TermsRule(DetectorRule):
