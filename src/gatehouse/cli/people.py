@@ -78,7 +78,7 @@ def _role_command(grant: bool):  # type: ignore[no-untyped-def]
     @handles_errors
     def command(
         email: str = typer.Argument(..., help="The person."),
-        role: str = typer.Argument(..., help="identity-admin, policy-admin, approver or auditor."),
+        role: str = typer.Argument(..., help="identity-admin, policy-admin, approver, auditor or operator."),
     ) -> None:
         from gatehouse.identity.governance import change_role
 
