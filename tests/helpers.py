@@ -34,12 +34,13 @@ class Receiver:
     def __init__(self) -> None:
         received: list = []
         self.received = received
-        decode = self.decode
+        self.status = 202  # what it answers; set to 503 to play a receiver that is down
+        decode, receiver = self.decode, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 received.extend(decode(self.rfile.read(int(self.headers["content-length"])), self.headers["content-type"]))
-                self.send_response(202)
+                self.send_response(receiver.status)
                 self.end_headers()
 
             def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]

@@ -144,8 +144,11 @@ def create_app(settings: Settings | None = None) -> HotPath:
     db = Database(settings.database_url)
     policy, policy_revision, expires_at = _active_policy(db)
     keys = KeyTable(settings.pepper())
-    usage_metrics = GatewayMetrics()
-    usage = UsageRollup(worker_id())
+    def defined(alias: str) -> bool:
+        return follower.current.policy.has_alias(alias)  # follower: assigned below, before any request
+
+    usage_metrics = GatewayMetrics(defined)
+    usage = UsageRollup(worker_id(), defined)
     tracing = Tracing(worker_id()) if enabled_by_environment() else None
     # finish_trace first: it takes the trace out of the record before the record is stored
     records = RecordWriter(db, observers=[finish_trace, usage_metrics.observe, usage.observe])
@@ -179,10 +182,16 @@ def create_app(settings: Settings | None = None) -> HotPath:
         if suspended:
             log.warning("access review past due: suspended %s", ", ".join(suspended))
 
+    writing_usage = threading.Lock()  # the last write at shutdown waits for one still running
+
+    def write_usage_rows(rows: list[dict[str, Any]]) -> None:
+        with writing_usage:
+            write_rows(db, rows)
+
     async def write_usage() -> None:
         rows, minutes = usage.take()
         try:
-            await asyncio.to_thread(write_rows, db, rows)
+            await asyncio.to_thread(write_usage_rows, rows)
         except Exception:
             usage.retry(minutes)
             raise

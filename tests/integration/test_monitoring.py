@@ -22,7 +22,7 @@ from gatehouse.monitoring import incidents
 from gatehouse.monitoring.evaluate import evaluate, quantile
 from gatehouse.monitoring.usage import UsageRollup
 from gatehouse.policy.loader import PolicyError, load_policy_text
-from gatehouse.store.models import AuditEntry, Identity
+from gatehouse.store.models import AuditEntry, Identity, UsageMinute
 
 from helpers import Receiver
 
@@ -214,6 +214,65 @@ def test_one_evaluation_at_a_time(db, org):
     assert evaluate(db, BLOCK_RATE, "sha256:test", org, now=NOW, every=15) is not None
     assert evaluate(db, BLOCK_RATE, "sha256:test", org, now=NOW + timedelta(seconds=5), every=15) is None
     assert evaluate(db, BLOCK_RATE, "sha256:test", org, now=NOW + timedelta(seconds=15), every=15) == []
+
+
+def test_a_window_covers_every_minute_it_touches(db, org):
+    checks = thresholds("    - {id: burst, metric: requests, above: 50, window: 1m}\n")
+    traffic(db, "host:1", [record()] * 100, at=NOW - timedelta(seconds=45))  # the previous minute, 45 s ago
+    assert len(run(db, org, checks)) == 1
+
+
+def test_a_jump_needs_a_baseline_to_jump_from(db, org):
+    checks = thresholds("    - {id: jump, metric: error_rate, per: alias, window: 10m, baseline: 1h, factor: 5}\n")
+    traffic(db, "host:1", [record(status=502, error_code="upstream_unavailable")] + [record()] * 99)
+    assert run(db, org, checks) == []  # no history: nothing to compare with
+    traffic(db, "host:2", [record()] * 100, at=NOW - timedelta(minutes=30))  # an hour before with no errors
+    assert len(run(db, org, checks, at=NOW + timedelta(seconds=20))) == 1
+
+
+def test_a_failed_page_is_sent_again_and_a_new_breach_restarts_the_ladder_clock(db, org, hooks):
+    webhook, pager = hooks
+    checks = thresholds("""\
+    - id: leak
+      metric: block_rate
+      per: identity
+      above: 0.05
+      window: 10m
+      escalate: [{after: 0m, action: page}, {after: 5m, action: suspend_keys}]
+""")
+    pager.status = 503
+    traffic(db, "host:1", [blocked("app-a")] * 5 + [record("app-a")] * 20)
+    [opened] = run(db, org, checks)
+    assert incidents.get_incident(db, opened)["steps"][0]["outcome"] == "failed: HTTP 503"
+    pager.status = 202
+    run(db, org, checks, at=NOW + timedelta(seconds=30))
+    assert len(pager.received) == 1  # not yet: retried a minute after the failure
+    run(db, org, checks, at=NOW + timedelta(minutes=1, seconds=5))
+    step = incidents.get_incident(db, opened)["steps"][0]
+    assert (step["outcome"], step["tries"], len(pager.received)) == ("delivered", 2, 2)
+    run(db, org, checks, at=NOW + timedelta(minutes=11))  # the window has moved past the traffic: clear
+    assert incidents.get_incident(db, opened)["breaching"] is False
+    traffic(db, "host:1", [blocked("app-a")] * 5 + [record("app-a")] * 20, at=NOW + timedelta(minutes=30))
+    run(db, org, checks, at=NOW + timedelta(minutes=30, seconds=10))  # crossed again, 30 minutes after opening
+    with db.read() as session:  # the suspension is 5 minutes after this breach began, not overdue at once
+        assert session.execute(select(Identity.status).where(Identity.name == "app-a")).scalar_one() == "active"
+    run(db, org, checks, at=NOW + timedelta(minutes=35, seconds=10))
+    with db.read() as session:
+        assert session.execute(select(Identity.status).where(Identity.name == "app-a")).scalar_one() == "suspended"
+
+
+def test_names_nobody_defined_and_busy_deployments_are_not_counted_against_anyone(db, org):
+    rollup = UsageRollup("host:1", defined=lambda alias: alias == "chat")
+    for _ in range(30):
+        rollup.observe(record(alias="made-up-" + "x" * 30, status=400, error_code="invalid_value", deployment=None),
+                       now=NOW.timestamp())
+        rollup.observe(record(deployment="d2", fallbacks=["d1=busy"]), now=NOW.timestamp())
+    rollup.flush(db, now=NOW.timestamp())
+    with db.read() as session:
+        subjects = set(session.execute(select(UsageMinute.scope, UsageMinute.subject)).all())
+        d1 = session.execute(select(UsageMinute.upstream_errors).where(UsageMinute.subject == "d1")).scalar_one_or_none()
+    assert ("alias", "chat") in subjects and not any(s.startswith("made-up") for _, s in subjects)
+    assert d1 is None  # a full deployment is not a failing one
 
 
 def test_quantile_interpolates_within_a_bucket():

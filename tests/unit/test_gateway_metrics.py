@@ -41,3 +41,19 @@ def test_fallbacks_tokens_and_per_token_time_are_counted():
                  gen_ai_token_type="output") == 11
     assert value("gen_ai_server_time_per_output_token_seconds_sum", gen_ai_operation_name="chat",
                  gen_ai_request_model="fb-alias", gatehouse_deployment="d1") == 0.1
+
+
+def test_a_model_the_policy_does_not_define_is_never_a_label():
+    metrics = GatewayMetrics(defined=lambda alias: alias == "real-alias")
+    metrics.observe(_record(alias="caller-typed-this", status=400, error_code="invalid_value"))
+    metrics.observe(_record(alias="real-alias", identity="defined-test"))
+    models = {sample.labels["gen_ai_request_model"] for metric in REGISTRY.collect() if metric.name == "gatehouse_requests"
+              for sample in metric.samples}
+    assert "caller-typed-this" not in models and {"_unknown", "real-alias"} <= models
+
+
+def test_a_stream_the_client_left_is_not_a_success():
+    metrics = GatewayMetrics()
+    metrics.observe(_record(alias="left-alias", stream=True, error_code="client_disconnected", ttft_ms=5.0))
+    assert REGISTRY.get_sample_value("gen_ai_server_time_to_first_token_seconds_count", {
+        "gen_ai_operation_name": "chat", "gen_ai_request_model": "left-alias", "gatehouse_deployment": "d1"}) is None

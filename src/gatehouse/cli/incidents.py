@@ -85,5 +85,5 @@ def check() -> None:
     loaded, _ = active
     thresholds = loaded.document.monitoring.thresholds
     opened = evaluate(db, thresholds, loaded.version, settings())
-    console.print(f"{len(thresholds)} thresholds checked; opened: {', '.join(opened) if opened else 'none'}",
+    console.print(f"{len(thresholds)} thresholds checked; new incidents: {', '.join(opened) if opened else 'none'}",
                   highlight=False)

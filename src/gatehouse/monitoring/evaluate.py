@@ -82,6 +82,10 @@ def _totals(session: Session, threshold: Threshold, start: datetime, end: dateti
     return found
 
 
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
 def _kind(metric: str) -> str:
     return "count" if metric in COUNT_METRICS else "rate" if metric in RATES else "latency"
 
@@ -105,8 +109,10 @@ def judge(threshold: Threshold, now_totals: Totals, before: Totals | None) -> Br
         limits.append(threshold.above)
     described = f"{threshold.metric} {value:.4g}"
     if threshold.factor is not None:
+        if before is None or before.counts["requests"] < threshold.min_requests:
+            return None  # no history to compare with (a new subject, monitoring just enabled)
         kind = _kind(threshold.metric)
-        earlier = before.value(threshold.metric) if before is not None else None
+        earlier = before.value(threshold.metric)
         expected = earlier[0] if earlier is not None else 0.0
         if kind == "count":  # the baseline period is longer than the window: scale it down
             expected *= threshold.window_span / threshold.baseline_span
@@ -154,18 +160,22 @@ def evaluate(db: Database, thresholds: tuple[Threshold, ...], policy_version: st
 
 def _evaluate(session: Session, thresholds: tuple[Threshold, ...], policy_version: str, now: datetime,
               deliveries: list[Delivery]) -> list[str]:
+    # Locked: a person acknowledging or closing one meanwhile waits, then sees what was done.
     active = {(i.threshold, i.scope, i.subject): i for i in session.execute(
-        select(Incident).where(Incident.status != "closed")).scalars()}
+        select(Incident).where(Incident.status != "closed").with_for_update()).scalars()}
     opened: list[str] = []
     for threshold in thresholds:
-        window_start = now - threshold.window_span
+        # Rows are whole minutes: take every minute the window touches (w to w+1 minutes).
+        window_start = _minute(now - threshold.window_span)
         current = _totals(session, threshold, window_start, now + timedelta(minutes=1))
-        before = (_totals(session, threshold, window_start - threshold.baseline_span, window_start)
+        before = (_totals(session, threshold, _minute(window_start - threshold.baseline_span), window_start)
                   if threshold.baseline else {})
         breaches = {subject: judge(threshold, totals, before.get(subject)) for subject, totals in current.items()}
         for (name, scope, subject), incident in active.items():
             if name == threshold.id and scope == threshold.per:
                 breach = breaches.get(subject)
+                if breach is not None and not incident.breaching:
+                    incident.breaching_since = now  # crossed again: the ladder's delays count from now
                 incident.breaching, incident.last_checked_at = breach is not None, now
                 incident.last_value = breach.value if breach else (
                     (current[subject].value(threshold.metric) or (0.0, 0))[0] if subject in current else 0.0)
@@ -175,7 +185,7 @@ def _evaluate(session: Session, thresholds: tuple[Threshold, ...], policy_versio
             incident = Incident(id="inc-" + secrets.token_hex(6), threshold=threshold.id, scope=threshold.per,
                                 subject=subject, metric=threshold.metric, status="open", policy_version=policy_version,
                                 opened_at=now, value=breach.value, limit=breach.limit, condition=breach.condition,
-                                breaching=True, last_value=breach.value, last_checked_at=now, steps=[])
+                                breaching=True, breaching_since=now, last_value=breach.value, last_checked_at=now, steps=[])
             session.add(incident)
             active[(threshold.id, threshold.per, subject)] = incident
             opened.append(incident.id)
@@ -192,12 +202,20 @@ def _evaluate(session: Session, thresholds: tuple[Threshold, ...], policy_versio
 
 def _escalate(session: Session, incident: Incident, threshold: Threshold, now: datetime,
               deliveries: list[Delivery]) -> None:
-    """Take every step of the ladder that is due and not yet taken."""
-    taken = {step["step"] for step in incident.steps}
-    steps = list(incident.steps)
-    opened_at = incident.opened_at if incident.opened_at.tzinfo else incident.opened_at.replace(tzinfo=UTC)
+    """Take every step of the ladder that is due and not yet taken; send again a notification
+    or page that failed (or was never sent: a crash between commit and delivery)."""
+    steps = [dict(step) for step in incident.steps]
+    taken = {step["step"]: step for step in steps}
+    since = _aware(incident.breaching_since)
     for index, step in enumerate(threshold.escalate):
-        if index in taken or opened_at + step.delay > now:
+        done = taken.get(index)
+        if done is not None:
+            if _redeliver(done, now):
+                done["tries"] = done.get("tries", 1) + 1
+                done["outcome"], done["at"] = "pending", now.isoformat()
+                deliveries.append(Delivery(incident.id, index, done["action"], event(incident, done["action"])))
+            continue
+        if since + step.delay > now:
             continue
         entry: dict[str, Any] = {"step": index, "action": step.action, "at": now.isoformat(), "outcome": "pending"}
         if step.action == "suspend_keys":
@@ -208,6 +226,21 @@ def _escalate(session: Session, incident: Incident, threshold: Threshold, now: d
         audit.append(session, MONITOR, "incident.escalate", f"incident:{incident.id}",
                      {"step": index, "action": step.action, "outcome": entry["outcome"]})
     incident.steps = steps
+
+
+MAX_TRIES = 5
+RETRY_AFTER = timedelta(minutes=1)
+
+
+def _redeliver(step: dict[str, Any], now: datetime) -> bool:
+    if step["action"] == "suspend_keys" or step.get("tries", 1) >= MAX_TRIES:
+        return False
+    failed = step["outcome"].startswith("failed") or step["outcome"] == "pending"
+    return failed and datetime.fromisoformat(step["at"]) + RETRY_AFTER <= now
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _suspend(session: Session, incident: Incident) -> str:
@@ -228,14 +261,13 @@ def event(incident: Incident, action: str) -> dict[str, Any]:
     return {"event": f"incident.{action}", "incident": incident.id, "threshold": incident.threshold,
             "scope": incident.scope, "subject": incident.subject, "metric": incident.metric,
             "condition": incident.condition, "status": incident.status,
-            "opened_at": (incident.opened_at if incident.opened_at.tzinfo else incident.opened_at.replace(tzinfo=UTC))
-            .isoformat(), "policy_version": incident.policy_version,
+            "opened_at": _aware(incident.opened_at).isoformat(), "policy_version": incident.policy_version,
             "action": f"acknowledge with `gatehouse incident ack {incident.id}`"}
 
 
 def _record_outcome(db: Database, delivery: Delivery, outcome: str) -> None:
     with db.write() as session:
-        incident = session.get(Incident, delivery.incident)
+        incident = session.get(Incident, delivery.incident, with_for_update=True)  # another evaluation may be writing
         if incident is None:
             return
         incident.steps = [step | {"outcome": outcome} if step["step"] == delivery.step else step

@@ -50,8 +50,9 @@ def get_incident(db: Database, incident_id: str) -> dict[str, Any]:
         return summary(_find(session, incident_id))
 
 
-def _find(session, incident_id: str) -> Incident:  # type: ignore[no-untyped-def]
-    incident = session.get(Incident, incident_id)
+def _find(session, incident_id: str, lock: bool = False) -> Incident:  # type: ignore[no-untyped-def]
+    # Locked for a change: an evaluation taking a step waits, or is waited for, and sees the new status.
+    incident = session.get(Incident, incident_id, with_for_update=lock)
     if incident is None:
         raise NotFound(f"no incident {incident_id!r} (see `gatehouse incident list`)")
     return incident
@@ -61,7 +62,7 @@ def acknowledge(db: Database, actor: str, incident_id: str, note: str | None, se
     """Someone is on it: no further escalation step is taken."""
     with db.write() as session:
         person = _require_role(session, actor, "operator", "acknowledging an incident")
-        incident = _find(session, incident_id)
+        incident = _find(session, incident_id, lock=True)
         if incident.status != "open":
             raise Conflict(f"incident {incident_id} is {incident.status}")
         incident.status, incident.acknowledged_by = "acknowledged", f"person:{person.email}"
@@ -83,7 +84,7 @@ def close(db: Database, actor: str, incident_id: str, note: str, settings: Setti
         raise GatehouseError("say what happened: closing an incident needs a note (-m)")
     with db.write() as session:
         person = _require_role(session, actor, "operator", "closing an incident")
-        incident = _find(session, incident_id)
+        incident = _find(session, incident_id, lock=True)
         if incident.status == "closed":
             raise Conflict(f"incident {incident_id} is already closed")
         incident.status, incident.closed_by, incident.closed_at = "closed", f"person:{person.email}", datetime.now(UTC)

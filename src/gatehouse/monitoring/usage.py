@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,14 +47,15 @@ class Tally:
 
 def _failed(attempt: str) -> tuple[str, bool]:
     deployment, _, reason = attempt.partition("=")
-    return deployment, reason != "unsupported"  # not serving an endpoint is not a failure
+    return deployment, reason not in ("unsupported", "busy")  # not serving an endpoint, or full: not a failure
 
 
 class UsageRollup:
     """A decision-record observer (cheap: a few dictionary updates per request)."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, defined: Callable[[str], bool] = lambda alias: True) -> None:
         self.worker = worker
+        self.defined = defined  # whether an alias exists in the enforced policy
         self._minutes: dict[int, dict[tuple[str, str], Tally]] = {}
         self._dirty: set[int] = set()
 
@@ -78,7 +79,7 @@ class UsageRollup:
         subjects = [("gateway", "*")]
         if record["identity"]:
             subjects.append(("identity", record["identity"]))
-        if record["alias"] and record["error_code"] != "model_not_found":  # a name nobody defined is not a subject
+        if record["alias"] and self.defined(record["alias"]):  # a name nobody defined is the caller's text, not a subject
             subjects.append(("alias", record["alias"]))
         for scope, subject in subjects:
             self._tally(minute, scope, subject).add(1, errors, blocked, hits, tried, failed, seconds)

@@ -276,6 +276,7 @@ class Incident(Base):
     limit: Mapped[float] = mapped_column(Float, nullable=False)
     condition: Mapped[str] = mapped_column(Text, nullable=False)  # "block_rate 0.12 > 0.05 over 10m (41 requests)"
     breaching: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    breaching_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # ladder delays count from here
     last_value: Mapped[float] = mapped_column(Float, nullable=False)
     last_checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     steps: Mapped[list] = mapped_column(JSON, nullable=False, default=list)  # escalation steps taken, with outcomes

@@ -11,6 +11,7 @@ deployments and rules come from the policy, identities and error codes are cappe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -56,7 +57,8 @@ def _limit(name: str, default: int) -> int:
 class GatewayMetrics:
     """Turns a finished request's decision record into metric samples."""
 
-    def __init__(self) -> None:
+    def __init__(self, defined: Callable[[str], bool] = lambda alias: True) -> None:
+        self.defined = defined  # whether an alias exists in the enforced policy
         self.identity = BoundedLabel(_limit("GATEHOUSE_METRICS_MAX_IDENTITIES", 200))
         self.model = BoundedLabel(_limit("GATEHOUSE_METRICS_MAX_MODELS", 500))
         self.error = BoundedLabel(50)
@@ -65,7 +67,8 @@ class GatewayMetrics:
     def observe(self, record: dict[str, Any]) -> None:
         operation = OPERATION.get(record["endpoint"], record["endpoint"])
         # A model nobody defined is the caller's free text: never a label.
-        model = "_unknown" if record["error_code"] == "model_not_found" else self.model(record["alias"])
+        alias = record["alias"]
+        model = self.model(alias) if alias is None or self.defined(alias) else "_unknown"
         deployment = record["deployment"] or ""
         error = self.error(record["error_code"]) if record["status"] >= 400 or record["error_code"] else ""
         identity = self.identity(record["identity"])
@@ -81,7 +84,7 @@ class GatewayMetrics:
         for verdict in record["guardrails"] or ():
             VERDICTS.labels(model, self.rule(verdict["rule"]), verdict["action"],
                             "output" if verdict.get("output") else "input", "true" if verdict["shadow"] else "false").inc()
-        if record["status"] != 200:
+        if record["status"] != 200 or record["error_code"]:  # e.g. a stream the client left: not a success
             return
         for kind, count in (("input", record["prompt_tokens"]), ("output", record["completion_tokens"])):
             if count is not None:

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("limit", sa.Float(), nullable=False),
         sa.Column("condition", sa.Text(), nullable=False),
         sa.Column("breaching", sa.Boolean(), nullable=False),
+        sa.Column("breaching_since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_value", sa.Float(), nullable=False),
         sa.Column("last_checked_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("steps", sa.JSON(), nullable=False),
