@@ -27,13 +27,19 @@ deployments:
   onprem: {{engine: openai, url: "{mock}/ok/v1", model: m, location: on-prem,
            data_classes: [public, internal, confidential, restricted]}}
   echo: {{engine: openai, url: "{mock}/echo/v1", model: m}}
+  counted: {{engine: vllm, url: "{mock}/ok/v1", model: m}}
+  tokenizer-down: {{engine: vllm, url: "{mock}/fail500/v1", model: m}}
 aliases:
   chat: {{route: [cloud, onprem]}}
   cloud-only: {{route: [cloud]}}
   parrot: {{route: [echo]}}
   mirror: {{route: [echo]}}
+  short: {{route: [cloud, counted]}}
+  short-uncounted: {{route: [cloud]}}
+  short-down: {{route: [tokenizer-down]}}
 grants:
-  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only, parrot, mirror], max_data_class: confidential}}
+  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, cloud-only, parrot, mirror, short, short-uncounted, short-down],
+     max_data_class: confidential}}
 guardrails:
   default: standard
   profiles:
@@ -55,7 +61,13 @@ guardrails:
       secrets: {{action: block, kinds: [aws_access_key_id]}}
     restoring:
       pii: {{action: redact, kinds: [email], restore: true}}
+    brief:
+      inherits: standard
+      max_input_tokens: 10
   assign:
+    - {{alias: short, profile: brief}}
+    - {{alias: short-uncounted, profile: brief}}
+    - {{alias: short-down, profile: brief}}
     - {{alias: parrot, profile: answers}}
     - {{alias: mirror, profile: restoring}}
     - {{team: trial, profile: trial}}
@@ -312,3 +324,23 @@ def test_redacted_values_come_back_to_the_same_caller_but_never_reach_the_engine
     other = client(gateway, keys["flag-app"]).chat.completions.create(
         model="mirror", messages=[{"role": "user", "content": "say [EMAIL_1]"}])
     assert other.choices[0].message.content == "say [EMAIL_1]"  # nobody else's values, ever
+
+
+def test_a_token_limit_is_counted_by_the_deployments_own_tokenizer(setup, mock):
+    home, gateway, keys = setup
+    fits = chat(gateway, keys["app"], "x" * 30, alias="short")  # 10 of the mock tokenizer's 3-character tokens
+    assert fits.http_response.status_code == 200
+    tokenized = [seen for seen in httpx.get(f"{mock.url}/_mock/requests").json() if seen["path"] == "/ok/tokenize"]
+    assert tokenized[-1]["body"]["prompt"] == "x" * 30  # asked the deployment that can count: counted, not cloud
+    with pytest.raises(openai.BadRequestError) as long:
+        chat(gateway, keys["app"], "x" * 31, alias="short")
+    assert long.value.body["code"] == "guardrail_blocked"
+    assert "size.max_input_tokens" in long.value.body["message"] and "11 tokens by counted's tokenizer" in long.value.body["message"]
+    kept = record(home, long.value.response.headers["x-gatehouse-request-id"])
+    assert [(v["rule"], v["end"], v["deployment"]) for v in kept["guardrails"]] == [("size.max_input_tokens", 11, "counted")]
+    with pytest.raises(openai.BadRequestError) as unmeasurable:
+        chat(gateway, keys["app"], "hi", alias="short-uncounted")
+    assert unmeasurable.value.body["code"] == "guardrail_unmeasurable"
+    with pytest.raises(openai.InternalServerError) as down:
+        chat(gateway, keys["app"], "hi", alias="short-down")
+    assert down.value.status_code == 503 and down.value.body["code"] == "tokenizer_unavailable"

@@ -258,3 +258,9 @@ def test_repetition_penalties_are_applied_per_sequence(engine, loop):
         complete(engine, prompt, max_tokens=16),
         complete(engine, prompt, max_tokens=16, frequency_penalty=2.0, presence_penalty=2.0))))
     assert plain.count(" cat") > penalised.count(" cat")
+
+
+def test_tokens_are_counted_by_the_models_own_tokenizer(engine, loop):
+    text = "Gatehouse counts tokens the way the model will see them. " * 200  # long: counted off the loop
+    assert loop.run_until_complete(engine.count_tokens(text)) == len(engine.model.tokenize(text, False))
+    assert loop.run_until_complete(engine.count_tokens("hello")) == len(engine.model.tokenize("hello", False)) > 0

@@ -19,6 +19,7 @@ With ``ok``, ``failure_rate``, ``drop_rate`` and ``slow_rate`` turn that share o
 
 Control endpoints, for tests and ``gatehouse bench run``:
 
+- ``POST /{behaviour}/tokenize``: vLLM's tokenizer endpoint (3-character tokens; 503 unless ``ok``)
 - ``GET /_mock/requests``: the last 100 requests' paths, headers and JSON bodies
 - ``GET|POST /_mock/config``: read or change the settings while running (fault injection)
 - ``POST|GET /_mock/webhook``: a webhook sink that keeps the last 100 JSON bodies posted to it
@@ -239,6 +240,17 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         return Response(orjson.dumps([{"id": i, "ttft_ms": ttft, "e2e_ms": e2e} for i, ttft, e2e in timings]),
                         media_type="application/json")
 
+    async def tokenize(request: Request) -> Response:
+        """vLLM's /tokenize: the mock's tokens are 3-character pieces, as it streams them."""
+        if request.path_params["behaviour"] != "ok":
+            return Response(status_code=503)
+        body = orjson.loads(await request.body())
+        seen.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        prompt = body.get("prompt", "")
+        count = (len(prompt) + 2) // 3
+        return Response(orjson.dumps({"count": count, "tokens": list(range(count)), "max_model_len": 4096}),
+                        media_type="application/json")
+
     return Starlette(routes=[
         Route("/_mock/requests", requests_seen),
         Route("/_mock/config", config, methods=["GET", "POST"]),
@@ -246,6 +258,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         Route("/_mock/webhook", webhook, methods=["GET", "POST"]),
         Route("/v1/models", models),
         Route("/{behaviour}/v1/models", models),
+        Route("/{behaviour}/tokenize", tokenize, methods=["POST"]),
         Route("/v1/{endpoint:path}", handle, methods=["POST"]),
         Route("/{behaviour}/v1/{endpoint:path}", handle, methods=["POST"]),
     ])

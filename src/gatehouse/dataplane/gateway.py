@@ -25,7 +25,7 @@ from gatehouse.dataplane.errors import ApiError
 from gatehouse.dataplane.records import RecordWriter
 from gatehouse.dataplane.validation import CHECKS, check_model, read_json_body
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, sse_event
-from gatehouse.guardrails.inspect import Blocked, Unscannable, inspect_input
+from gatehouse.guardrails.inspect import Blocked, Unscannable, Verdict, caller_text, inspect_input
 from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
@@ -172,6 +172,34 @@ class Gateway:
             raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
         return route, profile, originals
 
+    @staticmethod
+    async def _limit_tokens(profile: EffectiveProfile, route: tuple[str, ...], enforced: Enforced, endpoint: str,
+                            body: dict[str, Any], record: dict[str, Any]) -> None:
+        """``max_input_tokens``, counted by the first deployment of the route that has a tokenizer
+        to ask (the one that will most likely answer)."""
+        limit, text = profile.max_input_tokens, caller_text(endpoint, body)
+        failed = None
+        for name in route:
+            try:
+                count = await enforced.engines[name].count_tokens(text)
+            except EngineFailure as failure:
+                failed = failure
+                continue
+            if count is None:
+                continue
+            if count > limit:  # type: ignore[operator]
+                verdict = Verdict("size.max_input_tokens", "block", False, "*", 0, count, 1.0)
+                record["guardrails"] = (record["guardrails"] or []) + [verdict.as_dict() | {"deployment": name}]
+                raise ApiError(400, f"the request was blocked by guardrail size.max_input_tokens (profile {profile.name!r}: "
+                               f"{count} tokens by {name}'s tokenizer, limit {limit})", "guardrail_blocked")
+            return
+        if failed is not None:
+            raise ApiError(503, f"no deployment of {record['alias']!r} could count this request's tokens "
+                           f"({failed.kind}) for guardrail profile {profile.name!r}", "tokenizer_unavailable")
+        raise ApiError(400, f"guardrail profile {profile.name!r} limits requests to {limit} tokens, but no deployment of "
+                       f"{record['alias']!r} exposes a tokenizer (embedded, vllm, llama-server and tgi do)",
+                       "guardrail_unmeasurable")
+
     # -- endpoints ----------------------------------------------------------------------------
 
     async def list_models(self, request: Request) -> Response:
@@ -252,6 +280,8 @@ class Gateway:
             # requests are not held up; a small one is quicker inline than a thread hop.
             large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
             route, profile, originals = await asyncio.to_thread(guard) if large else guard()
+            if profile is not None and profile.max_input_tokens is not None:
+                await self._limit_tokens(profile, route, enforced, endpoint, body, record)
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             trace.mark("guarded")

@@ -86,6 +86,10 @@ class Engine(Protocol):
         ``request_id`` is Gatehouse's id of the request, passed on for correlation."""
         ...
 
+    async def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by the deployment's own tokenizer; None if it cannot tell."""
+        ...
+
 
 def sse_event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"

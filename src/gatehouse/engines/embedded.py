@@ -91,6 +91,15 @@ class EmbeddedEngine:
             self.model.close()
             self.model = None
 
+    async def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by this model's tokenizer (reads the vocabulary only: safe beside decoding)."""
+        model = self.model
+        if model is None:
+            raise EngineFailure("shutting_down", "engine closed")
+        if len(text) > 4096:  # long texts off the event loop
+            return len(await asyncio.to_thread(model.tokenize, text, False))
+        return len(model.tokenize(text, False))
+
     # -- request preparation ----------------------------------------------------------------
 
     def _prompt_tokens(self, endpoint: str, body: dict[str, Any]) -> list[int]:

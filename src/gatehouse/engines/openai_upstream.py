@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -61,6 +61,15 @@ def _error_message(content: bytes) -> tuple[str, str | None, str | None]:
     return "upstream refused the request", None, None
 
 
+# engine kind → (request body for a text, token count from the answer) of its /tokenize endpoint
+TOKENIZERS: dict[str, tuple[Callable[[str, str], dict], Callable[[Any], int]]] = {
+    "vllm": (lambda text, model: {"model": model, "prompt": text, "add_special_tokens": False},
+             lambda answer: answer["count"]),
+    "llama-server": (lambda text, model: {"content": text}, lambda answer: len(answer["tokens"])),
+    "tgi": (lambda text, model: {"inputs": text}, lambda answer: len(answer)),
+}
+
+
 class OpenAIUpstream:
     def __init__(self, name: str, deployment: Deployment, api_key: str | None) -> None:
         self.name = name
@@ -88,6 +97,27 @@ class OpenAIUpstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by the deployment's own tokenizer, from engines that expose one
+        (vLLM, llama-server, TGI); None from the others. Raises EngineFailure when it cannot ask."""
+        how = TOKENIZERS.get(self.deployment.engine)
+        if how is None:
+            return None
+        assert self._session is not None, "engine not started"
+        request, read = how
+        root = self._base.removesuffix("/v1")  # the tokenizer is served beside the OpenAI API, not in it
+        try:
+            async with self._session.post(f"{root}/tokenize", data=orjson.dumps(request(text, self.deployment.model)),
+                                          headers={"content-type": "application/json"},
+                                          timeout=aiohttp.ClientTimeout(total=self.deployment.timeouts.first_token)) as response:
+                if response.status != 200:
+                    raise EngineFailure(f"http_{response.status}", "tokenizer")
+                return int(read(orjson.loads(await response.read())))
+        except (TimeoutError, aiohttp.ClientError):
+            raise EngineFailure("connect", "tokenizer") from None
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise EngineFailure("bad_response", "tokenizer") from None
 
     def __repr__(self) -> str:  # never show the credential
         return f"OpenAIUpstream({self.name!r}, {self.deployment.url!r})"

@@ -88,6 +88,11 @@ def _texts(endpoint: str, body: dict[str, Any]) -> Iterator[tuple[str, str, Any,
         yield from _strings(body.get("suffix"), "suffix", body, "suffix")
 
 
+def caller_text(endpoint: str, body: dict[str, Any]) -> str:
+    """Every string of the caller's that goes upstream, one per line (for counting tokens)."""
+    return "\n".join(text for _, text, _, _ in _texts(endpoint, body))
+
+
 def redact(text: str, spans: list[Finding], counters: dict[str, int],
            originals: dict[str, str] | None = None, restorable: Callable[[Finding], bool] | None = None) -> str:
     """Replace each span (sorted by start) with a placeholder; overlapping spans become one,

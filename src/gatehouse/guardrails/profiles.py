@@ -22,6 +22,7 @@ class EffectiveProfile:
     max_input_bytes: int | None
     terms: TermMatcher | None
     output: bool = False
+    max_input_tokens: int | None = None  # counted by the tokenizer of the deployment the request goes to
 
     def scan(self, text: str) -> list:  # type: ignore[type-arg]
         """Every finding in ``text`` from the detectors this profile runs, at their thresholds."""
@@ -46,18 +47,19 @@ def _resolve(name: str, profiles: dict[str, Profile]) -> EffectiveProfile:
         chain.append(profiles[current])
         current = profiles[current].inherits
     rules: dict[str, DetectorRule] = {}
-    max_bytes, output = None, False
+    max_bytes, max_tokens, output = None, None, False
     for profile in reversed(chain):  # root first, so children override
         for detector in DETECTORS:
             rule = getattr(profile, detector)
             if rule is not None:
                 rules[detector] = rule
         max_bytes = profile.max_input_bytes if profile.max_input_bytes is not None else max_bytes
+        max_tokens = profile.max_input_tokens if profile.max_input_tokens is not None else max_tokens
         output = profile.output if profile.output is not None else output
     terms_rule = rules.get("terms")
     matcher = TermMatcher(terms_rule.terms, terms_rule.patterns) if terms_rule is not None else None  # type: ignore[attr-defined]
     rules = {detector: rule for detector, rule in rules.items() if rule.action != "allow"}
-    return EffectiveProfile(name, rules, max_bytes, matcher, output)
+    return EffectiveProfile(name, rules, max_bytes, matcher, output, max_tokens)
 
 
 class ProfileIndex:

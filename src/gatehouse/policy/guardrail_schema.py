@@ -67,6 +67,7 @@ class Profile(Strict):
     injection: DetectorRule | None = None
     terms: TermsRule | None = None
     max_input_bytes: int | None = Field(None, gt=0)
+    max_input_tokens: int | None = Field(None, gt=0)  # in the tokens of the deployment the request goes to
     output: bool | None = None  # apply the pii, secrets and terms rules to the model's answers too
 
     @model_validator(mode="after")

@@ -228,10 +228,12 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
                                                _rule_loosens(a, b)))
         if was.output != now.output:
             changes.append(GuardrailChange(f"profile {name}: output", str(was.output), str(now.output), was.output))
-        if was.max_input_bytes != now.max_input_bytes:
-            looser = now.max_input_bytes is None or (was.max_input_bytes is not None and now.max_input_bytes > was.max_input_bytes)
-            changes.append(GuardrailChange(f"profile {name}: max_input_bytes", str(was.max_input_bytes or "-"),
-                                           str(now.max_input_bytes or "-"), looser))
+        for limit in ("max_input_bytes", "max_input_tokens"):
+            old_limit, new_limit = getattr(was, limit), getattr(now, limit)
+            if old_limit != new_limit:
+                looser = new_limit is None or (old_limit is not None and new_limit > old_limit)
+                changes.append(GuardrailChange(f"profile {name}: {limit}", str(old_limit or "-"), str(new_limit or "-"),
+                                               looser))
     if old.default != new.default:
         changes.append(GuardrailChange("default profile", old.default or "-", new.default or "-", old.default is not None))
     old_assign = {a.model_dump_json(exclude={"profile"}): a.profile for a in old.assign}
