@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -115,7 +116,7 @@ class HotPath:
         await response(scope, receive, send)
 
 
-def _active_policy(db: Database) -> tuple[CompiledPolicy, int, datetime | None]:
+def _active_policy(db: Database, home: Path) -> tuple[CompiledPolicy, int, datetime | None]:
     """The version the store says is active (``gatehouse serve`` makes sure there is one), the
     policy counter it was read at, and when it expires if it is a break-glass version."""
     with db.read() as session:
@@ -125,7 +126,7 @@ def _active_policy(db: Database) -> tuple[CompiledPolicy, int, datetime | None]:
         raise GatehouseError("no policy version is active: start the gateway with `gatehouse serve`")
     loaded, activation = active
     expires = as_utc(activation.expires_at) if activation.kind == "break-glass" else None
-    return CompiledPolicy(loaded), revision, expires
+    return CompiledPolicy(loaded).prepare(home), revision, expires
 
 
 async def _every(seconds: float, what: str, work: Callable[[], Awaitable[Any]]) -> None:
@@ -142,7 +143,7 @@ async def _every(seconds: float, what: str, work: Callable[[], Awaitable[Any]]) 
 def create_app(settings: Settings | None = None) -> HotPath:
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
-    policy, policy_revision, expires_at = _active_policy(db)
+    policy, policy_revision, expires_at = _active_policy(db, settings.home)
     keys = KeyTable(settings.pepper())
     def defined(alias: str) -> bool:
         return follower.current.policy.has_alias(alias)  # follower: assigned below, before any request

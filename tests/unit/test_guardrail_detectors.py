@@ -247,3 +247,20 @@ def test_the_anchor_prefilter_never_hides_a_match(monkeypatch):
     fast = [injection.find_injection(text) for text in texts]
     monkeypatch.setattr(injection, "_awake", lambda text: {rule for rule, _ in injection.RULES})
     assert [injection.find_injection(text) for text in texts] == fast
+
+
+def test_a_classifier_that_fails_scores_nothing_and_a_missing_one_is_named(tmp_path, caplog):
+    import pytest
+
+    from gatehouse.errors import GatehouseError
+    from gatehouse.guardrails.classifier import load_classifier
+
+    (tmp_path / "broken.py").write_text("def score(text):\n    raise RuntimeError('secret detail ' + text)\n")
+    (tmp_path / "loud.py").write_text("def score(text):\n    return 7\n")
+    (tmp_path / "nothing.py").write_text("x = 1\n")
+    assert load_classifier(tmp_path, "broken.py")("my password is hunter2") == 0.0
+    assert "RuntimeError" in caplog.text and "hunter2" not in caplog.text
+    assert load_classifier(tmp_path, "loud.py")("x") == 1.0  # clamped
+    for name, message in (("missing.py", "not installed"), ("nothing.py", r"no score\(text\)"), ("../x.py", "a file name")):
+        with pytest.raises(GatehouseError, match=message):
+            load_classifier(tmp_path, name)

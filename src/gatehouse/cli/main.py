@@ -77,6 +77,7 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
 
     from gatehouse.engines.build import build_engines
     from gatehouse.policy import control
+    from gatehouse.policy.compiled import CompiledPolicy
     from gatehouse.policy.loader import PolicyError, load_policy
     from gatehouse.store.db import Database
 
@@ -109,6 +110,7 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     # Fail here, with one clear line, rather than in every worker: a missing credential,
     # an embedded model that cannot be found.
     build_engines(active.document.deployments, config)
+    CompiledPolicy(active).prepare(config.home)  # and the injection classifiers it names
 
     # Workers are separate processes: they read the same settings from the environment.
     os.environ["GATEHOUSE_HOME"] = str(config.home)

@@ -93,7 +93,7 @@ class PolicyFollower:
             self.revision, self.problem = revision, None
             return False
         try:
-            await self._swap(CompiledPolicy(loaded))
+            await self._swap(await asyncio.to_thread(CompiledPolicy(loaded).prepare, self.settings.home))
         except Exception as exc:  # keep enforcing the last good version; say why in the heartbeat
             self.problem = f"cannot enforce {loaded.short_version}: {exc}"
             self._retry_at = loop.time() + RETRY_INTERVAL

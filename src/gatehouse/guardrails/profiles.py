@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gatehouse.guardrails.injection import find_injection
@@ -23,6 +24,7 @@ class EffectiveProfile:
     terms: TermMatcher | None
     output: bool = False
     max_input_tokens: int | None = None  # counted by the tokenizer of the deployment the request goes to
+    classifier: Callable[[str], float] | None = None  # the injection rule's, once loaded
 
     def scan(self, text: str) -> list:  # type: ignore[type-arg]
         """Every finding in ``text`` from the detectors this profile runs, at their thresholds."""
@@ -34,13 +36,14 @@ class EffectiveProfile:
             elif detector == "secrets":
                 found += find_secrets(text, kinds, rule.min_score)
             elif detector == "injection":
-                found += find_injection(text, threshold=rule.min_score)
+                found += find_injection(text, self.classifier, threshold=rule.min_score)
             elif detector == "terms" and self.terms is not None:
                 found += self.terms.find(text)
         return found
 
 
-def _resolve(name: str, profiles: dict[str, Profile]) -> EffectiveProfile:
+def _resolve(name: str, profiles: dict[str, Profile], classifiers: Callable[[str], Callable[[str], float]] | None
+             ) -> EffectiveProfile:
     chain: list[Profile] = []
     current: str | None = name
     while current is not None:  # the loader refuses cycles and unknown parents
@@ -59,12 +62,18 @@ def _resolve(name: str, profiles: dict[str, Profile]) -> EffectiveProfile:
     terms_rule = rules.get("terms")
     matcher = TermMatcher(terms_rule.terms, terms_rule.patterns) if terms_rule is not None else None  # type: ignore[attr-defined]
     rules = {detector: rule for detector, rule in rules.items() if rule.action != "allow"}
-    return EffectiveProfile(name, rules, max_bytes, matcher, output, max_tokens)
+    injection = rules.get("injection")
+    named = getattr(injection, "classifier", None)
+    classifier = classifiers(named) if named and classifiers is not None else None
+    return EffectiveProfile(name, rules, max_bytes, matcher, output, max_tokens, classifier)
 
 
 class ProfileIndex:
-    def __init__(self, guardrails: Guardrails) -> None:
-        self.profiles = {name: _resolve(name, guardrails.profiles) for name in guardrails.profiles}
+    def __init__(self, guardrails: Guardrails,
+                 classifiers: Callable[[str], Callable[[str], float]] | None = None) -> None:
+        """``classifiers`` loads an injection classifier by name; without it (plans, tests) the
+        rule packs run alone."""
+        self.profiles = {name: _resolve(name, guardrails.profiles, classifiers) for name in guardrails.profiles}
         self.default = self.profiles.get(guardrails.default) if guardrails.default else None
         self.by_identity = {a.identity: a.profile for a in guardrails.assign if a.identity is not None}
         self.by_team = {a.team: a.profile for a in guardrails.assign if a.team is not None}

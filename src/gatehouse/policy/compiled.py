@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.schema import Deployment, Grant, Subject
@@ -67,6 +68,17 @@ class CompiledPolicy:
         from gatehouse.guardrails.profiles import ProfileIndex
 
         return ProfileIndex(self.loaded.document.guardrails)
+
+    def prepare(self, home: Path) -> CompiledPolicy:
+        """Build the guardrail profiles now, with the injection classifiers they name loaded from
+        ``home/classifiers`` (GatehouseError if one is missing), rather than on a first request."""
+        from gatehouse.guardrails.classifier import load_classifier
+        from gatehouse.guardrails.profiles import ProfileIndex
+
+        folder = home / "classifiers"
+        self.__dict__["guardrail_profiles"] = ProfileIndex(self.loaded.document.guardrails,
+                                                           lambda name: load_classifier(folder, name))
+        return self
 
     @cached_property
     def _access_index(self):  # type: ignore[no-untyped-def]

@@ -29,6 +29,12 @@ class DetectorRule(Strict):
         return self
 
 
+class InjectionRule(DetectorRule):
+    # a file in $GATEHOUSE_HOME/classifiers/ defining score(text) -> float; it runs when the
+    # rule packs find nothing, and a score of at least min_score is a finding
+    classifier: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
+
+
 class TermsRule(DetectorRule):
     terms: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # RE2 syntax: linear time, no backreferences or lookaround
@@ -64,7 +70,7 @@ class Profile(Strict):
     description: str | None = None
     pii: DetectorRule | None = None
     secrets: DetectorRule | None = None
-    injection: DetectorRule | None = None
+    injection: InjectionRule | None = None
     terms: TermsRule | None = None
     max_input_bytes: int | None = Field(None, gt=0)
     max_input_tokens: int | None = Field(None, gt=0)  # in the tokens of the deployment the request goes to

@@ -1,0 +1,63 @@
+"""Local prompt-injection classifiers, loaded from ``$GATEHOUSE_HOME/classifiers/``.
+
+A classifier is a Python file that defines ``score(text: str) -> float`` (0: benign, 1: an
+attack) — wrapping whatever model the operator installed (a scikit-learn pipeline, an ONNX
+model, a small llama.cpp model). A policy names one by file name only: the files are placed on
+the gateway host by whoever runs it, so a policy change can choose among installed classifiers
+but cannot make the gateway run code from anywhere else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from gatehouse.errors import GatehouseError
+
+log = logging.getLogger("gatehouse.guardrails")
+NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$"
+_loaded: dict[tuple[Path, float], Callable[[str], float]] = {}  # by path and modification time
+
+
+class _Checked:
+    """A classifier that cannot fail a request: an error scores 0 (logged by type), a score is
+    clamped to 0..1."""
+
+    def __init__(self, name: str, score: Callable[[str], float]) -> None:
+        self.name = name
+        self._score = score
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(self._score(text))
+        except Exception as exc:
+            log.error("injection classifier %s failed: %s", self.name, type(exc).__name__)
+            return 0.0
+        return min(max(value, 0.0), 1.0) if value == value else 0.0  # NaN scores nothing
+
+
+def load_classifier(directory: Path, name: str) -> Callable[[str], float]:
+    if not re.match(NAME, name):
+        raise GatehouseError(f"injection classifier {name!r}: a file name ending in .py")
+    path = (directory / name).resolve()
+    if not path.is_file():
+        raise GatehouseError(f"injection classifier {name!r} is not installed in {directory}")
+    key = (path, path.stat().st_mtime)
+    if key in _loaded:
+        return _loaded[key]
+    spec = importlib.util.spec_from_file_location(f"gatehouse_classifier_{path.stem.replace('.', '_')}", path)
+    if spec is None or spec.loader is None:
+        raise GatehouseError(f"injection classifier {name!r} cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise GatehouseError(f"injection classifier {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+    score = getattr(module, "score", None)
+    if not callable(score):
+        raise GatehouseError(f"injection classifier {name!r} defines no score(text) function")
+    _loaded[key] = _Checked(name, score)
+    return _loaded[key]
