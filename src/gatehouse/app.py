@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
 
     usage_metrics = GatewayMetrics(defined)
     usage = UsageRollup(worker_id(), defined)
-    tracing = Tracing(worker_id()) if enabled_by_environment() else None
+    tracing = Tracing(worker_id(), defined) if enabled_by_environment() else None
     # finish_trace first: it takes the trace out of the record before the record is stored
     records = RecordWriter(db, observers=[finish_trace, usage_metrics.observe, usage.observe])
     engines, _ = build_engines(policy.deployments, settings)

@@ -168,6 +168,7 @@ def test_429_when_the_embedded_queue_is_full(client, make_client, dev_key):
 def test_400_from_an_upstream_is_passed_on_without_fallback(client):
     status, code, message, response = error_of(lambda: client.chat.completions.create(model="rejecting", messages=HELLO))
     assert (status, code, message) == (400, "invalid_value", "mock says this request is invalid")
+    assert response.headers["x-gatehouse-deployment"] == "mock-400"  # who refused it, in the record too
 
 
 def test_502_when_upstreams_fail(client):

@@ -298,6 +298,8 @@ def test_a_trace_shows_auth_guardrails_routing_and_the_engine_call(setup, collec
     assert spans["gatehouse.guardrails"]["attributes"]["gatehouse.guardrail.rules"] == ["pii.email"]
     assert spans["chat cloud"]["attributes"]["gen_ai.usage.output_tokens"] >= 1
     assert EMAIL not in str(collector.received)  # names and counts, never the text
+    assert "x" * 40 not in str(collector.received)  # a model nobody defined (the metrics test asked for one)
+    assert any(span["name"] == "chat _unknown" for span in collector.received)
 
 
 def test_a_blocked_request_is_traced_as_an_error(setup, collector):

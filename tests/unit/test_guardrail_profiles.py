@@ -96,6 +96,12 @@ def test_a_plan_shows_guardrail_changes_and_loosening_is_a_widening():
     stricter = BASE.replace("pii: {action: redact, kinds: [email]}", "pii: {action: redact}")
     tightened = plan(before, load_policy_text(STARTER_POLICY + stricter).document, [])
     assert tightened.guardrails and tightened.widenings == []  # more kinds caught: shown, nothing to acknowledge
+    restoring = BASE.replace("pii: {action: redact, kinds: [email]}", "pii: {action: redact, kinds: [email], restore: true}")
+    assert any(w.startswith("guardrail: profile standard: pii") for w in plan(
+        before, load_policy_text(STARTER_POLICY + restoring).document, []).widenings)  # values go back into answers
+    classified = load_policy_text(STARTER_POLICY + BASE.replace(
+        "injection: {action: block}", "injection: {action: block, classifier: c.py}")).document
+    assert any(": injection action=block, classifier=c.py → action=block" in w for w in plan(classified, before, []).widenings)
 
 
 def test_every_string_the_caller_sends_is_scanned_and_token_ids_are_refused():

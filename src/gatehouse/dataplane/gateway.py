@@ -58,7 +58,7 @@ class ClosingStreamingResponse(StreamingResponse):
     until garbage collection; closing it at once is what frees the engine at once.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self.on_close = on_close
 
@@ -69,7 +69,7 @@ class ClosingStreamingResponse(StreamingResponse):
             try:
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
             finally:
-                self.on_close()
+                await self.on_close()
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -281,7 +281,7 @@ class Gateway:
             large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
             route, profile, originals = await asyncio.to_thread(guard) if large else guard()
             if profile is not None and profile.max_input_tokens is not None:
-                await self._limit_tokens(profile, route, enforced, endpoint, body, record)
+                await _unless_disconnected(request, self._limit_tokens(profile, route, enforced, endpoint, body, record))
             stream = endpoint != "embeddings" and bool(body.get("stream"))
             record["stream"] = stream
             trace.mark("guarded")
@@ -303,6 +303,11 @@ class Gateway:
                                "upstream_unavailable" if failed.status != 429 else "capacity_exceeded",
                                headers=extra) from None
             except UpstreamRejected as rejected:
+                trace.tried(rejected.attempts)
+                record["deployment"] = rejected.deployment
+                record["fallbacks"] = [str(attempt) for attempt in rejected.attempts]
+                headers["x-gatehouse-deployment"] = rejected.deployment or "none"
+                headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
                 raise ApiError(rejected.status, rejected.message, rejected.code or "upstream_rejected",
                                rejected.param) from None
         except ApiError as error:
@@ -337,10 +342,22 @@ class Gateway:
             watcher = StreamGuard(output_guard, restorer)
             reply = EngineReply(reply.body, watcher.wrap(reply.stream), reply.usage)  # type: ignore[arg-type]
             record["output_guard"] = watcher
-        return ClosingStreamingResponse(self._relay(reply, record, started), enforced.release, media_type="text/event-stream",
+        relayed: list[bool] = []  # set once the relay has finished the record
+
+        async def closed() -> None:
+            try:
+                if not relayed:  # the client left before the body began: the relay never ran
+                    record["error_code"] = "client_disconnected"
+                    await self._finish(reply, record, started)
+            finally:
+                enforced.release()
+
+        return ClosingStreamingResponse(self._relay(reply, record, started, relayed), closed,
+                                        media_type="text/event-stream",
                                         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    async def _relay(self, reply: EngineReply, record: dict[str, Any], started: float) -> AsyncIterator[bytes]:
+    async def _relay(self, reply: EngineReply, record: dict[str, Any], started: float,
+                     relayed: list[bool]) -> AsyncIterator[bytes]:
         assert reply.stream is not None
         try:
             async for event in reply.stream:
@@ -355,9 +372,16 @@ class Gateway:
             record["error_code"] = "client_disconnected"
             raise
         finally:
-            closer = getattr(reply.stream, "aclose", None)
+            relayed.append(True)
+            await self._finish(reply, record, started)
+
+    async def _finish(self, reply: EngineReply, record: dict[str, Any], started: float) -> None:
+        """Close the engine's stream and add the request's record, once, however the stream ended."""
+        closer = getattr(reply.stream, "aclose", None)
+        try:
             if closer is not None:
                 await closer()
+        finally:
             record["prompt_tokens"] = reply.usage.prompt_tokens
             record["completion_tokens"] = reply.usage.completion_tokens
             record["latency_ms"] = (time.perf_counter() - started) * 1000

@@ -64,6 +64,8 @@ class UpstreamRejected(Exception):
         self.message = message
         self.code = code
         self.param = param
+        self.deployment: str | None = None  # set by the router: who rejected it …
+        self.attempts: list[Any] = []  # … and the deployments that failed before it
         super().__init__(message)
 
 

@@ -110,7 +110,9 @@ class OpenAIUpstream:
         try:
             async with self._session.post(f"{root}/tokenize", data=orjson.dumps(request(text, self.deployment.model)),
                                           headers={"content-type": "application/json"},
-                                          timeout=aiohttp.ClientTimeout(total=self.deployment.timeouts.first_token)) as response:
+                                          timeout=aiohttp.ClientTimeout(total=self.deployment.timeouts.first_token,
+                                                                        sock_connect=self.deployment.timeouts.connect)
+                                          ) as response:
                 if response.status != 200:
                     raise EngineFailure(f"http_{response.status}", "tokenizer")
                 return int(read(orjson.loads(await response.read())))

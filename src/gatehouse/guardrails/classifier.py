@@ -9,9 +9,12 @@ but cannot make the gateway run code from anywhere else.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import re
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,20 +22,23 @@ from gatehouse.errors import GatehouseError
 
 log = logging.getLogger("gatehouse.guardrails")
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$"
-_loaded: dict[tuple[Path, float], Callable[[str], float]] = {}  # by path and modification time
+_loaded: dict[tuple[Path, str], Callable[[str], float]] = {}  # by path and content digest
 
 
 class _Checked:
     """A classifier that cannot fail a request: an error scores 0 (logged by type), a score is
-    clamped to 0..1."""
+    clamped to 0..1, and calls are one at a time (large bodies are scanned in threads, and a
+    model object is rarely safe to call from two at once)."""
 
     def __init__(self, name: str, score: Callable[[str], float]) -> None:
         self.name = name
         self._score = score
+        self._lock = threading.Lock()
 
     def __call__(self, text: str) -> float:
         try:
-            value = float(self._score(text))
+            with self._lock:
+                value = float(self._score(text))
         except Exception as exc:
             log.error("injection classifier %s failed: %s", self.name, type(exc).__name__)
             return 0.0
@@ -45,19 +51,30 @@ def load_classifier(directory: Path, name: str) -> Callable[[str], float]:
     path = (directory / name).resolve()
     if not path.is_file():
         raise GatehouseError(f"injection classifier {name!r} is not installed in {directory}")
-    key = (path, path.stat().st_mtime)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    key = (path, digest)  # by content: a file replaced with its modification time kept is still new
     if key in _loaded:
         return _loaded[key]
-    spec = importlib.util.spec_from_file_location(f"gatehouse_classifier_{path.stem.replace('.', '_')}", path)
+    module_name = f"gatehouse_classifier_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise GatehouseError(f"injection classifier {name!r} cannot be loaded")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # pickled models and dataclasses look their module up here
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        del sys.modules[module_name]
         raise GatehouseError(f"injection classifier {name!r} failed to load: {type(exc).__name__}: {exc}") from None
     score = getattr(module, "score", None)
     if not callable(score):
         raise GatehouseError(f"injection classifier {name!r} defines no score(text) function")
     _loaded[key] = _Checked(name, score)
     return _loaded[key]
+
+
+def classifier_problem(home: Path, name: str) -> str | None:
+    """Why a policy naming this classifier could not be enforced on this host, or None."""
+    if not (home / "classifiers" / name).is_file():
+        return f"injection classifier {name!r} is not installed in {home / 'classifiers'} (install it on every gateway host first)"
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gatehouse.engines.base import SSE_DONE, sse_event
+from gatehouse.engines.base import sse_event
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -37,19 +37,33 @@ class Restorer:
         self.originals = originals
         self.longest = max(map(len, originals))
         self.held: dict[int, str] = {}
+        self.word: dict[int, str] = {}  # per choice, the released text since its last whitespace
 
-    def apply(self, text: str) -> str:
-        return PLACEHOLDER.sub(lambda match: self.originals.get(match.group(0), match.group(0)), text)
+    def apply(self, text: str, before: str = "") -> str:
+        """Restore the placeholders in ``text`` (``before``: the text released just before it) —
+        except inside a URL or a link target, where a client could send the value on to whoever
+        the model (or a document it read) chose: ``https://x/?q=[EMAIL_1]`` stays as it is."""
+        def put_back(match: re.Match[str]) -> str:
+            word = _last_word(before + text[:match.start()])
+            if "://" in word or "](" in word or word.lower().startswith(("www.", "mailto:", "data:")):
+                return match.group(0)
+            return self.originals.get(match.group(0), match.group(0))
+        return PLACEHOLDER.sub(put_back, text)
+
+    def _released(self, index: int, text: str) -> str:
+        restored = self.apply(text, self.word.get(index, ""))
+        self.word[index] = _last_word(self.word.get(index, "") + text)[-2048:]
+        return restored
 
     def feed(self, index: int, text: str) -> str:
         text = self.held.pop(index, "") + text
         start = text.rfind("[", max(0, len(text) - self.longest + 1))
         if start != -1 and "]" not in text[start:]:
             self.held[index], text = text[start:], text[:start]
-        return self.apply(text)
+        return self._released(index, text)
 
     def flush(self, index: int) -> str:
-        return self.apply(self.held.pop(index, ""))
+        return self._released(index, self.held.pop(index, ""))
 
     def restore_response(self, body: dict[str, Any]) -> None:
         for choice in body.get("choices") or []:
@@ -62,7 +76,7 @@ class Restorer:
 def _findings(profile: EffectiveProfile | None, text: str) -> list[Finding]:
     if profile is None:
         return []
-    return sorted((f for f in profile.scan(text) if f.detector in OUTPUT_DETECTORS), key=lambda f: (f.start, -f.end))
+    return sorted(profile.scan(text, OUTPUT_DETECTORS), key=lambda f: (f.start, -f.end))
 
 
 def _apply(profile: EffectiveProfile | None, text: str, findings: list[Finding], counters: dict[str, int],
@@ -108,6 +122,21 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
         if blocked:
             choice["finish_reason"] = "content_filter"
     return verdicts
+
+
+def _last_word(text: str) -> str:
+    """The word ``text`` ends in ("" when it ends in whitespace)."""
+    if not text or text[-1].isspace():
+        return ""
+    return text.rsplit(None, 1)[-1]
+
+
+def _data(event: bytes) -> bytes | None:
+    """The data of a server-sent event (``data:`` with or without a space), or None."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+    return None
 
 
 class _Choice:
@@ -162,6 +191,8 @@ class StreamGuard:
         try:
             async for event in self._guarded(events):
                 yield event
+            for event in self._flush_all():  # a stream that ended without [DONE] or finish_reason
+                yield event
         finally:
             closer = getattr(events, "aclose", None)
             if closer is not None:  # free the engine at once, as the relay does for an unguarded stream
@@ -169,13 +200,17 @@ class StreamGuard:
 
     async def _guarded(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for event in events:
-            if not event.startswith(b"data: ") or event == SSE_DONE:
+            data = _data(event)
+            if data is None:  # a comment (keep-alive), an event with no data: no model text
+                yield event
+                continue
+            if data == b"[DONE]":
                 for out in self._flush_all():
                     yield out
                 yield event
                 continue
             try:
-                payload = orjson.loads(event[6:])
+                payload = orjson.loads(data)
             except orjson.JSONDecodeError:
                 yield event
                 continue
@@ -196,6 +231,10 @@ class StreamGuard:
                     holder, key = located
                     state.pending += self.restorer.feed(index, holder[key]) if self.restorer else holder[key]
                     state.template = {**payload, "choices": [choice]}
+                    if holder is choice.get("delta") and len(holder) > 1 and choice.get("finish_reason") is None:
+                        # the role, tool calls…: go on at once, ahead of the text, which may be held
+                        others = {**choice, "delta": {k: v for k, v in holder.items() if k != key}}
+                        yield sse_event(orjson.dumps({**payload, "choices": [others]}))
                     for out in self._release(index, state, final=False):
                         yield out
                 if choice.get("finish_reason") is not None:
@@ -214,6 +253,7 @@ class StreamGuard:
                 yield sse_event(orjson.dumps({**payload, "choices": passthrough}))
 
     def _flush_all(self) -> list[bytes]:
+        """Release what every choice still holds (the end of the stream)."""
         events: list[bytes] = []
         for index, state in self.choices.items():
             held = self.restorer is not None and index in self.restorer.held

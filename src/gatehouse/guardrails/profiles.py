@@ -26,10 +26,13 @@ class EffectiveProfile:
     max_input_tokens: int | None = None  # counted by the tokenizer of the deployment the request goes to
     classifier: Callable[[str], float] | None = None  # the injection rule's, once loaded
 
-    def scan(self, text: str) -> list:  # type: ignore[type-arg]
-        """Every finding in ``text`` from the detectors this profile runs, at their thresholds."""
+    def scan(self, text: str, detectors: tuple[str, ...] | None = None) -> list:  # type: ignore[type-arg]
+        """Every finding in ``text`` from the detectors this profile runs (or those of them in
+        ``detectors``), at their thresholds."""
         found = []
         for detector, rule in self.rules.items():
+            if detectors is not None and detector not in detectors:
+                continue
             kinds = frozenset(rule.kinds) if rule.kinds else None
             if detector == "pii":
                 found += find_pii(text, kinds, rule.min_score)

@@ -24,8 +24,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from gatehouse import audit
+from gatehouse.config import Settings
 from gatehouse.engines.credentials import credential_problem
 from gatehouse.errors import Conflict, GatehouseError, NotFound
+from gatehouse.guardrails.classifier import classifier_problem
 from gatehouse.identity.governance import Forbidden, _acting_person, _require_role, actor_email, roles_of
 from gatehouse.identity.inventory import identity_views_in
 from gatehouse.identity.service import as_utc, utcnow
@@ -290,8 +292,15 @@ def _store(session: Session, actor: str, loaded: LoadedPolicy, message: str | No
 
 
 def _check_credentials(loaded: LoadedPolicy) -> None:
+    """Credentials Gatehouse must never send, and injection classifiers this host lacks (a
+    version that names one could not be enforced)."""
     problems = [f"{name}: {problem}" for name, spec in loaded.document.deployments.items()
                 if (problem := credential_problem(spec.credential))]
+    home = Settings.from_env().home
+    for name, profile in loaded.document.guardrails.profiles.items():
+        classifier = profile.injection.classifier if profile.injection is not None else None
+        if classifier and (problem := classifier_problem(home, classifier)):
+            problems.append(f"profile {name}: {problem}")
     if problems:
         raise GatehouseError("; ".join(problems))
 

@@ -204,7 +204,10 @@ def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
         def words(rule) -> set[str]:  # type: ignore[no-untyped-def]
             return {normalise(term).text.strip() for term in getattr(rule, "terms", ())}
         fewer_terms = not words(before) <= words(after) or not set(before.patterns) <= set(getattr(after, "patterns", ()))
-    return weaker or fewer_kinds or fewer_terms or after.min_score > before.min_score
+    # a classifier dropped or swapped catches something else; restoring puts values back in answers
+    classifier_changed = getattr(before, "classifier", None) not in (None, getattr(after, "classifier", None))
+    restores = getattr(after, "restore", False) and not getattr(before, "restore", False)
+    return weaker or fewer_kinds or fewer_terms or after.min_score > before.min_score or classifier_changed or restores
 
 
 def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gatehouse.engines.base import Engine, EngineBusy, EngineFailure, EngineReply
+from gatehouse.engines.base import Engine, EngineBusy, EngineFailure, EngineReply, UpstreamRejected
 
 
 @dataclass(frozen=True)
@@ -75,5 +75,8 @@ async def dispatch(
         except EngineFailure as failure:
             attempts.append(Attempt(name, failure.kind, started, time.perf_counter()))
             continue
+        except UpstreamRejected as rejected:  # the request itself is refused: no other deployment will differ
+            rejected.deployment, rejected.attempts = name, attempts
+            raise
         return name, reply, attempts
     raise NoDeploymentAnswered(attempts, retry_after)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("gatehouse.tracing")
@@ -78,7 +79,8 @@ class RequestTrace:
 
 
 class Tracing:
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, defined: Callable[[str], bool] = lambda alias: True) -> None:
+        self.defined = defined  # whether an alias exists in the enforced policy: caller text never names a span
         from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
@@ -106,8 +108,15 @@ class Tracing:
         return RequestTrace(self, root, started, wall_ns)
 
     def build(self, trace: RequestTrace, record: dict[str, Any]) -> None:
+        try:
+            self._build(trace, record)
+        finally:
+            trace._root.end(end_time=trace._ns(trace._started + record["latency_ms"] / 1000))  # ends once: later calls are ignored
+
+    def _build(self, trace: RequestTrace, record: dict[str, Any]) -> None:
         root, marks = trace._root, trace.marks
         operation = OPERATION.get(record["endpoint"], record["endpoint"])
+        alias = record["alias"] if record["alias"] is None or self.defined(record["alias"]) else "_unknown"
         context = self._trace.set_span_in_context(root)
         ended = trace._started + record["latency_ms"] / 1000
 
@@ -123,7 +132,7 @@ class Tracing:
                   {"gatehouse.identity": record["identity"], "gatehouse.key_id": record["key_id"]})
         if "authorized" in marks:
             child("gatehouse.authorize", marks.get("validated", marks["authenticated"]), marks["authorized"],
-                  {"gen_ai.request.model": record["alias"], "gatehouse.policy_version": record["policy_version"]})
+                  {"gen_ai.request.model": alias, "gatehouse.policy_version": record["policy_version"]})
         verdicts = record["guardrails"] or []
         if "guarded" in marks or (record["error_code"] in GUARD_ERRORS and "authorized" in marks):
             child("gatehouse.guardrails", marks["authorized"], marks.get("guarded", ended), {
@@ -133,7 +142,7 @@ class Tracing:
         if "dispatched" in marks:
             answered = marks.get("answered", ended)
             child("gatehouse.route", marks["dispatched"], answered, {
-                "gen_ai.request.model": record["alias"], "gatehouse.deployment": record["deployment"],
+                "gen_ai.request.model": alias, "gatehouse.deployment": record["deployment"],
                 "gatehouse.fallbacks": len(record["fallbacks"])})
             previous = marks["dispatched"]
             for attempt in trace.attempts:
@@ -147,25 +156,24 @@ class Tracing:
                     "gen_ai.usage.input_tokens": record["prompt_tokens"],
                     "gen_ai.usage.output_tokens": record["completion_tokens"]}, self._kind.CLIENT)
         attributes = {
-            "gen_ai.operation.name": operation, "gen_ai.request.model": record["alias"],
+            "gen_ai.operation.name": operation, "gen_ai.request.model": alias,
             "gen_ai.usage.input_tokens": record["prompt_tokens"], "gen_ai.usage.output_tokens": record["completion_tokens"],
             "http.response.status_code": record["status"], "error.type": record["error_code"],
             "gatehouse.request_id": record["request_id"], "gatehouse.identity": record["identity"],
             "gatehouse.deployment": record["deployment"], "gatehouse.policy_version": record["policy_version"],
             "gatehouse.data_class": record["data_class"], "gatehouse.stream": record["stream"]}
         root.set_attributes({k: v for k, v in attributes.items() if v is not None})
-        if record["alias"]:
-            root.update_name(f"{operation} {record['alias']}")
+        if alias:
+            root.update_name(f"{operation} {alias}")
         if record["status"] >= 400 or record["error_code"]:
             root.set_status(self._trace.Status(self._trace.StatusCode.ERROR, record["error_code"] or ""))
-        root.end(end_time=trace._ns(ended))
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # exports what is still queued
 
 
-GUARD_ERRORS = frozenset({"guardrail_blocked", "guardrail_unscannable", "invalid_data_class", "data_class_not_granted",
-                          "data_class_not_allowed"})
+GUARD_ERRORS = frozenset({"guardrail_blocked", "guardrail_unscannable", "guardrail_unmeasurable", "tokenizer_unavailable",
+                          "invalid_data_class", "data_class_not_cleared", "data_class_not_granted", "data_class_not_allowed"})
 
 
 def finish_trace(record: dict[str, Any]) -> None:
