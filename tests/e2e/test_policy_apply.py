@@ -135,7 +135,8 @@ def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
     deep = "version: 1\ngrants: " + "[" * 100_000 + "]" * 100_000  # crashes a C YAML composer
     assert call(gateway, "POST", "/versions", keys["dave"], {"source": deep, "message": "x"}).status_code == 403
     refused = call(gateway, "POST", "/versions", keys["bob"], {"source": deep, "message": "x"})
-    assert refused.status_code == 400 and "nested more than 64 levels" in refused.json()["error"]["message"]
+    message = refused.json()["error"]["message"]  # ours, or libyaml's own limit (PyYAML 6.0.4 and later)
+    assert refused.status_code == 400 and ("nested more than 64 levels" in message or "maximum nesting depth" in message)
     bomb = "version: 1\nx0: &x0 [a]\nx1: &x1 [*x0, *x0]\n"
     assert "anchors and aliases" in call(gateway, "POST", "/versions", keys["bob"], {"source": bomb, "message": "x"}).text
     bad = call(gateway, "POST", "/versions", keys["bob"], {"source": "version: 2\n", "message": "x"})
