@@ -145,12 +145,14 @@ def create_app(settings: Settings | None = None) -> HotPath:
     db = Database(settings.database_url)
     policy, policy_revision, expires_at = _active_policy(db, settings.home)
     keys = KeyTable(settings.pepper())
-    def defined(alias: str) -> bool:
-        return follower.current.policy.has_alias(alias)  # follower: assigned below, before any request
 
+    def defined(alias: str) -> bool:  # an alias of the enforced policy (follower: assigned below, before any request)
+        return follower.current.policy.has_alias(alias)
+
+    worker = worker_id()
     usage_metrics = GatewayMetrics(defined)
-    usage = UsageRollup(worker_id(), defined)
-    tracing = Tracing(worker_id(), defined) if enabled_by_environment() else None
+    usage = UsageRollup(worker, defined)
+    tracing = Tracing(worker, defined) if enabled_by_environment() else None
     # finish_trace first: it takes the trace out of the record before the record is stored
     records = RecordWriter(db, observers=[finish_trace, usage_metrics.observe, usage.observe])
     engines, _ = build_engines(policy.deployments, settings)
