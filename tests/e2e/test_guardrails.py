@@ -283,7 +283,7 @@ def _spans_of(collector, trace_id: str, count: int) -> list[dict]:
     raise AssertionError(f"expected {count} spans of trace {trace_id}, got {len(spans)}")
 
 
-def test_a_trace_shows_auth_guardrails_routing_and_the_engine_call(setup, collector):
+def test_a_trace_shows_auth_guardrails_routing_and_the_engine_call(setup, collector, mock):
     home, gateway, keys = setup
     trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     response = chat(gateway, keys["app"], f"mail {EMAIL} please", headers={"traceparent": f"00-{trace_id}-{caller_span}-01"})
@@ -297,6 +297,8 @@ def test_a_trace_shows_auth_guardrails_routing_and_the_engine_call(setup, collec
         assert spans[name]["parent"] == root["span_id"] and root["start"] <= spans[name]["start"] <= spans[name]["end"] <= root["end"]
     assert spans["gatehouse.guardrails"]["attributes"]["gatehouse.guardrail.rules"] == ["pii.email"]
     assert spans["chat cloud"]["attributes"]["gen_ai.usage.output_tokens"] >= 1
+    upstream = httpx.get(f"{mock.url}/_mock/requests").json()[-1]["headers"]
+    assert upstream["traceparent"] == f"00-{trace_id}-{root['span_id']}-01"  # the engine can join the trace
     assert EMAIL not in str(collector.received)  # names and counts, never the text
     assert "x" * 40 not in str(collector.received)  # a model nobody defined (the metrics test asked for one)
     assert any(span["name"] == "chat _unknown" for span in collector.received)

@@ -30,7 +30,7 @@ from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import NoDeploymentAnswered, dispatch
-from gatehouse.telemetry.tracing import NULL_TRACE, Tracing
+from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, Tracing
 
 JSON = "application/json"
 INLINE_SCAN_BYTES = 64 * 1024
@@ -264,6 +264,7 @@ class Gateway:
         trace = self.tracing.begin(request.headers, endpoint, started) if self.tracing is not None else NULL_TRACE
         if trace is not NULL_TRACE:
             record["_trace"] = trace  # made into spans, and removed, when the record is added
+            UPSTREAM_TRACEPARENT.set(trace.traceparent())  # this request's task only
         try:
             principal = self.keys.authenticate(request.headers.get("authorization"))
             trace.mark("authenticated")

@@ -17,6 +17,7 @@ import orjson
 
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
 from gatehouse.policy.schema import Deployment
+from gatehouse.telemetry.tracing import UPSTREAM_TRACEPARENT
 
 FALLBACK_STATUSES = {408, 409}
 log = logging.getLogger("gatehouse.upstream")
@@ -137,6 +138,9 @@ class OpenAIUpstream:
         headers = {"content-type": "application/json"}
         if request_id:
             headers["x-request-id"] = request_id
+        traceparent = UPSTREAM_TRACEPARENT.get()
+        if traceparent:  # vLLM, TGI and SGLang join the gateway's trace
+            headers["traceparent"] = traceparent
         try:
             response = await asyncio.wait_for(
                 self._session.post(f"{self._base}/{endpoint}", data=orjson.dumps(body),

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger("gatehouse.tracing")
@@ -31,6 +32,11 @@ def enabled_by_environment() -> bool:
     if os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
         return False
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+# The W3C traceparent an upstream call carries: the request's server span. A context variable,
+# so each request's task has its own and no engine signature changes.
+UPSTREAM_TRACEPARENT: ContextVar[str | None] = ContextVar("gatehouse_upstream_traceparent", default=None)
 
 
 class NullTrace:
@@ -67,6 +73,10 @@ class RequestTrace:
 
     def tried(self, attempts: list[Any]) -> None:
         self.attempts = attempts
+
+    def traceparent(self) -> str:
+        context = self._root.get_span_context()
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
     def _ns(self, instant: float) -> int:
         return self._wall_ns + int((instant - self._started) * 1e9)
