@@ -181,6 +181,7 @@ def test_data_classes_route_and_refuse(setup):
     confidential = {"x-gatehouse-data-class": "confidential"}
     routed = chat(gateway, keys["app"], "quarterly numbers", headers=confidential)
     assert routed.headers["x-gatehouse-deployment"] == "onprem"  # the cloud deployment may not receive it
+    assert routed.headers["x-gatehouse-fallbacks"] == "cloud=data_class"  # and the caller is told why
     assert record(home, routed.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
     with pytest.raises(openai.PermissionDeniedError) as nowhere:
         chat(gateway, keys["app"], "quarterly numbers", alias="cloud-only", headers=confidential)

@@ -267,12 +267,13 @@ def test_names_nobody_defined_and_busy_deployments_are_not_counted_against_anyon
         rollup.observe(record(alias="made-up-" + "x" * 30, status=400, error_code="invalid_value", deployment=None),
                        now=NOW.timestamp())
         rollup.observe(record(deployment="d2", fallbacks=["d1=busy"]), now=NOW.timestamp())
+        rollup.observe(record(deployment="d2", fallbacks=["d1=data_class"]), now=NOW.timestamp())
     rollup.flush(db, now=NOW.timestamp())
     with db.read() as session:
         subjects = set(session.execute(select(UsageMinute.scope, UsageMinute.subject)).all())
         d1 = session.execute(select(UsageMinute.upstream_errors).where(UsageMinute.subject == "d1")).scalar_one_or_none()
     assert ("alias", "chat") in subjects and not any(s.startswith("made-up") for _, s in subjects)
-    assert d1 is None  # a full deployment is not a failing one
+    assert d1 is None  # a full deployment, or one not allowed the data, is not a failing one
 
 
 def test_quantile_interpolates_within_a_bucket():

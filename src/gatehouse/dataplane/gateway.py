@@ -37,6 +37,7 @@ INLINE_SCAN_BYTES = 64 * 1024
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
 CONFIDENTIAL = DATA_CLASSES.index("confidential")
 DEFAULT_INDEX = DATA_CLASSES.index(DEFAULT_DATA_CLASS)
+SKIPPED = "data_class"  # the reason given for a deployment not allowed to receive the request's data
 T = TypeVar("T")
 
 
@@ -281,6 +282,8 @@ class Gateway:
             # requests are not held up; a small one is quicker inline than a thread hop.
             large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
             route, profile, originals = await asyncio.to_thread(guard) if large else guard()
+            # deployments of the route that may not receive this data class: named, like fallbacks
+            skipped = [f"{name}={SKIPPED}" for name in policy.route(alias) if name not in route]
             if profile is not None and profile.max_input_tokens is not None:
                 await _unless_disconnected(request, self._limit_tokens(profile, route, enforced, endpoint, body, record))
             stream = endpoint != "embeddings" and bool(body.get("stream"))
@@ -294,7 +297,7 @@ class Gateway:
                                       principal.identity.name, request_id))
             except NoDeploymentAnswered as failed:
                 trace.tried(failed.attempts)
-                record["fallbacks"] = [str(attempt) for attempt in failed.attempts]
+                record["fallbacks"] = skipped + [str(attempt) for attempt in failed.attempts]
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
                 if failed.status == 400:
                     raise ApiError(400, f"model {alias!r} does not serve /v1/{endpoint}", "unsupported_endpoint",
@@ -306,7 +309,7 @@ class Gateway:
             except UpstreamRejected as rejected:
                 trace.tried(rejected.attempts)
                 record["deployment"] = rejected.deployment
-                record["fallbacks"] = [str(attempt) for attempt in rejected.attempts]
+                record["fallbacks"] = skipped + [str(attempt) for attempt in rejected.attempts]
                 headers["x-gatehouse-deployment"] = rejected.deployment or "none"
                 headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
                 raise ApiError(rejected.status, rejected.message, rejected.code or "upstream_rejected",
@@ -322,7 +325,7 @@ class Gateway:
         trace.tried(attempts)
         headers["server-timing"] = _server_timing(started, dispatched, answered)
         record["deployment"] = deployment
-        record["fallbacks"] = [str(attempt) for attempt in attempts]
+        record["fallbacks"] = skipped + [str(attempt) for attempt in attempts]
         headers["x-gatehouse-deployment"] = deployment
         headers["x-gatehouse-fallbacks"] = ", ".join(record["fallbacks"]) or "none"
         output_guard = profile if profile is not None and profile.output and endpoint != "embeddings" else None

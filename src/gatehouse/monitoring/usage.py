@@ -47,7 +47,8 @@ class Tally:
 
 def _failed(attempt: str) -> tuple[str, bool]:
     deployment, _, reason = attempt.partition("=")
-    return deployment, reason not in ("unsupported", "busy")  # not serving an endpoint, or full: not a failure
+    # not serving an endpoint, full, or not allowed the data class: not a failure of the deployment
+    return deployment, reason not in ("unsupported", "busy", "data_class")
 
 
 class UsageRollup:
