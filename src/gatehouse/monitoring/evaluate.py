@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from gatehouse.audit import log as audit
 from gatehouse.config import Settings
 from gatehouse.identity.notify import notify
+from gatehouse.identity.service import as_utc
 from gatehouse.monitoring.pager import page
 from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS
 from gatehouse.policy.monitoring_schema import COUNTS as COUNT_METRICS
@@ -206,7 +207,7 @@ def _escalate(session: Session, incident: Incident, threshold: Threshold, now: d
     or page that failed (or was never sent: a crash between commit and delivery)."""
     steps = [dict(step) for step in incident.steps]
     taken = {step["step"]: step for step in steps}
-    since = _aware(incident.breaching_since)
+    since = as_utc(incident.breaching_since)
     for index, step in enumerate(threshold.escalate):
         done = taken.get(index)
         if done is not None:
@@ -239,10 +240,6 @@ def _redeliver(step: dict[str, Any], now: datetime) -> bool:
     return failed and datetime.fromisoformat(step["at"]) + RETRY_AFTER <= now
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _suspend(session: Session, incident: Incident) -> str:
     identity = session.execute(select(Identity).where(Identity.name == incident.subject)).scalar_one_or_none()
     if identity is None:
@@ -261,7 +258,7 @@ def event(incident: Incident, action: str) -> dict[str, Any]:
     return {"event": f"incident.{action}", "incident": incident.id, "threshold": incident.threshold,
             "scope": incident.scope, "subject": incident.subject, "metric": incident.metric,
             "condition": incident.condition, "status": incident.status,
-            "opened_at": _aware(incident.opened_at).isoformat(), "policy_version": incident.policy_version,
+            "opened_at": as_utc(incident.opened_at).isoformat(), "policy_version": incident.policy_version,
             "action": f"acknowledge with `gatehouse incident ack {incident.id}`"}
 
 

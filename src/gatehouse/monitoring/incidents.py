@@ -94,10 +94,5 @@ def close(db: Database, actor: str, incident_id: str, note: str, settings: Setti
         paged = any(step["action"] == "page" for step in incident.steps)
         result = summary(incident)
     if paged:
-        page(settings, "resolve", incident_id, event_of(result))
+        page(settings, "resolve", incident_id, result)
     return result
-
-
-def event_of(result: dict[str, Any]) -> dict[str, Any]:
-    return {key: result[key] for key in ("id", "threshold", "scope", "subject", "condition", "status")}
-

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gatehouse.guardrails.classifier import NAME as CLASSIFIER_NAME
 from gatehouse.guardrails.pii import KINDS as PII_KINDS
 from gatehouse.guardrails.secrets import KINDS as SECRET_KINDS
 from gatehouse.guardrails.terms import check_pattern
@@ -32,7 +33,7 @@ class DetectorRule(Strict):
 class InjectionRule(DetectorRule):
     # a file in $GATEHOUSE_HOME/classifiers/ defining score(text) -> float; it runs when the
     # rule packs find nothing, and a score of at least min_score is a finding
-    classifier: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
+    classifier: str | None = Field(None, pattern=CLASSIFIER_NAME)
 
 
 class TermsRule(DetectorRule):

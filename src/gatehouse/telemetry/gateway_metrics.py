@@ -16,9 +16,8 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from gatehouse.telemetry.labels import BoundedLabel
+from gatehouse.telemetry.labels import OPERATION, BoundedLabel
 
-OPERATION = {"chat/completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 # Bucket boundaries the conventions recommend for each instrument.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)

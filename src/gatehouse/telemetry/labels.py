@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 OTHER = "_other"
+# gen_ai.operation.name of each endpoint (metrics and traces)
+OPERATION = {"chat/completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
 class BoundedLabel:

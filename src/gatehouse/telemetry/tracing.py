@@ -21,9 +21,9 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-log = logging.getLogger("gatehouse.tracing")
+from gatehouse.telemetry.labels import OPERATION
 
-OPERATION = {"chat/completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+log = logging.getLogger("gatehouse.tracing")
 
 
 def enabled_by_environment() -> bool:
