@@ -22,12 +22,14 @@ demo: install
 services:
 	bash scripts/install-test-services.sh
 
-test: install services
+test: lint services
 	$(BIN)/python -m pytest -q
 
+# Style, the architecture contracts (import-linter, pyproject.toml) and types; make test runs it first.
 lint: install
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench-engine: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

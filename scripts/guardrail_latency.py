@@ -13,7 +13,7 @@ import time
 
 from gatehouse.guardrails.inspect import inspect_input
 from gatehouse.guardrails.profiles import ProfileIndex
-from gatehouse.policy.guardrail_schema import Guardrails
+from gatehouse.guardrails.schema import Guardrails
 
 WORDS = ("the team reviewed quarterly revenue and customer feedback before the planning meeting while "
          "engineering shipped a fix for the login page and support answered questions about invoices").split()

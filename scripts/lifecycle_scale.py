@@ -19,13 +19,13 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from timing import timed  # noqa: E402
 
-from gatehouse.dataplane.auth import KeyTable  # noqa: E402
-from gatehouse.identity.findings import REPORT_COLUMNS, as_csv, compute_findings, credential_report  # noqa: E402
-from gatehouse.identity.keys import generate_key, hash_secret  # noqa: E402
-from gatehouse.policy.compiled import CompiledPolicy  # noqa: E402
-from gatehouse.policy.loader import load_policy_text  # noqa: E402
-from gatehouse.store.db import Database, bump_revision  # noqa: E402
-from gatehouse.store.models import Credential, DecisionRecord, Identity, Person  # noqa: E402
+from gatehouse.core.keyformat import generate_key, hash_secret
+from gatehouse.oversight.findings import REPORT_COLUMNS, as_csv, compute_findings, credential_report
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.runtime.keytable import KeyTable
+from gatehouse.store.db import Database, bump_revision
+from gatehouse.store.models import Credential, DecisionRecord, Identity, Person
 
 from postgres import PostgresServer  # noqa: E402
 

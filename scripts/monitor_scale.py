@@ -17,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from timing import timed  # noqa: E402
 
-from gatehouse.config import Settings  # noqa: E402
-from gatehouse.monitoring.evaluate import evaluate  # noqa: E402
-from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS, write_rows  # noqa: E402
-from gatehouse.policy.loader import load_policy_text  # noqa: E402
-from gatehouse.store.db import Database  # noqa: E402
+from gatehouse.core.config import Settings
+from gatehouse.monitoring.evaluate import evaluate
+from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS, write_rows
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.store.db import Database
 
 from postgres import PostgresServer  # noqa: E402
 

@@ -24,7 +24,8 @@ import httpx
 from gatehouse.bench.processes import start_gateway, start_mock_upstream
 from gatehouse.bench.stats import percentile
 from gatehouse.identity import governance, service
-from gatehouse.policy import control
+from gatehouse.policy import change_control
+from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.db import Database
 
@@ -58,7 +59,7 @@ def main(trials: int, workers: int) -> None:
     env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_PEPPER": PEPPER}
     gateway = start_gateway(env, scratch, workers=workers)
     for loaded in versions:
-        control.activate_served_file(db, "local:bench", loaded, "bench")  # store both versions
+        change_control.activate_served_file(db, "local:bench", loaded, "bench")  # store both versions
     stop = threading.Event()
     outcomes = {"ok": 0, "failed": 0}
 
@@ -69,7 +70,7 @@ def main(trials: int, workers: int) -> None:
                 outcomes["ok" if status == 200 else "failed"] += 1
 
     deadline = time.monotonic() + 30
-    while len([w for w in control.status(db)["workers"] if w["state"] != "gone"]) < workers:
+    while len([w for w in policy_workers.status(db)["workers"] if w["state"] != "gone"]) < workers:
         if time.monotonic() > deadline:
             raise SystemExit("the workers never reported in")
         time.sleep(0.1)
@@ -80,10 +81,10 @@ def main(trials: int, workers: int) -> None:
     try:
         for trial in range(trials):
             target = versions[trial % 2]
-            control.apply(db, "person:admin@example.com", target.version)
+            change_control.apply(db, "person:admin@example.com", target.version)
             applied = time.perf_counter()
             while True:
-                live = [w for w in control.status(db)["workers"] if w["state"] != "gone"]
+                live = [w for w in policy_workers.status(db)["workers"] if w["state"] != "gone"]
                 if len(live) >= workers and all(w["policy_version"] == target.version for w in live):
                     break
                 time.sleep(0.002)

@@ -19,12 +19,13 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from timing import timed  # noqa: E402
 
-from gatehouse.identity.inventory import identity_views  # noqa: E402
-from gatehouse.policy import control  # noqa: E402
-from gatehouse.policy.loader import load_policy_text  # noqa: E402
-from gatehouse.policy.plan import plan  # noqa: E402
-from gatehouse.store.db import Database, bump_revision  # noqa: E402
-from gatehouse.store.models import Identity, Person, RoleAssignment  # noqa: E402
+from gatehouse.identity.view import identity_views
+from gatehouse.policy import change_control
+from gatehouse.policy import planning
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.policy.plan import plan
+from gatehouse.store.db import Database, bump_revision
+from gatehouse.store.models import Identity, Person, RoleAssignment
 
 from postgres import PostgresServer  # noqa: E402
 
@@ -100,19 +101,19 @@ def main(identities: int) -> None:
         timed(f"populate {identities:,} identities", lambda: populate(db, identities))
         with db.write() as session:
             session.add(RoleAssignment(person_id=1, role="policy-admin", granted_by="scale", granted_at=datetime.now(UTC)))
-        control.activate_served_file(db, "local:scale", before, "scale")
-        control.propose(db, "person:owner0@example.com", after, "scale test")
+        change_control.activate_served_file(db, "local:scale", before, "scale")
+        change_control.propose(db, "person:owner0@example.com", after, "scale test")
         views = timed("read the inventory (identity_views)", lambda: identity_views(db))
         result = timed("compute the diff (plan) over the inventory", lambda: plan(before.document, after.document, views))
-        planned = timed("gatehouse policy plan VERSION (end to end)", lambda: control.plan_version(db, after.version))
+        planned = timed("gatehouse policy plan VERSION (end to end)", lambda: planning.plan_version(db, after.version))
         gained, lost = len(result.gained), len(result.lost)
         print(f"  {len(views):,} identities × {len(ALIASES)} aliases: {gained:,} access gains, {lost:,} losses, "
               f"{len(result.rules):,} rule changes, {len(result.flows):,} flow changes, {len(result.routes)} route changes; "
               f"{len(planned.widening_ids):,} widenings to acknowledge")
         small = load_policy_text(policy_text([*grants, grant(random.Random(99), "one-more", identities)], routes))
-        control.propose(db, "person:owner0@example.com", small, "one grant more")
+        change_control.propose(db, "person:owner0@example.com", small, "one grant more")
         typical = timed("gatehouse policy plan VERSION, one grant added (end to end)",
-                        lambda: control.plan_version(db, small.version))
+                        lambda: planning.plan_version(db, small.version))
         print(f"  {len(typical.plan.gained):,} access gains, {len(typical.widening_ids)} widening(s)")
         db.dispose()
     finally:

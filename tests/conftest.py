@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gatehouse.config import Settings
+from gatehouse.core.config import Settings
 from gatehouse.store.db import Database
 
 from postgres import PostgresServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gatehouse.engines.embedded import EmbeddedEngine
-from gatehouse.policy.schema import Deployment
+from gatehouse.engines.spec import Deployment
 
 
 def make_engine(model_dir: Path, **settings) -> EmbeddedEngine:

@@ -39,7 +39,7 @@ def test_401_for_keys_that_are_not_ours(gateway, headers, code):
 
 
 def test_401_for_a_well_formed_unknown_key(make_client):
-    from gatehouse.identity.keys import generate_key
+    from gatehouse.core.keyformat import generate_key
 
     key = generate_key().text
     status, code, message, _ = error_of(lambda: make_client(key).chat.completions.create(model="chat-small", messages=HELLO))

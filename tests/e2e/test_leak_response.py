@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gatehouse.identity.keys import PREFIX, checksum
+from gatehouse.core.keyformat import PREFIX, checksum
 
 from gateway_support import LEAK_REPORT_TOKEN
 

@@ -14,7 +14,7 @@ from openai import OpenAI
 
 from gatehouse.identity import governance, service
 from gatehouse.identity.admin_keys import issue_admin_key
-from gatehouse.policy import control
+from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
@@ -55,7 +55,7 @@ def call(gateway, method, path, key, body=None):
 
 
 def live_workers(home) -> list[dict]:
-    return [w for w in control.status(home.db)["workers"] if w["state"] != "gone"]
+    return [w for w in policy_workers.status(home.db)["workers"] if w["state"] != "gone"]
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
@@ -71,7 +71,7 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
 def test_apply_reaches_every_worker_without_dropping_a_stream(setup, mock):
     home, gateway, keys = setup
     wait_for(lambda: len(live_workers(home)) == 2, what="two worker heartbeats")
-    assert not control.status(home.db)["drift"]
+    assert not policy_workers.status(home.db)["drift"]
     new = load_policy_text(policy(mock.url, "mock-b"))
     httpx.post(f"{mock.url}/_mock/config", json={"tokens_per_second": 10})
     client = OpenAI(base_url=f"{gateway.url}/v1", api_key=keys["workload"], max_retries=0, timeout=60)
@@ -171,7 +171,7 @@ def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock):
     ref = call(gateway, "POST", "/versions", keys["bob"], {"source": text, "message": "to be rejected"}).json()["version"][7:19]
     rejected = call(gateway, "POST", f"/versions/{ref}/reject", keys["carol"], {"reason": "not now"})
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
-    active = control.status(home.db)["active"]
+    active = policy_workers.status(home.db)["active"]
     moved = call(gateway, "POST", "/break-glass", keys["bob"], {"version": home.policy_version[7:19], "reason": "INC-1"})
     assert moved.status_code == 403 and "new or changed: mock-a" in moved.json()["error"]["message"]
     closed = policy(mock.url, "mock-b").split("grants:")[0] + "grants: []\n"  # everyone off chat, at once

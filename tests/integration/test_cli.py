@@ -8,8 +8,24 @@ import pytest
 from typer.testing import CliRunner
 
 from gatehouse.cli.main import app
+from gatehouse.policy import change_control, versions
+from gatehouse.policy.loader import load_policy
+from gatehouse.store.db import Database
 
 runner = CliRunner()
+
+
+def activate_policy_file(home: Path) -> str:
+    """Make the policy file in ``home`` the active version, as the first `gatehouse serve` does."""
+    db = Database(f"sqlite:///{home / 'gatehouse.db'}")
+    try:
+        assert change_control.activate_served_file(db, "local:test", load_policy(home / "policy.yaml"),
+                                                   "policy.yaml") == "activated"
+        active = versions.active_policy(db)
+        assert active is not None
+        return active[0].version
+    finally:
+        db.dispose()
 
 
 @pytest.fixture
@@ -155,7 +171,7 @@ def test_rotation_leak_and_departure_from_the_command_line(gh, home, monkeypatch
     assert "already departed" in gh("person", "depart", "bob@example.com", code=1).output
 
 
-def test_findings_inventory_and_credential_report_commands(gh, monkeypatch):
+def test_findings_inventory_and_credential_report_commands(gh, home, monkeypatch):
     gh("person", "add", "alice@example.com", "--team", "platform")
     gh("identity", "create", "billing-bot", "--owner", "alice@example.com")
     key = json.loads(gh("key", "issue", "billing-bot", "--json").stdout)
@@ -169,9 +185,14 @@ def test_findings_inventory_and_credential_report_commands(gh, monkeypatch):
     report = gh("key", "report", "--csv").stdout.splitlines()
     assert report[0] == "key_id,identity,owner,created_at,last_used_at,last_model,expires_at,status"
     assert report[1].startswith(f"{key['key_id']},billing-bot,alice@example.com,")
-    rows = json.loads(gh("inventory", "--json").stdout)["inventory"]
-    bot = next(r for r in rows if r["name"] == "billing-bot")
+    before = json.loads(gh("inventory", "--json").stdout)
+    assert before["policy_version"] is None and "no policy version is active" in before["note"]
+    assert next(r for r in before["inventory"] if r["name"] == "billing-bot")["aliases"] == []  # nothing enforced yet
+    activate_policy_file(home)  # what `gatehouse serve` does the first time
+    inventory = json.loads(gh("inventory", "--json").stdout)
+    bot = next(r for r in inventory["inventory"] if r["name"] == "billing-bot")
     assert bot["owner"] == "alice@example.com" and bot["active_keys"] == 1 and bot["aliases"] == ["chat-small"]
+    assert inventory["policy_version"].startswith("sha256:") and inventory["note"] is None
     assert gh("inventory", "--csv").stdout.startswith("kind,name,owner,")
     assert "choose one" in gh("inventory", "--csv", "--json", code=1).output
 

@@ -1,15 +1,17 @@
 """Findings, the credential report and the inventory, from a store with known history, on
 SQLite and on a real PostgreSQL server."""
 
+
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, update
 
-from gatehouse.config import Settings
+from gatehouse.core import clock
+from gatehouse.core.config import Settings
 from gatehouse.identity import lifecycle, service
-from gatehouse.identity.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
-from gatehouse.identity.inventory import inventory
+from gatehouse.oversight.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
+from gatehouse.oversight.inventory import inventory
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.models import Credential, DecisionRecord, Identity
@@ -37,7 +39,7 @@ def age(db, model, key, **values):
 
 @pytest.fixture
 def history(db):
-    now = service.utcnow()
+    now = clock.utcnow()
     for email in ("alice@example.com", "bob@example.com"):
         service.add_person(db, ACTOR, email, team="platform")
     service.create_identity(db, ACTOR, "busy", "alice@example.com", backup_owner_email="bob@example.com")

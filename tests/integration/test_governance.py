@@ -6,13 +6,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from gatehouse.dataplane.auth import KeyTable
-from gatehouse.dataplane.errors import ApiError
-from gatehouse.errors import GatehouseError
+from gatehouse.authz import Forbidden
+from gatehouse.core import clock
+from gatehouse.core.errors import GatehouseError, Unauthenticated
 from gatehouse.identity import governance, service
-from gatehouse.identity.governance import Forbidden
-from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.oversight import transfers
+from gatehouse.policy import change_control
 from gatehouse.policy.loader import load_policy_text
+from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.models import ReviewCampaign
 
 PEPPER = b"pepper"
@@ -149,8 +150,8 @@ def test_a_flagged_suspension_is_lifted_by_an_identity_admin(org):
     create(org, DAVE, "pending-orphan", owner="dave@example.com")
     depart_person(org, ROOT, "dave@example.com")
     assert service.describe_identity(org, "pending-orphan")["status"] == "pending"  # still needs its approval
-    plan = governance.plan_transfer(org, None, "orphan", "alice@example.com", None)
-    governance.transfer_identity(org, BOB, plan)
+    plan = transfers.plan_transfer(org, "orphan", "alice@example.com", None)
+    transfers.transfer_identity(org, BOB, plan)
     with pytest.raises(Forbidden, match="identity-admin"):
         service.change_identity_status(org, ALICE, "orphan", "resume")
     service.change_identity_status(org, BOB, "orphan", "resume")
@@ -159,7 +160,7 @@ def test_a_flagged_suspension_is_lifted_by_an_identity_admin(org):
 
 # -- movers -------------------------------------------------------------------------------
 
-POLICY = CompiledPolicy(load_policy_text("""\
+POLICY = load_policy_text("""\
 version: 1
 deployments:
   m: {engine: openai, url: "http://127.0.0.1:9/v1", model: m}
@@ -169,28 +170,29 @@ aliases:
 grants:
   - {name: all-dev, subjects: [{environment: dev}], aliases: [chat]}
   - {name: finance, subjects: [{team: finance}], aliases: [finance-model]}
-"""))
+""")
 
 
 def test_a_move_shows_the_access_change_and_comes_up_for_review(org):
     create(org, ROOT, "mover", environment="dev", backup_owner_email="bob@example.com")
-    plan = governance.plan_transfer(org, POLICY, "mover", "bob@example.com", "finance")
+    change_control.activate_served_file(org, ROOT, POLICY, "test")
+    plan = transfers.plan_transfer(org, "mover", "bob@example.com", "finance")
     assert plan.aliases_before == ["chat"] and plan.gained == ["finance-model"] and plan.lost == []
     with pytest.raises(Forbidden, match="needs the identity-admin role"):
-        governance.transfer_identity(org, ALICE, plan)  # the owner is not an identity-admin
+        transfers.transfer_identity(org, ALICE, plan)  # the owner is not an identity-admin
     with pytest.raises(Forbidden, match="neither its old nor its new owner"):
-        governance.transfer_identity(org, BOB, plan)  # bob would widen access for himself
-    governance.transfer_identity(org, CAROL, plan)
+        transfers.transfer_identity(org, BOB, plan)  # bob would widen access for himself
+    transfers.transfer_identity(org, CAROL, plan)
     info = service.describe_identity(org, "mover")
     assert info["owner"] == "bob@example.com" and info["team"] == "finance" and info["backup_owner"] is None
-    assert service.as_utc(__import__("datetime").datetime.fromisoformat(info["review_due_at"])) <= service.utcnow()
+    assert clock.as_utc(__import__("datetime").datetime.fromisoformat(info["review_due_at"])) <= clock.utcnow()
     with pytest.raises(GatehouseError, match="changed since the plan"):
-        governance.transfer_identity(org, CAROL, plan)  # the same plan again is stale
+        transfers.transfer_identity(org, CAROL, plan)  # the same plan again is stale
     from gatehouse.identity.lifecycle import depart_person
 
     depart_person(org, ROOT, "dave@example.com")
     with pytest.raises(GatehouseError, match="departed"):
-        governance.plan_transfer(org, POLICY, "mover", "dave@example.com", None)
+        transfers.plan_transfer(org, "mover", "dave@example.com", None)
 
 
 # -- access reviews -----------------------------------------------------------------------
@@ -216,14 +218,14 @@ def test_an_access_review_from_start_to_expiry(org):
     assert governance.enforce_reviews(org) == []  # not due yet
     with org.write() as session:
         session.execute(update(ReviewCampaign).where(ReviewCampaign.id == campaign)
-                        .values(due_at=service.utcnow() - timedelta(seconds=1)))
+                        .values(due_at=clock.utcnow() - timedelta(seconds=1)))
     assert governance.enforce_reviews(org) == ["forgotten"]
     assert governance.enforce_reviews(org) == []  # closed once
     keys = KeyTable(PEPPER)
     keys.refresh(org)
     assert keys.authenticate(f"Bearer {kept_key}").identity.name == "kept"
     for key, code in ((forgotten_key, "identity_not_active"), (doomed_key, "revoked_api_key")):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Unauthenticated) as refused:
             keys.authenticate(f"Bearer {key}")
         assert refused.value.code == code
     status = {row["identity"]: row for row in governance.review_status(org)}
@@ -238,7 +240,7 @@ def test_one_attestation_answers_every_open_review(org):
     second, _ = governance.start_review(org, CAROL, timedelta(days=14))
     governance.attest(org, ALICE, "twice-asked", "keep")
     with org.write() as session:
-        session.execute(update(ReviewCampaign).values(due_at=service.utcnow() - timedelta(seconds=1)))
+        session.execute(update(ReviewCampaign).values(due_at=clock.utcnow() - timedelta(seconds=1)))
     assert governance.enforce_reviews(org) == []
     decisions = {(row["review"], row["decision"]) for row in governance.review_status(org)}
     assert decisions == {(first, "keep"), (second, "keep")}

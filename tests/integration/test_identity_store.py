@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gatehouse import audit
-from gatehouse.errors import Conflict, GatehouseError, NotFound
+from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.identity import service
 from gatehouse.store.models import AuditEntry, Credential, Identity
 

@@ -1,16 +1,19 @@
 """The data plane's in-memory key table, loaded incrementally from the store."""
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from gatehouse.dataplane.auth import KeyTable
-from gatehouse.dataplane.errors import ApiError
-from gatehouse.dataplane.records import RecordWriter
+from gatehouse.api.errors import from_domain
+from gatehouse.core.decision import RequestRecord
+from gatehouse.core.errors import Unauthenticated
+from gatehouse.core.keyformat import generate_key
 from gatehouse.identity import service
-from gatehouse.identity.keys import generate_key
+from gatehouse.runtime.keytable import KeyTable
+from gatehouse.runtime.records import RecordWriter
 from gatehouse.store.models import Credential, DecisionRecord
 
 PEPPER = b"pepper"
@@ -30,9 +33,9 @@ def setup(db):
 
 
 def code_of(table, header):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(Unauthenticated) as info:
         table.authenticate(header)
-    assert info.value.status == 401
+    assert from_domain(info.value).status == 401
     return info.value.code
 
 
@@ -88,10 +91,11 @@ def test_wrong_pepper_refuses_every_key(setup):
 
 def decision(credential, **overrides):
     """A decision record as the gateway builds one."""
-    return {"request_id": "req_x", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
-            "endpoint": "chat/completions", "alias": "a", "deployment": "d", "fallbacks": [],
-            "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
-            "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0, **overrides}
+    fields = {"request_id": "req_x", "ts": datetime.now(UTC), "identity": "app", "key_id": credential.id,
+              "endpoint": "chat/completions", "alias": "a", "deployment": "d", "fallbacks": [],
+              "policy_version": "sha256:x", "status": 200, "error_code": None, "stream": False, "prompt_tokens": 1,
+              "completion_tokens": 1, "latency_ms": 1.0, "ttft_ms": 1.0, **overrides}
+    return RequestRecord(**fields)
 
 
 async def test_records_and_last_used_are_written_in_batches(setup):
@@ -116,7 +120,7 @@ async def test_one_bad_record_does_not_hold_back_the_others(setup):
     db, table, credential, _ = setup
     writer = RecordWriter(db, flush_interval=60, last_used_interval=3600)
     good = decision(credential, request_id="req_good")
-    bad = {**good, "request_id": "req_bad", "error_code": {"not": "a string"}}
+    bad = replace(good, request_id="req_bad", error_code={"not": "a string"})
     writer.add(bad)
     writer.add(good)
     await writer.flush_records()
@@ -132,8 +136,8 @@ async def test_last_model_is_kept_even_when_it_arrives_after_its_key_s_time(setu
     table.authenticate(f"Bearer {key}")
     writer.note_used(table.take_last_used())
     await writer.flush_last_used()  # the key's time is written before its request finishes
-    writer.add({**record, "alias": "a"})
-    writer.add({**record, "request_id": "req_b", "alias": "failed-model", "status": 502})  # failures don't count
+    writer.add(replace(record, alias="a"))
+    writer.add(replace(record, request_id="req_b", alias="failed-model", status=502))  # failures don't count
     await writer.flush_last_used()
     with db.read() as session:
         stored = session.get(Credential, credential.id)

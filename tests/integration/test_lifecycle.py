@@ -1,15 +1,16 @@
 """Rotation with grace, leak response and leavers, on SQLite and on a real PostgreSQL server."""
 
+
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from gatehouse.dataplane.auth import KeyTable
-from gatehouse.dataplane.errors import ApiError
-from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.core import clock
+from gatehouse.core.errors import GatehouseError, NotFound, Unauthenticated
+from gatehouse.core.keyformat import PREFIX, checksum
 from gatehouse.identity import lifecycle, service
-from gatehouse.identity.keys import PREFIX, checksum
+from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.models import AuditEntry, Credential
 
 PEPPER = b"pepper"
@@ -54,9 +55,9 @@ def test_rotation_issues_a_successor_and_both_work_during_the_grace(people):
     with people.read() as session:
         stored_old, stored_new = session.get(Credential, old.id), session.get(Credential, rotation.new_key_id)
         assert stored_old.rotated_to == rotation.new_key_id
-        grace_left = service.as_utc(stored_old.expires_at) - service.utcnow()
+        grace_left = clock.as_utc(stored_old.expires_at) - clock.utcnow()
         assert timedelta(hours=23, minutes=59) < grace_left <= timedelta(hours=24)
-        lifetime = service.as_utc(stored_new.expires_at) - service.as_utc(stored_new.created_at)
+        lifetime = clock.as_utc(stored_new.expires_at) - clock.as_utc(stored_new.created_at)
         assert abs(lifetime - timedelta(days=30)) < timedelta(seconds=5)  # the old key's lifetime
     entry = last_audit(people, "key.rotate")
     assert rotation.new_key_id in entry.details and rotation.new_key not in entry.details
@@ -68,7 +69,7 @@ def test_without_grace_the_old_key_stops_at_once(people):
     rotation = lifecycle.rotate_key(people, ACTOR, old.id, pepper=PEPPER, grace=timedelta(0), ttl=timedelta(days=7),
                                     max_ttl=MAX_TTL)
     keys = table(people)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Unauthenticated) as refused:
         keys.authenticate(f"Bearer {old_text}")
     assert refused.value.code == "expired_api_key"
     assert keys.authenticate(f"Bearer {rotation.new_key}").key_id == rotation.new_key_id
@@ -111,7 +112,7 @@ def test_a_leaked_key_is_revoked_flagged_and_recorded(people):
                                     reported_by="github-secret-scanning", pepper=PEPPER)
     assert (outcome.key_id, outcome.identity, outcome.owner, outcome.backup_owner) == (
         key.id, "bot", "alice@example.com", "bob@example.com")
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Unauthenticated) as refused:
         table(people).authenticate(f"Bearer {text}")
     assert refused.value.code == "revoked_api_key"
     info = service.describe_identity(people, "bot")
@@ -173,14 +174,14 @@ def test_a_leaver_s_identities_pass_to_the_backup_or_are_suspended(people):
     assert report.suspended == ["alone"] and report.backup_removed == ["alice-is-backup"]
     moved = service.describe_identity(people, "with-backup")
     assert moved["owner"] == "bob@example.com" and moved["backup_owner"] is None and moved["status"] == "active"
-    assert service.as_utc(service.utcnow()) - service.as_utc(
+    assert clock.as_utc(clock.utcnow()) - clock.as_utc(
         __import__("datetime").datetime.fromisoformat(moved["review_due_at"])) < timedelta(minutes=1)
     orphan = service.describe_identity(people, "alone")
     assert orphan["status"] == "suspended" and "orphaned" in orphan["attention"]
     assert service.describe_identity(people, "alice-is-backup")["backup_owner"] is None
     assert service.describe_identity(people, "old")["status"] == "retired"
     keys = table(people)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Unauthenticated) as refused:
         keys.authenticate(f"Bearer {alone_key}")
     assert refused.value.code == "identity_not_active"
     assert keys.authenticate(f"Bearer {kept_key}").identity.name == "with-backup"

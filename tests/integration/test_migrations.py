@@ -19,7 +19,7 @@ def test_a_store_from_before_change_control_keeps_its_active_policy(database_url
     from alembic.config import Config
     from sqlalchemy import text
 
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control, versions
     from gatehouse.policy.loader import load_policy_text
     from gatehouse.policy.starter import STARTER_POLICY
     from gatehouse.store.db import MIGRATIONS_DIR, Database
@@ -38,7 +38,7 @@ def test_a_store_from_before_change_control_keeps_its_active_policy(database_url
                                 "activated_at) VALUES (:hash, '{}', :source, 'active', CURRENT_TIMESTAMP, 'local:old', "
                                 "CURRENT_TIMESTAMP)"), {"hash": loaded.version, "source": loaded.text})
     db.upgrade()
-    active, activation = control.active_policy(db)
+    active, activation = versions.active_policy(db)
     assert active.version == loaded.version and activation.kind == "bootstrap" and activation.actor == "local:old"
-    assert control.activate_served_file(db, "local:new", loaded, "policy.yaml") == "unchanged"
+    assert change_control.activate_served_file(db, "local:new", loaded, "policy.yaml") == "unchanged"
     db.dispose()

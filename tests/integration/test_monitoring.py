@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy import select
 
 from gatehouse.audit import log as audit_log
-from gatehouse.config import Settings
-from gatehouse.dataplane.auth import KeyTable
-from gatehouse.dataplane.errors import ApiError
-from gatehouse.errors import Conflict
+from gatehouse.authz import Forbidden
+from gatehouse.core.config import Settings
+from gatehouse.core.decision import RequestRecord
+from gatehouse.core.errors import Conflict, Unauthenticated
 from gatehouse.identity import governance, service
-from gatehouse.identity.governance import Forbidden
 from gatehouse.monitoring import incidents
 from gatehouse.monitoring.evaluate import evaluate, quantile
 from gatehouse.monitoring.usage import UsageRollup
 from gatehouse.policy.loader import PolicyError, load_policy_text
+from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.models import AuditEntry, Identity, UsageMinute
 
 from helpers import Receiver
@@ -76,8 +76,9 @@ BLOCK_RATE = thresholds("""\
 
 def record(identity="app-a", alias="chat", status=200, error_code=None, deployment="d1", fallbacks=(), latency_ms=100.0,
            guardrails=None):
-    return {"identity": identity, "alias": alias, "status": status, "error_code": error_code, "deployment": deployment,
-            "fallbacks": list(fallbacks), "latency_ms": latency_ms, "guardrails": guardrails}
+    return RequestRecord("req_test", NOW, "chat/completions", "sha256:test", identity=identity, alias=alias,
+                         status=status, error_code=error_code, deployment=deployment, fallbacks=list(fallbacks),
+                         latency_ms=latency_ms, guardrails=guardrails)
 
 
 def traffic(db, worker, records, at=NOW):
@@ -126,7 +127,7 @@ def test_a_crossed_threshold_climbs_its_ladder_until_closed(db, org, hooks):
         identity = session.execute(select(Identity).where(Identity.name == "app-a")).scalar_one()
         assert identity.status == "suspended" and opened[0] in identity.attention
     keys.refresh(db)
-    with pytest.raises(ApiError):
+    with pytest.raises(Unauthenticated):
         keys.authenticate(f"Bearer {key}")
     assert pager.received == []
 

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from gatehouse.app import _active_policy
-from gatehouse.config import Settings
-from gatehouse.dataplane import enforced as enforced_module
-from gatehouse.dataplane.enforced import Enforced, PolicyFollower
+from gatehouse.app.factory import active_policy
+from gatehouse.core.clock import utcnow
+from gatehouse.core.config import Settings
 from gatehouse.engines.build import build_engines
 from gatehouse.identity import governance, service
-from gatehouse.identity.service import utcnow
-from gatehouse.policy import control
+from gatehouse.policy import change_control
+from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
+from gatehouse.runtime import enforced as enforced_module
+from gatehouse.runtime.enforced import Enforced, PolicyFollower
 from gatehouse.store.models import PolicyActivation
 
 ROOT = "local:root"
@@ -45,7 +46,7 @@ def store(db, tmp_path: Path):
 
 async def follower_for(db, settings) -> PolicyFollower:
     """A worker as `create_app` builds one, from what the store says is active."""
-    policy, revision, expires_at = _active_policy(db, settings.home)
+    policy, revision, expires_at = active_policy(db, settings.home)
     engines, _ = build_engines(policy.deployments, settings)
     for engine in engines.values():
         await engine.start()
@@ -63,8 +64,8 @@ async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store
     db, settings = store
     base = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1", "b": "http://127.0.0.1:9/b/v1"}))
     emergency = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
-    control.activate_served_file(db, ROOT, base, "p.yaml")
-    activation, _ = control.break_glass(db, BOB, emergency, "incident", timedelta(hours=1))
+    change_control.activate_served_file(db, ROOT, base, "p.yaml")
+    activation, _ = change_control.break_glass(db, BOB, emergency, "incident", timedelta(hours=1))
     follower = await follower_for(db, settings)  # starts while the break-glass version is in force
     assert follower.current.policy.version == emergency.version and follower.expires_at is not None
     with db.write() as session:
@@ -73,7 +74,7 @@ async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store
     follower.expires_at = utcnow() - timedelta(seconds=1)  # what it read at start has now passed
     assert await follower.poll()
     assert follower.current.policy.version == base.version
-    assert control.status(db)["activation"]["kind"] == "revert"
+    assert policy_workers.status(db)["activation"]["kind"] == "revert"
     await shut_down(follower)
 
 
@@ -82,7 +83,7 @@ async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_hol
     a = load_policy_text(policy({"x": "http://127.0.0.1:9/x1/v1", "y": "http://127.0.0.1:9/y1/v1"}))
     b = load_policy_text(policy({"x": "http://127.0.0.1:9/x2/v1", "y": "http://127.0.0.1:9/y1/v1"}))
     c = load_policy_text(policy({"x": "http://127.0.0.1:9/x2/v1", "y": "http://127.0.0.1:9/y2/v1"}))
-    control.activate_served_file(db, ROOT, a, "p.yaml")
+    change_control.activate_served_file(db, ROOT, a, "p.yaml")
     follower = await follower_for(db, settings)
     first = follower.current
     closed: list[str] = []
@@ -92,10 +93,10 @@ async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_hol
         closed.append("y")
     shared_y.close = record_close  # type: ignore[method-assign]
     first.in_flight = 1  # a stream that started on version a is still running
-    control.activate_served_file(db, ROOT, b, "p.yaml")
+    change_control.activate_served_file(db, ROOT, b, "p.yaml")
     assert await follower.poll()
     assert follower.current.engines["y"] is shared_y  # unchanged deployment: the same engine
-    control.activate_served_file(db, ROOT, c, "p.yaml")
+    change_control.activate_served_file(db, ROOT, c, "p.yaml")
     assert await follower.poll()
     assert follower.current.engines["y"] is not shared_y
     for _ in range(5):  # b has no requests: it retires at once, but a still holds y
@@ -110,7 +111,7 @@ async def test_an_engine_shared_by_versions_closes_only_when_no_live_version_hol
 async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every_poll(store, monkeypatch):
     db, settings = store
     good = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
-    control.activate_served_file(db, ROOT, good, "p.yaml")
+    change_control.activate_served_file(db, ROOT, good, "p.yaml")
     follower = await follower_for(db, settings)
     broken = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}).replace(
         "model: m}", "model: m, credential: {env: NOT_SET_ANYWHERE_FOR_TESTS}}"))
@@ -122,25 +123,25 @@ async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every
         attempts.append(1)
         return real_build(*args, **kwargs)
     monkeypatch.setattr(enforced_module, "build_engines", counting_build)
-    control.activate_served_file(db, ROOT, broken, "p.yaml")
+    change_control.activate_served_file(db, ROOT, broken, "p.yaml")
     for _ in range(10):
         assert not await follower.poll()
     assert len(attempts) == 1 and "NOT_SET_ANYWHERE_FOR_TESTS" in follower.problem
     assert follower.current.policy.version == good.version  # keeps enforcing the last good version
-    row = next(w for w in control.status(db)["workers"] if w["worker"] == follower.worker)
+    row = next(w for w in policy_workers.status(db)["workers"] if w["worker"] == follower.worker)
     assert row["state"] == "error" and row["policy_version"] == good.version
-    assert control.status(db)["drift"]
+    assert policy_workers.status(db)["drift"]
     await shut_down(follower)
 
 
 async def test_a_version_naming_a_classifier_that_is_not_installed_is_not_enforced_until_it_is(store):
     db, settings = store
     good = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
-    control.activate_served_file(db, ROOT, good, "p.yaml")
+    change_control.activate_served_file(db, ROOT, good, "p.yaml")
     follower = await follower_for(db, settings)
     classified = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}) + (
         "guardrails:\n  default: p\n  profiles:\n    p: {injection: {action: block, classifier: tuned.py, min_score: 0.7}}\n"))
-    control.activate_served_file(db, ROOT, classified, "p.yaml")
+    change_control.activate_served_file(db, ROOT, classified, "p.yaml")
     assert not await follower.poll()
     assert "'tuned.py' is not installed" in follower.problem and follower.current.policy.version == good.version
     (settings.home / "classifiers").mkdir()

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from gatehouse.core.errors import GatehouseError
 from gatehouse.engines.credentials import resolve_credential
-from gatehouse.errors import GatehouseError
-from gatehouse.policy.schema import CredentialRef
+from gatehouse.engines.spec import CredentialRef
 
 
 def test_own_settings_and_home_files_are_refused(tmp_path: Path, monkeypatch):

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from gatehouse.durations import format_duration, parse_duration
+from gatehouse.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import REGISTRY
 
+from gatehouse.core.decision import RequestRecord
 from gatehouse.telemetry.gateway_metrics import GatewayMetrics
 from gatehouse.telemetry.labels import OTHER, BoundedLabel
 
 
-def _record(**changes) -> dict:
-    return {"identity": "app", "alias": "chat", "endpoint": "chat/completions", "deployment": "d1", "status": 200,
-            "error_code": None, "data_class": "internal", "fallbacks": [], "guardrails": None, "stream": False,
-            "prompt_tokens": 5, "completion_tokens": 3, "latency_ms": 12.0, "ttft_ms": 12.0} | changes
+def _record(**changes) -> RequestRecord:
+    fields = {"identity": "app", "alias": "chat", "deployment": "d1", "status": 200, "error_code": None,
+              "data_class": "internal", "fallbacks": [], "guardrails": None, "stream": False, "prompt_tokens": 5,
+              "completion_tokens": 3, "latency_ms": 12.0, "ttft_ms": 12.0} | changes
+    return RequestRecord("req_test", datetime.now(UTC), "chat/completions", "sha256:test", **fields)
 
 
 def test_bounded_label_keeps_the_first_values_and_folds_the_rest():

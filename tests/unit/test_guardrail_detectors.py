@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatehouse.core.keyformat import generate_key
 from gatehouse.guardrails.injection import find_injection
 from gatehouse.guardrails.normalise import normalise, normalise_each_character
 from gatehouse.guardrails.pii import find_pii, iban_valid, luhn_valid
 from gatehouse.guardrails.secrets import find_secrets
 from gatehouse.guardrails.terms import TermMatcher, check_pattern
-from gatehouse.identity.keys import generate_key
 
 
 def kinds_and_text(findings, text):
@@ -252,7 +252,7 @@ def test_the_anchor_prefilter_never_hides_a_match(monkeypatch):
 def test_a_classifier_that_fails_scores_nothing_and_a_missing_one_is_named(tmp_path, caplog):
     import pytest
 
-    from gatehouse.errors import GatehouseError
+    from gatehouse.core.errors import GatehouseError
     from gatehouse.guardrails.classifier import load_classifier
 
     (tmp_path / "broken.py").write_text("def score(text):\n    raise RuntimeError('secret detail ' + text)\n")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gatehouse.guardrails.inspect import Blocked, inspect_input
-from gatehouse.policy.compiled import CompiledPolicy, IdentityView
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy_text
 from gatehouse.policy.plan import plan
 from gatehouse.policy.starter import STARTER_POLICY

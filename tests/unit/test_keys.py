@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from gatehouse.identity.keys import (
+from gatehouse.core.keyformat import (
     KEY_LENGTH,
     KEY_PATTERN,
     MalformedKey,

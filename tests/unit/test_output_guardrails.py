@@ -9,11 +9,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatehouse.engines.base import SSE_DONE, sse_event
+from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.guardrails.inspect import inspect_input
 from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
 from gatehouse.guardrails.profiles import ProfileIndex
-from gatehouse.policy.guardrail_schema import Guardrails
+from gatehouse.guardrails.schema import Guardrails
 
 PROFILE = ProfileIndex(Guardrails.model_validate({"profiles": {"p": {
     "output": True, "pii": {"action": "redact", "kinds": ["email"]}, "secrets": {"action": "block"},

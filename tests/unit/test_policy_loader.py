@@ -2,7 +2,8 @@ import textwrap
 
 import pytest
 
-from gatehouse.policy.compiled import CompiledPolicy, IdentityView
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy_text
 from gatehouse.policy.starter import STARTER_POLICY
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatehouse.classification import DATA_CLASSES
-from gatehouse.policy.compiled import IdentityView
-from gatehouse.policy.plan import plan, subject_text
+from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.access import subject_text
+from gatehouse.policy.plan import plan
 from gatehouse.policy.schema import PolicyDocument
 
 ALIASES = ["a1", "a2", "a3", "a4"]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from starlette.requests import ClientDisconnect
 
-from gatehouse.dataplane.gateway import ClosingStreamingResponse
+from gatehouse.api.streaming import ClosingStreamingResponse
 
 
 def test_on_close_runs_even_when_the_body_never_started():

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gatehouse.core.config import Settings
 from gatehouse.store.models import AuditCheckpoint, AuditEntry, AuditHead
 
 LOG_NAME = "gatehouse-audit"
@@ -38,6 +39,14 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 def public_pem(public_key: Ed25519PublicKey) -> str:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def signing_key(settings: Settings, create: bool = False) -> Ed25519PrivateKey | None:
+    """The installation's checkpoint key, or None when it does not exist and ``create`` is false."""
+    path = settings.audit_key_path or settings.home / "audit-signing-key"
+    if not create and not path.exists():
+        return None
+    return load_or_create_signing_key(path)
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def _cap(count: int) -> None:
                                "lower the rate or the duration, or set requests")
 
 
-def _until(start: float, end: float | None, budget: int | None, gaps) -> list[float]:  # type: ignore[no-untyped-def]
+def _until(start: float, end: float | None, budget: int | None, gaps: Iterable[float]) -> list[float]:
     times: list[float] = []
     t = start
     for gap in gaps:
@@ -83,7 +84,7 @@ def _constant_times(rate: float, start: float, end: float | None, budget: int | 
     return [start + i / rate for i in range(count)]
 
 
-def _renewal_gaps(draw):  # type: ignore[no-untyped-def]
+def _renewal_gaps(draw: Callable[[], float]) -> Iterator[float]:
     while True:
         yield draw()
 
@@ -116,7 +117,7 @@ def _ramp_times(spec: RampArrivals, start: float, end: float | None, budget: int
 
 def read_trace(path: Path) -> list[tuple[float, dict[str, Any] | None]]:
     """JSON lines with ``t`` in seconds (any origin) and optional per-request fields."""
-    rows = []
+    rows: list[tuple[float, dict[str, Any] | None]] = []
     allowed = {"t", "prompt_tokens", "output_tokens"}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,7 +286,8 @@ async def prefix_effect(base_url: str, key: str, model: str, warm_requests: int)
                     "messages": [{"role": "system", "content": SYSTEM_PROMPT},
                                  {"role": "user", "content": f"Question {index}: do you sell ladders?"}]}
             started = time.perf_counter()
-            first, usage = None, {}
+            first: float | None = None
+            usage: dict[str, Any] = {}
             async with client.stream("POST", url, json=body, headers=headers) as response:
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -331,7 +332,7 @@ class EngineBenchReport:
 
 
 def run_engine_bench(model_path: str, levels: Sequence[int], requests_per_level: int, max_tokens: int,
-                     compare_server: bool, threads: int | None, progress) -> EngineBenchReport:  # type: ignore[no-untyped-def]
+                     compare_server: bool, threads: int | None, progress: Callable[[str], object]) -> EngineBenchReport:
     from gatehouse.engines.llama_native import available_cpus
 
     threads = threads or available_cpus()  # the same for every system measured

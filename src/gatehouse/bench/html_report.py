@@ -140,7 +140,8 @@ def _draw_series(series: Series, sx, sy) -> str:
 
 
 def _legend(series: Sequence[Series]) -> str:
-    parts, x = [], LEFT
+    parts: list[str] = []
+    x: float = LEFT  # advances by a fractional width per label
     for s in series:
         y = TOP - 12
         if s.style == "scatter":

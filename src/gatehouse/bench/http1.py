@@ -13,6 +13,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 
@@ -142,7 +143,8 @@ class _Connection(asyncio.Protocol):
         self.used = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # create_connection over TCP always hands a protocol a stream (read/write) transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         parser, waiter = self.parser, self.waiter

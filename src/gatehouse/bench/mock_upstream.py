@@ -37,6 +37,7 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +181,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
             return response
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-        async def events():  # type: ignore[no-untyped-def]
+        async def events() -> AsyncIterator[bytes]:
             first = None
             for index, word in enumerate(words):
                 if behaviour == "drop" and index == 2:

@@ -7,6 +7,7 @@ import typer
 from sqlalchemy import select
 
 from gatehouse import audit as audit_log
+from gatehouse.audit import checkpoints
 from gatehouse.cli.common import (
     JsonOption,
     console,
@@ -43,7 +44,7 @@ def verify(
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read the public key {public_key}: {exc}") from None
     else:
-        signing = settings().audit_signing_key()
+        signing = checkpoints.signing_key(settings())
         key = signing.public_key() if signing is not None else None
     exported = None
     if checkpoint:
@@ -91,7 +92,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
     from gatehouse.audit.checkpoints import as_dict, checkpoint_now
     from gatehouse.store.models import AuditCheckpoint
 
-    signing = settings().audit_signing_key(create=True)
+    signing = checkpoints.signing_key(settings(), create=True)
     db = open_db()
     with db.write() as session:
         checkpoint_now(session, signing)
@@ -114,7 +115,7 @@ def public_key() -> None:
     """Print the audit public key (PEM), for verifying the log and its checkpoints elsewhere."""
     from gatehouse.audit.checkpoints import public_pem
 
-    print(public_pem(settings().audit_signing_key(create=True).public_key()), end="")
+    print(public_pem(checkpoints.signing_key(settings(), create=True).public_key()), end="")
 
 
 @app.command("log")

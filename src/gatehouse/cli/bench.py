@@ -53,7 +53,7 @@ def engine(
     from rich.table import Table
 
     from gatehouse.bench.engine_bench import run_engine_bench
-    from gatehouse.config import Settings
+    from gatehouse.core.config import Settings
     from gatehouse.engines.model_files import ensure_builtin_model
 
     levels = [int(part) for part in concurrency.split(",") if part.strip()]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import getpass
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -14,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gatehouse.config import Settings
-from gatehouse.errors import GatehouseError
+from gatehouse.core.config import Settings
+from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
 from gatehouse.store.db import Database
 
@@ -34,7 +37,7 @@ def open_db(upgrade: bool = True) -> Database:
     from gatehouse.audit import checkpoints
 
     config = settings()
-    checkpoints.configure(config.audit_signing_key(), config.audit_checkpoint_every)
+    checkpoints.configure(checkpoints.signing_key(config), config.audit_checkpoint_every)
     db = Database(config.database_url)
     if upgrade:
         db.upgrade()
@@ -81,3 +84,18 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console.print(table)
+
+
+def local_actor() -> str:
+    """Who the CLI acts as: ``person:<email>`` when GATEHOUSE_ACTOR names you (needed for what
+    takes a second person: approvals, roles, reviews), else ``local:<os user>``."""
+    email = (os.environ.get("GATEHOUSE_ACTOR") or "").strip().lower().removeprefix("person:")
+    if email:
+        if not re.fullmatch(r"[^@\s:]+@[^@\s]+\.[^@\s]+", email):
+            raise ValueError(f"GATEHOUSE_ACTOR must be your e-mail address, not {email[:80]!r}")
+        return f"person:{email}"
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    return f"local:{user}"

@@ -8,17 +8,19 @@ import typer
 
 from gatehouse.cli.common import JsonOption, console, fail, handles_errors, open_db, print_json, print_table, settings
 from gatehouse.policy.compiled import CompiledPolicy
-from gatehouse.policy.loader import PolicyError, load_policy
+from gatehouse.policy.versions import active_compiled
+from gatehouse.store.db import Database
 
 CsvOption = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools).")
 
 
-def active_policy() -> tuple[CompiledPolicy | None, str | None]:
-    """The policy file `gatehouse serve` would enforce, or why it cannot be read."""
-    try:
-        return CompiledPolicy(load_policy(settings().policy_path)), None
-    except PolicyError as exc:
-        return None, f"policy not read ({exc.problems[0] if exc.problems else exc}): grant findings skipped"
+def active_policy(db: Database) -> tuple[CompiledPolicy | None, str | None]:
+    """The version the store says is active (what every gateway worker enforces), or a note
+    saying there is none yet. Never the policy file: a file on disk may not be what is applied."""
+    policy = active_compiled(db)
+    if policy is None:
+        return None, "no policy version is active yet (start the gateway once): grant findings skipped"
+    return policy, None
 
 
 @handles_errors
@@ -31,12 +33,13 @@ def findings(
 ) -> None:
     """Unused identities, keys and grants; keys near expiry or past the rotation age; identities
     without a backup owner, orphaned, overdue for review or needing attention."""
-    from gatehouse.identity.findings import Thresholds, compute_findings
+    from gatehouse.oversight.findings import Thresholds, compute_findings
 
-    policy, note = active_policy()
+    db = open_db()
+    policy, note = active_policy(db)
     rotation = timedelta(days=rotation_days) if rotation_days else settings().key_rotation_age
     thresholds = Thresholds(timedelta(days=unused_days), timedelta(days=expiry_days), rotation)
-    found = compute_findings(open_db(), policy, thresholds)
+    found = compute_findings(db, policy, thresholds)
     if json:
         print_json({"findings": [f.as_dict() for f in found], "note": note})
         return
@@ -52,14 +55,15 @@ def findings(
 @handles_errors
 def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
     """Every identity and credential in the inference path, with its owner, grants and use."""
-    from gatehouse.identity.findings import as_csv
-    from gatehouse.identity.inventory import COLUMNS
-    from gatehouse.identity.inventory import inventory as build
+    from gatehouse.oversight.findings import as_csv
+    from gatehouse.oversight.inventory import COLUMNS
+    from gatehouse.oversight.inventory import inventory as build
 
     if json and csv:
         fail("choose one of --json and --csv")
-    policy, note = active_policy()
-    rows = build(open_db(), policy, settings())
+    db = open_db()
+    policy, note = active_policy(db)
+    rows = build(db, policy, settings())
     if json:
         print_json({"inventory": rows, "policy_version": policy.version if policy else None, "note": note})
     elif csv:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table, settings
-from gatehouse.config import local_actor
+from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
 from gatehouse.identity import service
 
 app = typer.Typer(help="Workload identities: the callers of the data plane, each with a human owner.",
@@ -163,14 +162,13 @@ def transfer(
     the identity comes up for review by its owner."""
     import sys
 
-    from gatehouse.cli.findings import active_policy
-    from gatehouse.identity.governance import plan_transfer, transfer_identity
+    from gatehouse.oversight.transfers import plan_transfer, transfer_identity
 
     if owner is None and team is None:
         raise ValueError("give --owner, --team or both")
-    policy, note = active_policy()
     db = open_db()
-    plan = plan_transfer(db, policy, name, owner, team)
+    plan = plan_transfer(db, name, owner, team)
+    note = None if plan.policy_version else "no policy version is active yet: access before and after is unknown"
     if json:
         print_json({**plan.as_dict(), "confirmed": yes, "note": note})
     else:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table, settings
-from gatehouse.config import local_actor
+from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
 
 app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowledge, close.", no_args_is_help=True)
 
@@ -75,10 +74,10 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
 def check() -> None:
     """Evaluate the active policy's thresholds now (the gateway does this every 15 s)."""
     from gatehouse.monitoring.evaluate import evaluate
-    from gatehouse.policy import control
+    from gatehouse.policy import versions
 
     db = open_db()
-    active = control.active_policy(db)
+    active = versions.active_policy(db)
     if active is None:
         console.print("no active policy: nothing to check")
         return

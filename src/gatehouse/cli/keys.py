@@ -9,13 +9,13 @@ from gatehouse.cli.common import (
     console,
     err_console,
     handles_errors,
+    local_actor,
     open_db,
     print_json,
     print_table,
     settings,
 )
-from gatehouse.config import local_actor
-from gatehouse.durations import is_zero_duration, parse_duration
+from gatehouse.core.durations import is_zero_duration, parse_duration
 from gatehouse.identity import service
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
@@ -114,8 +114,9 @@ def leaked(
 ) -> None:
     """Respond to a leak: revoke the key everywhere within a second, record the report, flag the
     identity for its owner and notify them (GATEHOUSE_NOTIFY_WEBHOOK)."""
+    from gatehouse.core.webhook import notify
+    from gatehouse.identity.events import leak_event
     from gatehouse.identity.lifecycle import report_leak
-    from gatehouse.identity.notify import leak_event, notify
 
     outcome = report_leak(open_db(), local_actor(), key, source=source)
     delivery = notify(settings().notify_webhook, leak_event(outcome))
@@ -135,7 +136,7 @@ def report(
 ) -> None:
     """The credential report: every key with its identity, owner, creation, last use, last model,
     expiry and status (like AWS IAM's credential report)."""
-    from gatehouse.identity.findings import REPORT_COLUMNS, as_csv, credential_report
+    from gatehouse.oversight.findings import REPORT_COLUMNS, as_csv, credential_report
 
     rows = credential_report(open_db())
     if csv:

@@ -10,11 +10,16 @@ from pathlib import Path
 import typer
 
 from gatehouse import __version__
+from gatehouse.audit import checkpoints
 from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
-from gatehouse.cli.common import console, err_console, handles_errors, open_db, settings
-from gatehouse.config import Settings, local_actor
-from gatehouse.errors import Conflict, GatehouseError
+from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, settings
+from gatehouse.core.config import Settings
+from gatehouse.core.errors import Conflict, GatehouseError
+from gatehouse.policy import change_control, versions
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.policy.loader import PolicyError, load_policy
 from gatehouse.policy.starter import STARTER_POLICY
+from gatehouse.store.db import Database
 
 app = typer.Typer(
     help="Gatehouse: a governed, OpenAI-compatible gateway for in-house LLM inference.",
@@ -47,13 +52,14 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _initialise(config: Settings, quiet: bool = False) -> None:
     config.home.mkdir(parents=True, exist_ok=True)
     config.pepper()
-    config.audit_signing_key(create=True)
-    open_db()
+    checkpoints.signing_key(config, create=True)
+    db = open_db()
     if not config.policy_path.exists():
         config.policy_path.parent.mkdir(parents=True, exist_ok=True)
         config.policy_path.write_text(STARTER_POLICY)
         if not quiet:
             console.print(f"wrote starter policy {config.policy_path}")
+    db.dispose()
     from gatehouse.engines.model_files import ensure_builtin_model
 
     model = ensure_builtin_model(config.models_dir)
@@ -76,25 +82,21 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     import uvicorn
 
     from gatehouse.engines.build import build_engines
-    from gatehouse.policy import control
-    from gatehouse.policy.compiled import CompiledPolicy
-    from gatehouse.policy.loader import PolicyError, load_policy
-    from gatehouse.store.db import Database
 
     config.pepper()  # created here, once, rather than raced for by the workers
     open_db().dispose()
     db = Database(config.database_url)
-    control.expire_break_glass(db)
+    change_control.expire_break_glass(db)
     try:
         loaded = load_policy(config.policy_path)
     except PolicyError as exc:
-        if control.active_policy(db) is None:
+        if versions.active_policy(db) is None:
             raise  # nothing else to serve: the file's problems are the answer
         err_console.print(f"[bold yellow]warning:[/] {exc.source} is not a valid policy ({len(exc.problems)} problem(s); "
                           "`gatehouse policy validate`); serving the active version from the store", highlight=False)
         loaded = None
-    outcome = control.activate_served_file(db, local_actor(), loaded, str(config.policy_path)) if loaded else "invalid"
-    active, activation = control.active_policy(db)  # type: ignore[misc]
+    outcome = change_control.activate_served_file(db, local_actor(), loaded, str(config.policy_path)) if loaded else "invalid"
+    active, activation = versions.active_policy(db)  # type: ignore[misc]
     db.dispose()
     if outcome == "activated":
         err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
@@ -157,7 +159,7 @@ DEMO_IDENTITY = "demo-app"
 def demo(host: str = HostOption, port: int = PortOption, workers: int = WorkersOption,
          log_level: str = LogOption) -> None:
     """Set up a demo person, identity and key, print how to call it, and serve."""
-    from gatehouse.durations import parse_duration
+    from gatehouse.core.durations import parse_duration
     from gatehouse.identity import service
 
     config = settings()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table
-from gatehouse.config import local_actor
+from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table
+from gatehouse.core import clock
 from gatehouse.identity import service
 
 app = typer.Typer(help="People: the humans who own workload identities.", no_args_is_help=True)
@@ -13,7 +13,7 @@ app = typer.Typer(help="People: the humans who own workload identities.", no_arg
 
 def _person_dict(person) -> dict:  # type: ignore[no-untyped-def]
     return {"email": person.email, "name": person.name, "team": person.team, "status": person.status,
-            "created_at": service.as_utc(person.created_at).isoformat()}
+            "created_at": clock.as_utc(person.created_at).isoformat()}
 
 
 @app.command("add")
@@ -53,8 +53,9 @@ def depart(
     """Offboard a person: identities they own pass to their backup owner (and come up for
     review) or, without an active backup, are suspended as orphaned; keys stop within a second."""
     from gatehouse.cli.common import settings
+    from gatehouse.core.webhook import notify
+    from gatehouse.identity.events import orphan_event
     from gatehouse.identity.lifecycle import depart_person
-    from gatehouse.identity.notify import notify, orphan_event
 
     report = depart_person(open_db(), local_actor(), email)
     delivery = notify(settings().notify_webhook, orphan_event(report.person, report.suspended)) if report.suspended \
@@ -118,7 +119,7 @@ def admin_key(
     """Issue a person's key to the admin API (GET /admin/inventory, /admin/findings,
     /admin/credential-report need the auditor or identity-admin role). Shown once."""
     from gatehouse.cli.common import err_console, settings
-    from gatehouse.durations import parse_duration
+    from gatehouse.core.durations import parse_duration
     from gatehouse.identity.admin_keys import issue_admin_key
 
     config = settings()

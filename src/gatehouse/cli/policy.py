@@ -9,8 +9,18 @@ from pathlib import Path
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, err_console, fail, handles_errors, open_db, print_json, print_table, settings
-from gatehouse.config import local_actor
+from gatehouse.cli.common import (
+    JsonOption,
+    console,
+    err_console,
+    fail,
+    handles_errors,
+    local_actor,
+    open_db,
+    print_json,
+    print_table,
+    settings,
+)
 from gatehouse.policy.loader import LoadedPolicy, load_policy
 
 app = typer.Typer(help="Policy: deployments, model aliases with their routes, and grants; and how it changes "
@@ -26,10 +36,10 @@ def _loaded(ref: str) -> LoadedPolicy:
     """A policy file, or a stored version by its hash (prefix)."""
     if Path(ref).expanduser().is_file():
         return load_policy(Path(ref).expanduser())
-    from gatehouse.policy import control
+    from gatehouse.policy import versions
 
     with open_db().read() as session:
-        return control.loaded_version(control.find_version(session, ref))
+        return versions.loaded_version(versions.find_version(session, ref))
 
 
 @app.command("validate")
@@ -77,9 +87,9 @@ def show(ref: str = typer.Argument(None, help="A policy file or a stored version
         console.print(f"policy version [bold]{loaded.version}[/]")
         _show_document(loaded)
         return
-    from gatehouse.policy import control
+    from gatehouse.policy import views as policy_views
 
-    info = control.describe_version(open_db(), ref)
+    info = policy_views.describe_version(open_db(), ref)
     if json:
         print_json(info)
         return
@@ -103,10 +113,10 @@ def propose(path: Path = typer.Argument(..., help="The policy file to propose.")
             json: bool = JsonOption) -> None:
     """Store an immutable, content-hashed draft of a policy file with you as its author
     (policy-admin; GATEHOUSE_ACTOR names you)."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control
 
     loaded = load_policy(path)
-    row, created = control.propose(open_db(), local_actor(), loaded, message)
+    row, created = change_control.propose(open_db(), local_actor(), loaded, message)
     if json:
         print_json({"version": row.hash, "state": row.state, "created": created})
         return
@@ -121,9 +131,9 @@ def propose(path: Path = typer.Argument(..., help="The policy file to propose.")
 @handles_errors
 def list_versions(json: bool = JsonOption) -> None:
     """Every stored version, newest first, with the approvals that count against the active version."""
-    from gatehouse.policy import control
+    from gatehouse.policy import views as policy_views
 
-    rows = control.version_rows(open_db())
+    rows = policy_views.version_rows(open_db())
     if json:
         print_json(rows)
         return
@@ -187,17 +197,17 @@ def plan_command(
     or loses which model at which data class (now, and by rule for identities to come), which
     deployments start or stop receiving which data classes, and how routes change. The plan id
     printed is what `policy approve --plan` needs."""
-    from gatehouse.identity.inventory import identity_views
-    from gatehouse.policy import control
+    from gatehouse.identity.view import identity_views
+    from gatehouse.policy import planning
 
     db = open_db()
     if against is not None:
         before = load_policy(against)
-        planned = control.compute_plan(before.document, _loaded(candidate), before.version, identity_views(db))
+        planned = planning.compute_plan(before.document, _loaded(candidate), before.version, identity_views(db))
     elif Path(candidate).expanduser().is_file():
-        planned = control.plan_document(db, _loaded(candidate))
+        planned = planning.plan_document(db, _loaded(candidate))
     else:
-        planned = control.plan_version(db, candidate)
+        planned = planning.plan_version(db, candidate)
     if json:
         print_json(planned.as_dict())
         return
@@ -211,11 +221,11 @@ def plan_command(
 def diff(a: str = typer.Argument(..., help="A stored version or a policy file."),
          b: str = typer.Argument(..., help="Another one."), json: bool = JsonOption) -> None:
     """Compare two versions: the text, and what moving from A to B changes over the inventory."""
-    from gatehouse.identity.inventory import identity_views
-    from gatehouse.policy import control
+    from gatehouse.identity.view import identity_views
+    from gatehouse.policy import planning
 
     before, after = _loaded(a), _loaded(b)
-    planned = control.compute_plan(before.document, after, before.version, identity_views(open_db()))
+    planned = planning.compute_plan(before.document, after, before.version, identity_views(open_db()))
     lines = list(difflib.unified_diff(before.text.splitlines(), after.text.splitlines(),
                                       before.short_version, after.short_version, lineterm=""))
     if json:
@@ -254,11 +264,11 @@ def approve(
 ) -> None:
     """Approve VERSION over the plan you reviewed (approver role, not its author). Every
     widening must be acknowledged by id; a plan that no longer matches the store is refused."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control, planning
 
     db = open_db()
-    planned = control.plan_version(db, version)
-    approval = control.approve(db, local_actor(), version, plan_id, _acknowledgements(planned, ack, ack_file), note)
+    planned = planning.plan_version(db, version)
+    approval = change_control.approve(db, local_actor(), version, plan_id, _acknowledgements(planned, ack, ack_file), note)
     if json:
         print_json({"version": approval.version, "plan_id": approval.plan_id, "approver": approval.approver,
                     "acknowledged": approval.acknowledged})
@@ -272,21 +282,21 @@ def approve(
 def reject(version: str = typer.Argument(..., help="The stored version (hash prefix)."),
            message: str = MessageOption) -> None:
     """Reject a draft (an approver, or its author withdrawing it)."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control
 
-    row = control.reject(open_db(), local_actor(), version, message)
+    row = change_control.reject(open_db(), local_actor(), version, message)
     console.print(f"rejected {row.hash[:19]}", highlight=False)
 
 
 def _wait_for_workers(version: str, seconds: float) -> None:
-    from gatehouse.policy import control
+    from gatehouse.policy import workers as policy_workers
 
     if seconds <= 0:
         return
     started = time.monotonic()
     db = open_db()
     while True:
-        state = control.status(db)
+        state = policy_workers.status(db)
         live = [w for w in state["workers"] if w["state"] != "gone"]
         behind = [w for w in live if w["policy_version"] != version]
         if not live:
@@ -308,9 +318,9 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
           wait: float = WaitOption) -> None:
     """Activate an approved version on every gateway worker; requests in flight finish on the
     version they started with (policy-admin)."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control
 
-    activation = control.apply(open_db(), local_actor(), version)
+    activation = change_control.apply(open_db(), local_actor(), version)
     console.print(f"[green]applied[/] {activation.version} (activation #{activation.seq})", highlight=False)
     _wait_for_workers(activation.version, wait)
 
@@ -320,9 +330,9 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
 def rollback(message: str = MessageOption, wait: float = WaitOption) -> None:
     """Go back to the version active before the current one (recorded; approval needed only if
     that version gives access the current one does not)."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control
 
-    activation = control.rollback(open_db(), local_actor(), message)
+    activation = change_control.rollback(open_db(), local_actor(), message)
     console.print(f"[green]rolled back[/] to {activation.version} (activation #{activation.seq})", highlight=False)
     _wait_for_workers(activation.version, wait)
 
@@ -338,16 +348,16 @@ def break_glass(
     """Emergency: activate a policy now, without approval (policy-admin). Loud in the audit log
     and the webhook, and short-lived: when it expires every worker returns to the approved
     version. To keep the change, propose and approve it."""
-    from gatehouse.durations import parse_duration
-    from gatehouse.identity.notify import notify
-    from gatehouse.policy import control
+    from gatehouse.core.durations import parse_duration
+    from gatehouse.core.webhook import notify
+    from gatehouse.policy import change_control
 
     config = settings()
-    activation, planned = control.break_glass(open_db(), local_actor(), _loaded(ref), reason, parse_duration(ttl))
+    activation, planned = change_control.break_glass(open_db(), local_actor(), _loaded(ref), reason, parse_duration(ttl))
     err_console.print(f"[bold red]BREAK-GLASS[/] {activation.version} active until {activation.expires_at:%Y-%m-%d %H:%M:%S} "
                       f"UTC ({len(planned.widening_ids)} widening(s) unreviewed); recorded in the audit log",
                       highlight=False)
-    outcome = notify(config.notify_webhook, control.break_glass_event(activation, planned))
+    outcome = notify(config.notify_webhook, change_control.break_glass_event(activation, planned))
     if outcome.startswith("failed"):
         err_console.print(f"webhook: {outcome}", highlight=False)
     _wait_for_workers(activation.version, wait)
@@ -357,11 +367,12 @@ def break_glass(
 @handles_errors
 def status(json: bool = JsonOption) -> None:
     """The active version and what each gateway worker enforces. Exits 3 on drift."""
-    from gatehouse.policy import control
+    from gatehouse.policy import change_control
+    from gatehouse.policy import workers as policy_workers
 
     db = open_db()
-    control.expire_break_glass(db)  # even with no gateway running to notice
-    state = control.status(db)
+    change_control.expire_break_glass(db)  # even with no gateway running to notice
+    state = policy_workers.status(db)
     if json:
         print_json(state)
     else:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, open_db, print_json, print_table
-from gatehouse.config import local_actor
-from gatehouse.durations import parse_duration
+from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table
+from gatehouse.core.durations import parse_duration
 
 app = typer.Typer(help="Access reviews: owners attest each identity they own (keep / narrow / retire).",
                   no_args_is_help=True)

@@ -91,10 +91,3 @@ class Engine(Protocol):
     async def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by the deployment's own tokenizer; None if it cannot tell."""
         ...
-
-
-def sse_event(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"

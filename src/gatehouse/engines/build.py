@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gatehouse.config import Settings
+from gatehouse.core.config import Settings
+from gatehouse.core.errors import GatehouseError
 from gatehouse.engines.base import Engine
 from gatehouse.engines.credentials import resolve_credential
-from gatehouse.errors import GatehouseError
-from gatehouse.policy.schema import Deployment
+from gatehouse.engines.spec import Deployment
 
 
 def build_engine(name: str, deployment: Deployment, settings: Settings) -> Engine:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gatehouse.errors import GatehouseError
-from gatehouse.policy.schema import CredentialRef
+from gatehouse.core.errors import GatehouseError
+from gatehouse.engines.spec import CredentialRef
 
 
 def credential_problem(ref: CredentialRef | None, home: Path | None = None) -> str | None:

@@ -12,15 +12,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from gatehouse.engines.base import SSE_DONE, EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage, sse_event
+from gatehouse.core.sse import SSE_DONE, sse_event
+from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
 from gatehouse.engines.chat_template import MessageError, gemma_chat_tokens
 from gatehouse.engines.llama_native import NativeModel, SamplingParams
 from gatehouse.engines.scheduler import Failed, Finished, Generation, QueueFull, Scheduler, ShuttingDown, Token
-from gatehouse.policy.schema import Deployment, EmbeddedSettings
+from gatehouse.engines.spec import Deployment, EmbeddedSettings
 from gatehouse.telemetry.engine_metrics import EngineMetrics
 
 DEFAULT_MAX_TOKENS = 512
@@ -102,8 +103,8 @@ class EmbeddedEngine:
 
     # -- request preparation ----------------------------------------------------------------
 
-    def _prompt_tokens(self, endpoint: str, body: dict[str, Any]) -> list[int]:
-        model = self.model
+    @staticmethod
+    def _prompt_tokens(model: NativeModel, endpoint: str, body: dict[str, Any]) -> list[int]:
         if endpoint == "chat/completions":
             try:
                 return gemma_chat_tokens(body["messages"], model.tokenize, model.bos)
@@ -118,7 +119,8 @@ class EmbeddedEngine:
             if not all(0 <= token < model.n_vocab for token in prompt):
                 raise UpstreamRejected(400, f"token ids must be from 0 to {model.n_vocab - 1}", "invalid_value", "prompt")
             return [model.bos, *prompt]
-        return [model.bos, *model.tokenize(prompt, False)]
+        # what is left is a string: the gateway's request validation admits no other prompt
+        return [model.bos, *model.tokenize(cast(str, prompt), False)]
 
     def _budget(self, prompt_tokens: list[int], body: dict[str, Any]) -> int:
         context = self.settings.context_size
@@ -142,14 +144,14 @@ class EmbeddedEngine:
 
     async def call(self, endpoint: str, body: dict[str, Any], stream: bool, caller: str = "",
                    request_id: str = "") -> EngineReply:
-        scheduler = self.scheduler
-        if scheduler is None or self.model is None:
+        scheduler, model = self.scheduler, self.model
+        if scheduler is None or model is None:
             raise EngineFailure("connect", "embedded engine is not running")
         if not self.supports(endpoint):
             raise EngineFailure("unsupported", f"embedded engine does not serve /v1/{endpoint}")
         if (body.get("n") or 1) != 1:
             raise UpstreamRejected(400, "this deployment supports n=1 only", "unsupported_value", "n")
-        tokens = self._prompt_tokens(endpoint, body)
+        tokens = self._prompt_tokens(model, endpoint, body)
         max_tokens = self._budget(tokens, body)
         events: asyncio.Queue[Any] = asyncio.Queue()
         generation = Generation(tokens, max_tokens, sampling_params(body), caller, events)

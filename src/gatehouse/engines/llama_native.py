@@ -15,8 +15,8 @@ from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel, LlamaSamp
 
 
 @llama_cpp.llama_log_callback
-def _discard_log(level, text, user_data):  # type: ignore[no-untyped-def]
-    pass
+def _discard_log(level: int, text: bytes | None, user_data: int | None) -> None:
+    """Drop the line (the arguments are the C ones as ctypes converts them)."""
 
 
 def silence_llama_logs() -> None:
@@ -51,7 +51,7 @@ class NativeModel:
     def piece(self, token: int) -> bytes:
         """The bytes of one token as generated text (special tokens render as nothing)."""
         size = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, False)
-        return bytes(self._piece[:size]) if size > 0 else b""
+        return self._piece.raw[:size] if size > 0 else b""
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

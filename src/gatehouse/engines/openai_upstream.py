@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
-from gatehouse.policy.schema import Deployment
+from gatehouse.engines.spec import Deployment
 from gatehouse.telemetry.tracing import UPSTREAM_TRACEPARENT
 
 FALLBACK_STATUSES = {408, 409}
@@ -25,7 +25,7 @@ log = logging.getLogger("gatehouse.upstream")
 
 def _split_events(buffer: bytearray) -> list[bytes]:
     """Cut complete SSE events (ending in a blank line) off the front of ``buffer``."""
-    events = []
+    events: list[bytes] = []
     while True:
         end = buffer.find(b"\n\n")
         crlf = buffer.find(b"\r\n\r\n")

@@ -108,6 +108,12 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return size
 
 
+def _enqueued_at(slot: Slot) -> float:
+    """The order prompts are read in: the oldest request first. Asked of busy slots only."""
+    assert slot.generation is not None
+    return slot.generation.enqueued_at
+
+
 class Scheduler:
     def __init__(self, model: NativeModel, *, slots: int, context_size: int, batch_size: int,
                  threads: int | None, max_waiting: int, prefill_chunk: int,
@@ -280,12 +286,13 @@ class Scheduler:
         budget = ctx.capacity
         decoding = [slot for slot in self.slots if slot.decoding]
         for slot in decoding:
-            slot.logits_index = ctx.add(slot.next_token, len(slot.cached), slot.seq, True)
-            slot.feeding = [slot.next_token]
+            token = slot.next_token
+            assert token is not None  # that is what ``decoding`` means: a sampled token to feed back
+            slot.logits_index = ctx.add(token, len(slot.cached), slot.seq, True)
+            slot.feeding = [token]
             budget -= 1
         prefill_budget = min(budget, self.prefill_chunk) if decoding else budget
-        reading = sorted((s for s in self.slots if s.generation is not None and s.pending),
-                         key=lambda s: s.generation.enqueued_at)
+        reading = sorted((s for s in self.slots if s.generation is not None and s.pending), key=_enqueued_at)
         for slot in reading:
             if prefill_budget <= 0:
                 break

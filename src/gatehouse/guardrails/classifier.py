@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gatehouse.errors import GatehouseError
+from gatehouse.core.errors import GatehouseError
 
 log = logging.getLogger("gatehouse.guardrails")
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$"

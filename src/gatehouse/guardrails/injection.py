@@ -82,6 +82,12 @@ def _awake(text: str) -> set[str]:
     return rules
 
 
+def _whole_span(start: int, end: int) -> Callable[[int, int], tuple[int, int]]:
+    """A match inside decoded text is located at the whole encoded run: offsets in the
+    decoding are not offsets in the caller's text."""
+    return lambda _start, _end: (start, end)
+
+
 Classifier = Callable[[str], float]
 
 
@@ -105,7 +111,7 @@ def find_injection(text: str, classifier: Classifier | None = None, threshold: f
     scan(rot13(normalised.text), normalised.span, 0.8)
     for decoded, start, end in decoded_variants(text):
         inner = normalise(decoded)
-        scan(inner.text, lambda a, b, s=start, e=end: (s, e), 0.85)
+        scan(inner.text, _whole_span(start, end), 0.85)
     if classifier is not None and not found:
         score = classifier(normalised.text)
         if score >= threshold:

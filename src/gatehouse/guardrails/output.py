@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gatehouse.engines.base import sse_event
+from gatehouse.core.sse import sse_event
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -85,7 +85,8 @@ def _apply(profile: EffectiveProfile | None, text: str, findings: list[Finding],
     redactions: list[Finding] = []
     cut: int | None = None
     for finding in findings:
-        rule = profile.rules[finding.detector]  # type: ignore[union-attr]  # findings come from a profile
+        assert profile is not None  # findings come from the profile's scan: with no profile there are none
+        rule = profile.rules[finding.detector]
         verdicts.append(Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, field,
                                 offset + finding.start, offset + finding.end, finding.score))
         if rule.shadow or rule.action == "flag":
@@ -178,7 +179,7 @@ class StreamGuard:
 
     def _chunk(self, state: _Choice, index: int, text: str | None, finish: str | None = None) -> bytes:
         payload = copy.deepcopy(state.template) if state.template else {"object": "chat.completion.chunk", "choices": [{}]}
-        choice = {"index": index, "finish_reason": finish}
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
         if "delta" in (payload["choices"][0] if payload.get("choices") else {}):
             choice["delta"] = {"content": text} if text is not None else {}
         else:
@@ -244,7 +245,9 @@ class StreamGuard:
                         rest = {**choice}
                         if located is not None:
                             rest = copy.deepcopy(choice)
-                            holder, key = _content_key(rest)  # type: ignore[misc]
+                            relocated = _content_key(rest)
+                            assert relocated is not None  # a copy keeps its text where the choice does
+                            holder, key = relocated
                             holder[key] = ""
                         passthrough.append(rest)
                 elif located is None:

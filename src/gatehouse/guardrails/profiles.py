@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.injection import find_injection
 from gatehouse.guardrails.pii import find_pii
+from gatehouse.guardrails.schema import DetectorRule, Guardrails, Profile, TermsRule
 from gatehouse.guardrails.secrets import find_secrets
 from gatehouse.guardrails.terms import TermMatcher
-from gatehouse.policy.guardrail_schema import DetectorRule, Guardrails, Profile
 
 DETECTORS = ("secrets", "pii", "injection", "terms")
 
@@ -26,10 +27,10 @@ class EffectiveProfile:
     max_input_tokens: int | None = None  # counted by the tokenizer of the deployment the request goes to
     classifier: Callable[[str], float] | None = None  # the injection rule's, once loaded
 
-    def scan(self, text: str, detectors: tuple[str, ...] | None = None) -> list:  # type: ignore[type-arg]
+    def scan(self, text: str, detectors: tuple[str, ...] | None = None) -> list[Finding]:
         """Every finding in ``text`` from the detectors this profile runs (or those of them in
         ``detectors``), at their thresholds."""
-        found = []
+        found: list[Finding] = []
         for detector, rule in self.rules.items():
             if detectors is not None and detector not in detectors:
                 continue
@@ -63,7 +64,8 @@ def _resolve(name: str, profiles: dict[str, Profile], classifiers: Callable[[str
         max_tokens = profile.max_input_tokens if profile.max_input_tokens is not None else max_tokens
         output = profile.output if profile.output is not None else output
     terms_rule = rules.get("terms")
-    matcher = TermMatcher(terms_rule.terms, terms_rule.patterns) if terms_rule is not None else None  # type: ignore[attr-defined]
+    # the terms rule can only be Profile.terms, a TermsRule: the check narrows, it filters nothing
+    matcher = TermMatcher(terms_rule.terms, terms_rule.patterns) if isinstance(terms_rule, TermsRule) else None
     rules = {detector: rule for detector, rule in rules.items() if rule.action != "allow"}
     injection = rules.get("injection")
     named = getattr(injection, "classifier", None)

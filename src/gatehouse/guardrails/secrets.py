@@ -15,8 +15,8 @@ from collections import Counter
 
 import orjson
 
+from gatehouse.core.keyformat import MalformedKey, parse_key
 from gatehouse.guardrails.findings import Finding
-from gatehouse.identity.keys import MalformedKey, parse_key
 
 PATTERNS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"

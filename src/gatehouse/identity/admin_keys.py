@@ -13,11 +13,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from gatehouse import audit
-from gatehouse.durations import format_duration
-from gatehouse.errors import GatehouseError, NotFound
-from gatehouse.identity.governance import roles_of
-from gatehouse.identity.keys import MalformedKey, hash_secret, parse_key, secret_matches
-from gatehouse.identity.service import _person_by_email, as_utc, check_key_id, new_key, utcnow
+from gatehouse.authz import roles_of
+from gatehouse.core.clock import as_utc, utcnow
+from gatehouse.core.durations import format_duration
+from gatehouse.core.errors import GatehouseError, NotFound
+from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.identity.credentials import check_key_id, new_key
+from gatehouse.identity.lookup import person_by_email
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Person
 
@@ -41,7 +43,7 @@ def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl:
         raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)}")
     with db.write() as session:
         bump_revision(session)
-        person = _person_by_email(session, email)
+        person = person_by_email(session, email)
         if person.status != "active":
             raise GatehouseError(f"{person.email} is {person.status}")
         key = new_key(session)

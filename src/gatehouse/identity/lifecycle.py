@@ -12,18 +12,12 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 
 from gatehouse import audit
-from gatehouse.durations import format_duration
-from gatehouse.errors import GatehouseError, NotFound
-from gatehouse.identity.keys import MalformedKey, hash_secret, parse_key, secret_matches
-from gatehouse.identity.service import (
-    _identity_by_name,
-    _mark_revoked,
-    _person_by_email,
-    as_utc,
-    check_key_id,
-    new_key,
-    utcnow,
-)
+from gatehouse.core.clock import as_utc, utcnow
+from gatehouse.core.durations import format_duration
+from gatehouse.core.errors import GatehouseError, NotFound
+from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
+from gatehouse.identity.lookup import identity_by_name, person_by_email
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Identity, Person
 
@@ -137,7 +131,7 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
         already = key.status == "revoked"
         now = utcnow()
         if not already:
-            _mark_revoked(key, actor, "leaked" + (f": seen at {source}" if source else ""), revision)
+            mark_revoked(key, actor, "leaked" + (f": seen at {source}" if source else ""), revision)
         key.leaked_at, key.leak_source, key.revision = now, source, revision
         identity = session.get(Identity, key.identity_id)
         owner = session.get(Person, identity.owner_id) if identity else None
@@ -174,7 +168,7 @@ def clear_attention(db: Database, actor: str, identity_name: str, note: str | No
     """The owner has dealt with what needed their attention."""
     with db.write() as session:
         revision = bump_revision(session)
-        identity = _identity_by_name(session, identity_name)
+        identity = identity_by_name(session, identity_name)
         if identity.attention is None:
             raise GatehouseError(f"identity {identity_name!r} needs no attention")
         previous, identity.attention, identity.revision = identity.attention, None, revision
@@ -204,7 +198,7 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
     working within a second). Where they were the backup, the identity loses its backup."""
     with db.write() as session:
         revision = bump_revision(session)
-        person = _person_by_email(session, email)
+        person = person_by_email(session, email)
         if person.status == "departed":
             raise GatehouseError(f"{person.email} has already departed")
         now = utcnow()

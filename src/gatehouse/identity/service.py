@@ -6,58 +6,22 @@ that tells gateway workers to refresh their in-memory tables.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from gatehouse import audit
-from gatehouse.classification import DATA_CLASSES
-from gatehouse.durations import format_duration
-from gatehouse.errors import Conflict, GatehouseError, NotFound
-from gatehouse.identity.keys import KEY_ID_PATTERN, ParsedKey, generate_key, hash_secret
+from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.clock import as_utc, utcnow
+from gatehouse.core.durations import format_duration
+from gatehouse.core.errors import Conflict, GatehouseError, NotFound
+from gatehouse.core.keyformat import hash_secret
+from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
+from gatehouse.identity.lookup import EMAIL_PATTERN, check_name, identity_by_name, person_by_email
+from gatehouse.identity.rules import DEFAULT_REVIEW_INTERVAL
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person
-
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-DEFAULT_REVIEW_INTERVAL = timedelta(days=90)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def _check_name(kind: str, value: str) -> str:
-    if not NAME_PATTERN.match(value or ""):
-        raise GatehouseError(
-            f"invalid {kind} {value!r}: use 1-100 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return value
-
-
-def _person_by_email(session: Session, email: str) -> Person:
-    person = session.execute(select(Person).where(Person.email == email.lower())).scalar_one_or_none()
-    if person is None:
-        raise NotFound(f"no person with e-mail {email!r} (add one with `gatehouse person add`)")
-    return person
-
-
-def _identity_by_name(session: Session, name: str) -> Identity:
-    identity = session.execute(select(Identity).where(Identity.name == name)).scalar_one_or_none()
-    if identity is None:
-        raise NotFound(f"no identity named {name!r}")
-    return identity
-
 
 # -- people -----------------------------------------------------------------------------
 
@@ -66,7 +30,7 @@ def add_person(db: Database, actor: str, email: str, team: str | None = None, na
     if not EMAIL_PATTERN.match(email):
         raise GatehouseError(f"invalid e-mail address {email!r}")
     if team is not None:
-        _check_name("team", team)
+        check_name("team", team)
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         if session.execute(select(Person).where(Person.email == email)).scalar_one_or_none():
@@ -85,7 +49,7 @@ def list_people(db: Database) -> list[Person]:
 
 def get_person(db: Database, email: str) -> Person:
     with db.read() as session:
-        return _person_by_email(session, email)
+        return person_by_email(session, email)
 
 
 # -- identities -------------------------------------------------------------------------
@@ -106,22 +70,22 @@ def create_identity(
 ) -> Identity:
     """Outside ``exempt_environments`` the identity starts ``pending``, requested by its owner or
     an identity-admin, until another identity-admin approves it (governance.decide_identity)."""
-    from gatehouse.identity.governance import check_clearance_raise, check_requester, needs_approval
+    from gatehouse.identity.rules import check_clearance_raise, check_requester, needs_approval
 
-    _check_name("identity name", name)
-    _check_name("environment", environment)
+    check_name("identity name", name)
+    check_name("environment", environment)
     if team is not None:
-        _check_name("team", team)
+        check_name("team", team)
     if data_clearance not in DATA_CLASSES:
         raise GatehouseError(f"invalid data clearance {data_clearance!r}: one of {', '.join(DATA_CLASSES)}")
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
-        owner = _person_by_email(session, owner_email)
+        owner = person_by_email(session, owner_email)
         if owner.status != "active":
             raise GatehouseError(f"owner {owner.email} is {owner.status}: an identity needs an active owner")
         backup = None
         if backup_owner_email:
-            backup = _person_by_email(session, backup_owner_email)
+            backup = person_by_email(session, backup_owner_email)
             if backup.status != "active":
                 raise GatehouseError(f"backup owner {backup.email} is {backup.status}")
             if backup.id == owner.id:
@@ -160,7 +124,7 @@ def list_identities(db: Database) -> list[tuple[Identity, Person]]:
 
 def describe_identity(db: Database, name: str) -> dict:
     with db.read() as session:
-        identity = _identity_by_name(session, name)
+        identity = identity_by_name(session, name)
         owner = session.get(Person, identity.owner_id)
         backup = session.get(Person, identity.backup_owner_id) if identity.backup_owner_id else None
         keys = session.execute(
@@ -190,11 +154,11 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
     allowed_from, new_status = _TRANSITIONS[action]
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
-        identity = _identity_by_name(session, name)
+        identity = identity_by_name(session, name)
         if identity.status not in allowed_from:
             raise GatehouseError(f"cannot {action} identity {name!r}: it is {identity.status}")
         if action == "resume":
-            from gatehouse.identity.governance import check_resume
+            from gatehouse.identity.rules import check_resume
 
             check_resume(session, actor, identity)
         previous, identity.status, identity.revision = identity.status, new_status, revision
@@ -203,7 +167,7 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
             for key in session.execute(select(Credential).where(
                 Credential.identity_id == identity.id, Credential.status == "active"
             )).scalars():
-                _mark_revoked(key, actor, f"identity retired: {reason}" if reason else "identity retired", revision)
+                mark_revoked(key, actor, f"identity retired: {reason}" if reason else "identity retired", revision)
                 revoked.append(key.id)
         audit.append(session, actor, f"identity.{action}", f"identity:{name}",
                      {"from": previous, "to": new_status, "reason": reason, "revoked_keys": revoked})
@@ -234,7 +198,7 @@ def issue_key(
             raise GatehouseError(f"invalid scope {scope!r}: a scope is a model alias name")
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
-        identity = _identity_by_name(session, identity_name)
+        identity = identity_by_name(session, identity_name)
         if identity.status != "active":
             raise GatehouseError(f"identity {identity_name!r} is {identity.status}: keys are issued to active identities only")
         key = new_key(session)
@@ -275,31 +239,10 @@ def list_keys(db: Database, identity_name: str | None = None) -> list[dict]:
     with db.read() as session:
         query = select(Credential, Identity.name).join(Identity, Credential.identity_id == Identity.id)
         if identity_name:
-            _identity_by_name(session, identity_name)
+            identity_by_name(session, identity_name)
             query = query.where(Identity.name == identity_name)
         rows = session.execute(query.order_by(Identity.name, Credential.created_at)).all()
         return [key_summary(key, name) for key, name in rows]
-
-
-def check_key_id(key_id: str) -> None:
-    if not KEY_ID_PATTERN.match(key_id or ""):
-        # Never echo the input: it may be a whole key, mistyped.
-        raise GatehouseError("invalid key id: a key id is the 12 characters after 'gth_' (or give the whole gth_ key)")
-
-
-def new_key(session: Session) -> ParsedKey:
-    """A fresh key whose id is used by no workload or admin key (62^12 ids: a clash is astronomically rare)."""
-    from gatehouse.store.models import AdminKey
-
-    key = generate_key()
-    while session.get(Credential, key.key_id) is not None or session.get(AdminKey, key.key_id) is not None:
-        key = generate_key()
-    return key
-
-
-def _mark_revoked(key: Credential, actor: str, reason: str | None, revision: int) -> None:
-    key.status, key.revoked_at, key.revoked_by = "revoked", utcnow(), actor
-    key.revoke_reason, key.revision = reason, revision
 
 
 def revoke_key(db: Database, actor: str, key_id: str, reason: str | None = None) -> Credential:
@@ -311,7 +254,7 @@ def revoke_key(db: Database, actor: str, key_id: str, reason: str | None = None)
             raise NotFound(f"no key with id {key_id!r}")
         if key.status == "revoked":
             raise GatehouseError(f"key {key_id} is already revoked")
-        _mark_revoked(key, actor, reason, revision)
+        mark_revoked(key, actor, reason, revision)
         identity = session.get(Identity, key.identity_id)
         audit.append(session, actor, "key.revoke", f"key:{key_id}",
                      {"identity": identity.name if identity else None, "reason": reason})

@@ -12,19 +12,20 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from gatehouse.audit import log as audit
-from gatehouse.config import Settings
-from gatehouse.identity.notify import notify
-from gatehouse.identity.service import as_utc
+from gatehouse.core.clock import as_utc
+from gatehouse.core.config import Settings
+from gatehouse.core.webhook import notify
 from gatehouse.monitoring.pager import page
+from gatehouse.monitoring.schema import COUNTS as COUNT_METRICS
+from gatehouse.monitoring.schema import RATES, Threshold
 from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS
-from gatehouse.policy.monitoring_schema import COUNTS as COUNT_METRICS
-from gatehouse.policy.monitoring_schema import RATES, Threshold
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Identity, Incident, Meta, UsageMinute
 
@@ -131,7 +132,7 @@ def _claim(session: Session, now: datetime, every: float) -> bool:
     stamp = int(now.timestamp())
     claimed = session.execute(update(Meta).where(Meta.name == LOCK_ROW, Meta.value <= stamp - int(every * 0.8))
                               .values(value=stamp))
-    return bool(claimed.rowcount)
+    return bool(cast(CursorResult[Any], claimed).rowcount)  # an UPDATE's result is a cursor result
 
 
 @dataclass
@@ -195,9 +196,9 @@ def _evaluate(session: Session, thresholds: tuple[Threshold, ...], policy_versio
                           "condition": breach.condition, "policy_version": policy_version})
     by_id = {threshold.id: threshold for threshold in thresholds}
     for incident in active.values():
-        threshold = by_id.get(incident.threshold)
-        if threshold is not None and incident.status == "open" and incident.breaching:
-            _escalate(session, incident, threshold, now, deliveries)
+        defined = by_id.get(incident.threshold)  # None: the policy no longer has this threshold
+        if defined is not None and incident.status == "open" and incident.breaching:
+            _escalate(session, incident, defined, now, deliveries)
     return opened
 
 
@@ -207,7 +208,7 @@ def _escalate(session: Session, incident: Incident, threshold: Threshold, now: d
     or page that failed (or was never sent: a crash between commit and delivery)."""
     steps = [dict(step) for step in incident.steps]
     taken = {step["step"]: step for step in steps}
-    since = as_utc(incident.breaching_since)
+    since = _stored_utc(incident.breaching_since)
     for index, step in enumerate(threshold.escalate):
         done = taken.get(index)
         if done is not None:
@@ -253,12 +254,19 @@ def _suspend(session: Session, incident: Incident) -> str:
     return "suspended"
 
 
+def _stored_utc(moment: datetime) -> datetime:
+    """``as_utc`` of a NOT NULL column: never None, since the moment is not."""
+    utc = as_utc(moment)
+    assert utc is not None
+    return utc
+
+
 def event(incident: Incident, action: str) -> dict[str, Any]:
     """What the webhook and the pager hear: the incident, never request content."""
     return {"event": f"incident.{action}", "incident": incident.id, "threshold": incident.threshold,
             "scope": incident.scope, "subject": incident.subject, "metric": incident.metric,
             "condition": incident.condition, "status": incident.status,
-            "opened_at": as_utc(incident.opened_at).isoformat(), "policy_version": incident.policy_version,
+            "opened_at": _stored_utc(incident.opened_at).isoformat(), "policy_version": incident.policy_version,
             "action": f"acknowledge with `gatehouse incident ack {incident.id}`"}
 
 

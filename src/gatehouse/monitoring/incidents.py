@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gatehouse.audit import log as audit
-from gatehouse.config import Settings
-from gatehouse.errors import Conflict, GatehouseError, NotFound
-from gatehouse.identity.governance import _require_role
-from gatehouse.identity.service import as_utc
+from gatehouse.authz import require_role
+from gatehouse.core.clock import as_utc
+from gatehouse.core.config import Settings
+from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.monitoring.pager import page
 from gatehouse.store.db import Database
 from gatehouse.store.models import Incident
@@ -21,7 +22,8 @@ STATUSES = ("open", "acknowledged", "closed")
 
 
 def _when(moment: datetime | None) -> str | None:
-    return as_utc(moment).isoformat() if moment else None
+    utc = as_utc(moment)
+    return utc.isoformat() if utc else None
 
 
 def summary(incident: Incident) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def get_incident(db: Database, incident_id: str) -> dict[str, Any]:
         return summary(_find(session, incident_id))
 
 
-def _find(session, incident_id: str, lock: bool = False) -> Incident:  # type: ignore[no-untyped-def]
+def _find(session: Session, incident_id: str, lock: bool = False) -> Incident:
     # Locked for a change: an evaluation taking a step waits, or is waited for, and sees the new status.
     incident = session.get(Incident, incident_id, with_for_update=lock)
     if incident is None:
@@ -61,7 +63,7 @@ def _find(session, incident_id: str, lock: bool = False) -> Incident:  # type: i
 def acknowledge(db: Database, actor: str, incident_id: str, note: str | None, settings: Settings) -> dict[str, Any]:
     """Someone is on it: no further escalation step is taken."""
     with db.write() as session:
-        person = _require_role(session, actor, "operator", "acknowledging an incident")
+        person = require_role(session, actor, "operator", "acknowledging an incident")
         incident = _find(session, incident_id, lock=True)
         if incident.status != "open":
             raise Conflict(f"incident {incident_id} is {incident.status}")
@@ -83,7 +85,7 @@ def close(db: Database, actor: str, incident_id: str, note: str, settings: Setti
     if not note or not note.strip():
         raise GatehouseError("say what happened: closing an incident needs a note (-m)")
     with db.write() as session:
-        person = _require_role(session, actor, "operator", "closing an incident")
+        person = require_role(session, actor, "operator", "closing an incident")
         incident = _find(session, incident_id, lock=True)
         if incident.status == "closed":
             raise Conflict(f"incident {incident_id} is already closed")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from gatehouse.config import Settings
+from gatehouse.core.config import Settings
 
 log = logging.getLogger("gatehouse.pager")
 

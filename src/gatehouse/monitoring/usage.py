@@ -10,12 +10,14 @@ import bisect
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 
+from gatehouse.core.decision import RequestRecord
 from gatehouse.store.db import Database
 from gatehouse.store.models import UsageMinute
 
@@ -67,29 +69,29 @@ class UsageRollup:
             tally = tallies[(scope, subject)] = Tally()
         return tally
 
-    def observe(self, record: dict[str, Any], now: float | None = None) -> None:
+    def observe(self, record: RequestRecord, now: float | None = None) -> None:
         minute = int((now if now is not None else time.time()) // 60)
         self._dirty.add(minute)
-        seconds = record["latency_ms"] / 1000
-        errors = 1 if record["status"] >= 500 else 0
-        blocked = 1 if record["error_code"] == "guardrail_blocked" else 0
-        hits = 1 if any(not verdict["shadow"] for verdict in record["guardrails"] or ()) else 0
-        attempts = [_failed(attempt) for attempt in record["fallbacks"]]
+        seconds = record.latency_ms / 1000
+        errors = 1 if record.status >= 500 else 0
+        blocked = 1 if record.error_code == "guardrail_blocked" else 0
+        hits = 1 if any(not verdict["shadow"] for verdict in record.guardrails or ()) else 0
+        attempts = [_failed(attempt) for attempt in record.fallbacks]
         failed = sum(bad for _, bad in attempts)
-        tried = failed + (1 if record["deployment"] else 0)
+        tried = failed + (1 if record.deployment else 0)
         subjects = [("gateway", "*")]
-        if record["identity"]:
-            subjects.append(("identity", record["identity"]))
-        if record["alias"] and self.defined(record["alias"]):  # a name nobody defined is the caller's text, not a subject
-            subjects.append(("alias", record["alias"]))
+        if record.identity:
+            subjects.append(("identity", record.identity))
+        if record.alias and self.defined(record.alias):  # a name nobody defined is the caller's text, not a subject
+            subjects.append(("alias", record.alias))
         for scope, subject in subjects:
             self._tally(minute, scope, subject).add(1, errors, blocked, hits, tried, failed, seconds)
         for deployment, bad in attempts:
             if bad:
                 self._tally(minute, "deployment", deployment).add(1, 1, 0, 0, 1, 1, None)
-        if record["deployment"]:
-            answered_errors = 1 if record["status"] >= 500 else 0  # e.g. failed mid-stream
-            self._tally(minute, "deployment", record["deployment"]).add(1, answered_errors, 0, 0, 1, answered_errors, seconds)
+        if record.deployment:
+            answered_errors = 1 if record.status >= 500 else 0  # e.g. failed mid-stream
+            self._tally(minute, "deployment", record.deployment).add(1, answered_errors, 0, 0, 1, answered_errors, seconds)
 
     def _rows(self, minutes: Iterator[int]) -> list[dict[str, Any]]:
         rows = []
@@ -141,4 +143,5 @@ def write_rows(db: Database, rows: list[dict[str, Any]]) -> None:
 
 def prune(db: Database, before: datetime) -> int:
     with db.write() as session:
-        return session.execute(delete(UsageMinute).where(UsageMinute.minute < before)).rowcount or 0
+        result = session.execute(delete(UsageMinute).where(UsageMinute.minute < before))
+        return cast(CursorResult[Any], result).rowcount or 0  # a DELETE's result is a cursor result

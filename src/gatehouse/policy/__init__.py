@@ -1,6 +1,7 @@
 """Policy documents: deployments, model aliases and their routes, grants."""
 
-from gatehouse.policy.compiled import CompiledPolicy, IdentityView
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy, load_policy_text
 from gatehouse.policy.schema import PolicyDocument
 

@@ -6,37 +6,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from gatehouse.engines.spec import Deployment
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.access import matches
 from gatehouse.policy.loader import LoadedPolicy
-from gatehouse.policy.schema import Deployment, Grant, Subject
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityView:
-    """The attributes of an identity that grants match on."""
-
-    name: str
-    team: str | None
-    environment: str
-    labels: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, name: str, team: str | None, environment: str, labels: dict[str, str] | None) -> IdentityView:
-        """From an identity's stored columns (labels as a dict, in any order)."""
-        return cls(name, team, environment, tuple(sorted((labels or {}).items())))
-
-
-def _matches(subject: Subject, identity: IdentityView) -> bool:
-    if subject.identity is not None and subject.identity != identity.name:
-        return False
-    if subject.team is not None and subject.team != identity.team:
-        return False
-    if subject.environment is not None and subject.environment != identity.environment:
-        return False
-    if subject.labels:
-        have = dict(identity.labels)
-        if any(have.get(key) != value for key, value in subject.labels.items()):
-            return False
-    return True
+from gatehouse.policy.schema import Grant
 
 
 @dataclass
@@ -61,7 +35,7 @@ class CompiledPolicy:
     def grants_for(self, identity: IdentityView) -> list[Grant]:
         """The grants whose subjects match this identity, in document order."""
         return [grant for grant in self.loaded.document.grants
-                if any(_matches(subject, identity) for subject in grant.subjects)]
+                if any(matches(subject, identity) for subject in grant.subjects)]
 
     @cached_property
     def guardrail_profiles(self):  # type: ignore[no-untyped-def]
@@ -82,7 +56,7 @@ class CompiledPolicy:
 
     @cached_property
     def _access_index(self):  # type: ignore[no-untyped-def]
-        from gatehouse.policy.plan import AccessIndex
+        from gatehouse.policy.access import AccessIndex
 
         return AccessIndex(self.loaded.document)
 
@@ -96,7 +70,7 @@ class CompiledPolicy:
         if cached is None:
             allowed: set[str] = set()
             for grant in self.loaded.document.grants:
-                if any(_matches(subject, identity) for subject in grant.subjects):
+                if any(matches(subject, identity) for subject in grant.subjects):
                     allowed.update(grant.aliases)
             cached = frozenset(allowed)
             if len(self._allowed_cache) > 100_000:

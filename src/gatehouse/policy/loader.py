@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 
-from gatehouse.policy.guardrail_schema import Guardrails
-from gatehouse.policy.monitoring_schema import Monitoring
+from gatehouse.core.yamldoc import DocumentError, Problem, load_document, read_document
+from gatehouse.guardrails.schema import Guardrails
+from gatehouse.monitoring.schema import Monitoring
 from gatehouse.policy.schema import ChangeControl, PolicyDocument, reference_problems
-from gatehouse.yamldoc import DocumentError, Problem, load_document, read_document
 
 __all__ = ["LoadedPolicy", "PolicyError", "Problem", "load_policy", "load_policy_text", "version_of"]
 

@@ -10,76 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 
 import orjson
 
-from gatehouse.classification import DATA_CLASSES
-from gatehouse.policy.compiled import IdentityView, _matches
-from gatehouse.policy.schema import PolicyDocument, Subject
-
-Access = dict[str, str]  # alias → the highest data class granted
-
-
-def access_of(document: PolicyDocument, identity: IdentityView) -> Access:
-    """By definition: every grant, every subject. ``AccessIndex`` gives the same answer fast."""
-    access: Access = {}
-    for grant in document.grants:
-        if any(_matches(subject, identity) for subject in grant.subjects):
-            _widen(access, grant.aliases, grant.max_data_class)
-    return access
-
-
-def _widen(access: Access, aliases: Iterable[str], data_class: str) -> None:
-    for alias in aliases:
-        if alias not in access or DATA_CLASSES.index(data_class) > DATA_CLASSES.index(access[alias]):
-            access[alias] = data_class
-
-
-class AccessIndex:
-    """Access per identity without scanning every grant. Subjects are filed under exactly
-    what they require (identity, team, environment, label set; None: any), so an identity only
-    looks up the keys it could satisfy. Identities that no subject names and that share team,
-    environment and labels share one answer (100,000 identities typically have a few thousand
-    such profiles)."""
-
-    def __init__(self, document: PolicyDocument) -> None:
-        self.grants = document.grants
-        self.buckets: dict[tuple, list[int]] = {}
-        for index, grant in enumerate(document.grants):
-            for subject in grant.subjects:
-                labels = tuple(sorted((subject.labels or {}).items()))
-                self.buckets.setdefault((subject.identity, subject.team, subject.environment, labels), []).append(index)
-        self.named = {key[0] for key in self.buckets if key[0] is not None}
-        self.label_sets = sorted({key[3] for key in self.buckets})
-        self.cache: dict[tuple, Access] = {}
-
-    def _label_keys(self, labels: tuple[tuple[str, str], ...]) -> list[tuple[tuple[str, str], ...]]:
-        """The required label sets this identity satisfies: its own subsets, or a scan of the
-        sets subjects use, whichever is fewer."""
-        if len(labels) < 16 and 2 ** len(labels) <= len(self.label_sets):
-            return [combo for size in range(len(labels) + 1) for combo in combinations(labels, size)]
-        have = set(labels)
-        return [required for required in self.label_sets if all(pair in have for pair in required)]
-
-    def access(self, identity: IdentityView) -> Access:
-        named = identity.name in self.named
-        profile = (identity.name if named else None, identity.team, identity.environment, identity.labels)
-        cached = self.cache.get(profile)
-        if cached is not None:
-            return cached
-        matched: set[int] = set()
-        label_keys = self._label_keys(identity.labels)
-        for name in ((identity.name, None) if named else (None,)):
-            for team in ((identity.team, None) if identity.team is not None else (None,)):
-                for environment in (identity.environment, None):
-                    for labels in label_keys:
-                        matched.update(self.buckets.get((name, team, environment, labels), ()))
-        access: Access = {}
-        for index in sorted(matched):
-            _widen(access, self.grants[index].aliases, self.grants[index].max_data_class)
-        self.cache[profile] = access
-        return access
+from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.access import AccessIndex, subject_text
+from gatehouse.policy.schema import PolicyDocument
 
 
 @dataclass(frozen=True)
@@ -314,18 +251,6 @@ class Plan:
                 "guardrails": [asdict(g) for g in self.guardrails],
                 "monitoring": [asdict(m) for m in self.monitoring],
                 "violations": [asdict(f) for f in self.violations]}
-
-
-def _quoted(value: str) -> str:
-    """Plain when it cannot be mistaken for structure, else JSON-quoted: a team named
-    "sec & environment=dev" must not read like two conditions."""
-    return value if value and all(c.isalnum() or c in "-_.:/@" for c in value) else orjson.dumps(value).decode()
-
-
-def subject_text(subject: Subject) -> str:
-    parts = [f"{key}={_quoted(value)}" for key, value in subject.model_dump(exclude_none=True).items() if key != "labels"]
-    parts += [f"label:{_quoted(key)}={_quoted(value)}" for key, value in sorted((subject.labels or {}).items())]
-    return " & ".join(parts)
 
 
 def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:

@@ -1,4 +1,5 @@
-"""The policy document, version 1."""
+"""The policy document, version 1: deployments (the engines' spec), aliases and their routes,
+grants, change control, and the guardrails and monitoring sections each domain defines."""
 
 from __future__ import annotations
 
@@ -7,86 +8,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gatehouse.classification import DATA_CLASSES
-from gatehouse.policy.guardrail_schema import Guardrails
-from gatehouse.policy.monitoring_schema import Monitoring
-from gatehouse.policy.schema_base import Strict
+from gatehouse.core.classification import DataClass
+from gatehouse.core.schema import Strict
+from gatehouse.engines.spec import Deployment
+from gatehouse.guardrails.schema import Guardrails, guardrail_reference_problems
+from gatehouse.monitoring.schema import Monitoring, monitoring_reference_problems
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
-OPENAI_COMPATIBLE = ("openai", "vllm", "sglang", "llama-server", "ollama", "tgi")
-EngineKind = Literal["embedded", "openai", "vllm", "sglang", "llama-server", "ollama", "tgi"]
-DataClass = Literal["public", "internal", "confidential", "restricted"]
-
-
-
-
-class CredentialRef(Strict):
-    """Where the secret that Gatehouse presents to an upstream lives. Never the secret itself."""
-
-    env: str | None = None
-    file: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> CredentialRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of 'env' (an environment variable name) or 'file' (a path)")
-        return self
-
-
-class Timeouts(Strict):
-    connect: float = Field(5.0, gt=0, description="seconds to open the connection")
-    first_token: float = Field(60.0, gt=0, description="seconds until the response (or first streamed chunk) starts")
-    read: float = Field(120.0, gt=0, description="seconds allowed between two streamed chunks")
-
-
-class EmbeddedSettings(Strict):
-    slots: int = Field(8, ge=1, le=64, description="sequences decoded together (continuous batching)")
-    context_size: int = Field(2048, ge=128, le=131072, description="tokens per sequence: prompt + completion")
-    threads: int | None = Field(None, ge=1, le=256, description="CPU threads (default: every CPU this process may use)")
-    batch_size: int = Field(512, ge=8, le=8192, description="tokens per decode step")
-    prefill_chunk: int = Field(128, ge=1, le=8192,
-                               description="prompt tokens per step while other sequences are decoding")
-    max_waiting: int = Field(64, ge=0, le=10000, description="queued requests before 429")
-
-    @model_validator(mode="after")
-    def _batch_holds_every_slot(self) -> EmbeddedSettings:
-        if self.slots > self.batch_size:
-            raise ValueError(f"batch_size ({self.batch_size}) must be at least slots ({self.slots}): "
-                             "every decoding slot adds a token to each step's batch")
-        return self
-
-
-class Deployment(Strict):
-    engine: EngineKind
-    model: str = Field(min_length=1, max_length=300)
-    url: str | None = None
-    model_path: str | None = None
-    location: Literal["on-prem", "cloud"] = "on-prem"
-    data_classes: tuple[DataClass, ...] = ("public", "internal")
-    credential: CredentialRef | None = None
-    timeouts: Timeouts = Timeouts()
-    settings: EmbeddedSettings | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
-        return value.rstrip("/") if value else value
-
-    @model_validator(mode="after")
-    def _engine_fields(self) -> Deployment:
-        if self.engine == "embedded":
-            if self.url or self.credential:
-                raise ValueError("an embedded deployment takes no 'url' or 'credential'")
-        else:
-            if not self.url:
-                raise ValueError(f"a {self.engine} deployment needs 'url' (its OpenAI-compatible base URL)")
-            if self.settings is not None or self.model_path is not None:
-                raise ValueError("'settings' and 'model_path' apply to embedded deployments only")
-        if not self.data_classes:
-            raise ValueError("'data_classes' must list at least one data class")
-        return self
 
 
 class Alias(Strict):
@@ -179,53 +107,6 @@ def reference_problems(data: Any) -> list[tuple[tuple, str]]:
             if isinstance(alias_name, str) and alias_name not in aliases:
                 problems.append((("grants", position, "aliases", index),
                                  f"grant {name!r} names unknown alias {alias_name!r}"))
-    problems += _guardrail_problems(data, aliases)
-    problems += _monitoring_problems(data, {"alias": aliases, "deployment": deployments})
+    problems += guardrail_reference_problems(data, aliases)
+    problems += monitoring_reference_problems(data, {"alias": aliases, "deployment": deployments})
     return problems
-
-
-def _monitoring_problems(data: dict, defined: dict[str, dict]) -> list[tuple[tuple, str]]:
-    monitoring = data.get("monitoring") if isinstance(data.get("monitoring"), dict) else {}
-    thresholds = monitoring.get("thresholds") if isinstance(monitoring.get("thresholds"), list) else []
-    problems: list[tuple[tuple, str]] = []
-    for position, threshold in enumerate(thresholds):
-        if not isinstance(threshold, dict) or threshold.get("per") not in defined:
-            continue  # identities live in the store, not the policy
-        only = threshold.get("only") if isinstance(threshold.get("only"), list) else []
-        for index, name in enumerate(only):
-            if isinstance(name, str) and name not in defined[threshold["per"]]:
-                problems.append((("monitoring", "thresholds", position, "only", index),
-                                 f"threshold {threshold.get('id')!r} names unknown {threshold['per']} {name!r}"))
-    return problems
-
-
-def _guardrail_problems(data: dict, aliases: dict) -> list[tuple[tuple, str]]:
-    guardrails = data.get("guardrails") if isinstance(data.get("guardrails"), dict) else {}
-    profiles = guardrails.get("profiles") if isinstance(guardrails.get("profiles"), dict) else {}
-    problems: list[tuple[tuple, str]] = []
-    for name, profile in profiles.items():
-        parent, seen = profile.get("inherits") if isinstance(profile, dict) else None, {name}
-        if parent is not None and parent not in profiles:
-            problems.append((("guardrails", "profiles", name, "inherits"), f"profile {name!r} inherits unknown {parent!r}"))
-            continue
-        while isinstance(parent, str) and parent in profiles:
-            if parent in seen:
-                problems.append((("guardrails", "profiles", name, "inherits"), f"profile {name!r} inherits itself"))
-                break
-            seen.add(parent)
-            parent = profiles[parent].get("inherits") if isinstance(profiles[parent], dict) else None
-    default = guardrails.get("default")
-    if isinstance(default, str) and default not in profiles:
-        problems.append((("guardrails", "default"), f"default profile {default!r} is not defined"))
-    assignments = guardrails.get("assign") if isinstance(guardrails.get("assign"), list) else []
-    for position, assignment in enumerate(assignments):
-        if not isinstance(assignment, dict):
-            continue
-        if isinstance(assignment.get("profile"), str) and assignment["profile"] not in profiles:
-            problems.append((("guardrails", "assign", position, "profile"), f"profile {assignment['profile']!r} is not defined"))
-        if isinstance(assignment.get("alias"), str) and assignment["alias"] not in aliases:
-            problems.append((("guardrails", "assign", position, "alias"), f"unknown alias {assignment['alias']!r}"))
-    return problems
-
-
-assert tuple(DataClass.__args__) == DATA_CLASSES  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from gatehouse.core.decision import RequestRecord
 from gatehouse.telemetry.labels import OPERATION, BoundedLabel
 
 # Bucket boundaries the conventions recommend for each instrument.
@@ -71,35 +72,35 @@ class GatewayMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe(self, record: dict[str, Any]) -> None:
-        operation = OPERATION.get(record["endpoint"], record["endpoint"])
+    def observe(self, record: RequestRecord) -> None:
+        operation = OPERATION.get(record.endpoint, record.endpoint)
         # A model nobody defined is the caller's free text: never a label.
-        alias = record["alias"]
+        alias = record.alias
         model = self.model(alias) if alias is None or self.defined(alias) else "_unknown"
-        deployment = record["deployment"] or ""
-        error = self.error(record["error_code"]) if record["status"] >= 400 or record["error_code"] else ""
-        identity = self.identity(record["identity"])
+        deployment = record.deployment or ""
+        error = self.error(record.error_code) if record.status >= 400 or record.error_code else ""
+        identity = self.identity(record.identity)
         labels = (operation, model, deployment)
 
-        self._child(REQUEST_DURATION, *labels, error).observe(record["latency_ms"] / 1000)
-        self._child(REQUESTS, identity, model, str(record["status"]), error).inc()
-        if record["data_class"] is not None:
-            self._child(DATA_CLASS, model, record["data_class"]).inc()
-        for attempt in record["fallbacks"]:
+        self._child(REQUEST_DURATION, *labels, error).observe(record.latency_ms / 1000)
+        self._child(REQUESTS, identity, model, str(record.status), error).inc()
+        if record.data_class is not None:
+            self._child(DATA_CLASS, model, record.data_class).inc()
+        for attempt in record.fallbacks:
             failed, _, reason = attempt.partition("=")
             self._child(FALLBACKS, model, failed, reason).inc()
-        for verdict in record["guardrails"] or ():
+        for verdict in record.guardrails or ():
             self._child(VERDICTS, model, self.rule(verdict["rule"]), verdict["action"],
                             "output" if verdict.get("output") else "input", "true" if verdict["shadow"] else "false").inc()
-        if record["status"] != 200 or record["error_code"]:  # e.g. a stream the client left: not a success
+        if record.status != 200 or record.error_code:  # e.g. a stream the client left: not a success
             return
-        for kind, count in (("input", record["prompt_tokens"]), ("output", record["completion_tokens"])):
+        for kind, count in (("input", record.prompt_tokens), ("output", record.completion_tokens)):
             if count is not None:
                 self._child(TOKEN_USAGE, *labels, kind).observe(count)
                 self._child(TOKENS, identity, model, kind).inc(count)
-        if record["stream"] and record["ttft_ms"] is not None:
-            self._child(TIME_TO_FIRST_TOKEN, *labels).observe(record["ttft_ms"] / 1000)
-            generated = record["completion_tokens"] or 0
+        if record.stream and record.ttft_ms is not None:
+            self._child(TIME_TO_FIRST_TOKEN, *labels).observe(record.ttft_ms / 1000)
+            generated = record.completion_tokens or 0
             if generated > 1:
                 self._child(TIME_PER_OUTPUT_TOKEN, *labels).observe(
-                    (record["latency_ms"] - record["ttft_ms"]) / 1000 / (generated - 1))
+                    (record.latency_ms - record.ttft_ms) / 1000 / (generated - 1))

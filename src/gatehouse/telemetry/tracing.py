@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from gatehouse.core.decision import RequestRecord
 from gatehouse.telemetry.labels import OPERATION
 
 log = logging.getLogger("gatehouse.tracing")
@@ -48,7 +49,7 @@ class NullTrace:
     def tried(self, attempts: list[Any]) -> None:
         pass
 
-    def finish(self, record: dict[str, Any]) -> None:
+    def finish(self, record: RequestRecord) -> None:
         pass
 
 
@@ -81,11 +82,11 @@ class RequestTrace:
     def _ns(self, instant: float) -> int:
         return self._wall_ns + int((instant - self._started) * 1e9)
 
-    def finish(self, record: dict[str, Any]) -> None:
+    def finish(self, record: RequestRecord) -> None:
         try:
             self._tracing.build(self, record)
         except Exception as exc:  # a trace must never cost a request its record
-            log.error("could not build the trace of %s: %s", record.get("request_id"), type(exc).__name__)
+            log.error("could not build the trace of %s: %s", record.request_id, type(exc).__name__)
 
 
 class Tracing:
@@ -117,18 +118,18 @@ class Tracing:
             return NULL_TRACE
         return RequestTrace(self, root, started, wall_ns)
 
-    def build(self, trace: RequestTrace, record: dict[str, Any]) -> None:
+    def build(self, trace: RequestTrace, record: RequestRecord) -> None:
         try:
             self._build(trace, record)
         finally:
-            trace._root.end(end_time=trace._ns(trace._started + record["latency_ms"] / 1000))  # ends once: later calls are ignored
+            trace._root.end(end_time=trace._ns(trace._started + record.latency_ms / 1000))  # ends once: later calls are ignored
 
-    def _build(self, trace: RequestTrace, record: dict[str, Any]) -> None:
+    def _build(self, trace: RequestTrace, record: RequestRecord) -> None:
         root, marks = trace._root, trace.marks
-        operation = OPERATION.get(record["endpoint"], record["endpoint"])
-        alias = record["alias"] if record["alias"] is None or self.defined(record["alias"]) else "_unknown"
+        operation = OPERATION.get(record.endpoint, record.endpoint)
+        alias = record.alias if record.alias is None or self.defined(record.alias) else "_unknown"
         context = self._trace.set_span_in_context(root)
-        ended = trace._started + record["latency_ms"] / 1000
+        ended = trace._started + record.latency_ms / 1000
 
         def child(name: str, start: float, end: float, attributes: dict[str, Any], kind: Any = None) -> Any:
             span = self.tracer.start_span(name, context=context, kind=kind or self._kind.INTERNAL,
@@ -139,44 +140,44 @@ class Tracing:
 
         if "authenticated" in marks:
             child("gatehouse.authenticate", trace._started, marks["authenticated"],
-                  {"gatehouse.identity": record["identity"], "gatehouse.key_id": record["key_id"]})
+                  {"gatehouse.identity": record.identity, "gatehouse.key_id": record.key_id})
         if "authorized" in marks:
             child("gatehouse.authorize", marks.get("validated", marks["authenticated"]), marks["authorized"],
-                  {"gen_ai.request.model": alias, "gatehouse.policy_version": record["policy_version"]})
-        verdicts = record["guardrails"] or []
-        if "guarded" in marks or (record["error_code"] in GUARD_ERRORS and "authorized" in marks):
+                  {"gen_ai.request.model": alias, "gatehouse.policy_version": record.policy_version})
+        verdicts = record.guardrails or []
+        if "guarded" in marks or (record.error_code in GUARD_ERRORS and "authorized" in marks):
             child("gatehouse.guardrails", marks["authorized"], marks.get("guarded", ended), {
-                "gatehouse.data_class": record["data_class"], "gatehouse.guardrail.verdicts": len(verdicts),
+                "gatehouse.data_class": record.data_class, "gatehouse.guardrail.verdicts": len(verdicts),
                 "gatehouse.guardrail.rules": sorted({v["rule"] for v in verdicts if not v.get("output")}) or None,
-                "gatehouse.guardrail.blocked": record["error_code"] == "guardrail_blocked"})
+                "gatehouse.guardrail.blocked": record.error_code == "guardrail_blocked"})
         if "dispatched" in marks:
             answered = marks.get("answered", ended)
             child("gatehouse.route", marks["dispatched"], answered, {
-                "gen_ai.request.model": alias, "gatehouse.deployment": record["deployment"],
-                "gatehouse.fallbacks": len(record["fallbacks"])})
+                "gen_ai.request.model": alias, "gatehouse.deployment": record.deployment,
+                "gatehouse.fallbacks": len(record.fallbacks)})
             previous = marks["dispatched"]
             for attempt in trace.attempts:
                 child(f"{operation} {attempt.deployment}", attempt.started, attempt.ended, {
                     "gen_ai.operation.name": operation, "gatehouse.deployment": attempt.deployment,
                     "error.type": attempt.reason}, self._kind.CLIENT)
                 previous = attempt.ended
-            if record["deployment"]:  # the deployment that answered, until the last byte of its answer
-                child(f"{operation} {record['deployment']}", previous, ended, {
-                    "gen_ai.operation.name": operation, "gatehouse.deployment": record["deployment"],
-                    "gen_ai.usage.input_tokens": record["prompt_tokens"],
-                    "gen_ai.usage.output_tokens": record["completion_tokens"]}, self._kind.CLIENT)
+            if record.deployment:  # the deployment that answered, until the last byte of its answer
+                child(f"{operation} {record.deployment}", previous, ended, {
+                    "gen_ai.operation.name": operation, "gatehouse.deployment": record.deployment,
+                    "gen_ai.usage.input_tokens": record.prompt_tokens,
+                    "gen_ai.usage.output_tokens": record.completion_tokens}, self._kind.CLIENT)
         attributes = {
             "gen_ai.operation.name": operation, "gen_ai.request.model": alias,
-            "gen_ai.usage.input_tokens": record["prompt_tokens"], "gen_ai.usage.output_tokens": record["completion_tokens"],
-            "http.response.status_code": record["status"], "error.type": record["error_code"],
-            "gatehouse.request_id": record["request_id"], "gatehouse.identity": record["identity"],
-            "gatehouse.deployment": record["deployment"], "gatehouse.policy_version": record["policy_version"],
-            "gatehouse.data_class": record["data_class"], "gatehouse.stream": record["stream"]}
+            "gen_ai.usage.input_tokens": record.prompt_tokens, "gen_ai.usage.output_tokens": record.completion_tokens,
+            "http.response.status_code": record.status, "error.type": record.error_code,
+            "gatehouse.request_id": record.request_id, "gatehouse.identity": record.identity,
+            "gatehouse.deployment": record.deployment, "gatehouse.policy_version": record.policy_version,
+            "gatehouse.data_class": record.data_class, "gatehouse.stream": record.stream}
         root.set_attributes({k: v for k, v in attributes.items() if v is not None})
         if alias:
             root.update_name(f"{operation} {alias}")
-        if record["status"] >= 400 or record["error_code"]:
-            root.set_status(self._trace.Status(self._trace.StatusCode.ERROR, record["error_code"] or ""))
+        if record.status >= 400 or record.error_code:
+            root.set_status(self._trace.Status(self._trace.StatusCode.ERROR, record.error_code or ""))
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # exports what is still queued
@@ -186,7 +187,8 @@ GUARD_ERRORS = frozenset({"guardrail_blocked", "guardrail_unscannable", "guardra
                           "invalid_data_class", "data_class_not_cleared", "data_class_not_granted", "data_class_not_allowed"})
 
 
-def finish_trace(record: dict[str, Any]) -> None:
-    """A decision-record observer: the record's trace becomes spans; the record itself keeps
-    nothing of it."""
-    record.pop("_trace", NULL_TRACE).finish(record)
+def finish_trace(record: RequestRecord) -> None:
+    """A decision-record observer: the record's trace becomes spans, and the record lets go of it
+    (``trace`` is never stored)."""
+    trace, record.trace = record.trace, None
+    (trace or NULL_TRACE).finish(record)

@@ -10,7 +10,7 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     from sqlalchemy import create_engine
 
-    from gatehouse.config import Settings
+    from gatehouse.core.config import Settings
     from gatehouse.store.db import normalise_url
 
     engine = create_engine(normalise_url(Settings.from_env().database_url))

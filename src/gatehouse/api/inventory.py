@@ -1,0 +1,54 @@
+"""The read-only admin API: inventory, findings and the credential report.
+
+Callers are people with an admin key (``gatehouse person admin-key``) holding the auditor or
+identity-admin role. Workload keys are refused with 403. Everything is judged against the
+version the store says is active, as the CLI does, and read in a worker thread; none of it is
+on the inference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gatehouse.api.admin import RoleCheckedApi
+from gatehouse.api.errors import ApiError
+from gatehouse.oversight.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
+from gatehouse.oversight.inventory import COLUMNS, inventory
+from gatehouse.policy.compiled import CompiledPolicy
+from gatehouse.policy.versions import active_compiled
+
+
+class InventoryApi(RoleCheckedApi):
+    readers = frozenset({"auditor", "identity-admin"})
+
+    async def _serve(self, request: Request, build: Callable[[CompiledPolicy | None], Any],
+                     csv_columns: tuple[str, ...] | None, wrap: str) -> Response:
+        fmt = request.query_params.get("format", "json")
+
+        def work(actor: str, body: dict[str, Any]) -> Response:
+            if fmt not in ("json", "csv") or (fmt == "csv" and csv_columns is None):
+                raise ApiError(400, "format is json" + (" or csv" if csv_columns else ""), "invalid_value", "format")
+            policy = active_compiled(self.db)
+            rows = build(policy)
+            if fmt == "csv":
+                assert csv_columns is not None
+                return Response(as_csv(rows, csv_columns), media_type="text/csv; charset=utf-8")
+            return Response(orjson.dumps({wrap: rows, "policy_version": policy.version if policy else None}),
+                            media_type="application/json")
+        return await self._run(request, work, read=True)
+
+    async def inventory(self, request: Request) -> Response:
+        return await self._serve(request, lambda policy: inventory(self.db, policy, self.settings), COLUMNS, "inventory")
+
+    async def findings(self, request: Request) -> Response:
+        thresholds = Thresholds(rotation=self.settings.key_rotation_age)
+        return await self._serve(request, lambda policy: [f.as_dict() for f in compute_findings(self.db, policy, thresholds)],
+                                 None, "findings")
+
+    async def credential_report(self, request: Request) -> Response:
+        return await self._serve(request, lambda policy: credential_report(self.db), REPORT_COLUMNS, "credentials")

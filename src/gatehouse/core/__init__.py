@@ -1,0 +1,4 @@
+"""Shared basics every layer may use: errors, time, data classes, durations, settings,
+the key format, the strict schema base, YAML documents with line numbers, SSE framing,
+webhook delivery and the shape of a request's decision record. Nothing here imports
+another Gatehouse package."""

@@ -1,0 +1,91 @@
+"""Process-wide settings, read from the environment.
+
+Workers started by ``gatehouse serve --workers N`` inherit these variables, so every
+process agrees on where the data lives without passing objects across a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from gatehouse.core.durations import parse_duration
+
+DEFAULT_MAX_KEY_TTL = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    policy_path: Path
+    max_key_ttl: timedelta
+    max_body_bytes: int
+    notify_webhook: str | None = None       # where owners are told about leaks and orphaned identities
+    leak_report_token: str | None = None    # bearer token secret scanners send to POST /admin/leaks
+    approval_exempt: frozenset[str] = frozenset({"dev"})  # environments whose new identities need no approval
+    key_rotation_age: timedelta = timedelta(days=90)     # keys older than this are findings (key_too_old)
+    audit_key_path: Path | None = None                   # Ed25519 key signing audit checkpoints
+    audit_checkpoint_every: int = 100                    # entries between checkpoints
+    audit_checkpoint_minutes: float = 10.0               # the gateway also signs this often (if the log moved)
+    pager_url: str | None = None                         # Events API v2 endpoint incidents page
+    pager_routing_key: str | None = field(default=None, repr=False)  # the pager's integration key (a secret)
+    monitor_interval: float = 15.0                       # seconds between threshold evaluations
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("GATEHOUSE_HOME") or Path.home() / ".gatehouse").expanduser()
+        database_url = os.environ.get("GATEHOUSE_DATABASE_URL") or f"sqlite:///{home / 'gatehouse.db'}"
+        policy_path = Path(os.environ.get("GATEHOUSE_POLICY") or home / "policy.yaml").expanduser()
+        max_ttl_text = os.environ.get("GATEHOUSE_MAX_KEY_TTL")
+        max_key_ttl = parse_duration(max_ttl_text) if max_ttl_text else DEFAULT_MAX_KEY_TTL
+        max_body_bytes = int(os.environ.get("GATEHOUSE_MAX_BODY_BYTES") or 4 * 1024 * 1024)
+        return cls(home, database_url, policy_path, max_key_ttl, max_body_bytes,
+                   notify_webhook=os.environ.get("GATEHOUSE_NOTIFY_WEBHOOK") or None,
+                   leak_report_token=os.environ.get("GATEHOUSE_LEAK_REPORT_TOKEN") or None,
+                   approval_exempt=_environments(os.environ.get("GATEHOUSE_APPROVAL_EXEMPT_ENVIRONMENTS", "dev")),
+                   key_rotation_age=parse_duration(os.environ.get("GATEHOUSE_KEY_ROTATION_AGE") or "90d"),
+                   audit_key_path=Path(os.environ.get("GATEHOUSE_AUDIT_SIGNING_KEY") or home / "audit-signing-key"),
+                   audit_checkpoint_every=int(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_EVERY") or 100),
+                   audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10),
+                   pager_url=os.environ.get("GATEHOUSE_PAGER_URL") or None,
+                   pager_routing_key=os.environ.get("GATEHOUSE_PAGER_ROUTING_KEY") or None,
+                   monitor_interval=float(os.environ.get("GATEHOUSE_MONITOR_INTERVAL") or 15))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    def pepper(self) -> bytes:
+        """The server-side secret that keys are HMACed under.
+
+        ``GATEHOUSE_PEPPER`` wins (for replicas that share a database); otherwise a file
+        in the home directory, created with mode 0600 on first use.
+        """
+        from_env = os.environ.get("GATEHOUSE_PEPPER")
+        if from_env:
+            return from_env.encode()
+        path = self.home / "pepper"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".pepper.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, path)  # atomic and exclusive: a racing process keeps its own or ours
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        pepper = path.read_text().strip()
+        if not pepper:
+            raise ValueError(f"{path} is empty: restore it from backup (every key hash depends on it)")
+        return pepper.encode()
+
+
+def _environments(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())

@@ -1,0 +1,49 @@
+"""What one inference request leaves behind: its decision record, as the request path fills
+it in and the observers (metrics, per-minute usage, traces) and the record writer read it.
+
+A typed record rather than a dict: every field is named here, and nothing rides along
+unseen. ``trace`` is the one field that is not stored: the request's trace while it runs,
+turned into spans by the tracing observer. The stored columns are ``STORED`` (the
+``decision_records`` table); the record never holds request or answer text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+STORED = ("request_id", "ts", "identity", "key_id", "endpoint", "alias", "deployment", "fallbacks", "policy_version",
+          "data_class", "guardrails", "status", "error_code", "stream", "prompt_tokens", "completion_tokens",
+          "latency_ms", "ttft_ms")
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    request_id: str
+    ts: datetime
+    endpoint: str
+    policy_version: str
+    identity: str | None = None
+    key_id: str | None = None
+    alias: str | None = None                    # the model the caller named (an alias, or whatever they typed)
+    deployment: str | None = None               # the deployment that answered
+    fallbacks: list[str] = field(default_factory=list)  # "deployment=reason" for each one skipped or failed
+    data_class: str | None = None
+    guardrails: list[dict[str, Any]] | None = None  # verdicts: rule, action, field path, offsets; never text
+    status: int = 200
+    error_code: str | None = None
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    trace: Any = None                           # not stored: the running trace, for the tracing observer
+
+    def add_verdicts(self, verdicts: list[dict[str, Any]]) -> None:
+        if verdicts:
+            self.guardrails = (self.guardrails or []) + verdicts
+
+    def row(self) -> dict[str, Any]:
+        """The stored columns, for the ``decision_records`` table."""
+        return {name: getattr(self, name) for name in STORED}

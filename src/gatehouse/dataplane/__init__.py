@@ -1,1 +1,0 @@
-"""The OpenAI-compatible data plane: authentication, authorization, routing, records."""

@@ -1,0 +1,102 @@
+"""Movers: an identity changing owner or team, judged by the access it would gain or lose
+under the policy version the store says is active (never a file on someone's disk).
+
+The plan a person is shown names that version; the transfer judges the move again inside its
+own transaction, after the change lock, and refuses if anything the plan showed has changed,
+so the "a widening move needs an identity-admin who is neither owner" rule always sees the
+real gains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gatehouse import audit
+from gatehouse.authz import Forbidden, require_role
+from gatehouse.core.clock import utcnow
+from gatehouse.core.errors import GatehouseError
+from gatehouse.identity.lookup import check_name, identity_by_name, person_by_email
+from gatehouse.identity.view import IdentityView
+from gatehouse.policy.versions import active_compiled_in
+from gatehouse.store.db import Database, bump_revision
+from gatehouse.store.models import Identity, Person
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    identity: str
+    owner_before: str
+    owner_after: str
+    team_before: str | None
+    team_after: str | None
+    aliases_before: list[str]
+    aliases_after: list[str]
+    policy_version: str | None  # the active version the access was judged by; None: no version active yet
+
+    @property
+    def gained(self) -> list[str]:
+        return sorted(set(self.aliases_after) - set(self.aliases_before))
+
+    @property
+    def lost(self) -> list[str]:
+        return sorted(set(self.aliases_before) - set(self.aliases_after))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"identity": self.identity, "owner": [self.owner_before, self.owner_after],
+                "team": [self.team_before, self.team_after], "aliases_before": self.aliases_before,
+                "aliases_after": self.aliases_after, "gained": self.gained, "lost": self.lost,
+                "policy_version": self.policy_version}
+
+
+def _plan_in(session: Session, name: str, owner_email: str | None, team: str | None) -> TransferPlan:
+    identity = identity_by_name(session, name)
+    owner = session.get(Person, identity.owner_id)
+    new_owner = person_by_email(session, owner_email) if owner_email else owner
+    if owner is None or new_owner is None:
+        raise GatehouseError(f"identity {name!r} has no owner on record")
+    if new_owner.status != "active":
+        raise GatehouseError(f"{new_owner.email} is {new_owner.status}: an identity needs an active owner")
+    before = IdentityView.of(identity.name, identity.team, identity.environment, identity.labels)
+    after = IdentityView.of(identity.name, team if team is not None else identity.team, identity.environment,
+                            identity.labels)
+    policy = active_compiled_in(session)
+
+    def allowed(view: IdentityView) -> list[str]:
+        return sorted(policy.allowed_aliases(view)) if policy is not None else []
+
+    return TransferPlan(name, owner.email, new_owner.email, identity.team, after.team, allowed(before), allowed(after),
+                        policy.version if policy is not None else None)
+
+
+def plan_transfer(db: Database, name: str, owner_email: str | None, team: str | None) -> TransferPlan:
+    """The identity's effective access before and after a change of owner and/or team."""
+    if team is not None:
+        check_name("team", team)
+    with db.read() as session:
+        return _plan_in(session, name, owner_email, team)
+
+
+def transfer_identity(db: Database, actor: str, plan: TransferPlan) -> Identity:
+    """Apply a planned move (an identity-admin's job); the identity comes up for review by its
+    (new) owner at once. A move that widens access needs an admin who is neither owner."""
+    with db.write() as session:
+        revision = bump_revision(session)
+        admin = require_role(session, actor, "identity-admin", "moving an identity")
+        now = _plan_in(session, plan.identity, plan.owner_after, plan.team_after)
+        if now != plan:  # the identity, the people or the active policy moved since the plan was shown
+            raise GatehouseError("the identity or the active policy changed since the plan was shown: "
+                                 "run the command again")
+        if now.gained and admin.email in (now.owner_before, now.owner_after):
+            raise Forbidden(f"this move gives {now.identity} {', '.join(now.gained)}: an identity-admin who is "
+                            "neither its old nor its new owner must make it")
+        identity = identity_by_name(session, now.identity)
+        new_owner = person_by_email(session, now.owner_after)
+        if identity.backup_owner_id == new_owner.id:
+            identity.backup_owner_id = None  # the backup must be someone else
+        identity.owner_id, identity.team = new_owner.id, now.team_after
+        identity.review_due_at, identity.revision = utcnow(), revision
+        audit.append(session, actor, "identity.transfer", f"identity:{now.identity}", now.as_dict())
+        return identity

@@ -1,0 +1,173 @@
+"""One source of the active policy: the version the store says is active.
+
+Findings, the inventory, identity transfers and ``/admin/findings`` all judge identities by
+the applied version — never by a policy file that may say something else. The scenario is
+the one found by trying it as an adversary would: a grant ``team=finance → big`` is approved
+and applied while the file on disk still lacks it, and an identity-admin who owns an
+identity moves it into finance.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from gatehouse.api.inventory import InventoryApi
+from gatehouse.authz import Forbidden
+from gatehouse.cli.main import app as cli_app
+from gatehouse.core.config import Settings
+from gatehouse.core.errors import GatehouseError
+from gatehouse.identity import admin_keys, governance, service
+from gatehouse.identity.view import IdentityView
+from gatehouse.oversight import transfers
+from gatehouse.oversight.findings import Thresholds, compute_findings
+from gatehouse.oversight.inventory import inventory
+from gatehouse.policy import change_control, planning, versions
+from gatehouse.policy.loader import load_policy_text
+from gatehouse.policy.starter import STARTER_POLICY
+from gatehouse.store.db import Database
+
+ROOT = "local:root"
+ALICE, BOB, CAROL = (f"person:{n}@example.com" for n in ("alice", "bob", "carol"))
+
+WITH_BIG = STARTER_POLICY + """\
+  - name: finance-big
+    subjects:
+      - team: finance
+    aliases: [big]
+"""
+WITH_BIG = WITH_BIG.replace("""aliases:
+  chat-small:""", """aliases:
+  big:
+    route: [embedded-gemma]
+  chat-small:""")
+
+
+def apply_with_approval(db: Database, text: str) -> str:
+    """bob proposes, carol approves, bob applies: the applied version's hash."""
+    loaded = load_policy_text(text)
+    change_control.propose(db, BOB, loaded, "give finance the big model")
+    planned = planning.plan_version(db, loaded.version)
+    change_control.approve(db, CAROL, loaded.version, planned.plan_id, planned.widening_ids)
+    change_control.apply(db, BOB, loaded.version)
+    return loaded.version
+
+
+@pytest.fixture
+def org(db: Database) -> Database:
+    for name, team in (("alice", "platform"), ("bob", "platform"), ("carol", "platform")):
+        service.add_person(db, ROOT, f"{name}@example.com", team=team)
+    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)  # bootstrap
+    governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
+    governance.change_role(db, ALICE, "carol@example.com", "approver", True)
+    governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
+    assert change_control.activate_served_file(db, ROOT, load_policy_text(STARTER_POLICY), "policy.yaml") == "activated"
+    service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
+    return db
+
+
+def test_a_transfer_is_judged_by_the_applied_version(org: Database) -> None:
+    applied = apply_with_approval(org, WITH_BIG)
+    plan = transfers.plan_transfer(org, "bot", None, "finance")
+    assert plan.policy_version == applied and plan.gained == ["big"]
+    with pytest.raises(Forbidden, match="neither its old nor its new owner"):
+        transfers.transfer_identity(org, ALICE, plan)  # alice owns bot: she may not widen its access
+    transfers.transfer_identity(org, CAROL, plan)
+    info = service.describe_identity(org, "bot")
+    active = versions.active_compiled(org)
+    assert active is not None and info["team"] == "finance"
+    assert active.allowed_aliases(IdentityView.of("bot", info["team"], "dev", {})) == {"big", "chat-small"}
+
+
+def test_a_plan_made_before_another_version_was_applied_is_refused(org: Database) -> None:
+    plan = transfers.plan_transfer(org, "bot", None, "finance")
+    assert plan.gained == []  # under the starter policy nothing is granted by team
+    apply_with_approval(org, WITH_BIG)
+    with pytest.raises(GatehouseError, match="active policy changed since the plan was shown"):
+        transfers.transfer_identity(org, ALICE, plan)  # the gains it showed are no longer the truth
+    assert service.describe_identity(org, "bot")["team"] == "platform"
+
+
+def test_findings_and_inventory_judge_the_applied_version(org: Database, settings: Settings) -> None:
+    applied = apply_with_approval(org, WITH_BIG)
+    policy = versions.active_compiled(org)
+    assert policy is not None and policy.version == applied
+    transfers.transfer_identity(org, CAROL, transfers.plan_transfer(org, "bot", None, "finance"))
+    rows = {row["name"]: row for row in inventory(org, policy, settings)}
+    assert rows["bot"]["aliases"] == ["big", "chat-small"] and rows["bot"]["grants"] == ["dev-chat-small", "finance-big"]
+    found = [f.detail for f in compute_findings(org, policy, Thresholds(unused=timedelta(0))) if f.kind == "grant_unused"]
+    assert sorted(found) == ["grant 'dev-chat-small' allows chat-small, not called in 0 days",
+                             "grant 'finance-big' allows big, not called in 0 days"]
+
+
+@pytest.fixture
+def cli_home(home: Path, shared_models_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    home.mkdir(parents=True)
+    (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, actor: str | None = None) -> str:
+        if actor:
+            monkeypatch.setenv("GATEHOUSE_ACTOR", actor)
+        else:
+            monkeypatch.delenv("GATEHOUSE_ACTOR", raising=False)
+        result = runner.invoke(cli_app, list(args))
+        assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.output}"
+        assert "Traceback" not in result.output
+        return result.output
+
+    run("init")
+    db = Database(f"sqlite:///{home / 'gatehouse.db'}")
+    yield run, db, home
+    db.dispose()
+
+
+def test_the_cli_judges_the_applied_version_not_the_file(cli_home) -> None:
+    run, db, home = cli_home
+    for name in ("alice", "bob", "carol"):
+        service.add_person(db, ROOT, f"{name}@example.com", team="platform")
+    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
+    governance.change_role(db, ALICE, "carol@example.com", "approver", True)
+    governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
+    change_control.activate_served_file(db, ROOT, load_policy_text((home / "policy.yaml").read_text()), "policy.yaml")
+    service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
+    applied = apply_with_approval(db, WITH_BIG)
+    assert "big" not in (home / "policy.yaml").read_text()  # the file still says otherwise
+
+    refused = run("identity", "transfer", "bot", "--team", "finance", "--yes", code=1, actor="alice@example.com")
+    assert "gains: big" in refused and "neither its old nor its new owner" in refused
+    moved = json.loads(run("identity", "transfer", "bot", "--team", "finance", "--yes", "--json",
+                           actor="carol@example.com"))
+    assert moved["gained"] == ["big"] and moved["policy_version"] == applied
+    audited = [e for e in json.loads(run("audit", "log", "--json")) if e["action"] == "identity.transfer"]
+    assert audited[-1]["details"]["gained"] == ["big"]
+
+    listed = json.loads(run("inventory", "--json"))
+    assert listed["policy_version"] == applied
+    assert next(r for r in listed["inventory"] if r["name"] == "bot")["aliases"] == ["big", "chat-small"]
+    found = json.loads(run("findings", "--json"))
+    assert found["note"] is None
+
+
+def test_the_admin_api_and_the_cli_judge_the_same_version(org: Database, settings: Settings) -> None:
+    applied = apply_with_approval(org, WITH_BIG)
+    pepper = b"pepper"
+    governance.change_role(org, ALICE, "bob@example.com", "auditor", True)
+    _, key = admin_keys.issue_admin_key(org, ALICE, "bob@example.com", pepper=pepper, ttl=timedelta(hours=1),
+                                        max_ttl=timedelta(days=1))
+    api = InventoryApi(org, pepper, settings)
+    app = Starlette(routes=[Route("/admin/findings", api.findings), Route("/admin/inventory", api.inventory)])
+    with TestClient(app) as client:
+        for path in ("/admin/findings", "/admin/inventory"):
+            answer = client.get(path, headers={"authorization": f"Bearer {key}"})
+            assert answer.status_code == 200 and answer.json()["policy_version"] == applied
+        rows = client.get("/admin/inventory", headers={"authorization": f"Bearer {key}"}).json()["inventory"]
+    assert next(r for r in rows if r["name"] == "bot")["aliases"] == ["chat-small"]
