@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from timing import timed  # noqa: E402
 
 from gatehouse.identity.view import identity_views
-from gatehouse.policy import change_control
-from gatehouse.policy import planning
+from gatehouse.policy import change_control, planning
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.policy.plan import plan
 from gatehouse.store.db import Database, bump_revision

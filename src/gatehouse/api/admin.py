@@ -26,9 +26,11 @@ from gatehouse.store.db import Database
 MAX_POLICY_BYTES = 1024 * 1024
 
 
-def body_text(body: dict, name: str, required: bool = True) -> str | None:
+def optional_text(body: dict[str, Any], name: str) -> str | None:
+    """A string field of an admin request's body, or None when absent; refused (400) when it is
+    not a non-empty string or holds control characters."""
     value = body.get(name)
-    if value is None and not required:
+    if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, f"{name} must be a non-empty string", "invalid_value", name)
@@ -37,12 +39,24 @@ def body_text(body: dict, name: str, required: bool = True) -> str | None:
     return value
 
 
-async def authenticated_person(db: Database, pepper: bytes, request: Request) -> AdminPrincipal:
-    """The person whose admin key the request carries, or ApiError (401, or 403 for a workload key)."""
+def required_text(body: dict[str, Any], name: str) -> str:
+    value = optional_text(body, name)
+    if value is None:
+        raise ApiError(400, f"{name} must be a non-empty string", "invalid_value", name)
+    return value
+
+
+def admin_person(db: Database, pepper: bytes, authorization: str | None) -> AdminPrincipal:
+    """The person whose admin key ``authorization`` carries, or ApiError (401, or 403 for a
+    workload key). Reads the store: call it off the event loop."""
     try:
-        return await asyncio.to_thread(authenticate_admin, db, pepper, request.headers.get("authorization"))
+        return authenticate_admin(db, pepper, authorization)
     except AdminAuthError as exc:
         raise from_domain(exc) from None
+
+
+async def authenticated_person(db: Database, pepper: bytes, request: Request) -> AdminPrincipal:
+    return await asyncio.to_thread(admin_person, db, pepper, request.headers.get("authorization"))
 
 
 class RoleCheckedApi:
@@ -62,13 +76,13 @@ class RoleCheckedApi:
                            "admin_forbidden")
         return principal
 
-    async def _run(self, request: Request, work: Callable[[str, dict], Any], read: bool = False,
+    async def _run(self, request: Request, work: Callable[[str, dict[str, Any]], Any], read: bool = False,
                    status: int = 200, needs: str | None = None) -> Response:
         try:
             principal = await self._principal(request, read)
             if needs is not None and needs not in principal.roles:  # before reading a body that may be hostile
                 raise ApiError(403, f"{principal.email} needs the {needs} role", "forbidden")
-            body: dict = {}
+            body: dict[str, Any] = {}
             empty = request.headers.get("content-length") in (None, "0") and "transfer-encoding" not in request.headers
             if request.method == "POST" and not empty:  # apply takes no body
                 _, body = await read_json_body_any(request, MAX_POLICY_BYTES)
@@ -85,4 +99,4 @@ class RoleCheckedApi:
         return Response(orjson.dumps(result, default=str), status_code=status, media_type="application/json")
 
     def _ref(self, request: Request) -> str:
-        return request.path_params["ref"]
+        return str(request.path_params["ref"])

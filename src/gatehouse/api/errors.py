@@ -3,6 +3,8 @@ one map from the domains' errors to HTTP statuses and codes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.responses import Response
 
@@ -32,7 +34,7 @@ class ApiError(Exception):
         self.headers = headers or {}
         super().__init__(message)
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": _TYPES.get(self.status, "invalid_request_error"),
                           "param": self.param, "code": self.code}}
 

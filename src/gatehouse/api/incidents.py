@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gatehouse.api.admin import RoleCheckedApi, body_text
+from gatehouse.api.admin import RoleCheckedApi, optional_text, required_text
 from gatehouse.monitoring import incidents
 
 
@@ -23,8 +23,8 @@ class IncidentAdminApi(RoleCheckedApi):
 
     async def acknowledge(self, request: Request) -> Response:
         return await self._run(request, lambda actor, body: incidents.acknowledge(
-            self.db, actor, self._ref(request), body_text(body, "note", required=False), self.settings), needs="operator")
+            self.db, actor, self._ref(request), optional_text(body, "note"), self.settings), needs="operator")
 
     async def close(self, request: Request) -> Response:
         return await self._run(request, lambda actor, body: incidents.close(
-            self.db, actor, self._ref(request), body_text(body, "note"), self.settings), needs="operator")  # type: ignore[arg-type]
+            self.db, actor, self._ref(request), required_text(body, "note"), self.settings), needs="operator")

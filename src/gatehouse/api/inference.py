@@ -10,7 +10,7 @@ import asyncio
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ from starlette.responses import Response
 from gatehouse.api.errors import ApiError, from_domain
 from gatehouse.api.streaming import ClosingStreamingResponse, unless_disconnected
 from gatehouse.api.validation import CHECKS, check_model, read_json_body
-from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
 from gatehouse.core.sse import sse_event
@@ -35,13 +35,13 @@ from gatehouse.routing.router import Attempt, NoDeploymentAnswered, dispatch
 from gatehouse.runtime.enforced import Enforced
 from gatehouse.runtime.keytable import KeyTable, Principal
 from gatehouse.runtime.records import RecordWriter
-from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, Tracing
+from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, RequestTrace, Tracing
 
 JSON = "application/json"
 INLINE_SCAN_BYTES = 64 * 1024
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
-CONFIDENTIAL = DATA_CLASSES.index("confidential")
-DEFAULT_INDEX = DATA_CLASSES.index(DEFAULT_DATA_CLASS)
+CONFIDENTIAL = rank("confidential")
+DEFAULT_INDEX = rank(DEFAULT_DATA_CLASS)
 SKIPPED = "data_class"  # the reason given for a deployment not allowed to receive the request's data
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ class Gateway:
         """Input guardrails and data class; returns the deployments of the route that may
         receive this request's data, the profile (for the answer) and the redacted values to
         restore in it. Records every verdict, never the text it matched."""
-        cleared = DATA_CLASSES.index(principal.clearance)
+        cleared = rank(principal.clearance)
         default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
         data_class = request.headers.get("x-gatehouse-data-class", default).strip().lower()
         if data_class not in DATA_CLASSES:
@@ -126,14 +126,14 @@ class Gateway:
                                f"in {verdict.field})", "guardrail_blocked") from None
             record.guardrails = [verdict.as_dict() for verdict in inspection.verdicts] or None
             originals = inspection.originals
-            if inspection.sensitive and DATA_CLASSES.index(data_class) < CONFIDENTIAL:
+            if inspection.sensitive and rank(data_class) < CONFIDENTIAL:
                 data_class = "confidential"  # personal data or secrets go upstream as they are
         record.data_class = data_class
-        if DATA_CLASSES.index(data_class) > cleared:
+        if rank(data_class) > cleared:
             raise ApiError(403, f"identity {principal.identity.name!r} is cleared for data up to {principal.clearance}; "
                            f"this request is {data_class}", "data_class_not_cleared")
         granted = policy.granted_class(principal.identity, alias) or "public"
-        if DATA_CLASSES.index(data_class) > DATA_CLASSES.index(granted):
+        if rank(data_class) > rank(granted):
             raise ApiError(403, f"identity {principal.identity.name!r} may send {alias!r} data up to {granted}; this "
                            f"request is {data_class}", "data_class_not_granted")
         route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
@@ -156,7 +156,7 @@ class Gateway:
                 continue
             if count is None:
                 continue
-            if count > limit:  # type: ignore[operator]
+            if limit is not None and count > limit:
                 verdict = Verdict("size.max_input_tokens", "block", False, "*", 0, count, 1.0)
                 record.add_verdicts([verdict.as_dict() | {"deployment": name}])
                 raise ApiError(400, f"the request was blocked by guardrail size.max_input_tokens (profile {profile.name!r}: "
@@ -223,7 +223,7 @@ class Gateway:
         headers = {"x-gatehouse-request-id": record.request_id, "x-gatehouse-policy-version": record.policy_version,
                    "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
         trace = self.tracing.begin(request.headers, endpoint, started) if self.tracing is not None else NULL_TRACE
-        if trace is not NULL_TRACE:
+        if isinstance(trace, RequestTrace):
             record.trace = trace  # made into spans when the record is added
             UPSTREAM_TRACEPARENT.set(trace.traceparent())  # this request's task only
         try:
@@ -327,7 +327,8 @@ class Gateway:
                 started: float, output_guard: EffectiveProfile | None, restorer: Restorer | None) -> Response:
         watcher = StreamGuard(output_guard, restorer) if output_guard is not None or restorer is not None else None
         if watcher is not None:
-            reply = EngineReply(reply.body, watcher.wrap(reply.stream), reply.usage)  # type: ignore[arg-type]  # a stream is set: reply.stream is None was handled by _answer
+            assert reply.stream is not None  # _answer took the replies without one
+            reply = EngineReply(reply.body, watcher.wrap(reply.stream), reply.usage)
         relayed: list[bool] = []  # set once the relay has finished the record
 
         async def closed() -> None:
@@ -343,7 +344,7 @@ class Gateway:
                                         headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
 
     async def _relay(self, reply: EngineReply, record: RequestRecord, started: float, relayed: list[bool],
-                     watcher: StreamGuard | None) -> AsyncIterator[bytes]:
+                     watcher: StreamGuard | None) -> AsyncGenerator[bytes, None]:
         assert reply.stream is not None
         try:
             async for event in reply.stream:

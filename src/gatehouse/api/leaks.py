@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gatehouse.api.errors import ApiError, from_domain
+from gatehouse.api.admin import admin_person
+from gatehouse.api.errors import ApiError
 from gatehouse.api.validation import read_json_body_any
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError, NotFound
 from gatehouse.core.webhook import notify
-from gatehouse.identity.admin_keys import AdminAuthError, authenticate_admin
 from gatehouse.identity.events import leak_event
 from gatehouse.identity.lifecycle import LeakOutcome, key_id_from_report, report_leak
 from gatehouse.store.db import Database
@@ -73,10 +73,7 @@ class LeakReports:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if token.startswith("gth_"):  # an admin key (an identity-admin may report), never a workload key
-            try:
-                principal = authenticate_admin(self.db, self.pepper, authorization)
-            except AdminAuthError as exc:
-                raise from_domain(exc) from None
+            principal = admin_person(self.db, self.pepper, authorization)
             if "identity-admin" not in principal.roles:
                 raise ApiError(403, f"{principal.email} needs the identity-admin role to report leaks", "admin_forbidden")
             return f"person:{principal.email}"

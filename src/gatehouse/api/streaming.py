@@ -4,7 +4,7 @@ abandoned when the client disconnects."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -22,8 +22,10 @@ class ClosingStreamingResponse(StreamingResponse):
     until garbage collection; closing it at once is what frees the engine at once.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], Awaitable[None]],
+                 **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
+        self.generator = content
         self.on_close = on_close
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -31,7 +33,7 @@ class ClosingStreamingResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             try:
-                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await self.generator.aclose()
             finally:
                 await self.on_close()
 

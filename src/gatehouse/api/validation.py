@@ -49,7 +49,7 @@ def _bad(param: str, message: str) -> ApiError:
     return ApiError(400, f"{param}: {message}", "invalid_value", param)
 
 
-def _number(body: dict, name: str, low: float, high: float) -> None:
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     value = body.get(name)
     if value is None:
         return
@@ -57,7 +57,7 @@ def _number(body: dict, name: str, low: float, high: float) -> None:
         raise _bad(name, f"must be a number from {low:g} to {high:g}")
 
 
-def _integer(body: dict, name: str, low: int, high: int | None = None) -> None:
+def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None) -> None:
     value = body.get(name)
     if value is None:
         return
@@ -65,7 +65,7 @@ def _integer(body: dict, name: str, low: int, high: int | None = None) -> None:
         raise _bad(name, f"must be an integer of at least {low}" + (f" and at most {high}" if high else ""))
 
 
-def _check_sampling(body: dict) -> None:
+def _check_sampling(body: dict[str, Any]) -> None:
     if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
         raise _bad("stream", "must be true or false")
     if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
@@ -85,7 +85,7 @@ def _check_sampling(body: dict) -> None:
             raise _bad("stop", "must be a string or a list of up to 4 non-empty strings")
 
 
-def check_model(body: dict) -> str:
+def check_model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "model: required, the name of a model alias (see GET /v1/models)", "missing_model", "model")
@@ -94,7 +94,7 @@ def check_model(body: dict) -> str:
     return model
 
 
-def check_chat(body: dict) -> None:
+def check_chat(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "required, a non-empty list of messages")
@@ -113,7 +113,7 @@ def check_chat(body: dict) -> None:
     _check_sampling(body)
 
 
-def check_completion(body: dict) -> None:
+def check_completion(body: dict[str, Any]) -> None:
     prompt = body.get("prompt")
     ok = isinstance(prompt, str) or (
         isinstance(prompt, list) and prompt and (
@@ -129,7 +129,7 @@ def check_completion(body: dict) -> None:
     _check_sampling(body)
 
 
-def check_embeddings(body: dict) -> None:
+def check_embeddings(body: dict[str, Any]) -> None:
     value = body.get("input")
     if not (isinstance(value, str) or (isinstance(value, list) and value)):
         raise _bad("input", "required, a string or a non-empty list")

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
     gateway = Gateway(Enforced(policy, engines), keys, records, settings.max_body_bytes, tracing)
     follower = PolicyFollower(db, settings, gateway.enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
-    signing_key = checkpoints.signing_key(settings, create=True)
+    signing_key = checkpoints.ensure_signing_key(settings)
     checkpoints.configure(signing_key, settings.audit_checkpoint_every)
     write_usage = UsageWriter(db, usage)
     background = jobs(db, settings, keys, follower, write_usage, signing_key)

@@ -23,7 +23,7 @@ def announce_shutdown_to(engines: Callable[[], Iterable[Engine]]) -> Callable[[]
     def handler(signum: int, frame: Any) -> None:
         for engine in engines():
             engine.begin_shutdown()
-        chained = previous[signum]
+        chained = previous[signal.Signals(signum)]
         if callable(chained):
             chained(signum, frame)
         else:  # no server handler: behave as the signal would have without us

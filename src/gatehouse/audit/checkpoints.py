@@ -41,12 +41,19 @@ def public_pem(public_key: Ed25519PublicKey) -> str:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def signing_key(settings: Settings, create: bool = False) -> Ed25519PrivateKey | None:
-    """The installation's checkpoint key, or None when it does not exist and ``create`` is false."""
-    path = settings.audit_key_path or settings.home / "audit-signing-key"
-    if not create and not path.exists():
-        return None
-    return load_or_create_signing_key(path)
+def _key_path(settings: Settings) -> Path:
+    return settings.audit_key_path or settings.home / "audit-signing-key"
+
+
+def signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The installation's checkpoint key, or None when it has not been created yet."""
+    path = _key_path(settings)
+    return load_or_create_signing_key(path) if path.exists() else None
+
+
+def ensure_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The installation's checkpoint key, created (mode 0600) on first use."""
+    return load_or_create_signing_key(_key_path(settings))
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -32,6 +32,9 @@ import httpx
 import orjson
 
 from gatehouse.bench.stats import percentile, ratio
+from gatehouse.engines.llama_native import available_cpus
+from gatehouse.identity import service
+from gatehouse.store.db import Database
 
 PROMPTS = [
     "1, 2, 3, 4, 5, 6, 7, 8,",
@@ -177,7 +180,12 @@ async def closed_loop(system: str, base_url: str, key: str, model: str, concurre
 
 def raw_decode_ceiling(model_path: str, sequences: int, steps: int, threads: int | None) -> LevelResult:
     """Prefill the prompts, then decode ``steps`` tokens for all sequences in one batch each step."""
-    from gatehouse.engines.llama_native import BatchContext, NativeModel, SamplingParams, make_sampler
+    from gatehouse.engines.llama_native import (  # lazy: loads llama.cpp's shared library
+        BatchContext,
+        NativeModel,
+        SamplingParams,
+        make_sampler,
+    )
 
     model = NativeModel(model_path)
     context = BatchContext(model, sequences, 512, 512, threads)
@@ -213,9 +221,6 @@ def raw_decode_ceiling(model_path: str, sequences: int, steps: int, threads: int
 def gatehouse_server(model_path: str, slots: int, threads: int) -> Iterator[tuple[str, str]]:
     """A throwaway ``gatehouse serve`` with the embedded engine; yields (base URL, key)."""
     from datetime import timedelta
-
-    from gatehouse.identity import service
-    from gatehouse.store.db import Database
 
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as home:
         Path(home, "policy.yaml").write_text(textwrap.dedent(f"""\
@@ -333,7 +338,6 @@ class EngineBenchReport:
 
 def run_engine_bench(model_path: str, levels: Sequence[int], requests_per_level: int, max_tokens: int,
                      compare_server: bool, threads: int | None, progress: Callable[[str], object]) -> EngineBenchReport:
-    from gatehouse.engines.llama_native import available_cpus
 
     threads = threads or available_cpus()  # the same for every system measured
     results: list[LevelResult] = []

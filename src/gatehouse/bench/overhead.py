@@ -22,6 +22,8 @@ from gatehouse.bench.processes import ServerProcess, start_gateway, start_mock_u
 from gatehouse.bench.report import build_report
 from gatehouse.bench.runner import ScenarioRun, build_plans, run_async
 from gatehouse.bench.scenario import ClosedLoop, FixedLength, OutputShape, PromptShape, Scenario
+from gatehouse.identity import service
+from gatehouse.store.db import Database
 
 ACTOR = "local:bench-overhead"
 PEPPER = "bench-overhead-pepper"
@@ -68,8 +70,6 @@ async def _measure(scenario: Scenario, target: str, key: str, mock_url: str) -> 
 
 def _prepare_home(home: Path, mock_url: str) -> str:
     """A gateway home whose one alias, ``chat``, routes to the mock; returns a key for it."""
-    from gatehouse.identity import service
-    from gatehouse.store.db import Database
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "policy.yaml").write_text(

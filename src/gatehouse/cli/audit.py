@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from gatehouse import audit as audit_log
 from gatehouse.audit import checkpoints
+from gatehouse.audit.checkpoints import as_dict, checkpoint_now, load_public_key, public_pem, verify_exported, verify_stored
 from gatehouse.cli.common import (
     JsonOption,
     console,
@@ -18,7 +19,7 @@ from gatehouse.cli.common import (
     print_table,
     settings,
 )
-from gatehouse.store.models import AuditEntry
+from gatehouse.store.models import AuditCheckpoint, AuditEntry
 
 app = typer.Typer(help="The hash-chained log of every control-plane change.", no_args_is_help=True)
 
@@ -34,8 +35,6 @@ def verify(
     """Recompute the hash chain, check every signed checkpoint (and an exported one), and name
     the first entry that does not match. Exit status 2 when anything fails."""
     from pathlib import Path
-
-    from gatehouse.audit.checkpoints import load_public_key, verify_exported, verify_stored
 
     key = None
     if public_key:
@@ -89,10 +88,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
     """Sign the log's current head now (the gateway also does it every few minutes and every N entries)."""
     from pathlib import Path
 
-    from gatehouse.audit.checkpoints import as_dict, checkpoint_now
-    from gatehouse.store.models import AuditCheckpoint
-
-    signing = checkpoints.signing_key(settings(), create=True)
+    signing = checkpoints.ensure_signing_key(settings())
     db = open_db()
     with db.write() as session:
         checkpoint_now(session, signing)
@@ -113,9 +109,8 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
 @handles_errors
 def public_key() -> None:
     """Print the audit public key (PEM), for verifying the log and its checkpoints elsewhere."""
-    from gatehouse.audit.checkpoints import public_pem
 
-    print(public_pem(checkpoints.signing_key(settings(), create=True).public_key()), end="")
+    print(public_pem(checkpoints.ensure_signing_key(settings()).public_key()), end="")
 
 
 @app.command("log")

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from gatehouse.bench.runner import Progress as RunProgress
+
 import typer
 
 from gatehouse.cli.common import console, fail
+from gatehouse.core.config import Settings
+from gatehouse.engines.model_files import ensure_builtin_model
 
 app = typer.Typer(help="Benchmark tools.", no_args_is_help=True)
 
@@ -23,7 +32,7 @@ def mock_upstream(
     """Serve a fake OpenAI-compatible engine (see gatehouse.bench.mock_upstream for its behaviours)."""
     import uvicorn
 
-    from gatehouse.bench.mock_upstream import MockSettings, create_mock_app
+    from gatehouse.bench.mock_upstream import MockSettings, create_mock_app  # lazy: the bench tools load only for `gatehouse bench`
 
     settings = MockSettings(ttft=ttft, tokens_per_second=tokens_per_second, failure_rate=failure_rate,
                             drop_rate=drop_rate, slow_rate=slow_rate, slow_seconds=slow_seconds)
@@ -31,7 +40,7 @@ def mock_upstream(
     uvicorn.run(create_mock_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
-def _fmt(value, digits: int = 1) -> str:  # type: ignore[no-untyped-def]
+def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -52,9 +61,7 @@ def engine(
 
     from rich.table import Table
 
-    from gatehouse.bench.engine_bench import run_engine_bench
-    from gatehouse.core.config import Settings
-    from gatehouse.engines.model_files import ensure_builtin_model
+    from gatehouse.bench.engine_bench import run_engine_bench  # lazy: the bench tools load only for `gatehouse bench`
 
     levels = [int(part) for part in concurrency.split(",") if part.strip()]
     if not levels or any(level < 1 for level in levels):
@@ -76,11 +83,11 @@ def engine(
     for column in ("system", "conc.", "requests", "errors", "tok/s", "steady tok/s", "TTFT p50 ms", "TTFT p99 ms",
                    "ITL p50 ms", "ITL p99 ms"):
         table.add_column(column, justify="right" if column != "system" else "left")
-    for level in report.levels:
-        table.add_row(level.system, str(level.concurrency), str(level.requests), str(level.errors),
-                      _fmt(level.tokens_per_second), _fmt(level.steady_tokens_per_second),
-                      _fmt(level.ttft_p50_ms), _fmt(level.ttft_p99_ms),
-                      _fmt(level.itl_p50_ms), _fmt(level.itl_p99_ms))
+    for row in report.levels:
+        table.add_row(row.system, str(row.concurrency), str(row.requests), str(row.errors),
+                      _fmt(row.tokens_per_second), _fmt(row.steady_tokens_per_second),
+                      _fmt(row.ttft_p50_ms), _fmt(row.ttft_p99_ms),
+                      _fmt(row.itl_p50_ms), _fmt(row.itl_p99_ms))
     console.print(table)
     for level in levels:
         parts = [f"{name} = {_fmt(value, 2)}×" for name, value in report.ratios(level).items() if value is not None]
@@ -97,9 +104,7 @@ def engine(
 
 
 
-def _progress_display(quiet: bool):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+def _progress_display(quiet: bool) -> Progress | None:
     if quiet:
         return None
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
@@ -126,10 +131,10 @@ def run(
     import httpx
     from rich.markup import escape
 
-    from gatehouse.bench.arrivals import TraceError
-    from gatehouse.bench.report import build_report, report_json
-    from gatehouse.bench.runner import ScenarioRun, build_plans, run_async
-    from gatehouse.bench.scenario import ScenarioError, load_scenario
+    from gatehouse.bench.arrivals import TraceError  # lazy: the bench tools load only for `gatehouse bench`
+    from gatehouse.bench.report import build_report, report_json  # lazy: the bench tools load only for `gatehouse bench`
+    from gatehouse.bench.runner import ScenarioRun, build_plans, run_async  # lazy: the bench tools load only for `gatehouse bench`
+    from gatehouse.bench.scenario import ScenarioError, load_scenario  # lazy: the bench tools load only for `gatehouse bench`
 
     try:
         scenario = load_scenario(scenario_file)
@@ -151,10 +156,10 @@ def run(
     except (ValueError, TraceError) as exc:
         fail(str(exc))
     display = _progress_display(quiet)
-    task = None
+    task: TaskID | None = None
 
-    def on_progress(progress) -> None:  # type: ignore[no-untyped-def]
-        if display is None:
+    def on_progress(progress: RunProgress) -> None:
+        if display is None or task is None:
             return
         total = progress.planned_requests or progress.planned_seconds
         done = progress.completed if progress.planned_requests else min(progress.elapsed, total or 0)
@@ -180,7 +185,7 @@ def run(
     if json_out:
         _write(json_out, report_json(report), "JSON report")
     if html_out:
-        from gatehouse.bench.html_report import render_html
+        from gatehouse.bench.html_report import render_html  # lazy: the bench tools load only for `gatehouse bench`
 
         _write(html_out, render_html(report).encode(), "HTML report")
 
@@ -195,7 +200,7 @@ def _write(path: str, content: bytes, what: str) -> None:
     console.print(f"{what} written to {path}", highlight=False)
 
 
-def print_summary(report) -> None:  # type: ignore[no-untyped-def]
+def print_summary(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -260,7 +265,7 @@ def overhead(
     import orjson
     from rich.table import Table
 
-    from gatehouse.bench.overhead import run_overhead
+    from gatehouse.bench.overhead import run_overhead  # lazy: the bench tools load only for `gatehouse bench`
 
     levels = [int(part) for part in concurrency.split(",") if part.strip().isdigit()]
     if not levels or any(level < 1 for level in levels) or len(levels) != len(concurrency.split(",")):

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import typer
@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from gatehouse.audit import checkpoints
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
@@ -34,7 +35,6 @@ def settings() -> Settings:
 
 
 def open_db(upgrade: bool = True) -> Database:
-    from gatehouse.audit import checkpoints
 
     config = settings()
     checkpoints.configure(checkpoints.signing_key(config), config.audit_checkpoint_every)
@@ -70,7 +70,7 @@ def handles_errors(func: F) -> F:
                 fail(f"cannot use the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}")
             raise
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps the signature typer reads
 
 
 def print_json(value: Any) -> None:

@@ -7,6 +7,9 @@ from datetime import timedelta
 import typer
 
 from gatehouse.cli.common import JsonOption, console, fail, handles_errors, open_db, print_json, print_table, settings
+from gatehouse.oversight.findings import Thresholds, as_csv, compute_findings
+from gatehouse.oversight.inventory import COLUMNS
+from gatehouse.oversight.inventory import inventory as build
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.versions import active_compiled
 from gatehouse.store.db import Database
@@ -33,7 +36,6 @@ def findings(
 ) -> None:
     """Unused identities, keys and grants; keys near expiry or past the rotation age; identities
     without a backup owner, orphaned, overdue for review or needing attention."""
-    from gatehouse.oversight.findings import Thresholds, compute_findings
 
     db = open_db()
     policy, note = active_policy(db)
@@ -55,9 +57,6 @@ def findings(
 @handles_errors
 def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
     """Every identity and credential in the inference path, with its owner, grants and use."""
-    from gatehouse.oversight.findings import as_csv
-    from gatehouse.oversight.inventory import COLUMNS
-    from gatehouse.oversight.inventory import inventory as build
 
     if json and csv:
         fail("choose one of --json and --csv")

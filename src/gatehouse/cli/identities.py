@@ -6,6 +6,10 @@ import typer
 
 from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
 from gatehouse.identity import service
+from gatehouse.identity.governance import decide_identity
+from gatehouse.identity.governance import set_clearance as change
+from gatehouse.identity.lifecycle import clear_attention
+from gatehouse.oversight.transfers import plan_transfer, transfer_identity
 
 app = typer.Typer(help="Workload identities: the callers of the data plane, each with a human owner.",
                   no_args_is_help=True)
@@ -80,7 +84,7 @@ def show(name: str = typer.Argument(..., help="Identity name."), json: bool = Js
                   k["last_used_at"] or "never") for k in info["keys"]])
 
 
-def _status_command(action: str, help_text: str):  # type: ignore[no-untyped-def]
+def _status_command(action: str, help_text: str) -> None:
     @handles_errors
     def command(
         name: str = typer.Argument(..., help="Identity name."),
@@ -109,19 +113,17 @@ def attended(
     note: str = typer.Option(None, "--note", help="What was done; recorded in the audit log."),
 ) -> None:
     """Clear an identity's attention flag (a leaked key, an orphaning) once its owner has acted."""
-    from gatehouse.identity.lifecycle import clear_attention
 
     clear_attention(open_db(), local_actor(), name, note)
     console.print(f"identity [bold]{name}[/] needs no more attention")
 
 
-def _decision_command(approve: bool):  # type: ignore[no-untyped-def]
+def _decision_command(approve: bool) -> None:
     @handles_errors
     def command(
         name: str = typer.Argument(..., help="Identity name."),
         reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     ) -> None:
-        from gatehouse.identity.governance import decide_identity
 
         identity = decide_identity(open_db(), local_actor(), name, approve, reason)
         console.print(f"identity [bold]{identity.name}[/] is now {identity.status}")
@@ -143,7 +145,6 @@ def set_clearance(
 ) -> None:
     """Change the highest data class an identity may send. Raising it needs an identity-admin who
     does not own the identity."""
-    from gatehouse.identity.governance import set_clearance as change
 
     identity = change(open_db(), local_actor(), name, clearance)
     console.print(f"identity [bold]{identity.name}[/] may now send up to {identity.data_clearance} data")
@@ -161,8 +162,6 @@ def transfer(
     """Move an identity to another owner or team. Shows its access before and after, then asks;
     the identity comes up for review by its owner."""
     import sys
-
-    from gatehouse.oversight.transfers import plan_transfer, transfer_identity
 
     if owner is None and team is None:
         raise ValueError("give --owner, --team or both")

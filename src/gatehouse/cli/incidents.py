@@ -5,6 +5,10 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
+from gatehouse.monitoring.evaluate import evaluate
+from gatehouse.monitoring.incidents import acknowledge, get_incident, list_incidents
+from gatehouse.monitoring.incidents import close as close_incident
+from gatehouse.policy import versions
 
 app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowledge, close.", no_args_is_help=True)
 
@@ -14,7 +18,6 @@ app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowl
 def list_(status: str = typer.Option(None, "--status", help="open, acknowledged or closed (default: not closed)."),
           json: bool = JsonOption) -> None:
     """Incidents, newest first."""
-    from gatehouse.monitoring.incidents import list_incidents
 
     rows = list_incidents(open_db(), status)
     if json:
@@ -30,7 +33,6 @@ def list_(status: str = typer.Option(None, "--status", help="open, acknowledged 
 @handles_errors
 def show(incident: str = typer.Argument(..., help="Incident id (inc-…)."), json: bool = JsonOption) -> None:
     """One incident: the condition, the ladder steps taken and their outcomes, who acted."""
-    from gatehouse.monitoring.incidents import get_incident
 
     row = get_incident(open_db(), incident)
     if json:
@@ -48,7 +50,6 @@ def show(incident: str = typer.Argument(..., help="Incident id (inc-…)."), jso
 def ack(incident: str = typer.Argument(..., help="Incident id."),
         message: str = typer.Option(None, "-m", "--message", help="What you are doing about it.")) -> None:
     """Acknowledge (operator): the escalation ladder stops climbing."""
-    from gatehouse.monitoring.incidents import acknowledge
 
     acknowledge(open_db(), local_actor(), incident, message, settings())
     console.print(f"{incident} acknowledged", highlight=False)
@@ -60,7 +61,6 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
           message: str = typer.Option(..., "-m", "--message", help="What happened and what was done.")) -> None:
     """Close (operator). Keys the ladder suspended stay suspended until an identity-admin resumes
     the identity."""
-    from gatehouse.monitoring.incidents import close as close_incident
 
     row = close_incident(open_db(), local_actor(), incident, message, settings())
     console.print(f"{incident} closed", highlight=False)
@@ -73,8 +73,6 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
 @handles_errors
 def check() -> None:
     """Evaluate the active policy's thresholds now (the gateway does this every 15 s)."""
-    from gatehouse.monitoring.evaluate import evaluate
-    from gatehouse.policy import versions
 
     db = open_db()
     active = versions.active_policy(db)

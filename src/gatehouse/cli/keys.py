@@ -16,7 +16,11 @@ from gatehouse.cli.common import (
     settings,
 )
 from gatehouse.core.durations import is_zero_duration, parse_duration
+from gatehouse.core.webhook import notify
 from gatehouse.identity import service
+from gatehouse.identity.events import leak_event
+from gatehouse.identity.lifecycle import report_leak, rotate_key
+from gatehouse.oversight.findings import REPORT_COLUMNS, as_csv, credential_report
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
                   no_args_is_help=True)
@@ -89,8 +93,6 @@ def rotate(
     """Issue a successor with the same identity and scopes; both work during the grace period."""
     from datetime import timedelta
 
-    from gatehouse.identity.lifecycle import rotate_key
-
     config = settings()
     grace_period = timedelta(0) if is_zero_duration(grace) else parse_duration(grace)
     rotation = rotate_key(open_db(), local_actor(), key_id, pepper=config.pepper(), grace=grace_period,
@@ -114,9 +116,6 @@ def leaked(
 ) -> None:
     """Respond to a leak: revoke the key everywhere within a second, record the report, flag the
     identity for its owner and notify them (GATEHOUSE_NOTIFY_WEBHOOK)."""
-    from gatehouse.core.webhook import notify
-    from gatehouse.identity.events import leak_event
-    from gatehouse.identity.lifecycle import report_leak
 
     outcome = report_leak(open_db(), local_actor(), key, source=source)
     delivery = notify(settings().notify_webhook, leak_event(outcome))
@@ -136,7 +135,6 @@ def report(
 ) -> None:
     """The credential report: every key with its identity, owner, creation, last use, last model,
     expiry and status (like AWS IAM's credential report)."""
-    from gatehouse.oversight.findings import REPORT_COLUMNS, as_csv, credential_report
 
     rows = credential_report(open_db())
     if csv:

@@ -14,12 +14,16 @@ from gatehouse.audit import checkpoints
 from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
 from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, settings
 from gatehouse.core.config import Settings
+from gatehouse.core.durations import parse_duration
 from gatehouse.core.errors import Conflict, GatehouseError
+from gatehouse.engines.model_files import ensure_builtin_model
+from gatehouse.identity import service
 from gatehouse.policy import change_control, versions
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy
 from gatehouse.policy.starter import STARTER_POLICY
 from gatehouse.store.db import Database
+from gatehouse.telemetry.exposition import prepare_multiprocess
 
 app = typer.Typer(
     help="Gatehouse: a governed, OpenAI-compatible gateway for in-house LLM inference.",
@@ -52,7 +56,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _initialise(config: Settings, quiet: bool = False) -> None:
     config.home.mkdir(parents=True, exist_ok=True)
     config.pepper()
-    checkpoints.signing_key(config, create=True)
+    checkpoints.ensure_signing_key(config)
     db = open_db()
     if not config.policy_path.exists():
         config.policy_path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +64,6 @@ def _initialise(config: Settings, quiet: bool = False) -> None:
         if not quiet:
             console.print(f"wrote starter policy {config.policy_path}")
     db.dispose()
-    from gatehouse.engines.model_files import ensure_builtin_model
 
     model = ensure_builtin_model(config.models_dir)
     if not quiet:
@@ -81,7 +84,7 @@ def init() -> None:
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    from gatehouse.engines.build import build_engines
+    from gatehouse.engines.build import build_engines  # lazy: loads llama.cpp; only `serve` needs it
 
     config.pepper()  # created here, once, rather than raced for by the workers
     open_db().dispose()
@@ -96,9 +99,12 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
                           "`gatehouse policy validate`); serving the active version from the store", highlight=False)
         loaded = None
     outcome = change_control.activate_served_file(db, local_actor(), loaded, str(config.policy_path)) if loaded else "invalid"
-    active, activation = versions.active_policy(db)  # type: ignore[misc]
+    current = versions.active_policy(db)
     db.dispose()
-    if outcome == "activated":
+    if current is None:  # only when the file is invalid and nothing was ever active, which raised above
+        raise GatehouseError("no policy version is active")
+    active, activation = current
+    if outcome == "activated" and loaded is not None:
         err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
     elif outcome == "differs" and loaded is not None:
         err_console.print(
@@ -119,7 +125,6 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     os.environ["GATEHOUSE_DATABASE_URL"] = config.database_url
     os.environ["GATEHOUSE_POLICY"] = str(config.policy_path)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from gatehouse.telemetry.exposition import prepare_multiprocess
 
         prepare_multiprocess(config.home / "run" / f"metrics-{port}")  # /metrics adds up every worker
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
@@ -159,8 +164,6 @@ DEMO_IDENTITY = "demo-app"
 def demo(host: str = HostOption, port: int = PortOption, workers: int = WorkersOption,
          log_level: str = LogOption) -> None:
     """Set up a demo person, identity and key, print how to call it, and serve."""
-    from gatehouse.core.durations import parse_duration
-    from gatehouse.identity import service
 
     config = settings()
     _initialise(config, quiet=True)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, local_actor, open_db, print_json, print_table, settings
 from gatehouse.core import clock
+from gatehouse.core.durations import parse_duration
+from gatehouse.core.webhook import notify
 from gatehouse.identity import service
+from gatehouse.identity.admin_keys import issue_admin_key
+from gatehouse.identity.admin_keys import revoke_admin_key as revoke
+from gatehouse.identity.events import orphan_event
+from gatehouse.identity.governance import change_role, list_roles
+from gatehouse.identity.lifecycle import depart_person
+from gatehouse.store.models import Person
 
 app = typer.Typer(help="People: the humans who own workload identities.", no_args_is_help=True)
 
 
-def _person_dict(person) -> dict:  # type: ignore[no-untyped-def]
+def _person_dict(person: Person) -> dict[str, Any]:
     return {"email": person.email, "name": person.name, "team": person.team, "status": person.status,
             "created_at": clock.as_utc(person.created_at).isoformat()}
 
@@ -52,10 +62,6 @@ def depart(
 ) -> None:
     """Offboard a person: identities they own pass to their backup owner (and come up for
     review) or, without an active backup, are suspended as orphaned; keys stop within a second."""
-    from gatehouse.cli.common import settings
-    from gatehouse.core.webhook import notify
-    from gatehouse.identity.events import orphan_event
-    from gatehouse.identity.lifecycle import depart_person
 
     report = depart_person(open_db(), local_actor(), email)
     delivery = notify(settings().notify_webhook, orphan_event(report.person, report.suspended)) if report.suspended \
@@ -75,13 +81,12 @@ def depart(
         console.print(f"notification about orphaned identities: {delivery}", highlight=False)
 
 
-def _role_command(grant: bool):  # type: ignore[no-untyped-def]
+def _role_command(grant: bool) -> None:
     @handles_errors
     def command(
         email: str = typer.Argument(..., help="The person."),
         role: str = typer.Argument(..., help="identity-admin, policy-admin, approver, auditor or operator."),
     ) -> None:
-        from gatehouse.identity.governance import change_role
 
         change_role(open_db(), local_actor(), email, role, grant)
         console.print(f"{'granted' if grant else 'revoked'} {role} {'to' if grant else 'from'} {email.lower()}",
@@ -100,7 +105,6 @@ _role_command(False)
 @handles_errors
 def roles(json: bool = JsonOption) -> None:
     """Who holds which control-plane role."""
-    from gatehouse.identity.governance import list_roles
 
     rows = list_roles(open_db())
     if json:
@@ -118,9 +122,6 @@ def admin_key(
 ) -> None:
     """Issue a person's key to the admin API (GET /admin/inventory, /admin/findings,
     /admin/credential-report need the auditor or identity-admin role). Shown once."""
-    from gatehouse.cli.common import err_console, settings
-    from gatehouse.core.durations import parse_duration
-    from gatehouse.identity.admin_keys import issue_admin_key
 
     config = settings()
     row, text = issue_admin_key(open_db(), local_actor(), email, pepper=config.pepper(), ttl=parse_duration(ttl),
@@ -134,7 +135,6 @@ def admin_key(
 @handles_errors
 def revoke_admin_key(key_id: str = typer.Argument(..., help="Admin key id.")) -> None:
     """Revoke an admin key (departing a person revokes all of theirs)."""
-    from gatehouse.identity.admin_keys import revoke_admin_key as revoke
 
     revoke(open_db(), local_actor(), key_id)
     console.print(f"revoked admin key {key_id}")

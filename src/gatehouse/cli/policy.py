@@ -21,7 +21,15 @@ from gatehouse.cli.common import (
     print_table,
     settings,
 )
+from gatehouse.core.durations import parse_duration
+from gatehouse.core.webhook import notify
+from gatehouse.identity.view import identity_views
+from gatehouse.policy import change_control, planning, versions
+from gatehouse.policy import views as policy_views
+from gatehouse.policy import workers as policy_workers
+from gatehouse.policy.access import subject_text
 from gatehouse.policy.loader import LoadedPolicy, load_policy
+from gatehouse.policy.planning import PlannedChange
 
 app = typer.Typer(help="Policy: deployments, model aliases with their routes, and grants; and how it changes "
                        "(propose → plan → approve → apply).", no_args_is_help=True)
@@ -36,7 +44,6 @@ def _loaded(ref: str) -> LoadedPolicy:
     """A policy file, or a stored version by its hash (prefix)."""
     if Path(ref).expanduser().is_file():
         return load_policy(Path(ref).expanduser())
-    from gatehouse.policy import versions
 
     with open_db().read() as session:
         return versions.loaded_version(versions.find_version(session, ref))
@@ -61,11 +68,6 @@ def _show_document(loaded: LoadedPolicy) -> None:
     print_table("Aliases", ["alias", "route (primary → fallbacks)", "description"],
                 [(name, " → ".join(a.route), a.description) for name, a in document.aliases.items()])
 
-    def subject_text(subject) -> str:  # type: ignore[no-untyped-def]
-        parts = [f"{k}={v}" for k, v in subject.model_dump(exclude_none=True).items() if k != "labels"]
-        parts += [f"label {k}={v}" for k, v in (subject.labels or {}).items()]
-        return " & ".join(parts)
-
     print_table("Grants", ["grant", "who", "aliases", "max data class"],
                 [(g.name, " | ".join(subject_text(s) for s in g.subjects), ", ".join(g.aliases), g.max_data_class)
                  for g in document.grants])
@@ -87,7 +89,6 @@ def show(ref: str = typer.Argument(None, help="A policy file or a stored version
         console.print(f"policy version [bold]{loaded.version}[/]")
         _show_document(loaded)
         return
-    from gatehouse.policy import views as policy_views
 
     info = policy_views.describe_version(open_db(), ref)
     if json:
@@ -113,7 +114,6 @@ def propose(path: Path = typer.Argument(..., help="The policy file to propose.")
             json: bool = JsonOption) -> None:
     """Store an immutable, content-hashed draft of a policy file with you as its author
     (policy-admin; GATEHOUSE_ACTOR names you)."""
-    from gatehouse.policy import change_control
 
     loaded = load_policy(path)
     row, created = change_control.propose(open_db(), local_actor(), loaded, message)
@@ -131,7 +131,6 @@ def propose(path: Path = typer.Argument(..., help="The policy file to propose.")
 @handles_errors
 def list_versions(json: bool = JsonOption) -> None:
     """Every stored version, newest first, with the approvals that count against the active version."""
-    from gatehouse.policy import views as policy_views
 
     rows = policy_views.version_rows(open_db())
     if json:
@@ -145,7 +144,7 @@ def list_versions(json: bool = JsonOption) -> None:
 ACCESS_ROWS_SHOWN = 200
 
 
-def _print_plan(planned, title: str) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(planned: PlannedChange, title: str) -> None:
     result = planned.plan
     console.print(title, highlight=False)
     if not result.widenings:
@@ -197,8 +196,6 @@ def plan_command(
     or loses which model at which data class (now, and by rule for identities to come), which
     deployments start or stop receiving which data classes, and how routes change. The plan id
     printed is what `policy approve --plan` needs."""
-    from gatehouse.identity.view import identity_views
-    from gatehouse.policy import planning
 
     db = open_db()
     if against is not None:
@@ -221,8 +218,6 @@ def plan_command(
 def diff(a: str = typer.Argument(..., help="A stored version or a policy file."),
          b: str = typer.Argument(..., help="Another one."), json: bool = JsonOption) -> None:
     """Compare two versions: the text, and what moving from A to B changes over the inventory."""
-    from gatehouse.identity.view import identity_views
-    from gatehouse.policy import planning
 
     before, after = _loaded(a), _loaded(b)
     planned = planning.compute_plan(before.document, after, before.version, identity_views(open_db()))
@@ -237,7 +232,7 @@ def diff(a: str = typer.Argument(..., help="A stored version or a policy file.")
     _print_plan(planned, f"\n{before.short_version} → {after.short_version} over {planned.identities} identities")
 
 
-def _acknowledgements(planned, ack: list[str], ack_file: Path | None) -> list[str]:  # type: ignore[no-untyped-def]
+def _acknowledgements(planned: PlannedChange, ack: list[str], ack_file: Path | None) -> list[str]:
     chosen = list(ack)
     if ack_file is not None:
         try:
@@ -264,7 +259,6 @@ def approve(
 ) -> None:
     """Approve VERSION over the plan you reviewed (approver role, not its author). Every
     widening must be acknowledged by id; a plan that no longer matches the store is refused."""
-    from gatehouse.policy import change_control, planning
 
     db = open_db()
     planned = planning.plan_version(db, version)
@@ -282,14 +276,12 @@ def approve(
 def reject(version: str = typer.Argument(..., help="The stored version (hash prefix)."),
            message: str = MessageOption) -> None:
     """Reject a draft (an approver, or its author withdrawing it)."""
-    from gatehouse.policy import change_control
 
     row = change_control.reject(open_db(), local_actor(), version, message)
     console.print(f"rejected {row.hash[:19]}", highlight=False)
 
 
 def _wait_for_workers(version: str, seconds: float) -> None:
-    from gatehouse.policy import workers as policy_workers
 
     if seconds <= 0:
         return
@@ -318,7 +310,6 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
           wait: float = WaitOption) -> None:
     """Activate an approved version on every gateway worker; requests in flight finish on the
     version they started with (policy-admin)."""
-    from gatehouse.policy import change_control
 
     activation = change_control.apply(open_db(), local_actor(), version)
     console.print(f"[green]applied[/] {activation.version} (activation #{activation.seq})", highlight=False)
@@ -330,7 +321,6 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
 def rollback(message: str = MessageOption, wait: float = WaitOption) -> None:
     """Go back to the version active before the current one (recorded; approval needed only if
     that version gives access the current one does not)."""
-    from gatehouse.policy import change_control
 
     activation = change_control.rollback(open_db(), local_actor(), message)
     console.print(f"[green]rolled back[/] to {activation.version} (activation #{activation.seq})", highlight=False)
@@ -348,9 +338,6 @@ def break_glass(
     """Emergency: activate a policy now, without approval (policy-admin). Loud in the audit log
     and the webhook, and short-lived: when it expires every worker returns to the approved
     version. To keep the change, propose and approve it."""
-    from gatehouse.core.durations import parse_duration
-    from gatehouse.core.webhook import notify
-    from gatehouse.policy import change_control
 
     config = settings()
     activation, planned = change_control.break_glass(open_db(), local_actor(), _loaded(ref), reason, parse_duration(ttl))
@@ -367,8 +354,6 @@ def break_glass(
 @handles_errors
 def status(json: bool = JsonOption) -> None:
     """The active version and what each gateway worker enforces. Exits 3 on drift."""
-    from gatehouse.policy import change_control
-    from gatehouse.policy import workers as policy_workers
 
     db = open_db()
     change_control.expire_break_glass(db)  # even with no gateway running to notice

@@ -6,6 +6,8 @@ import typer
 
 from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table
 from gatehouse.core.durations import parse_duration
+from gatehouse.identity.governance import attest as record
+from gatehouse.identity.governance import enforce_reviews, review_status, start_review
 
 app = typer.Typer(help="Access reviews: owners attest each identity they own (keep / narrow / retire).",
                   no_args_is_help=True)
@@ -15,7 +17,6 @@ app = typer.Typer(help="Access reviews: owners attest each identity they own (ke
 @handles_errors
 def start(due: str = typer.Option("14d", "--due", help="Time owners have to attest, e.g. 14d.")) -> None:
     """Open a review of every identity (identity-admin). Unattested at the due date: suspended."""
-    from gatehouse.identity.governance import start_review
 
     campaign, count = start_review(open_db(), local_actor(), parse_duration(due))
     console.print(f"review {campaign} opened: {count} identities to attest within {due}")
@@ -29,7 +30,6 @@ def attest(
     note: str = typer.Option(None, "--note", help="Why (required for narrow: what to narrow)."),
 ) -> None:
     """Answer the open review for an identity you own. retire revokes its keys now."""
-    from gatehouse.identity.governance import attest as record
 
     record(open_db(), local_actor(), name, decision, note)
     console.print(f"{name}: {decision} recorded")
@@ -39,7 +39,6 @@ def attest(
 @handles_errors
 def status(json: bool = JsonOption) -> None:
     """Every review item and its answer."""
-    from gatehouse.identity.governance import review_status
 
     rows = review_status(open_db())
     if json:
@@ -55,7 +54,6 @@ def status(json: bool = JsonOption) -> None:
 def enforce() -> None:
     """Close reviews past their due date, suspending unattested identities (the gateway also does
     this every minute)."""
-    from gatehouse.identity.governance import enforce_reviews
 
     suspended = enforce_reviews(open_db())
     console.print(f"suspended: {', '.join(suspended)}" if suspended else "nothing past due", highlight=False)

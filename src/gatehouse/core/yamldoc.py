@@ -76,7 +76,7 @@ def _line_for(path: Path_, lines: dict[Path_, int]) -> int | None:
     return None
 
 
-def _pydantic_path(loc: tuple) -> Path_:
+def _pydantic_path(loc: tuple[int | str, ...]) -> Path_:
     # Drop pydantic's synthetic parts (validator names, union branches and tags).
     return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part.startswith("function-"))))
 
@@ -119,7 +119,7 @@ def load_document(
     empty_message: str,
     not_mapping_message: str,
     more_problems: Callable[[dict[str, Any]], Iterable[tuple[Path_, str]]] = lambda data: (),
-    adjust_path: Callable[[Path_, dict], Path_] = lambda path, data: path,
+    adjust_path: Callable[[Path_, dict[str, Any]], Path_] = lambda path, data: path,
 ) -> M:
     try:
         shape_problem = _shape_problem(text)
@@ -162,3 +162,14 @@ def load_document(
         problems.sort(key=lambda problem: problem.line or 0)
         raise error(source, problems)
     return document
+
+
+def mapping_in(value: object) -> dict[Any, Any]:
+    """``value`` if it is a mapping, else empty: cross-reference checks read the raw document
+    before it is validated, and must not fail on a wrong shape the schema will report."""
+    return value if isinstance(value, dict) else {}
+
+
+def items_in(value: object) -> list[Any]:
+    """``value`` if it is a list, else empty, for the same reason."""
+    return value if isinstance(value, list) else []

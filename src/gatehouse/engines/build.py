@@ -6,13 +6,13 @@ from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.engines.base import Engine
 from gatehouse.engines.credentials import resolve_credential
+from gatehouse.engines.model_files import BUILTIN_MODEL, ensure_builtin_model
+from gatehouse.engines.openai_upstream import OpenAIUpstream
 from gatehouse.engines.spec import Deployment
 
 
 def build_engine(name: str, deployment: Deployment, settings: Settings) -> Engine:
-    from gatehouse.engines.embedded import EmbeddedEngine
-    from gatehouse.engines.model_files import BUILTIN_MODEL, ensure_builtin_model
-    from gatehouse.engines.openai_upstream import OpenAIUpstream
+    from gatehouse.engines.embedded import EmbeddedEngine  # lazy: loads llama.cpp, which upstream-only gateways never need
 
     if deployment.engine != "embedded":
         return OpenAIUpstream(name, deployment, resolve_credential(name, deployment.credential, settings.home))

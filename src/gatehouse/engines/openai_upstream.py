@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gatehouse.core.sse import split_events
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
 from gatehouse.engines.spec import Deployment
 from gatehouse.telemetry.tracing import UPSTREAM_TRACEPARENT
@@ -23,23 +24,8 @@ FALLBACK_STATUSES = {408, 409}
 log = logging.getLogger("gatehouse.upstream")
 
 
-def _split_events(buffer: bytearray) -> list[bytes]:
-    """Cut complete SSE events (ending in a blank line) off the front of ``buffer``."""
-    events: list[bytes] = []
-    while True:
-        end = buffer.find(b"\n\n")
-        crlf = buffer.find(b"\r\n\r\n")
-        if crlf != -1 and (end == -1 or crlf < end):
-            cut, size = crlf, 4
-        elif end != -1:
-            cut, size = end, 2
-        else:
-            return events
-        events.append(bytes(buffer[:cut]).replace(b"\r\n", b"\n") + b"\n\n")
-        del buffer[: cut + size]
-
-
-def _retry_after(value: str | None) -> int:
+def retry_after_seconds(value: str | None) -> int:
+    """An upstream's ``Retry-After`` in whole seconds, 1 to 3600 (1 when absent or not a number)."""
     try:
         return max(1, min(int(value or "1"), 3600))
     except ValueError:
@@ -154,7 +140,7 @@ class OpenAIUpstream:
             if response.status >= 400:
                 content = await response.read()
                 if response.status == 429:
-                    raise EngineBusy("upstream rate limit", _retry_after(response.headers.get("retry-after")))
+                    raise EngineBusy("upstream rate limit", retry_after_seconds(response.headers.get("retry-after")))
                 if response.status in (401, 403):
                     # Our credential towards the upstream failed: not the caller's fault, and the
                     # upstream's message may quote part of that credential, so it is not passed on.
@@ -192,7 +178,7 @@ class OpenAIUpstream:
         async def next_events() -> list[bytes]:
             while True:
                 buffer.extend(await chunks.__anext__())
-                events = _split_events(buffer)
+                events = split_events(buffer)
                 if events:
                     return events
 
@@ -236,7 +222,7 @@ class OpenAIUpstream:
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         raise EngineFailure("stream_interrupted", type(exc).__name__) from None
                     buffer.extend(chunk)
-                    for event in _split_events(buffer):
+                    for event in split_events(buffer):
                         if (out := account(event)) is not None:
                             yield out
                 if buffer.strip():

@@ -1,1 +1,5 @@
-"""Guardrails: detectors that find spans in text, and what a profile does about them."""
+"""Guardrails: detectors that find spans in text (``pii``, ``secrets``, ``injection``,
+``terms``, over ``normalise``d text, with optional local ``classifier``s), the policy section
+that names them (``schema``), profiles and who gets which (``profiles``), and what a profile
+does to a request (``inspect``) and to an answer, streamed or not (``output``). Knows nothing
+of HTTP, the store or identities."""

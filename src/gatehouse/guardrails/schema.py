@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gatehouse.core.schema import Strict
+from gatehouse.core.yamldoc import items_in, mapping_in
 from gatehouse.guardrails.classifier import NAME as CLASSIFIER_NAME
 from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.pii import KINDS as PII_KINDS
@@ -113,21 +114,11 @@ class Guardrails(Strict):
     assign: tuple[Assignment, ...] = ()
 
 
-def _mapping(value: object) -> dict[Any, Any]:
-    """``value`` if it is a mapping, else empty: the raw document is checked before it is validated."""
-    return value if isinstance(value, dict) else {}
-
-
-def _items(value: object) -> list[Any]:
-    """``value`` if it is a list, else empty, for the same reason."""
-    return value if isinstance(value, list) else []
-
-
 def guardrail_reference_problems(data: dict, aliases: dict) -> list[tuple[tuple, str]]:
     """Profiles that inherit or assign what is not defined, and cycles; on the raw document,
     each with its path, so they are reported with the schema errors."""
-    guardrails = _mapping(data.get("guardrails"))
-    profiles = _mapping(guardrails.get("profiles"))
+    guardrails = mapping_in(data.get("guardrails"))
+    profiles = mapping_in(guardrails.get("profiles"))
     problems: list[tuple[tuple, str]] = []
     for name, profile in profiles.items():
         parent, seen = profile.get("inherits") if isinstance(profile, dict) else None, {name}
@@ -143,7 +134,7 @@ def guardrail_reference_problems(data: dict, aliases: dict) -> list[tuple[tuple,
     default = guardrails.get("default")
     if isinstance(default, str) and default not in profiles:
         problems.append((("guardrails", "default"), f"default profile {default!r} is not defined"))
-    assignments = _items(guardrails.get("assign"))
+    assignments = items_in(guardrails.get("assign"))
     for position, assignment in enumerate(assignments):
         if not isinstance(assignment, dict):
             continue

@@ -8,9 +8,11 @@ identity, and an admin key never reaches a model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gatehouse import audit
 from gatehouse.authz import roles_of
@@ -21,7 +23,7 @@ from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secre
 from gatehouse.identity.credentials import check_key_id, new_key
 from gatehouse.identity.lookup import person_by_email
 from gatehouse.store.db import Database, bump_revision
-from gatehouse.store.models import AdminKey, Credential, Person
+from gatehouse.store.models import AdminKey, Credential, Person, RoleAssignment
 
 
 class AdminAuthError(Exception):
@@ -57,8 +59,8 @@ def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl:
         return row, key.text
 
 
-def revoke_admin_keys_of(session, actor: str, person: Person, reason: str) -> list[str]:  # type: ignore[no-untyped-def]
-    revoked = []
+def revoke_admin_keys_of(session: Session, actor: str, person: Person, reason: str) -> list[str]:
+    revoked: list[str] = []
     for row in session.execute(select(AdminKey).where(AdminKey.person_id == person.id,
                                                       AdminKey.status == "active")).scalars():
         row.status, row.revoked_at = "revoked", utcnow()
@@ -107,16 +109,14 @@ def authenticate_admin(db: Database, pepper: bytes, authorization: str | None) -
         return AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)))
 
 
-def admin_principals(db: Database) -> list[dict]:
+def admin_principals(db: Database) -> list[dict[str, Any]]:
     """People holding a role or an admin key, for the inventory."""
-    from gatehouse.store.models import RoleAssignment
-
     now = utcnow()
     with db.read() as session:
         roles: dict[int, list[str]] = {}
         for person_id, role in session.execute(select(RoleAssignment.person_id, RoleAssignment.role)):
             roles.setdefault(person_id, []).append(role)
-        keys: dict[int, list[tuple]] = {}
+        keys: dict[int, list[tuple[str, datetime, datetime | None]]] = {}  # status, expires, last used
         for person_id, status, expires, used in session.execute(
                 select(AdminKey.person_id, AdminKey.status, AdminKey.expires_at, AdminKey.last_used_at)):
             keys.setdefault(person_id, []).append((status, as_utc(expires), as_utc(used)))

@@ -1,15 +1,17 @@
-"""Who may do what to identities: roles, joiner approval, movers, clearance, access reviews.
+"""Who may do what to identities: roles, joiner approval, clearance, access reviews.
 
-Separation of duties, enforced here for every caller (command line and, later, admin API):
-nobody approves an identity they requested; nobody changes their own roles; an owner cannot
-raise their own identity's data clearance. The acting person is named by the ``actor``
-string ``person:<email>`` (the CLI takes it from ``GATEHOUSE_ACTOR``); an actor that is not a
-person (``local:<os user>``) may do what needs no second person, and nothing that does.
+Separation of duties, enforced here for every caller (command line, admin API): nobody
+approves an identity they requested; nobody changes their own roles; an owner cannot raise
+their own identity's data clearance. The acting person is named by the ``actor`` string
+``person:<email>`` (see ``gatehouse.authz``); an actor that is not a person
+(``local:<os user>``) may do what needs no second person, and nothing that does. Moves of
+owner or team are in ``gatehouse.oversight.transfers``: they are judged by the active policy.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -52,7 +54,7 @@ def change_role(db: Database, actor: str, email: str, role: str, grant: bool) ->
         audit.append(session, actor, "role.grant" if grant else "role.revoke", f"person:{person.email}", {"role": role})
 
 
-def list_roles(db: Database) -> list[dict]:
+def list_roles(db: Database) -> list[dict[str, Any]]:
     with db.read() as session:
         rows = session.execute(select(Person.email, RoleAssignment.role, RoleAssignment.granted_by,
                                       RoleAssignment.granted_at).join(Person, RoleAssignment.person_id == Person.id)
@@ -191,7 +193,7 @@ def enforce_reviews(db: Database, actor: str = "system:reviews") -> list[str]:
     return suspended
 
 
-def review_status(db: Database) -> list[dict]:
+def review_status(db: Database) -> list[dict[str, Any]]:
     with db.read() as session:
         rows = session.execute(select(ReviewCampaign, ReviewItem, Identity.name)
                                .join(ReviewItem, ReviewItem.campaign_id == ReviewCampaign.id)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from gatehouse import audit
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import GatehouseError, NotFound
 from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.identity.admin_keys import revoke_admin_keys_of
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import identity_by_name, person_by_email
 from gatehouse.store.db import Database, bump_revision
@@ -149,7 +152,7 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
                            backup.email if backup else None, already, source, reporter)
 
 
-def _admin_key_leak(session, actor: str, key: AdminKey, text: str, source: str | None, reporter: str,  # type: ignore[no-untyped-def]
+def _admin_key_leak(session: Session, actor: str, key: AdminKey, text: str, source: str | None, reporter: str,
                     pepper: bytes | None, revision: int) -> LeakOutcome:
     """An admin key leaked: the same response as a workload key's, the person is the owner."""
     if pepper is not None and not secret_matches(pepper, parse_key(text.strip()), key.secret_hash):
@@ -182,12 +185,12 @@ def clear_attention(db: Database, actor: str, identity_name: str, note: str | No
 @dataclass
 class DepartureReport:
     person: str
-    reassigned: list[dict] = field(default_factory=list)   # {"identity", "to"}
+    reassigned: list[dict[str, str]] = field(default_factory=list)   # {"identity", "to"}
     suspended: list[str] = field(default_factory=list)      # no active backup owner: orphaned
     backup_removed: list[str] = field(default_factory=list)
     admin_keys_revoked: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"person": self.person, "reassigned": self.reassigned, "suspended": self.suspended,
                 "backup_removed": self.backup_removed, "admin_keys_revoked": self.admin_keys_revoked}
 
@@ -204,7 +207,6 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
         now = utcnow()
         person.status, person.departed_at, person.revision = "departed", now, revision
         report = DepartureReport(person.email)
-        from gatehouse.identity.admin_keys import revoke_admin_keys_of
 
         report.admin_keys_revoked = revoke_admin_keys_of(session, actor, person, "person departed")
         identities = session.execute(select(Identity).where(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gatehouse.authz import Forbidden, acting_person, require_role, roles_of
-from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.classification import rank
 from gatehouse.store.models import Identity, Person, RoleAssignment
 
 DEFAULT_REVIEW_INTERVAL = timedelta(days=90)
@@ -25,7 +25,7 @@ def has_identity_admin(session: Session) -> bool:
 
 def check_clearance_raise(session: Session, actor: str, owner: Person, clearance: str, baseline: str) -> None:
     """A clearance above ``baseline`` needs an identity-admin who is not the identity's owner."""
-    if DATA_CLASSES.index(clearance) > DATA_CLASSES.index(baseline):
+    if rank(clearance) > rank(baseline):
         admin = require_role(session, actor, "identity-admin", "raising a data clearance")
         if owner.id == admin.id:
             raise Forbidden("an owner cannot raise their own identity's data clearance")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -19,7 +20,7 @@ from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.core.keyformat import hash_secret
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import EMAIL_PATTERN, check_name, identity_by_name, person_by_email
-from gatehouse.identity.rules import DEFAULT_REVIEW_INTERVAL
+from gatehouse.identity.rules import DEFAULT_REVIEW_INTERVAL, check_clearance_raise, check_requester, check_resume, needs_approval
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person
 
@@ -70,7 +71,6 @@ def create_identity(
 ) -> Identity:
     """Outside ``exempt_environments`` the identity starts ``pending``, requested by its owner or
     an identity-admin, until another identity-admin approves it (governance.decide_identity)."""
-    from gatehouse.identity.rules import check_clearance_raise, check_requester, needs_approval
 
     check_name("identity name", name)
     check_name("environment", environment)
@@ -122,7 +122,7 @@ def list_identities(db: Database) -> list[tuple[Identity, Person]]:
         return [(identity, owner) for identity, owner in rows]
 
 
-def describe_identity(db: Database, name: str) -> dict:
+def describe_identity(db: Database, name: str) -> dict[str, Any]:
     with db.read() as session:
         identity = identity_by_name(session, name)
         owner = session.get(Person, identity.owner_id)
@@ -158,7 +158,6 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
         if identity.status not in allowed_from:
             raise GatehouseError(f"cannot {action} identity {name!r}: it is {identity.status}")
         if action == "resume":
-            from gatehouse.identity.rules import check_resume
 
             check_resume(session, actor, identity)
         previous, identity.status, identity.revision = identity.status, new_status, revision
@@ -217,7 +216,7 @@ def issue_key(
     return credential, key.text
 
 
-def key_summary(key: Credential, identity_name: str) -> dict:
+def key_summary(key: Credential, identity_name: str) -> dict[str, Any]:
     now = utcnow()
     expires_at = as_utc(key.expires_at)
     status = key.status
@@ -235,7 +234,7 @@ def key_summary(key: Credential, identity_name: str) -> dict:
     }
 
 
-def list_keys(db: Database, identity_name: str | None = None) -> list[dict]:
+def list_keys(db: Database, identity_name: str | None = None) -> list[dict[str, Any]]:
     with db.read() as session:
         query = select(Credential, Identity.name).join(Identity, Credential.identity_id == Identity.id)
         if identity_name:

@@ -25,7 +25,7 @@ from gatehouse.core.webhook import notify
 from gatehouse.monitoring.pager import page
 from gatehouse.monitoring.schema import COUNTS as COUNT_METRICS
 from gatehouse.monitoring.schema import RATES, Threshold
-from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS
+from gatehouse.monitoring.usage import COUNTS, LATENCY_BUCKETS, prune
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Identity, Incident, Meta, UsageMinute
 
@@ -280,6 +280,5 @@ def _record_outcome(db: Database, delivery: Delivery, outcome: str) -> None:
 
 
 def prune_usage(db: Database, now: datetime | None = None) -> int:
-    from gatehouse.monitoring.usage import prune
 
     return prune(db, (now or datetime.now(UTC)) - KEEP_USAGE)

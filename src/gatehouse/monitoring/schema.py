@@ -17,12 +17,13 @@ is crossed (ADR 0010).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gatehouse.core.durations import is_zero_duration, parse_duration
 from gatehouse.core.schema import Strict
+from gatehouse.core.yamldoc import items_in, mapping_in
 
 Metric = Literal["requests", "error_rate", "upstream_error_rate", "block_rate", "guardrail_hits",
                  "latency_p50", "latency_p95", "latency_p99"]
@@ -123,26 +124,16 @@ class Monitoring(Strict):
         return value
 
 
-def _mapping(value: object) -> dict[Any, Any]:
-    """``value`` if it is a mapping, else empty: the raw document is checked before it is validated."""
-    return value if isinstance(value, dict) else {}
-
-
-def _items(value: object) -> list[Any]:
-    """``value`` if it is a list, else empty, for the same reason."""
-    return value if isinstance(value, list) else []
-
-
 def monitoring_reference_problems(data: dict, defined: dict[str, dict]) -> list[tuple[tuple, str]]:
     """Thresholds scoped to aliases or deployments the policy does not define; on the raw
     document, each with its path."""
-    monitoring = _mapping(data.get("monitoring"))
-    thresholds = _items(monitoring.get("thresholds"))
+    monitoring = mapping_in(data.get("monitoring"))
+    thresholds = items_in(monitoring.get("thresholds"))
     problems: list[tuple[tuple, str]] = []
     for position, threshold in enumerate(thresholds):
         if not isinstance(threshold, dict) or threshold.get("per") not in defined:
             continue  # identities live in the store, not the policy
-        only = _items(threshold.get("only"))
+        only = items_in(threshold.get("only"))
         for index, name in enumerate(only):
             if isinstance(name, str) and name not in defined[threshold["per"]]:
                 problems.append((("monitoring", "thresholds", position, "only", index),

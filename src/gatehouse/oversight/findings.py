@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.identity.view import IdentityView
@@ -42,7 +43,7 @@ class Finding:
     detail: str
     action: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -56,13 +57,13 @@ class _IdentityRow:
     backup: str | None
     team: str | None
     environment: str
-    labels: dict
+    labels: dict[str, str]
     created_at: datetime
     review_due_at: datetime | None
     attention: str | None
 
 
-def _identities(session) -> list[_IdentityRow]:  # type: ignore[no-untyped-def]
+def _identities(session: Session) -> list[_IdentityRow]:
     owner, backup = aliased(Person), aliased(Person)
     rows = session.execute(
         select(Identity.id, Identity.name, Identity.status, owner.email, owner.status, backup.email, Identity.team,
@@ -72,10 +73,13 @@ def _identities(session) -> list[_IdentityRow]:  # type: ignore[no-untyped-def]
     return [_IdentityRow(*row) for row in rows]
 
 
-def _keys(session) -> tuple[dict[int, list[tuple]], dict[int, datetime]]:  # type: ignore[no-untyped-def]
+_KeyRow = tuple[str, datetime, datetime, datetime | None, str | None]  # id, created, expires, last used, rotated to
+
+
+def _keys(session: Session) -> tuple[dict[int, list[_KeyRow]], dict[int, datetime]]:
     """Active keys per identity, and each identity's last use over all its keys (a revoked or
     rotated key's use still counts as the identity's)."""
-    keys: dict[int, list[tuple]] = defaultdict(list)
+    keys: dict[int, list[_KeyRow]] = defaultdict(list)
     last_used: dict[int, datetime] = {}
     for identity_id, key_id, created, expires, used, rotated_to, status in session.execute(
             select(Credential.identity_id, Credential.id, Credential.created_at, Credential.expires_at,
@@ -87,13 +91,16 @@ def _keys(session) -> tuple[dict[int, list[tuple]], dict[int, datetime]]:  # typ
     return keys, last_used
 
 
-def _used_aliases(session, since: datetime) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
+def _used_aliases(session: Session, since: datetime) -> dict[str, set[str]]:
+    """The aliases each identity called successfully since ``since``. A record that names no
+    identity or no alias (the columns are nullable) is skipped: no grant is judged by it."""
     used: dict[str, set[str]] = defaultdict(set)
     for identity, alias in session.execute(
             select(DecisionRecord.identity, DecisionRecord.alias).where(DecisionRecord.ts >= since,
                                                                         DecisionRecord.status == 200)
             .group_by(DecisionRecord.identity, DecisionRecord.alias)):
-        used[identity].add(alias)
+        if identity is not None and alias is not None:
+            used[identity].add(alias)
     return used
 
 
@@ -178,7 +185,7 @@ def _grant_findings(policy: CompiledPolicy, view: IdentityView, used: set[str], 
 REPORT_COLUMNS = ("key_id", "identity", "owner", "created_at", "last_used_at", "last_model", "expires_at", "status")
 
 
-def credential_report(db: Database) -> list[dict]:
+def credential_report(db: Database) -> list[dict[str, Any]]:
     now = utcnow()
     with db.read() as session:
         rows = session.execute(
@@ -199,7 +206,7 @@ def credential_report(db: Database) -> list[dict]:
     return report
 
 
-def as_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
+def as_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from sqlalchemy.orm import aliased
 
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.config import Settings
+from gatehouse.identity.admin_keys import admin_principals
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
@@ -27,11 +30,11 @@ COLUMNS = ("kind", "name", "owner", "backup_owner", "team", "environment", "purp
            "created_at", "last_used_at", "expires_at", "active_keys", "status", "reference")
 
 
-def _blank(kind: str, name: str, **values: object) -> dict:
+def _blank(kind: str, name: str, **values: object) -> dict[str, Any]:
     return {column: None for column in COLUMNS} | {"kind": kind, "name": name} | values
 
 
-def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict]:
+def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict[str, Any]]:
     owner, backup = aliased(Person), aliased(Person)
     now = utcnow()
     with db.read() as session:
@@ -40,7 +43,7 @@ def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict]:
                    Identity.purpose, Identity.labels, Identity.created_at, Identity.status)
             .join(owner, Identity.owner_id == owner.id).outerjoin(backup, Identity.backup_owner_id == backup.id)
             .order_by(Identity.name)).all()
-        keys: dict[int, list[tuple]] = defaultdict(list)
+        keys: dict[int, list[tuple[datetime, datetime | None, str]]] = defaultdict(list)  # expires, last used, status
         for identity_id, expires, used, status in session.execute(
                 select(Credential.identity_id, Credential.expires_at, Credential.last_used_at, Credential.status)):
             keys[identity_id].append((as_utc(expires), as_utc(used), status))
@@ -64,7 +67,7 @@ def workload_rows(db: Database, policy: CompiledPolicy | None) -> list[dict]:
     return rows
 
 
-def deployment_credential_rows(policy: CompiledPolicy | None) -> list[dict]:
+def deployment_credential_rows(policy: CompiledPolicy | None) -> list[dict[str, Any]]:
     rows = []
     for name, deployment in sorted((policy.deployments if policy else {}).items()):
         credential = deployment.credential
@@ -80,7 +83,7 @@ def deployment_credential_rows(policy: CompiledPolicy | None) -> list[dict]:
     return rows
 
 
-def admin_credential_rows(settings: Settings) -> list[dict]:
+def admin_credential_rows(settings: Settings) -> list[dict[str, Any]]:
     rows = [_blank("admin-credential", "leak-report-token", reference="env:GATEHOUSE_LEAK_REPORT_TOKEN",
                    purpose="authenticates secret scanners to POST /admin/leaks",
                    status="configured" if settings.leak_report_token else "not configured")]
@@ -96,15 +99,13 @@ def admin_credential_rows(settings: Settings) -> list[dict]:
     return rows
 
 
-def admin_principal_rows(db: Database) -> list[dict]:
-    from gatehouse.identity.admin_keys import admin_principals
-
+def admin_principal_rows(db: Database) -> list[dict[str, Any]]:
     return [_blank("admin-principal", row["email"], owner=row["email"], team=row["team"], grants=row["roles"],
                    purpose="roles: " + (", ".join(row["roles"]) or "none"), active_keys=row["active_keys"],
                    expires_at=row["expires_at"], last_used_at=row["last_used_at"], status=row["status"])
             for row in admin_principals(db)]
 
 
-def inventory(db: Database, policy: CompiledPolicy | None, settings: Settings) -> list[dict]:
+def inventory(db: Database, policy: CompiledPolicy | None, settings: Settings) -> list[dict[str, Any]]:
     return (workload_rows(db, policy) + deployment_credential_rows(policy) + admin_principal_rows(db)
             + admin_credential_rows(settings))

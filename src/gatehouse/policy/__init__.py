@@ -1,8 +1,16 @@
-"""Policy documents: deployments, model aliases and their routes, grants."""
+"""Policy: the versioned document that composes the domains' schemas, and its change control.
 
-from gatehouse.identity.view import IdentityView
+``schema`` (the document), ``loader`` (read with line numbers; the content hash),
+``access`` (grant matching: who reaches which alias at which class), ``compiled`` (the form
+the gateway asks questions of), ``plan`` (what a change does to access and data flow),
+``versions`` (stored versions and the active one), ``planning`` (plans an approval binds to),
+``approvals`` (which approvals count), ``change_control`` (propose, approve, apply, rollback,
+break-glass), ``views`` (read-only views of versions), ``workers`` (heartbeats, drift) and
+``starter`` (the policy `gatehouse init` writes).
+"""
+
 from gatehouse.policy.compiled import CompiledPolicy
-from gatehouse.policy.loader import PolicyError, load_policy, load_policy_text
+from gatehouse.policy.loader import LoadedPolicy, PolicyError, load_policy, load_policy_text
 from gatehouse.policy.schema import PolicyDocument
 
-__all__ = ["CompiledPolicy", "IdentityView", "PolicyDocument", "PolicyError", "load_policy", "load_policy_text"]
+__all__ = ["CompiledPolicy", "LoadedPolicy", "PolicyDocument", "PolicyError", "load_policy", "load_policy_text"]

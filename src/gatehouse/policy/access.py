@@ -13,7 +13,7 @@ from itertools import combinations
 
 import orjson
 
-from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.classification import rank
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.schema import PolicyDocument, Subject
 
@@ -33,6 +33,9 @@ def matches(subject: Subject, identity: IdentityView) -> bool:
 
 
 Access = dict[str, str]  # alias → the highest data class granted
+_Labels = tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+_Required = tuple[str | None, str | None, str | None, _Labels]  # what a subject requires: identity, team, environment, labels
+_Profile = tuple[str | None, str | None, str, _Labels]  # an identity's: its name only when a subject names it
 
 
 def access_of(document: PolicyDocument, identity: IdentityView) -> Access:
@@ -46,7 +49,7 @@ def access_of(document: PolicyDocument, identity: IdentityView) -> Access:
 
 def _widen(access: Access, aliases: Iterable[str], data_class: str) -> None:
     for alias in aliases:
-        if alias not in access or DATA_CLASSES.index(data_class) > DATA_CLASSES.index(access[alias]):
+        if alias not in access or rank(data_class) > rank(access[alias]):
             access[alias] = data_class
 
 
@@ -57,18 +60,22 @@ class AccessIndex:
     environment and labels share one answer (100,000 identities typically have a few thousand
     such profiles)."""
 
-    def __init__(self, document: PolicyDocument) -> None:
+    def __init__(self, document: PolicyDocument, max_cached: int | None = None) -> None:
+        """``max_cached`` bounds the answers kept (a long-lived index: the gateway's); a plan's
+        index keeps every answer, since the plan tells answers apart by identity."""
         self.grants = document.grants
-        self.buckets: dict[tuple, list[int]] = {}
+        self.max_cached = max_cached
+        self.buckets: dict[_Required, list[int]] = {}
         for index, grant in enumerate(document.grants):
             for subject in grant.subjects:
                 labels = tuple(sorted((subject.labels or {}).items()))
                 self.buckets.setdefault((subject.identity, subject.team, subject.environment, labels), []).append(index)
         self.named = {key[0] for key in self.buckets if key[0] is not None}
         self.label_sets = sorted({key[3] for key in self.buckets})
-        self.cache: dict[tuple, Access] = {}
+        self.cache: dict[_Profile, Access] = {}
+        self.alias_sets: dict[_Profile, frozenset[str]] = {}
 
-    def _label_keys(self, labels: tuple[tuple[str, str], ...]) -> list[tuple[tuple[str, str], ...]]:
+    def _label_keys(self, labels: _Labels) -> list[_Labels]:
         """The required label sets this identity satisfies: its own subsets, or a scan of the
         sets subjects use, whichever is fewer."""
         if len(labels) < 16 and 2 ** len(labels) <= len(self.label_sets):
@@ -76,15 +83,18 @@ class AccessIndex:
         have = set(labels)
         return [required for required in self.label_sets if all(pair in have for pair in required)]
 
-    def access(self, identity: IdentityView) -> Access:
+    def _profile(self, identity: IdentityView) -> _Profile:
         named = identity.name in self.named
-        profile = (identity.name if named else None, identity.team, identity.environment, identity.labels)
+        return (identity.name if named else None, identity.team, identity.environment, identity.labels)
+
+    def access(self, identity: IdentityView) -> Access:
+        profile = self._profile(identity)
         cached = self.cache.get(profile)
         if cached is not None:
             return cached
         matched: set[int] = set()
         label_keys = self._label_keys(identity.labels)
-        for name in ((identity.name, None) if named else (None,)):
+        for name in ((identity.name, None) if profile[0] is not None else (None,)):
             for team in ((identity.team, None) if identity.team is not None else (None,)):
                 for environment in (identity.environment, None):
                     for labels in label_keys:
@@ -92,8 +102,19 @@ class AccessIndex:
         access: Access = {}
         for index in sorted(matched):
             _widen(access, self.grants[index].aliases, self.grants[index].max_data_class)
+        if self.max_cached is not None and len(self.cache) >= self.max_cached:
+            self.cache.clear()
+            self.alias_sets.clear()
         self.cache[profile] = access
         return access
+
+    def aliases(self, identity: IdentityView) -> frozenset[str]:
+        """The aliases this identity reaches at any class: what the gateway checks per request."""
+        profile = self._profile(identity)
+        cached = self.alias_sets.get(profile)
+        if cached is None:
+            cached = self.alias_sets[profile] = frozenset(self.access(identity))
+        return cached
 
 
 def _quoted(value: str) -> str:

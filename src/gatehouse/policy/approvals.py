@@ -15,7 +15,7 @@ from gatehouse.core.clock import as_utc
 from gatehouse.core.errors import Conflict, GatehouseError
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.planning import PlannedChange
-from gatehouse.policy.versions import baseline_of, earlier_activation, loaded_version
+from gatehouse.policy.versions import baseline_of, earlier_activation, loaded_version, stored_version
 from gatehouse.store.models import (
     Person,
     PolicyActivation,
@@ -53,8 +53,9 @@ def valid_approvals(session: Session, version: PolicyVersion, current: PolicyAct
     applier's own (applying an older version again is authoring it)."""
     base, since = baseline_of(current), baseline_since(session, current)
     excluded = proposers_of(version)
-    if applier is not None and actor_email(applier):
-        excluded = excluded | {actor_email(applier)}  # type: ignore[operator]
+    applier_email = actor_email(applier) if applier is not None else None
+    if applier_email:
+        excluded = excluded | {applier_email}
     approvals = session.execute(select(PolicyApproval).where(PolicyApproval.version == version.hash)
                                 .order_by(PolicyApproval.id.desc())).scalars().all()
     valid: dict[str, PolicyApproval] = {}
@@ -73,7 +74,7 @@ def required_approvals(session: Session, current: PolicyActivation | None, candi
     """Set by the approved baseline's own ``change_control``: a change cannot lower the bar it
     is judged by. With nothing active yet, the first version's setting applies."""
     base = baseline_of(current)
-    document = loaded_version(session.get(PolicyVersion, base)).document if base else candidate.document
+    document = loaded_version(stored_version(session, base)).document if base else candidate.document
     return document.change_control.approvers
 
 

@@ -1,10 +1,10 @@
 """Policy change control: propose → plan → approve (by someone else) → apply; rollback and
-break-glass; what every gateway worker enforces.
+break-glass; and the first version ``gatehouse serve`` activates.
 
-The store is the source of truth for the active version; gateway workers follow it (see
-``gatehouse.policy.runtime``). Every transition takes the policy lock (a counter row that
-workers also poll, so the same write that changes the version tells them to reload), runs its
-checks inside that transaction and appends to the audit log in it.
+The store is the source of truth for the active version (``versions``); gateway workers
+follow it (``gatehouse.runtime.enforced``). Every transition takes the policy lock (a counter
+row that workers also poll, so the same write that changes the version tells them to
+reload), runs its checks inside that transaction and appends to the audit log in it.
 
 An approval is bound to the version, to the baseline it replaces and to the plan the approver
 saw (``plan_id`` covers baseline, version and the inventory the plan was computed on). At apply
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -38,6 +39,7 @@ from gatehouse.policy.versions import (
     loaded_version,
     lock,
     store_version,
+    stored_version,
     summary,
 )
 from gatehouse.store.db import Database
@@ -66,6 +68,20 @@ def _check_credentials(loaded: LoadedPolicy) -> None:
             problems.append(f"profile {name}: {problem}")
     if problems:
         raise GatehouseError("; ".join(problems))
+
+
+def _expiry(activation: PolicyActivation) -> datetime:
+    """When a break-glass activation ends: ``break_glass`` always sets it (the column is
+    nullable only because other activations have none), so a missing one means the store was
+    altered."""
+    if activation.expires_at is None:
+        raise GatehouseError(f"break-glass activation {activation.seq} has no expiry; the store was altered")
+    return as_utc(activation.expires_at)
+
+
+def _break_glass_expired(current: PolicyActivation | None) -> bool:
+    """A break-glass activation is in force and its time is up."""
+    return current is not None and current.kind == "break-glass" and _expiry(current) <= utcnow()
 
 
 def _acting_as(session: Session, actor: str, role: str, why: str) -> str:
@@ -152,7 +168,7 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
 
 def _activate(session: Session, actor: str, row: PolicyVersion, kind: str, previous: PolicyActivation | None,
               back_to: str | None, reason: str | None = None, expires_at: datetime | None = None,
-              details: dict | None = None) -> PolicyActivation:
+              details: dict[str, Any] | None = None) -> PolicyActivation:
     now = utcnow()
     for active in session.execute(select(PolicyVersion).where(PolicyVersion.state == "active")).scalars():
         active.state = "superseded"
@@ -201,7 +217,7 @@ def rollback(db: Database, actor: str, reason: str) -> PolicyActivation:
         current = current_activation(session)
         if current is None or current.back_to is None:
             raise Conflict("there is no earlier active version to roll back to")
-        target = session.get(PolicyVersion, current.back_to)
+        target = stored_version(session, current.back_to)
         planned = plan_in(session, target, current.version)
         required = required_approvals(session, current, loaded_version(target))
         approvers: list[str] = []
@@ -228,7 +244,7 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         if current is None:
             raise Conflict("no policy is active yet: start the gateway once first")
         if current.kind == "break-glass":
-            raise Conflict(f"a break-glass version is in force until {as_utc(current.expires_at):%H:%M} UTC; end it with "
+            raise Conflict(f"a break-glass version is in force until {_expiry(current):%H:%M} UTC; end it with "
                            "`policy rollback` first (break-glass is not renewed: propose and approve what must last)")
         if current.version == loaded.version:
             raise Conflict(f"version {loaded.short_version} is already active")
@@ -237,26 +253,27 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
             raise Conflict(f"version {row.hash[:19]} was rejected; break-glass cannot bring it back")
         base = baseline_of(current)
         planned = plan_in(session, row, base)
-        baseline_deployments = loaded_version(session.get(PolicyVersion, base)).document.deployments if base else {}
+        baseline_deployments = loaded_version(stored_version(session, base)).document.deployments if base else {}
         unknown = [name for name, spec in loaded.document.deployments.items() if baseline_deployments.get(name) != spec]
         if unknown:
             raise Forbidden(f"break-glass can only route between deployments the approved version already defines "
                             f"as they are; new or changed: {', '.join(sorted(unknown))}")
         if planned.plan.violations:
             raise Forbidden("break-glass cannot send data to a deployment not allowed to receive it")
+        expires_at = utcnow() + ttl
         activation = _activate(session, actor, row, "break-glass", current, back_to=base, reason=reason.strip(),
-                               expires_at=utcnow() + ttl,
+                               expires_at=expires_at,
                                details={"break_glass": True, "base": base, "widenings": list(planned.widening_ids.values())[:50]})
         audit.append(session, actor, "policy.break_glass", f"policy:{row.hash}", {
-            "reason": reason.strip(), "expires_at": activation.expires_at.isoformat(), "returns_to": base,
+            "reason": reason.strip(), "expires_at": expires_at.isoformat(), "returns_to": base,
             "widenings": len(planned.widening_ids)})
         return activation, planned
 
 
-def break_glass_event(activation: PolicyActivation, planned: PlannedChange) -> dict:
+def break_glass_event(activation: PolicyActivation, planned: PlannedChange) -> dict[str, Any]:
     """What the webhook hears: who, why, until when, and the first widenings nobody reviewed."""
     return {"event": "policy.break_glass", "version": activation.version, "actor": activation.actor,
-            "reason": activation.reason, "expires_at": as_utc(activation.expires_at).isoformat(),
+            "reason": activation.reason, "expires_at": _expiry(activation).isoformat(),
             "returns_to": activation.back_to, "widenings": list(planned.widening_ids.values())[:50]}
 
 
@@ -264,15 +281,16 @@ def expire_break_glass(db: Database, actor: str = "system:break-glass") -> Polic
     """Return to the approved baseline once a break-glass activation has expired. Safe to run
     from every worker: the lock serialises them and only the first finds it still to do."""
     with db.read() as session:
-        current = current_activation(session)
-        if current is None or current.kind != "break-glass" or as_utc(current.expires_at) > utcnow():
+        if not _break_glass_expired(current_activation(session)):
             return None
     with db.write() as session:
         lock(session)
         current = current_activation(session)
-        if current is None or current.kind != "break-glass" or as_utc(current.expires_at) > utcnow():
+        if current is None or not _break_glass_expired(current):
             return None
-        target = session.get(PolicyVersion, current.back_to)
+        if current.back_to is None:  # break_glass always records the approved version it replaced
+            raise GatehouseError(f"break-glass activation {current.seq} names no version to return to; the store was altered")
+        target = stored_version(session, current.back_to)
         earlier = earlier_activation(session, target.hash, current.seq)
         audit.append(session, actor, "policy.break_glass_expired", f"policy:{current.version}",
                      {"returns_to": target.hash})

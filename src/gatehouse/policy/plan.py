@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
-from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.classification import DATA_CLASSES, rank
+from gatehouse.guardrails.normalise import normalise
+from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
+from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.access import AccessIndex, subject_text
 from gatehouse.policy.schema import PolicyDocument
@@ -29,7 +34,7 @@ class AccessChange:
     @property
     def widens(self) -> bool:
         return self.after is not None and (self.before is None
-                                           or DATA_CLASSES.index(self.after) > DATA_CLASSES.index(self.before))
+                                           or rank(self.after) > rank(self.before))
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,15 @@ class GuardrailChange:
     loosens: bool      # less is caught, or less is done about it: an approver acknowledges it
 
 
-def _rule_text(rule: object | None, without: frozenset[str] = frozenset()) -> str:
+def _rule_text(rule: BaseModel | None, without: frozenset[str] = frozenset()) -> str:
+    """A guardrail rule or a threshold as its non-default settings."""
     if rule is None:
         return "-"
-    dumped = rule.model_dump(exclude_defaults=True, exclude=set(without))  # type: ignore[attr-defined]
+    dumped = rule.model_dump(exclude_defaults=True, exclude=set(without))
     return ", ".join(f"{k}={v}" for k, v in dumped.items())
 
 
-def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
+def _rule_loosens(before: DetectorRule | None, after: DetectorRule | None) -> bool:
     """Less caught, or less done about it. Compared on resolved rules (inheritance applied)."""
     if before is None:
         return False
@@ -135,10 +141,9 @@ def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
     weaker = ACTION_STRENGTH[after.action] < ACTION_STRENGTH[before.action] or (after.shadow and not before.shadow)
     fewer_kinds = after.kinds is not None and (before.kinds is None or not set(before.kinds) <= set(after.kinds))
     fewer_terms = False
-    if hasattr(before, "terms"):
-        from gatehouse.guardrails.normalise import normalise
+    if isinstance(before, TermsRule):
 
-        def words(rule) -> set[str]:  # type: ignore[no-untyped-def]
+        def words(rule: DetectorRule) -> set[str]:
             return {normalise(term).text.strip() for term in getattr(rule, "terms", ())}
         fewer_terms = not words(before) <= words(after) or not set(before.patterns) <= set(getattr(after, "patterns", ()))
     # a classifier dropped or swapped catches something else; restoring puts values back in answers
@@ -150,7 +155,6 @@ def _rule_loosens(before, after) -> bool:  # type: ignore[no-untyped-def]
 def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
     """Per profile, what its rules become once inheritance is applied (editing a parent changes
     its children), the default profile, and who is assigned which profile."""
-    from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 
     old, new = before.guardrails, after.guardrails
     old_index, new_index = ProfileIndex(old), ProfileIndex(new)
@@ -239,7 +243,7 @@ class Plan:
     def violations(self) -> list[FlowChange]:
         return [flow for flow in self.flows if flow.change == "starts" and not flow.allowed]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"no_new_access": not self.widenings, "widenings": self.widenings,
                 "access": [asdict(c) | {"widens": c.widens} for c in self.access],
                 "rules": [asdict(r) for r in self.rules],
@@ -259,7 +263,7 @@ def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
         for subject in grant.subjects:
             for alias in grant.aliases:
                 key = (subject_text(subject), alias)  # unambiguous: values are quoted when needed
-                if key not in rules or DATA_CLASSES.index(grant.max_data_class) > DATA_CLASSES.index(rules[key]):
+                if key not in rules or rank(grant.max_data_class) > rank(rules[key]):
                     rules[key] = grant.max_data_class
     return rules
 
@@ -268,7 +272,7 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
     """(deployment, data class) pairs: the classes granted on an alias reach every deployment on its route."""
     flows: dict[tuple[str, str], None] = {}
     for grant in document.grants:
-        level = DATA_CLASSES.index(grant.max_data_class)
+        level = rank(grant.max_data_class)
         for alias in grant.aliases:
             for deployment in document.aliases[alias].route:
                 for data_class in DATA_CLASSES[: level + 1]:
@@ -306,19 +310,19 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
                                              + [(key, "stops") for key in old_flows if key not in new_flows]):
         spec = (after if change == "starts" else before).deployments[deployment]
         result.flows.append(FlowChange(deployment, data_class, change, spec.location, data_class in spec.data_classes))
-    result.flows.sort(key=lambda f: (f.deployment, DATA_CLASSES.index(f.data_class), f.change))
+    result.flows.sort(key=lambda f: (f.deployment, rank(f.data_class), f.change))
     for name in sorted(before.deployments.keys() | after.deployments.keys()):
-        old = before.deployments[name].model_dump(mode="json") if name in before.deployments else None
-        new = after.deployments[name].model_dump(mode="json") if name in after.deployments else None
-        if old is None or new is None:  # added or removed: where its data would go, and with what secret
-            shown = new if new is not None else old
-            assert shown is not None
-            changes = tuple((key, "-", _shown(shown[key])) if new is not None else (key, _shown(shown[key]), "-")
+        old_spec = before.deployments[name].model_dump(mode="json") if name in before.deployments else None
+        new_spec = after.deployments[name].model_dump(mode="json") if name in after.deployments else None
+        if old_spec is None or new_spec is None:  # added or removed: where its data would go, and with what secret
+            shown = new_spec if new_spec is not None else old_spec
+            assert shown is not None  # the name comes from one of the two documents
+            changes = tuple((key, "-", _shown(shown[key])) if new_spec is not None else (key, _shown(shown[key]), "-")
                             for key in SENSITIVE_FIELDS if shown.get(key) is not None)
-            result.deployments.append(DeploymentChange(name, changes, added=new is not None, removed=new is None))
+            result.deployments.append(DeploymentChange(name, changes, added=new_spec is not None, removed=new_spec is None))
             continue
-        changes = tuple((key, _shown(old.get(key)), _shown(new.get(key))) for key in sorted(old.keys() | new.keys())
-                        if old.get(key) != new.get(key))
+        changes = tuple((key, _shown(old_spec.get(key)), _shown(new_spec.get(key)))
+                        for key in sorted(old_spec.keys() | new_spec.keys()) if old_spec.get(key) != new_spec.get(key))
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
     result.guardrails = guardrail_changes(before, after)

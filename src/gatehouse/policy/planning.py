@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from gatehouse.identity.view import IdentityView, identity_views_in
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.plan import Plan, plan
 from gatehouse.policy.schema import PolicyDocument
-from gatehouse.policy.versions import baseline_of, current_activation, find_version, loaded_version
+from gatehouse.policy.versions import baseline_of, current_activation, find_version, loaded_version, stored_version
 from gatehouse.store.db import Database
 from gatehouse.store.models import (
     PolicyVersion,
@@ -56,7 +57,7 @@ class PlannedChange:
     def plan_id(self) -> str:
         return "plan-" + hashlib.sha256(f"{self.base}|{self.version}|{self.inventory}".encode()).hexdigest()[:16]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         body = self.plan.as_dict()
         body["widenings"] = [{"id": key, "change": text} for key, text in self.widening_ids.items()]
         return {"plan_id": self.plan_id, "from": self.base, "to": self.version, "identities": self.identities, **body}
@@ -73,7 +74,7 @@ def plan_against(session: Session, candidate: LoadedPolicy, base: str | None) ->
     """In the caller's transaction, so the plan an approval or apply checks is the one it
     records. (On PostgreSQL an identity committed meanwhile by another transaction is not seen:
     the policy lock does not block identity writes.)"""
-    before = loaded_version(session.get(PolicyVersion, base)).document if base else None
+    before = loaded_version(stored_version(session, base)).document if base else None
     return compute_plan(before, candidate, base, identity_views_in(session))
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gatehouse.core.classification import DataClass
 from gatehouse.core.schema import Strict
+from gatehouse.core.yamldoc import Path_, items_in, mapping_in
 from gatehouse.engines.spec import Deployment
 from gatehouse.guardrails.schema import Guardrails, guardrail_reference_problems
 from gatehouse.monitoring.schema import Monitoring, monitoring_reference_problems
@@ -69,32 +70,30 @@ class PolicyDocument(Strict):
 
     @field_validator("deployments", "aliases")
     @classmethod
-    def _names(cls, value: dict) -> dict:
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not re.match(NAME, name):
                 raise ValueError(f"invalid name {name!r}: letters, digits and . _ : / - only")
         return value
 
 
-def reference_problems(data: Any) -> list[tuple[tuple, str]]:
+def reference_problems(data: Any) -> list[tuple[Path_, str]]:
     """Cross-references a schema cannot express, each with the path it concerns.
 
     Works on the raw document so they are reported together with schema errors.
     """
-    problems: list[tuple[tuple, str]] = []
+    problems: list[tuple[Path_, str]] = []
     if not isinstance(data, dict):
         return problems
-    deployments = data.get("deployments") if isinstance(data.get("deployments"), dict) else {}
-    aliases = data.get("aliases") if isinstance(data.get("aliases"), dict) else {}
+    deployments, aliases = mapping_in(data.get("deployments")), mapping_in(data.get("aliases"))
     for alias_name, alias in aliases.items():
         route = alias.get("route") if isinstance(alias, dict) else None
-        for index, deployment in enumerate(route if isinstance(route, list) else []):
+        for index, deployment in enumerate(items_in(route)):
             if isinstance(deployment, str) and deployment not in deployments:
                 problems.append((("aliases", alias_name, "route", index),
                                  f"alias {alias_name!r} routes to unknown deployment {deployment!r}"))
     seen: set[str] = set()
-    grants = data.get("grants") if isinstance(data.get("grants"), list) else []
-    for position, grant in enumerate(grants):
+    for position, grant in enumerate(items_in(data.get("grants"))):
         if not isinstance(grant, dict):
             continue
         name = grant.get("name")
@@ -103,7 +102,7 @@ def reference_problems(data: Any) -> list[tuple[tuple, str]]:
                 problems.append((("grants", position, "name"), f"grant name {name!r} is used twice"))
             seen.add(name)
         granted = grant.get("aliases")
-        for index, alias_name in enumerate(granted if isinstance(granted, list) else []):
+        for index, alias_name in enumerate(items_in(granted)):
             if isinstance(alias_name, str) and alias_name not in aliases:
                 problems.append((("grants", position, "aliases", index),
                                  f"grant {name!r} names unknown alias {alias_name!r}"))

@@ -7,6 +7,8 @@ write that changes the version tells them to reload). ``active_policy`` is what 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -22,8 +24,6 @@ from gatehouse.store.models import (
 )
 
 POLICY_COUNTER = "policy_revision"
-
-
 
 
 def policy_revision(session: Session) -> int:
@@ -46,6 +46,16 @@ def baseline_of(activation: PolicyActivation | None) -> str | None:
     return activation.back_to if activation.kind == "break-glass" else activation.version
 
 
+def stored_version(session: Session, version: str) -> PolicyVersion:
+    """A version another row names (an activation, a baseline, an activation's way back). Such
+    a name is only ever written for a stored version, and versions are never deleted, so one
+    that is missing means the store was altered: said so, rather than failing on ``None``."""
+    row = session.get(PolicyVersion, version)
+    if row is None:
+        raise GatehouseError(f"policy version {version} is named in the store but missing from it; the store was altered")
+    return row
+
+
 def loaded_version(row: PolicyVersion) -> LoadedPolicy:
     loaded = load_policy_text(row.source, f"<policy {row.hash[:19]}>")
     if loaded.version != row.hash:  # the stored text no longer hashes to its name
@@ -58,7 +68,7 @@ def active_policy(db: Database) -> tuple[LoadedPolicy, PolicyActivation] | None:
         activation = current_activation(session)
         if activation is None:
             return None
-        return loaded_version(session.get(PolicyVersion, activation.version)), activation
+        return loaded_version(stored_version(session, activation.version)), activation
 
 
 def find_version(session: Session, ref: str) -> PolicyVersion:
@@ -83,13 +93,13 @@ def earlier_activation(session: Session, version: str | None, before_seq: int) -
                            .order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
 
 
-def activation_dict(row: PolicyActivation) -> dict:
+def activation_dict(row: PolicyActivation) -> dict[str, Any]:
     return {"seq": row.seq, "version": row.version, "kind": row.kind, "actor": row.actor, "at": as_utc(row.at),
             "previous": row.previous, "expires_at": as_utc(row.expires_at) if row.expires_at else None,
             "reason": row.reason}
 
 
-def summary(loaded: LoadedPolicy) -> dict:
+def summary(loaded: LoadedPolicy) -> dict[str, Any]:
     document = loaded.document
     return {"deployments": sorted(document.deployments), "aliases": sorted(document.aliases),
             "grants": [grant.name for grant in document.grants]}

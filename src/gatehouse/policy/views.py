@@ -4,6 +4,8 @@ author, approvals (and whether each still counts) and activations.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from gatehouse.core.clock import as_utc
@@ -17,7 +19,7 @@ from gatehouse.store.models import (
 )
 
 
-def version_rows(db: Database) -> list[dict]:
+def version_rows(db: Database) -> list[dict[str, Any]]:
     with db.read() as session:
         current = current_activation(session)
         rows = session.execute(select(PolicyVersion).order_by(PolicyVersion.created_at.desc())).scalars().all()
@@ -26,7 +28,7 @@ def version_rows(db: Database) -> list[dict]:
                 for row in rows]
 
 
-def describe_version(db: Database, ref: str) -> dict:
+def describe_version(db: Database, ref: str) -> dict[str, Any]:
     with db.read() as session:
         row = find_version(session, ref)
         approvals = session.execute(select(PolicyApproval).where(PolicyApproval.version == row.hash)

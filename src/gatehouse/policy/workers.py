@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 
@@ -37,7 +38,7 @@ def forget_worker(db: Database, worker: str) -> None:
         session.execute(delete(GatewayWorker).where(GatewayWorker.id == worker))
 
 
-def status(db: Database) -> dict:
+def status(db: Database) -> dict[str, Any]:
     """The active version, and per live worker what it enforces; ``drift`` when any differs."""
     now = utcnow()
     with db.read() as session:

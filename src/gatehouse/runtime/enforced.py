@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,7 +57,7 @@ class PolicyFollower:
     """Polls the policy counter; on a change, loads and enforces the active version."""
 
     def __init__(self, db: Database, settings: Settings, enforced: Enforced, revision: int,
-                 on_swap: list, expires_at: datetime | None = None) -> None:  # type: ignore[type-arg]
+                 on_swap: list[Callable[[Enforced], None]], expires_at: datetime | None = None) -> None:
         self.db = db
         self.settings = settings
         self.current = enforced
@@ -68,7 +69,7 @@ class PolicyFollower:
         self.worker = worker_id()
         self.started = utcnow()
         self._retry_at = 0.0
-        self._retiring: set[asyncio.Task] = set()  # type: ignore[type-arg]
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def _revision(self) -> int:
         with self.db.read() as session:

@@ -48,7 +48,7 @@ class Principal:
 
 
 def _epoch(moment: datetime) -> float:
-    return as_utc(moment).timestamp()  # type: ignore[union-attr]
+    return as_utc(moment).timestamp()
 
 
 class KeyTable:

@@ -36,7 +36,7 @@ class RecordWriter:
         self._last_used: dict[str, float] = {}
         self._last_model: dict[str, str] = {}  # key id → the alias its latest successful request used
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.dropped = 0
         self.rejected = 0
 
@@ -50,7 +50,7 @@ class RecordWriter:
             self._buffer.popleft()
             self.dropped += 1
         self._buffer.append(record)
-        if record.status == 200 and record.key_id is not None:
+        if record.status == 200 and record.key_id is not None and record.alias is not None:
             self._last_model[record.key_id] = record.alias
         if len(self._buffer) >= 500:
             self._wake.set()
@@ -60,10 +60,10 @@ class RecordWriter:
             if moment > self._last_used.get(key_id, 0.0):
                 self._last_used[key_id] = moment
 
-    def start(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+    def start(self, take_last_used: Callable[[], dict[str, float]]) -> None:
         self._task = asyncio.create_task(self._run(take_last_used))
 
-    async def _run(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+    async def _run(self, take_last_used: Callable[[], dict[str, float]]) -> None:
         loop = asyncio.get_running_loop()
         next_last_used = loop.time() + self._last_used_interval
         while True:
@@ -78,7 +78,7 @@ class RecordWriter:
                 await self.flush_last_used()
                 next_last_used = loop.time() + self._last_used_interval
 
-    async def stop(self, take_last_used) -> None:  # type: ignore[no-untyped-def]
+    async def stop(self, take_last_used: Callable[[], dict[str, float]]) -> None:
         if self._task is not None:
             self._task.cancel()
             try:
