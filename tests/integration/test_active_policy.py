@@ -10,6 +10,7 @@ identity moves it into finance.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from gatehouse.api.inventory import InventoryApi
 from gatehouse.authz import Forbidden
 from gatehouse.cli.main import app as cli_app
+from gatehouse.core import clock
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.identity import admin_keys, governance, service
@@ -33,6 +35,7 @@ from gatehouse.policy import change_control, planning, versions
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.policy.starter import STARTER_POLICY
 from gatehouse.store.db import Database
+from gatehouse.store.models import PolicyActivation
 
 ROOT = "local:root"
 ALICE, BOB, CAROL = (f"person:{n}@example.com" for n in ("alice", "bob", "carol"))
@@ -171,3 +174,103 @@ def test_the_admin_api_and_the_cli_judge_the_same_version(org: Database, setting
             assert answer.status_code == 200 and answer.json()["policy_version"] == applied
         rows = client.get("/admin/inventory", headers={"authorization": f"Bearer {key}"}).json()["inventory"]
     assert next(r for r in rows if r["name"] == "bot")["aliases"] == ["chat-small"]
+
+
+# -- found by an adversarial review of the change --------------------------------------------
+
+def test_before_any_version_is_active_an_owner_cannot_move_their_identity_between_teams(db: Database) -> None:
+    for name in ("alice", "carol"):
+        service.add_person(db, ROOT, f"{name}@example.com", team="platform")
+    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
+    service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
+    plan = transfers.plan_transfer(db, "bot", None, "finance")
+    assert plan.policy_version is None and plan.widens  # access nobody can judge yet is a widening
+    with pytest.raises(Forbidden, match="no active policy version can judge"):
+        transfers.transfer_identity(db, ALICE, plan)
+    transfers.transfer_identity(db, CAROL, plan)  # another identity-admin may
+
+
+def test_a_move_that_raises_the_data_class_on_an_alias_is_a_gain(org: Database) -> None:
+    text = STARTER_POLICY + """\
+  - name: finance-confidential
+    subjects:
+      - team: finance
+    aliases: [chat-small]
+    max_data_class: confidential
+"""
+    apply_with_approval(org, text)
+    plan = transfers.plan_transfer(org, "bot", None, "finance")
+    assert plan.aliases_before == plan.aliases_after == ["chat-small"]
+    assert plan.gained == ["chat-small"] and plan.as_dict()["data_classes_changed"] == {
+        "chat-small": ["internal", "confidential"]}
+    with pytest.raises(Forbidden, match="neither its old nor its new owner"):
+        transfers.transfer_identity(org, ALICE, plan)
+
+
+def test_an_expired_break_glass_is_not_what_identities_are_judged_by(org: Database, monkeypatch) -> None:
+    applied = apply_with_approval(org, WITH_BIG)
+    monkeypatch.setenv("GATEHOUSE_NOTIFY_WEBHOOK", "")
+    activation, _ = change_control.break_glass(org, BOB, load_policy_text(STARTER_POLICY.replace(
+        "aliases:\n  chat-small:", "aliases:\n  big:\n    route: [embedded-gemma]\n  chat-small:")),
+        "finance grant off for an hour", timedelta(minutes=30))
+    with org.write() as session:  # its time is up, and no gateway has recorded its end yet
+        session.get(PolicyActivation, activation.seq).expires_at = clock.utcnow() - timedelta(seconds=1)
+    assert versions.active_compiled(org).version == applied  # type: ignore[union-attr]  # a version is active
+    plan = transfers.plan_transfer(org, "bot", None, "finance")
+    assert plan.gained == ["big"]
+    with pytest.raises(Forbidden):
+        transfers.transfer_identity(org, ALICE, plan)
+
+
+def test_a_move_and_an_apply_cannot_both_pass_unseen(org: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The move is judged under the starter policy and held open; an apply that favours the
+    target team plans meanwhile. Without the policy lock the apply's plan sees the identity in
+    its old team and the move's judgement sees the old version: both commit, and an owner moved
+    their identity into access nobody approved. With the lock, the apply waits for the move (the
+    move gives up waiting for the apply's plan after a few seconds), then sees the identity in
+    its new team and is refused as a gain its approver never saw."""
+    big = load_policy_text(WITH_BIG)
+    change_control.propose(org, BOB, big, "finance gets big")
+    planned = planning.plan_version(org, big.version)
+    change_control.approve(org, CAROL, big.version, planned.plan_id, planned.widening_ids)
+    plan = transfers.plan_transfer(org, "bot", None, "finance")
+    assert plan.gained == []
+    judged, apply_planned = threading.Event(), threading.Event()
+    judge, plan_in = transfers.active_compiled_in, change_control.plan_in
+
+    def judged_then_wait(session):  # type: ignore[no-untyped-def]  # the patched function's own signature
+        answer = judge(session)
+        judged.set()
+        apply_planned.wait(3)  # without the lock the apply plans meanwhile; with it, it cannot
+        return answer
+
+    def planned_then_signal(*args):  # type: ignore[no-untyped-def]  # the patched function's own signature
+        answer = plan_in(*args)
+        apply_planned.set()
+        return answer
+
+    monkeypatch.setattr(transfers, "active_compiled_in", judged_then_wait)
+    monkeypatch.setattr(change_control, "plan_in", planned_then_signal)
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, work) -> None:  # type: ignore[no-untyped-def]  # a thunk
+        try:
+            outcomes[name] = work()
+        except Exception as exc:  # the outcome is what the test judges
+            outcomes[name] = exc
+
+    mover = threading.Thread(target=run, args=("move", lambda: transfers.transfer_identity(org, ALICE, plan)))
+    mover.start()
+    assert judged.wait(10)
+    applier = threading.Thread(target=run, args=("apply", lambda: change_control.apply(org, BOB, big.version)))
+    applier.start()
+    mover.join(30)
+    applier.join(30)
+    monkeypatch.undo()
+    moved = not isinstance(outcomes["move"], Exception)
+    applied = not isinstance(outcomes["apply"], Exception)
+    assert not (moved and applied), outcomes  # one of them saw the other
+    active = versions.active_compiled(org)
+    team = service.describe_identity(org, "bot")["team"]
+    assert active is not None and "big" not in active.allowed_aliases(IdentityView.of("bot", team, "dev", {}))

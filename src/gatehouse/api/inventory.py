@@ -20,7 +20,7 @@ from gatehouse.api.errors import ApiError
 from gatehouse.oversight.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
 from gatehouse.oversight.inventory import COLUMNS, inventory
 from gatehouse.policy.compiled import CompiledPolicy
-from gatehouse.policy.versions import active_compiled
+from gatehouse.policy.versions import active_compiled, in_force
 
 
 class InventoryApi(RoleCheckedApi):
@@ -33,13 +33,16 @@ class InventoryApi(RoleCheckedApi):
         def work(actor: str, body: dict[str, Any]) -> Response:
             if fmt not in ("json", "csv") or (fmt == "csv" and csv_columns is None):
                 raise ApiError(400, "format is json" + (" or csv" if csv_columns else ""), "invalid_value", "format")
-            policy = active_compiled(self.db)
+            if wrap == "credentials":  # keys need no policy: name the version in force without reading it
+                policy, version = None, in_force(self.db)
+            else:
+                policy = active_compiled(self.db)
+                version = policy.version if policy is not None else None
             rows = build(policy)
             if fmt == "csv":
                 assert csv_columns is not None
                 return Response(as_csv(rows, csv_columns), media_type="text/csv; charset=utf-8")
-            return Response(orjson.dumps({wrap: rows, "policy_version": policy.version if policy else None}),
-                            media_type="application/json")
+            return Response(orjson.dumps({wrap: rows, "policy_version": version}), media_type="application/json")
         return await self._run(request, work, read=True)
 
     async def inventory(self, request: Request) -> Response:

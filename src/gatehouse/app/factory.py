@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -88,6 +89,9 @@ def create_app(settings: Settings | None = None) -> HotPath:
         except Exception as exc:
             log.error("worker heartbeat failed: %s", type(exc).__name__)
         tasks = [asyncio.create_task(every(job)) for job in background]
+        # Modules, the policy and the engines live as long as the worker: a full collection need not
+        # walk them again (one took ~80 ms on a request's path before; Instagram's gc.freeze).
+        gc.freeze()
         restore_signals = announce_shutdown_to(follower.engines)
         log.info("gatehouse ready: policy %s, %d deployments, %d keys", policy.version, len(engines), len(keys))
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -37,7 +38,9 @@ def mock_upstream(
     settings = MockSettings(ttft=ttft, tokens_per_second=tokens_per_second, failure_rate=failure_rate,
                             drop_rate=drop_rate, slow_rate=slow_rate, slow_seconds=slow_seconds)
     console.print(f"mock upstream on http://{host}:{port}/v1 (behaviours: http://{host}:{port}/<behaviour>/v1)")
-    uvicorn.run(create_mock_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    app = create_mock_app(settings)
+    gc.freeze()  # what start-up made lives as long as the process: no collection need walk it again
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

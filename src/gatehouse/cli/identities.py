@@ -173,7 +173,10 @@ def transfer(
     else:
         console.print(f"[bold]{name}[/]: owner {plan.owner_before} → {plan.owner_after}, "
                       f"team {plan.team_before or '-'} → {plan.team_after or '-'}", highlight=False)
-        console.print(f"  gains: {', '.join(plan.gained) or 'nothing'}", highlight=False)
+        gains = ", ".join(f"{alias} at {plan.access_after[alias]}" for alias in plan.gained)
+        if plan.widens and not gains:
+            gains = "unknown: no policy version is active to judge it"
+        console.print(f"  gains: {gains or 'nothing'}", highlight=False)
         console.print(f"  loses: {', '.join(plan.lost) or 'nothing'}", highlight=False)
         console.print(f"  access after: {', '.join(plan.aliases_after) or 'no model'}", highlight=False)
         if note:

@@ -23,7 +23,6 @@ from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy
 from gatehouse.policy.starter import STARTER_POLICY
 from gatehouse.store.db import Database
-from gatehouse.telemetry.exposition import prepare_multiprocess
 
 app = typer.Typer(
     help="Gatehouse: a governed, OpenAI-compatible gateway for in-house LLM inference.",
@@ -125,6 +124,7 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     os.environ["GATEHOUSE_DATABASE_URL"] = config.database_url
     os.environ["GATEHOUSE_POLICY"] = str(config.policy_path)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from gatehouse.telemetry.exposition import prepare_multiprocess  # lazy: before prometheus_client loads
 
         prepare_multiprocess(config.home / "run" / f"metrics-{port}")  # /metrics adds up every worker
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),

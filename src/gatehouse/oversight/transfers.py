@@ -16,11 +16,13 @@ from sqlalchemy.orm import Session
 
 from gatehouse import audit
 from gatehouse.authz import Forbidden, require_role
+from gatehouse.core.classification import rank
 from gatehouse.core.clock import utcnow
 from gatehouse.core.errors import GatehouseError
 from gatehouse.identity.lookup import check_name, identity_by_name, person_by_email
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.versions import active_compiled_in
+from gatehouse.policy.versions import hold as hold_policy
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Identity, Person
 
@@ -32,23 +34,41 @@ class TransferPlan:
     owner_after: str
     team_before: str | None
     team_after: str | None
-    aliases_before: list[str]
-    aliases_after: list[str]
-    policy_version: str | None  # the active version the access was judged by; None: no version active yet
+    access_before: dict[str, str]  # alias → the highest data class granted
+    access_after: dict[str, str]
+    policy_version: str | None  # the version in force the access was judged by; None: no version active yet
+
+    @property
+    def aliases_before(self) -> list[str]:
+        return sorted(self.access_before)
+
+    @property
+    def aliases_after(self) -> list[str]:
+        return sorted(self.access_after)
 
     @property
     def gained(self) -> list[str]:
-        return sorted(set(self.aliases_after) - set(self.aliases_before))
+        """Aliases reached after the move that were not before, or reached at a higher data class."""
+        return sorted(alias for alias, data_class in self.access_after.items()
+                      if alias not in self.access_before or rank(data_class) > rank(self.access_before[alias]))
 
     @property
     def lost(self) -> list[str]:
-        return sorted(set(self.aliases_before) - set(self.aliases_after))
+        return sorted(set(self.access_before) - set(self.access_after))
+
+    @property
+    def widens(self) -> bool:
+        """Gains anything, or changes what grants match on while no version is active to tell:
+        access that cannot be judged is treated as a widening."""
+        return bool(self.gained) or (self.policy_version is None and self.team_before != self.team_after)
 
     def as_dict(self) -> dict[str, Any]:
+        raised = {alias: [self.access_before[alias], data_class] for alias, data_class in self.access_after.items()
+                  if alias in self.access_before and data_class != self.access_before[alias]}
         return {"identity": self.identity, "owner": [self.owner_before, self.owner_after],
                 "team": [self.team_before, self.team_after], "aliases_before": self.aliases_before,
                 "aliases_after": self.aliases_after, "gained": self.gained, "lost": self.lost,
-                "policy_version": self.policy_version}
+                "data_classes_changed": raised, "widens": self.widens, "policy_version": self.policy_version}
 
 
 def _plan_in(session: Session, name: str, owner_email: str | None, team: str | None) -> TransferPlan:
@@ -64,10 +84,10 @@ def _plan_in(session: Session, name: str, owner_email: str | None, team: str | N
                             identity.labels)
     policy = active_compiled_in(session)
 
-    def allowed(view: IdentityView) -> list[str]:
-        return sorted(policy.allowed_aliases(view)) if policy is not None else []
+    def access(view: IdentityView) -> dict[str, str]:
+        return dict(policy.access.access(view)) if policy is not None else {}
 
-    return TransferPlan(name, owner.email, new_owner.email, identity.team, after.team, allowed(before), allowed(after),
+    return TransferPlan(name, owner.email, new_owner.email, identity.team, after.team, access(before), access(after),
                         policy.version if policy is not None else None)
 
 
@@ -83,14 +103,16 @@ def transfer_identity(db: Database, actor: str, plan: TransferPlan) -> Identity:
     """Apply a planned move (an identity-admin's job); the identity comes up for review by its
     (new) owner at once. A move that widens access needs an admin who is neither owner."""
     with db.write() as session:
+        hold_policy(session)  # an apply waits for this move, or this move for the apply: never both unseen
         revision = bump_revision(session)
         admin = require_role(session, actor, "identity-admin", "moving an identity")
         now = _plan_in(session, plan.identity, plan.owner_after, plan.team_after)
         if now != plan:  # the identity, the people or the active policy moved since the plan was shown
             raise GatehouseError("the identity or the active policy changed since the plan was shown: "
                                  "run the command again")
-        if now.gained and admin.email in (now.owner_before, now.owner_after):
-            raise Forbidden(f"this move gives {now.identity} {', '.join(now.gained)}: an identity-admin who is "
+        if now.widens and admin.email in (now.owner_before, now.owner_after):
+            what = ", ".join(now.gained) or "access no active policy version can judge yet"
+            raise Forbidden(f"this move gives {now.identity} {what}: an identity-admin who is "
                             "neither its old nor its new owner must make it")
         identity = identity_by_name(session, now.identity)
         new_owner = person_by_email(session, now.owner_after)

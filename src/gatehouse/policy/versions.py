@@ -35,6 +35,12 @@ def lock(session: Session) -> None:
     session.execute(update(Meta).where(Meta.name == POLICY_COUNTER).values(value=Meta.value + 1))
 
 
+def hold(session: Session) -> None:
+    """Take the policy lock without telling workers anything changed: for a change elsewhere
+    (an identity's move) that is judged by the active version and must not race an apply."""
+    session.execute(select(Meta.value).where(Meta.name == POLICY_COUNTER).with_for_update())
+
+
 def current_activation(session: Session) -> PolicyActivation | None:
     return session.execute(select(PolicyActivation).order_by(PolicyActivation.seq.desc()).limit(1)).scalar_one_or_none()
 
@@ -123,20 +129,33 @@ def active_compiled_in(session: Session) -> CompiledPolicy | None:
     """The active version, compiled, read in the caller's transaction: what findings, the
     inventory, transfers and the admin API judge identities by (the gateway enforces the same
     version, with its classifiers loaded). None before any version is active."""
+    version = version_in_force(session)
+    if version is None:
+        return None
+    compiled = _COMPILED.get(version)
+    if compiled is None:
+        if len(_COMPILED) >= 8:
+            _COMPILED.clear()
+        compiled = _COMPILED[version] = CompiledPolicy(loaded_version(stored_version(session, version)))
+    return compiled
+
+
+def version_in_force(session: Session) -> str | None:
+    """The version requests are judged by now: the active one, or — once a break-glass
+    activation has expired, before any worker has recorded its end — the baseline it replaced."""
     activation = current_activation(session)
     if activation is None:
         return None
-    compiled = _COMPILED.get(activation.version)
-    if compiled is None:
-        row = session.get(PolicyVersion, activation.version)
-        if row is None:
-            raise GatehouseError(f"the active policy version {activation.version} is missing from the store")
-        if len(_COMPILED) >= 8:
-            _COMPILED.clear()
-        compiled = _COMPILED[activation.version] = CompiledPolicy(loaded_version(row))
-    return compiled
+    if activation.kind == "break-glass" and activation.expires_at is not None and as_utc(activation.expires_at) <= utcnow():
+        return activation.back_to
+    return activation.version
 
 
 def active_compiled(db: Database) -> CompiledPolicy | None:
     with db.read() as session:
         return active_compiled_in(session)
+
+
+def in_force(db: Database) -> str | None:
+    with db.read() as session:
+        return version_in_force(session)
