@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from gatehouse.identity import service
+from gatehouse.identity import governance, service
+from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.policy.loader import load_policy
 from gatehouse.store.db import Database
 
@@ -18,7 +19,10 @@ from helpers import ServerProcess
 
 MOCK_CREDENTIAL = "upstream-secret-for-tests"
 LEAK_REPORT_TOKEN = "leak-report-token-for-tests"
-ACTOR = "local:e2e"
+ROOT_EMAIL = "root@example.com"
+ACTOR = f"person:{ROOT_EMAIL}"  # the installation's first identity-admin, bootstrapped in every home
+SECOND_EMAIL = "second-admin@example.com"
+SECOND = f"person:{SECOND_EMAIL}"
 
 
 def policy_text(mock: str, refused_port: int) -> str:
@@ -103,12 +107,19 @@ class Deployment:
             self.env["GATEHOUSE_DATABASE_URL"] = database_url
         self.db = Database(database_url or f"sqlite:///{home / 'gatehouse.db'}")
         self.db.upgrade()
+        self.admin_key = bootstrap(self.db, "local:e2e", ROOT_EMAIL, pepper=b"e2e-pepper", ttl=timedelta(days=1)).admin_key
+        self.env["GATEHOUSE_ADMIN_KEY"] = self.admin_key  # the CLI signs in as root, on this home's store
+        service.add_person(self.db, ACTOR, SECOND_EMAIL, team="platform")
+        governance.change_role(self.db, ACTOR, SECOND_EMAIL, "identity-admin", True)  # approves what root asks for
         service.add_person(self.db, ACTOR, "owner@example.com", team="platform")
         service.add_person(self.db, ACTOR, "researcher@example.com", team="research")
 
     def identity(self, name: str, owner: str = "owner@example.com", actor: str = ACTOR, **kwargs) -> str:
         kwargs.setdefault("exempt_environments", frozenset({kwargs.get("environment", "dev")}))  # no approval step
-        service.create_identity(self.db, actor, name, owner, **kwargs)
+        created = service.create_identity(self.db, actor, name, owner, **kwargs)
+        if created.status == "pending":  # a team, labels or a raised clearance: another identity-admin approves
+            approver = SECOND if actor == ACTOR else ACTOR
+            governance.decide_identity(self.db, approver, name, approve=True)
         return name
 
     def key_info(self, key_id: str) -> dict:

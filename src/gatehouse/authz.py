@@ -36,7 +36,7 @@ def roles_of(session: Session, email: str) -> set[str]:
 def acting_person(session: Session, actor: str, why: str) -> Person:
     email = actor_email(actor)
     if email is None:
-        raise Forbidden(f"{why} needs to know who you are: set GATEHOUSE_ACTOR to your e-mail")
+        raise Forbidden(f"{why} needs a person: sign in with your own admin key (`gatehouse login`)")
     person = session.execute(select(Person).where(Person.email == email)).scalar_one_or_none()
     if person is None or person.status != "active":
         raise Forbidden(f"{email} is not an active person in Gatehouse")
@@ -47,4 +47,11 @@ def require_role(session: Session, actor: str, role: str, why: str) -> Person:
     person = acting_person(session, actor, why)
     if role not in roles_of(session, person.email):
         raise Forbidden(f"{why} needs the {role} role, which {person.email} does not hold")
+    return person
+
+
+def require_any_role(session: Session, actor: str, roles: frozenset[str], why: str) -> Person:
+    person = acting_person(session, actor, why)
+    if not roles & roles_of(session, person.email):
+        raise Forbidden(f"{why} needs one of the roles {', '.join(sorted(roles))}, which {person.email} does not hold")
     return person

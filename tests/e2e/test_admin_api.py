@@ -10,6 +10,8 @@ import pytest
 from gatehouse.identity import governance, lifecycle, service
 from gatehouse.identity.admin_keys import issue_admin_key, revoke_admin_key
 
+from gateway_support import ACTOR  # the installation's bootstrapped identity-admin
+
 PEPPER = b"e2e-pepper"
 
 
@@ -18,10 +20,10 @@ def admins(gateway_home, dev_key):
     db = gateway_home.db
     keys = {}
     for name in ("idadmin", "auditor", "norole", "leaver"):
-        service.add_person(db, "local:e2e", f"{name}@example.com", team="security")
-        keys[name] = issue_admin_key(db, "local:e2e", f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
+        service.add_person(db, ACTOR, f"{name}@example.com", team="security")
+        keys[name] = issue_admin_key(db, ACTOR, f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
                                      max_ttl=timedelta(days=90))
-    governance.change_role(db, "local:e2e", "idadmin@example.com", "identity-admin", True)  # the bootstrap grant
+    governance.change_role(db, ACTOR, "idadmin@example.com", "identity-admin", True)
     for name in ("auditor", "leaver"):
         governance.change_role(db, "person:idadmin@example.com", f"{name}@example.com", "auditor", True)
     return keys
@@ -76,11 +78,11 @@ def test_a_bad_format_is_a_400(gateway, admins):
 def test_revoked_and_departed_admin_keys_stop(gateway, gateway_home, admins):
     row, key = admins["leaver"]
     assert get(gateway, "/admin/inventory", key).status_code == 200
-    report = lifecycle.depart_person(gateway_home.db, "local:e2e", "leaver@example.com")
+    report = lifecycle.depart_person(gateway_home.db, ACTOR, "leaver@example.com")
     assert report.admin_keys_revoked == [row.id]
     assert get(gateway, "/admin/inventory", key).status_code == 401
     auditor_row, auditor_key = admins["auditor"]
-    revoke_admin_key(gateway_home.db, "local:e2e", auditor_row.id)
+    revoke_admin_key(gateway_home.db, ACTOR, auditor_row.id)
     assert get(gateway, "/admin/inventory", auditor_key).status_code == 401
 
 

@@ -8,6 +8,10 @@ import httpx
 import openai
 import pytest
 
+from gatehouse.identity import service
+
+from gateway_support import ACTOR
+
 HELLO = [{"role": "user", "content": "hello"}]
 
 
@@ -51,9 +55,7 @@ def test_401_for_a_revoked_key(make_client, fresh_key, gateway_home):
     key = fresh_key()
     client = make_client(key)
     assert client.models.list()
-    from gatehouse.identity import service
-
-    service.revoke_key(gateway_home.db, "local:e2e", key[4:16], "test")
+    service.revoke_key(gateway_home.db, ACTOR, key[4:16], "test")
     time.sleep(0.6)
     assert error_of(lambda: client.models.list())[:2] == (401, "revoked_api_key")
 

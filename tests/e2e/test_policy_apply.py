@@ -18,7 +18,7 @@ from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
-from helpers import start_gateway
+from helpers import Receiver, start_gateway
 
 PEPPER = b"e2e-pepper"
 
@@ -30,8 +30,16 @@ def policy(mock: str, deployment: str, extra_grant: str = "") -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, shared_models_dir, mock, logs):
-    home = Deployment(tmp_path_factory.mktemp("policy") / "home", policy(mock.url, "mock-a"), shared_models_dir)
+def hook():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, shared_models_dir, mock, logs, hook):
+    home = Deployment(tmp_path_factory.mktemp("policy") / "home", policy(mock.url, "mock-a"), shared_models_dir,
+                      GATEHOUSE_NOTIFY_WEBHOOK=hook.url)  # break-glass needs someone to hear of it
     db = home.db
     for name in ("alice", "bob", "carol", "dave"):
         service.add_person(db, ACTOR, f"{name}@example.com", team="platform")
@@ -165,7 +173,7 @@ def test_the_admin_api_enforces_roles_and_separation_of_duties(setup, mock):
     assert detail["state"] == "draft" and detail["author"] == "person:bob@example.com"
 
 
-def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock):
+def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock, hook):
     home, gateway, keys = setup
     text = policy(mock.url, "mock-d")
     ref = call(gateway, "POST", "/versions", keys["bob"], {"source": text, "message": "to be rejected"}).json()["version"][7:19]
@@ -177,6 +185,7 @@ def test_reject_rollback_and_break_glass_over_the_admin_api(setup, mock):
     closed = policy(mock.url, "mock-b").split("grants:")[0] + "grants: []\n"  # everyone off chat, at once
     glass = call(gateway, "POST", "/break-glass", keys["bob"], {"source": closed, "reason": "INC-1", "ttl": "10m"})
     assert glass.status_code == 200 and glass.json()["kind"] == "break-glass", glass.text
+    assert glass.json()["notification"] == "delivered" and hook.received[-1]["event"] == "policy.break_glass"
     assert call(gateway, "GET", "/status", keys["carol"]).json()["break_glass"] is True
     too_long = call(gateway, "POST", "/break-glass", keys["bob"], {"source": text, "reason": "INC-2", "ttl": "9h"})
     assert too_long.status_code == 400

@@ -9,6 +9,7 @@ identity moves it into finance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import timedelta
@@ -27,6 +28,7 @@ from gatehouse.core import clock
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.identity import admin_keys, governance, service
+from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.identity.view import IdentityView
 from gatehouse.oversight import transfers
 from gatehouse.oversight.findings import Thresholds, compute_findings
@@ -37,7 +39,9 @@ from gatehouse.policy.starter import STARTER_POLICY
 from gatehouse.store.db import Database
 from gatehouse.store.models import PolicyActivation
 
-ROOT = "local:root"
+ROOT = "local:root"  # only for what needs no person: serve's first activation
+ADMIN = "person:root@example.com"  # the bootstrapped first identity-admin
+PEPPER = b"pepper"
 ALICE, BOB, CAROL = (f"person:{n}@example.com" for n in ("alice", "bob", "carol"))
 
 WITH_BIG = STARTER_POLICY + """\
@@ -65,9 +69,10 @@ def apply_with_approval(db: Database, text: str) -> str:
 
 @pytest.fixture
 def org(db: Database) -> Database:
+    bootstrap(db, ROOT, "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
     for name, team in (("alice", "platform"), ("bob", "platform"), ("carol", "platform")):
-        service.add_person(db, ROOT, f"{name}@example.com", team=team)
-    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)  # bootstrap
+        service.add_person(db, ADMIN, f"{name}@example.com", team=team)
+    governance.change_role(db, ADMIN, "alice@example.com", "identity-admin", True)
     governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
     governance.change_role(db, ALICE, "carol@example.com", "approver", True)
     governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
@@ -116,17 +121,17 @@ def cli_home(home: Path, shared_models_dir: Path, monkeypatch: pytest.MonkeyPatc
     (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
     runner = CliRunner()
 
-    def run(*args: str, code: int = 0, actor: str | None = None) -> str:
-        if actor:
-            monkeypatch.setenv("GATEHOUSE_ACTOR", actor)
+    def run(*args: str, code: int = 0, key: str | None = None) -> str:
+        if key:
+            monkeypatch.setenv("GATEHOUSE_ADMIN_KEY", key)
         else:
-            monkeypatch.delenv("GATEHOUSE_ACTOR", raising=False)
+            monkeypatch.delenv("GATEHOUSE_ADMIN_KEY", raising=False)
         result = runner.invoke(cli_app, list(args))
         assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.output}"
         assert "Traceback" not in result.output
         return result.output
 
-    run("init")
+    run("init", "--admin", "root@example.com")  # root stays signed in through the profile
     db = Database(f"sqlite:///{home / 'gatehouse.db'}")
     yield run, db, home
     db.dispose()
@@ -134,24 +139,27 @@ def cli_home(home: Path, shared_models_dir: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_the_cli_judges_the_applied_version_not_the_file(cli_home) -> None:
     run, db, home = cli_home
+    root = "person:root@example.com"
     for name in ("alice", "bob", "carol"):
-        service.add_person(db, ROOT, f"{name}@example.com", team="platform")
-    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
-    governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
-    governance.change_role(db, ALICE, "carol@example.com", "approver", True)
-    governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
+        service.add_person(db, root, f"{name}@example.com", team="platform")
+    governance.change_role(db, root, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, root, "bob@example.com", "policy-admin", True)
+    governance.change_role(db, root, "carol@example.com", "approver", True)
+    governance.change_role(db, root, "carol@example.com", "identity-admin", True)
+    keys = {name: admin_keys.issue_admin_key(db, root, f"{name}@example.com", pepper=Settings.from_env().pepper(),
+                                             ttl=timedelta(hours=1), max_ttl=timedelta(days=1))[1]
+            for name in ("alice", "carol")}
     change_control.activate_served_file(db, ROOT, load_policy_text((home / "policy.yaml").read_text()), "policy.yaml")
     service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
     applied = apply_with_approval(db, WITH_BIG)
     assert "big" not in (home / "policy.yaml").read_text()  # the file still says otherwise
 
-    refused = run("identity", "transfer", "bot", "--team", "finance", "--yes", code=1, actor="alice@example.com")
+    refused = run("identity", "transfer", "bot", "--team", "finance", "--yes", code=1, key=keys["alice"])
     assert "gains: big" in refused and "neither its old nor its new owner" in refused
-    moved = json.loads(run("identity", "transfer", "bot", "--team", "finance", "--yes", "--json",
-                           actor="carol@example.com"))
+    moved = json.loads(run("identity", "transfer", "bot", "--team", "finance", "--yes", "--json", key=keys["carol"]))
     assert moved["gained"] == ["big"] and moved["policy_version"] == applied
     audited = [e for e in json.loads(run("audit", "log", "--json")) if e["action"] == "identity.transfer"]
-    assert audited[-1]["details"]["gained"] == ["big"]
+    assert audited[-1]["details"]["gained"] == ["big"] and audited[-1]["actor"] == "person:carol@example.com"
 
     listed = json.loads(run("inventory", "--json"))
     assert listed["policy_version"] == applied
@@ -162,11 +170,10 @@ def test_the_cli_judges_the_applied_version_not_the_file(cli_home) -> None:
 
 def test_the_admin_api_and_the_cli_judge_the_same_version(org: Database, settings: Settings) -> None:
     applied = apply_with_approval(org, WITH_BIG)
-    pepper = b"pepper"
     governance.change_role(org, ALICE, "bob@example.com", "auditor", True)
-    _, key = admin_keys.issue_admin_key(org, ALICE, "bob@example.com", pepper=pepper, ttl=timedelta(hours=1),
+    _, key = admin_keys.issue_admin_key(org, ALICE, "bob@example.com", pepper=PEPPER, ttl=timedelta(hours=1),
                                         max_ttl=timedelta(days=1))
-    api = InventoryApi(org, pepper, settings)
+    api = InventoryApi(org, PEPPER, settings)
     app = Starlette(routes=[Route("/admin/findings", api.findings), Route("/admin/inventory", api.inventory)])
     with TestClient(app) as client:
         for path in ("/admin/findings", "/admin/inventory"):
@@ -179,10 +186,11 @@ def test_the_admin_api_and_the_cli_judge_the_same_version(org: Database, setting
 # -- found by an adversarial review of the change --------------------------------------------
 
 def test_before_any_version_is_active_an_owner_cannot_move_their_identity_between_teams(db: Database) -> None:
+    bootstrap(db, ROOT, "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
     for name in ("alice", "carol"):
-        service.add_person(db, ROOT, f"{name}@example.com", team="platform")
-    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
-    governance.change_role(db, ALICE, "carol@example.com", "identity-admin", True)
+        service.add_person(db, ADMIN, f"{name}@example.com", team="platform")
+    governance.change_role(db, ADMIN, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, ADMIN, "carol@example.com", "identity-admin", True)
     service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
     plan = transfers.plan_transfer(db, "bot", None, "finance")
     assert plan.policy_version is None and plan.widens  # access nobody can judge yet is a widening
@@ -210,10 +218,10 @@ def test_a_move_that_raises_the_data_class_on_an_alias_is_a_gain(org: Database) 
 
 def test_an_expired_break_glass_is_not_what_identities_are_judged_by(org: Database, monkeypatch) -> None:
     applied = apply_with_approval(org, WITH_BIG)
-    monkeypatch.setenv("GATEHOUSE_NOTIFY_WEBHOOK", "")
     activation, _ = change_control.break_glass(org, BOB, load_policy_text(STARTER_POLICY.replace(
         "aliases:\n  chat-small:", "aliases:\n  big:\n    route: [embedded-gemma]\n  chat-small:")),
-        "finance grant off for an hour", timedelta(minutes=30))
+        "finance grant off for an hour", timedelta(minutes=30),
+        settings=dataclasses.replace(Settings.from_env(), notify_webhook="http://127.0.0.1:9/hook"))
     with org.write() as session:  # its time is up, and no gateway has recorded its end yet
         session.get(PolicyActivation, activation.seq).expires_at = clock.utcnow() - timedelta(seconds=1)
     assert versions.active_compiled(org).version == applied  # type: ignore[union-attr]  # a version is active

@@ -9,14 +9,14 @@ from sqlalchemy import insert, update
 
 from gatehouse.core import clock
 from gatehouse.core.config import Settings
-from gatehouse.identity import lifecycle, service
+from gatehouse.identity import bootstrap, governance, lifecycle, service
 from gatehouse.oversight.findings import REPORT_COLUMNS, Thresholds, as_csv, compute_findings, credential_report
 from gatehouse.oversight.inventory import inventory
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.models import Credential, DecisionRecord, Identity
 
-ACTOR = "local:tester"
+ACTOR = "person:root@example.com"  # the bootstrapped identity-admin
 PEPPER = b"pepper"
 POLICY = CompiledPolicy(load_policy_text("""\
 version: 1
@@ -40,10 +40,14 @@ def age(db, model, key, **values):
 @pytest.fixture
 def history(db):
     now = clock.utcnow()
-    for email in ("alice@example.com", "bob@example.com"):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
+    for email in ("alice@example.com", "bob@example.com", "carol@example.com"):
         service.add_person(db, ACTOR, email, team="platform")
+    governance.change_role(db, ACTOR, "carol@example.com", "identity-admin", True)
     service.create_identity(db, ACTOR, "busy", "alice@example.com", backup_owner_email="bob@example.com")
     service.create_identity(db, ACTOR, "idle", "alice@example.com", team="other", backup_owner_email="bob@example.com")
+    # a team other than its owner's selects grants: another identity-admin approves it (issue 14)
+    governance.decide_identity(db, "person:carol@example.com", "idle", approve=True)
     service.create_identity(db, ACTOR, "new", "bob@example.com", backup_owner_email="alice@example.com")
     busy = service.issue_key(db, ACTOR, "busy", pepper=PEPPER, ttl=timedelta(days=30), max_ttl=timedelta(days=90))[0]
     stale = service.issue_key(db, ACTOR, "busy", pepper=PEPPER, ttl=timedelta(days=90), max_ttl=timedelta(days=90))[0]

@@ -9,23 +9,30 @@ from sqlalchemy import update
 from gatehouse.authz import Forbidden
 from gatehouse.core import clock
 from gatehouse.core.errors import GatehouseError, Unauthenticated
-from gatehouse.identity import governance, service
+from gatehouse.identity import bootstrap, governance, service
 from gatehouse.oversight import transfers
 from gatehouse.policy import change_control
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.runtime.keytable import KeyTable
-from gatehouse.store.models import ReviewCampaign
+from gatehouse.store.models import Person, ReviewCampaign
 
 PEPPER = b"pepper"
 ALICE, BOB, CAROL, DAVE = (f"person:{n}@example.com" for n in ("alice", "bob", "carol", "dave"))
-ROOT = "local:root"
+ROOT = "person:root@example.com"  # the bootstrapped identity-admin
+LOCAL = "local:root"  # a shell that names nobody
+
+
+def bootstrapped(db):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
+    return db
 
 
 @pytest.fixture
 def org(db):
+    bootstrapped(db)
     for name in ("alice", "bob", "carol", "dave"):
         service.add_person(db, ROOT, f"{name}@example.com", team="platform")
-    governance.change_role(db, ROOT, "bob@example.com", "identity-admin", True)  # bootstrap: the first one
+    governance.change_role(db, ROOT, "bob@example.com", "identity-admin", True)
     governance.change_role(db, BOB, "carol@example.com", "identity-admin", True)
     return db
 
@@ -69,7 +76,7 @@ def test_nobody_approves_their_own_request(org):
 
 @pytest.mark.parametrize("actor, owner, message", [
     (DAVE, "alice@example.com", "only for themselves"),
-    (ROOT, "alice@example.com", "set GATEHOUSE_ACTOR"),
+    (LOCAL, "alice@example.com", "needs a person: sign in with your own admin key"),
     ("person:ghost@example.com", "alice@example.com", "not an active person"),
 ])
 def test_who_may_request_an_identity(org, actor, owner, message):
@@ -86,21 +93,27 @@ def test_exempt_environments_need_no_approval(org):
 # -- roles --------------------------------------------------------------------------------
 
 def test_after_the_first_identity_admin_only_identity_admins_grant_roles(org):
-    with pytest.raises(Forbidden, match="set GATEHOUSE_ACTOR"):
-        governance.change_role(org, ROOT, "dave@example.com", "auditor", True)
+    with pytest.raises(Forbidden, match="needs a person"):
+        governance.change_role(org, LOCAL, "dave@example.com", "auditor", True)
     with pytest.raises(Forbidden, match="needs the identity-admin role"):
         governance.change_role(org, DAVE, "alice@example.com", "identity-admin", True)
 
 
-def test_the_first_role_granted_is_identity_admin(db):
-    for name in ("alice", "bob", "carol"):
-        service.add_person(db, ROOT, f"{name}@example.com")
-    with pytest.raises(Forbidden, match="grant identity-admin to someone first"):
-        governance.change_role(db, ROOT, "alice@example.com", "auditor", True)
+def test_the_first_identity_admin_comes_only_from_the_bootstrap(db):
+    # Before issue 14 anyone could appoint the first identity-admin through change_role while
+    # none existed (and again once every one had departed); now no role is ever granted but
+    # by an identity-admin, and the first one comes from the once-only bootstrap.
+    with db.write() as session:  # people who exist before any identity-admin (a store set up by hand)
+        for name in ("alice", "bob", "carol"):
+            session.add(Person(email=f"{name}@example.com", status="active", created_at=clock.utcnow(), revision=0))
+    with pytest.raises(Forbidden, match="changing roles needs the identity-admin role"):
+        governance.change_role(db, "person:bob@example.com", "alice@example.com", "identity-admin", True)
     with pytest.raises(Forbidden, match="nobody changes their own roles"):
         governance.change_role(db, "person:alice@example.com", "alice@example.com", "identity-admin", True)
-    governance.change_role(db, "person:bob@example.com", "alice@example.com", "identity-admin", True)
-    with pytest.raises(Forbidden, match="needs the identity-admin role"):  # bob appointed alice; alice appoints now
+    with pytest.raises(Forbidden, match="needs a person"):
+        governance.change_role(db, LOCAL, "alice@example.com", "identity-admin", True)
+    bootstrap.bootstrap(db, "local:init", "alice@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
+    with pytest.raises(Forbidden, match="needs the identity-admin role"):  # alice was appointed; alice appoints now
         governance.change_role(db, "person:bob@example.com", "carol@example.com", "identity-admin", True)
     governance.change_role(db, "person:alice@example.com", "carol@example.com", "auditor", True)
 
@@ -136,10 +149,16 @@ def test_an_owner_cannot_raise_their_own_identity_s_clearance(org):
 def test_an_owner_cannot_create_their_identity_with_a_raised_clearance(org):
     with pytest.raises(Forbidden, match="cannot raise their own identity"):
         create(org, BOB, "secret-bot", owner="bob@example.com", environment="dev", data_clearance="restricted")
-    with pytest.raises(Forbidden, match="GATEHOUSE_ACTOR"):
-        create(org, ROOT, "secret-bot", environment="dev", data_clearance="confidential")
-    assert create(org, CAROL, "secret-bot", owner="bob@example.com", environment="dev",
-                  data_clearance="restricted").data_clearance == "restricted"
+    with pytest.raises(Forbidden, match="needs a person"):
+        create(org, LOCAL, "secret-bot", environment="dev", data_clearance="confidential")
+    raised = create(org, CAROL, "secret-bot", owner="bob@example.com", environment="dev", data_clearance="restricted")
+    # a raised clearance now also waits for an identity-admin who did not ask for it (issue 14)
+    assert raised.data_clearance == "restricted" and raised.status == "pending"
+    with pytest.raises(Forbidden, match="nobody approves their own identity request"):
+        governance.decide_identity(org, CAROL, "secret-bot", approve=True)
+    with pytest.raises(Forbidden, match="never owned, backed up or requested"):
+        governance.decide_identity(org, BOB, "secret-bot", approve=True)  # its owner
+    governance.decide_identity(org, ROOT, "secret-bot", approve=True)
     assert create(org, ROOT, "public-bot", environment="dev", data_clearance="public").status == "active"
 
 
@@ -182,6 +201,8 @@ def test_a_move_shows_the_access_change_and_comes_up_for_review(org):
         transfers.transfer_identity(org, ALICE, plan)  # the owner is not an identity-admin
     with pytest.raises(Forbidden, match="neither its old nor its new owner"):
         transfers.transfer_identity(org, BOB, plan)  # bob would widen access for himself
+    with pytest.raises(Forbidden, match="never owned, backed up or requested it"):
+        transfers.transfer_identity(org, ROOT, plan)  # root requested it
     transfers.transfer_identity(org, CAROL, plan)
     info = service.describe_identity(org, "mover")
     assert info["owner"] == "bob@example.com" and info["team"] == "finance" and info["backup_owner"] is None

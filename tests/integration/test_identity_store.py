@@ -7,12 +7,13 @@ from sqlalchemy import func, select
 
 from gatehouse import audit
 from gatehouse.core.errors import Conflict, GatehouseError, NotFound
-from gatehouse.identity import service
+from gatehouse.identity import bootstrap, governance, service
 from gatehouse.store.models import AuditEntry, Credential, Identity
 
 PEPPER = b"pepper"
 MAX_TTL = timedelta(days=90)
-ACTOR = "local:tester"
+ACTOR = "person:root@example.com"  # the bootstrapped identity-admin
+APPROVER = "person:carol@example.com"  # an identity-admin who never held billing-bot
 
 
 def issue(db, identity, ttl=timedelta(days=30), scopes=None):
@@ -20,11 +21,22 @@ def issue(db, identity, ttl=timedelta(days=30), scopes=None):
 
 
 @pytest.fixture
-def owned(db):
+def rooted(db):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
+    return db
+
+
+@pytest.fixture
+def owned(rooted):
+    db = rooted
     service.add_person(db, ACTOR, "Alice@Example.com", team="platform")
     service.add_person(db, ACTOR, "bob@example.com", team="platform")
-    service.create_identity(db, ACTOR, "billing-bot", "alice@example.com", purpose="summaries",
-                            backup_owner_email="bob@example.com", labels={"tier": "gold"})
+    service.add_person(db, ACTOR, "carol@example.com", team="platform")
+    governance.change_role(db, ACTOR, "carol@example.com", "identity-admin", True)
+    created = service.create_identity(db, ACTOR, "billing-bot", "alice@example.com", purpose="summaries",
+                                      backup_owner_email="bob@example.com", labels={"tier": "gold"})
+    assert created.status == "pending"  # labels select grants: another identity-admin approves (issue 14)
+    governance.decide_identity(db, APPROVER, "billing-bot", approve=True)
     return db
 
 
@@ -48,8 +60,9 @@ def test_identity_lifecycle_is_stored_and_audited(owned):
     assert service.list_keys(owned, "billing-bot")[0]["status"] == "revoked"
     service.change_identity_status(owned, ACTOR, "billing-bot", "suspend")
     service.change_identity_status(owned, ACTOR, "billing-bot", "resume")
-    assert audit_actions(owned) == ["person.add", "person.add", "identity.create", "key.issue", "key.revoke",
-                                    "identity.suspend", "identity.resume"]
+    assert audit_actions(owned) == ["person.add", "role.grant", "admin_key.issue", "installation.bootstrap",
+                                    "person.add", "person.add", "person.add", "role.grant", "identity.create",
+                                    "identity.approve", "key.issue", "key.revoke", "identity.suspend", "identity.resume"]
     with owned.read() as session:
         assert audit.verify(session).ok
 
@@ -73,7 +86,8 @@ def test_retiring_revokes_every_key(owned):
         service.change_identity_status(owned, ACTOR, "billing-bot", "resume")
 
 
-def test_owner_must_exist_and_be_active(db):
+def test_owner_must_exist_and_be_active(rooted):
+    db = rooted
     with pytest.raises(NotFound, match="no person"):
         service.create_identity(db, ACTOR, "orphan", "ghost@example.com")
     service.add_person(db, ACTOR, "carol@example.com")

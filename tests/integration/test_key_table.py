@@ -11,17 +11,18 @@ from gatehouse.api.errors import from_domain
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
 from gatehouse.core.keyformat import generate_key
-from gatehouse.identity import service
+from gatehouse.identity import bootstrap, service
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.runtime.records import RecordWriter
 from gatehouse.store.models import Credential, DecisionRecord
 
 PEPPER = b"pepper"
-ACTOR = "local:tester"
+ACTOR = "person:root@example.com"  # the bootstrapped identity-admin
 
 
 @pytest.fixture
 def setup(db):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
     service.add_person(db, ACTOR, "alice@example.com", team="platform")
     service.create_identity(db, ACTOR, "app", "alice@example.com", environment="prod",
                             exempt_environments=frozenset({"prod"}))

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from gatehouse.core import clock
 from gatehouse.core.errors import GatehouseError, NotFound, Unauthenticated
 from gatehouse.core.keyformat import PREFIX, checksum
-from gatehouse.identity import lifecycle, service
+from gatehouse.identity import bootstrap, lifecycle, service
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.models import AuditEntry, Credential
 
 PEPPER = b"pepper"
 MAX_TTL = timedelta(days=90)
-ACTOR = "local:tester"
+ACTOR = "person:root@example.com"  # the bootstrapped identity-admin
 
 
 def issue(db, identity, ttl=timedelta(days=30), scopes=None):
@@ -24,6 +24,7 @@ def issue(db, identity, ttl=timedelta(days=30), scopes=None):
 
 @pytest.fixture
 def people(db):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
     for email in ("alice@example.com", "bob@example.com", "carol@example.com"):
         service.add_person(db, ACTOR, email, team="platform")
     return db

@@ -16,7 +16,7 @@ from gatehouse.authz import Forbidden
 from gatehouse.core.config import Settings
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Conflict, Unauthenticated
-from gatehouse.identity import governance, service
+from gatehouse.identity import bootstrap, governance, service
 from gatehouse.monitoring import incidents
 from gatehouse.monitoring.evaluate import evaluate, quantile
 from gatehouse.monitoring.usage import UsageRollup
@@ -27,7 +27,7 @@ from gatehouse.store.models import AuditEntry, Identity, UsageMinute
 from helpers import Receiver
 
 PEPPER = b"pepper"
-ROOT = "local:root"
+ROOT = "person:root@example.com"  # the bootstrapped identity-admin
 OLIVE, PETE = "person:olive@example.com", "person:pete@example.com"
 NOW = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
 ROUTING_KEY = "pager-routing-key-secret"
@@ -43,6 +43,7 @@ def hooks():
 
 @pytest.fixture
 def org(db, settings, hooks):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=PEPPER, ttl=timedelta(hours=1))
     for name in ("olive", "pete", "owner"):
         service.add_person(db, ROOT, f"{name}@example.com", team="platform")
     governance.change_role(db, ROOT, "pete@example.com", "identity-admin", True)

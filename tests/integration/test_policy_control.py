@@ -4,6 +4,7 @@ every refusal the issue names), apply, rollback, break-glass and the serve-time 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -11,8 +12,9 @@ from sqlalchemy import select, update
 from gatehouse import audit
 from gatehouse.authz import Forbidden
 from gatehouse.core.clock import utcnow
+from gatehouse.core.config import Settings
 from gatehouse.core.errors import Conflict, GatehouseError
-from gatehouse.identity import governance, service
+from gatehouse.identity import bootstrap, governance, service
 from gatehouse.policy import change_control, planning, versions
 from gatehouse.policy import views as policy_views
 from gatehouse.policy import workers as policy_workers
@@ -21,8 +23,12 @@ from gatehouse.policy.change_control import StalePlan
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.models import AuditEntry, Person, PolicyActivation
 
-ROOT = "local:root"
-ALICE, BOB, CAROL, DAVE, ERIN = (f"person:{n}@example.com" for n in ("alice", "bob", "carol", "dave", "erin"))
+ROOT = "person:root@example.com"  # the bootstrapped identity-admin
+LOCAL = "local:root"  # a shell that names nobody: only serve's first activation may be done by one
+ALICE, BOB, CAROL, DAVE, ERIN, IVAN = (f"person:{n}@example.com" for n in ("alice", "bob", "carol", "dave", "erin", "ivan"))
+# break-glass needs a notification channel (issue 14); the default limits apply
+GLASS = Settings(Path("/nonexistent"), "sqlite://", Path("/nonexistent/policy.yaml"), timedelta(days=90), 1 << 20,
+                 notify_webhook="http://127.0.0.1:9/hook")
 
 
 def policy(*grants: str, approvers: int = 1, url: str = "http://127.0.0.1:9/v1") -> str:
@@ -43,16 +49,19 @@ NARROWER = load_policy_text(policy())
 
 @pytest.fixture
 def org(db):
-    for name in ("alice", "bob", "carol", "dave", "erin"):
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=b"pepper", ttl=timedelta(hours=1))
+    for name in ("alice", "bob", "carol", "dave", "erin", "ivan"):
         service.add_person(db, ROOT, f"{name}@example.com", team="platform")
     governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    governance.change_role(db, ROOT, "ivan@example.com", "identity-admin", True)
     governance.change_role(db, ALICE, "bob@example.com", "policy-admin", True)
     governance.change_role(db, ALICE, "bob@example.com", "approver", True)  # may approve others', never his own
     governance.change_role(db, ALICE, "carol@example.com", "approver", True)
     governance.change_role(db, ALICE, "erin@example.com", "approver", True)
     service.create_identity(db, ROOT, "dev-app", "alice@example.com", environment="dev")
     service.create_identity(db, ROOT, "sec-app", "alice@example.com", environment="dev", team="sec")
-    assert change_control.activate_served_file(db, ROOT, BASE, "policy.yaml") == "activated"
+    governance.decide_identity(db, IVAN, "sec-app", approve=True)  # a team not its owner's waits for approval
+    assert change_control.activate_served_file(db, LOCAL, BASE, "policy.yaml") == "activated"
     return db
 
 
@@ -108,8 +117,8 @@ def test_approval_by_a_non_approver_is_refused(org):
     planned = planning.plan_version(org, WIDER.version)
     with pytest.raises(Forbidden, match="needs the approver role"):
         change_control.approve(org, DAVE, WIDER.version, planned.plan_id, acks(planned))
-    with pytest.raises(Forbidden, match="set GATEHOUSE_ACTOR"):
-        change_control.approve(org, ROOT, WIDER.version, planned.plan_id, acks(planned))
+    with pytest.raises(Forbidden, match="needs a person"):
+        change_control.approve(org, LOCAL, WIDER.version, planned.plan_id, acks(planned))
 
 
 def test_a_stale_plan_is_refused(org):
@@ -314,10 +323,10 @@ def test_rollback_to_a_wider_version_needs_approval(org):
 
 def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org):
     with pytest.raises(GatehouseError, match="at most 4h"):
-        change_control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=5))
+        change_control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=5), settings=GLASS)
     with pytest.raises(Forbidden, match="policy-admin"):
-        change_control.break_glass(org, CAROL, WIDER, "incident 7", timedelta(hours=1))
-    activation, planned = change_control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=1))
+        change_control.break_glass(org, CAROL, WIDER, "incident 7", timedelta(hours=1), settings=GLASS)
+    activation, planned = change_control.break_glass(org, BOB, WIDER, "incident 7", timedelta(hours=1), settings=GLASS)
     assert activation.kind == "break-glass" and len(planned.widening_ids) == 2
     state = policy_workers.status(org)
     assert state["break_glass"] and state["active"] == WIDER.version and state["baseline"] == BASE.version
@@ -335,34 +344,36 @@ def test_break_glass_is_short_lived_loud_and_returns_to_the_approved_version(org
     assert versions.active_policy(org)[0].version == BASE.version
     moved = load_policy_text(policy(DEV_SMALL, url="https://elsewhere.example/v1"))
     with pytest.raises(Forbidden, match="new or changed: local"):
-        change_control.break_glass(org, BOB, moved, "incident 8", timedelta(hours=1))
+        change_control.break_glass(org, BOB, moved, "incident 8", timedelta(hours=1), settings=GLASS)
     assert [e.action for e in entries_of(org)][-2:] == ["policy.break_glass_expired", "policy.activate"]
     with org.read() as session:
         assert audit.verify(session).ok
-    change_control.break_glass(org, BOB, NARROWER, "incident 8", timedelta(hours=1))
+    # bob has had his one break-glass of the day (issue 14): another policy-admin breaks it next
+    governance.change_role(org, ALICE, "dave@example.com", "policy-admin", True)
+    change_control.break_glass(org, DAVE, NARROWER, "incident 8", timedelta(hours=1), settings=GLASS)
     renewed = load_policy_text(NARROWER.text.replace("big: {route: [local]}", "big: {route: [local], description: again}"))
     with pytest.raises(Conflict, match="is not renewed"):
-        change_control.break_glass(org, BOB, renewed, "incident 8", timedelta(hours=4))
+        change_control.break_glass(org, DAVE, renewed, "incident 8", timedelta(hours=4), settings=GLASS)
 
 
 def test_serve_bootstraps_then_follows_the_store(db):
-    assert change_control.activate_served_file(db, ROOT, BASE, "p.yaml") == "activated"
-    assert change_control.activate_served_file(db, ROOT, BASE, "p.yaml") == "unchanged"
-    assert change_control.activate_served_file(db, ROOT, WIDER, "p.yaml") == "differs"
+    assert change_control.activate_served_file(db, LOCAL, BASE, "p.yaml") == "activated"
+    assert change_control.activate_served_file(db, LOCAL, BASE, "p.yaml") == "unchanged"
+    assert change_control.activate_served_file(db, LOCAL, WIDER, "p.yaml") == "differs"
     assert versions.active_policy(db)[0].version == BASE.version
 
 
 def test_single_person_mode_is_set_by_the_active_version(db):
     solo = load_policy_text(policy(DEV_SMALL, approvers=0))
-    assert change_control.activate_served_file(db, ROOT, solo, "p.yaml") == "activated"
-    assert change_control.activate_served_file(db, ROOT, WIDER, "p.yaml") == "activated"  # the file is applied, and recorded
+    assert change_control.activate_served_file(db, LOCAL, solo, "p.yaml") == "activated"
+    assert change_control.activate_served_file(db, LOCAL, WIDER, "p.yaml") == "activated"  # the file is applied, and recorded
     loaded, activation = versions.active_policy(db)
     assert loaded.version == WIDER.version and activation.kind == "apply" and activation.previous == solo.version
-    assert change_control.activate_served_file(db, ROOT, solo, "p.yaml") == "differs"  # WIDER asks for one approval
+    assert change_control.activate_served_file(db, LOCAL, solo, "p.yaml") == "differs"  # WIDER asks for one approval
 
 
 def test_a_break_glass_change_can_be_kept_and_apply_never_returns_to_it(org):
-    activation, planned = change_control.break_glass(org, BOB, NARROWER, "incident 9", timedelta(hours=1))
+    activation, planned = change_control.break_glass(org, BOB, NARROWER, "incident 9", timedelta(hours=1), settings=GLASS)
     change_control.propose(org, BOB, NARROWER, "keep it")
     planned = planning.plan_version(org, NARROWER.version)
     assert planned.base == BASE.version
@@ -374,7 +385,7 @@ def test_a_break_glass_change_can_be_kept_and_apply_never_returns_to_it(org):
 
 def test_apply_during_break_glass_rolls_back_to_the_approved_version(org):
     approved(org, WIDER)
-    change_control.break_glass(org, BOB, NARROWER, "incident 10", timedelta(hours=1))
+    change_control.break_glass(org, BOB, NARROWER, "incident 10", timedelta(hours=1), settings=GLASS)
     change_control.apply(org, BOB, WIDER.version)
     assert change_control.rollback(org, BOB, "undo").version == BASE.version  # not the unapproved break-glass version
 
@@ -383,7 +394,7 @@ def test_break_glass_cannot_revive_a_rejected_version(org):
     change_control.propose(org, BOB, NARROWER, "why")
     change_control.reject(org, CAROL, NARROWER.version, "no")
     with pytest.raises(Conflict, match="rejected"):
-        change_control.break_glass(org, BOB, NARROWER, "incident 11", timedelta(hours=1))
+        change_control.break_glass(org, BOB, NARROWER, "incident 11", timedelta(hours=1), settings=GLASS)
 
 
 def test_version_references(org):

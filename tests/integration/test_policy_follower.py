@@ -4,6 +4,7 @@ them, and a version that cannot be loaded retried at its own pace."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from gatehouse.app.factory import active_policy
 from gatehouse.core.clock import utcnow
 from gatehouse.core.config import Settings
 from gatehouse.engines.build import build_engines
-from gatehouse.identity import governance, service
+from gatehouse.identity import bootstrap, governance, service
 from gatehouse.policy import change_control
 from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
@@ -22,7 +23,8 @@ from gatehouse.runtime import enforced as enforced_module
 from gatehouse.runtime.enforced import Enforced, PolicyFollower
 from gatehouse.store.models import PolicyActivation
 
-ROOT = "local:root"
+ROOT = "local:root"  # serve's first activation needs no person
+ADMIN = "person:root@example.com"  # the bootstrapped identity-admin
 BOB = "person:bob@example.com"
 
 
@@ -36,9 +38,10 @@ def policy(deployments: dict[str, str], approvers: int = 0) -> str:
 
 @pytest.fixture
 def store(db, tmp_path: Path):
-    service.add_person(db, ROOT, "alice@example.com")
-    service.add_person(db, ROOT, "bob@example.com")
-    governance.change_role(db, ROOT, "alice@example.com", "identity-admin", True)
+    bootstrap.bootstrap(db, "local:init", "root@example.com", pepper=b"pepper", ttl=timedelta(hours=1))
+    service.add_person(db, ADMIN, "alice@example.com")
+    service.add_person(db, ADMIN, "bob@example.com")
+    governance.change_role(db, ADMIN, "alice@example.com", "identity-admin", True)
     governance.change_role(db, "person:alice@example.com", "bob@example.com", "policy-admin", True)
     settings = Settings(tmp_path, db.url, tmp_path / "policy.yaml", timedelta(days=1), 1 << 20)
     return db, settings
@@ -65,7 +68,8 @@ async def test_a_worker_started_during_break_glass_reverts_when_it_expires(store
     base = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1", "b": "http://127.0.0.1:9/b/v1"}))
     emergency = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}))
     change_control.activate_served_file(db, ROOT, base, "p.yaml")
-    activation, _ = change_control.break_glass(db, BOB, emergency, "incident", timedelta(hours=1))
+    activation, _ = change_control.break_glass(db, BOB, emergency, "incident", timedelta(hours=1),
+                                               settings=replace(settings, notify_webhook="http://127.0.0.1:9/hook"))
     follower = await follower_for(db, settings)  # starts while the break-glass version is in force
     assert follower.current.policy.version == emergency.version and follower.expires_at is not None
     with db.write() as session:

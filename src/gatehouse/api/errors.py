@@ -13,7 +13,7 @@ from gatehouse.core.errors import Conflict, NotFound, Unauthenticated
 from gatehouse.core.yamldoc import DocumentError
 from gatehouse.identity.admin_keys import AdminAuthError
 from gatehouse.policy.approvals import NotApproved
-from gatehouse.policy.change_control import StalePlan
+from gatehouse.policy.change_control import BreakGlassLimit, StalePlan
 
 _TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_denied_error",
@@ -55,6 +55,8 @@ def from_domain(exc: Exception) -> ApiError:
     if isinstance(exc, DocumentError):
         return ApiError(400, f"invalid {exc.kind}: " + "; ".join(str(p) for p in exc.problems), f"invalid_{exc.kind}",
                         "source")
+    if isinstance(exc, BreakGlassLimit):
+        return ApiError(429, str(exc), "break_glass_limit")
     if isinstance(exc, Forbidden):
         return ApiError(403, str(exc), "forbidden")
     if isinstance(exc, NotFound):

@@ -9,6 +9,7 @@ on the inference path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -49,9 +50,25 @@ class InventoryApi(RoleCheckedApi):
         return await self._serve(request, lambda policy: inventory(self.db, policy, self.settings), COLUMNS, "inventory")
 
     async def findings(self, request: Request) -> Response:
-        thresholds = Thresholds(rotation=self.settings.key_rotation_age)
+        try:
+            days = {name: _days(request, name) for name in ("unused_days", "expiry_days", "rotation_days")}
+        except ApiError as error:
+            return error.response()
+        defaults = Thresholds(rotation=self.settings.key_rotation_age)
+        thresholds = Thresholds(unused=days["unused_days"] or defaults.unused, expiry=days["expiry_days"] or defaults.expiry,
+                                rotation=days["rotation_days"] or defaults.rotation)
         return await self._serve(request, lambda policy: [f.as_dict() for f in compute_findings(self.db, policy, thresholds)],
                                  None, "findings")
 
     async def credential_report(self, request: Request) -> Response:
         return await self._serve(request, lambda policy: credential_report(self.db), REPORT_COLUMNS, "credentials")
+
+
+def _days(request: Request, name: str) -> timedelta | None:
+    """A whole number of days from the query string (1 to 3650), or None when absent."""
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 3650:
+        raise ApiError(400, f"{name} is a whole number of days from 1 to 3650", "invalid_value", name)
+    return timedelta(days=int(text))

@@ -16,12 +16,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from gatehouse.api.health import Health
-from gatehouse.api.incidents import IncidentAdminApi
 from gatehouse.api.inference import Gateway
-from gatehouse.api.inventory import InventoryApi
-from gatehouse.api.leaks import LeakReports, load_github_keys
-from gatehouse.api.policy import PolicyAdminApi
-from gatehouse.api.routes import HotPath, build_app
+from gatehouse.api.routes import AdminApis, HotPath, build_app
 from gatehouse.app.background import UsageWriter, every, jobs
 from gatehouse.app.signals import announce_shutdown_to
 from gatehouse.audit import checkpoints
@@ -113,11 +109,6 @@ def create_app(settings: Settings | None = None) -> HotPath:
             db.dispose()
             exposition.worker_exited(os.getpid())
 
-    pepper = settings.pepper()
-    app = build_app(
-        gateway, Health(follower, keys), InventoryApi(db, pepper, settings), PolicyAdminApi(db, pepper, settings),
-        IncidentAdminApi(db, pepper, settings),
-        LeakReports(db, settings, pepper, load_github_keys(os.environ.get("GATEHOUSE_GITHUB_SCANNING_KEYS"))),
-        lifespan)
+    app = build_app(gateway, Health(follower, keys), AdminApis.build(db, settings, settings.pepper()), lifespan)
     app.state.settings = settings
     return app

@@ -34,6 +34,7 @@ import orjson
 from gatehouse.bench.stats import percentile, ratio
 from gatehouse.engines.llama_native import available_cpus
 from gatehouse.identity import service
+from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.store.db import Database
 
 PROMPTS = [
@@ -241,9 +242,11 @@ def gatehouse_server(model_path: str, slots: int, threads: int) -> Iterator[tupl
         env.pop("GATEHOUSE_POLICY", None)
         db = Database(f"sqlite:///{home}/gatehouse.db")
         db.upgrade()
-        service.add_person(db, "bench", "bench@example.com")
-        service.create_identity(db, "bench", "bench", "bench@example.com")
-        _, key = service.issue_key(db, "bench", "bench", pepper=b"bench", ttl=timedelta(hours=2),
+        bootstrap(db, "local:bench", "bench-admin@example.com", pepper=b"bench", ttl=timedelta(hours=2))
+        admin = "person:bench-admin@example.com"
+        service.add_person(db, admin, "bench@example.com")
+        service.create_identity(db, admin, "bench", "bench@example.com")
+        _, key = service.issue_key(db, admin, "bench", pepper=b"bench", ttl=timedelta(hours=2),
                                    max_ttl=timedelta(days=1))
         db.dispose()
         port = free_port()

@@ -23,9 +23,11 @@ from gatehouse.bench.report import build_report
 from gatehouse.bench.runner import ScenarioRun, build_plans, run_async
 from gatehouse.bench.scenario import ClosedLoop, FixedLength, OutputShape, PromptShape, Scenario
 from gatehouse.identity import service
+from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.store.db import Database
 
-ACTOR = "local:bench-overhead"
+ADMIN = "bench-admin@example.com"  # the throwaway home's first identity-admin
+ACTOR = f"person:{ADMIN}"
 PEPPER = "bench-overhead-pepper"
 
 
@@ -79,6 +81,7 @@ def _prepare_home(home: Path, mock_url: str) -> str:
         "grants:\n  - {name: bench, subjects: [{identity: bench-load}], aliases: [chat]}\n")
     db = Database(f"sqlite:///{home / 'gatehouse.db'}")
     db.upgrade()
+    bootstrap(db, "local:bench-overhead", ADMIN, pepper=PEPPER.encode(), ttl=timedelta(hours=1))
     service.add_person(db, ACTOR, "bench@example.com", team="bench")
     service.create_identity(db, ACTOR, "bench-load", "bench@example.com", environment="dev",
                             purpose="gatehouse bench overhead")

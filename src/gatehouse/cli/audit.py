@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import typer
-from sqlalchemy import select
 
 from gatehouse import audit as audit_log
 from gatehouse.audit import checkpoints
-from gatehouse.audit.checkpoints import as_dict, checkpoint_now, load_public_key, public_pem, verify_exported, verify_stored
+from gatehouse.audit.checkpoints import load_public_key, verify_exported, verify_stored
+from gatehouse.cli.client import control_plane
 from gatehouse.cli.common import (
     JsonOption,
     console,
@@ -19,7 +21,6 @@ from gatehouse.cli.common import (
     print_table,
     settings,
 )
-from gatehouse.store.models import AuditCheckpoint, AuditEntry
 
 app = typer.Typer(help="The hash-chained log of every control-plane change.", no_args_is_help=True)
 
@@ -33,9 +34,10 @@ def verify(
     json: bool = JsonOption,
 ) -> None:
     """Recompute the hash chain, check every signed checkpoint (and an exported one), and name
-    the first entry that does not match. Exit status 2 when anything fails."""
-    from pathlib import Path
+    the first entry that does not match. Exit status 2 when anything fails.
 
+    This one reads the store itself (GATEHOUSE_DATABASE_URL, or a copy of it): an auditor's
+    check must not rest on the word of the server it checks. It changes nothing."""
     key = None
     if public_key:
         try:
@@ -53,7 +55,11 @@ def verify(
             raise ValueError(f"cannot read the checkpoint {checkpoint}: {exc}") from None
         if key is None:
             raise ValueError("checking a checkpoint needs the public key: --public-key FILE")
-    db = open_db()
+    config = settings()
+    store = config.database_url.removeprefix("sqlite:///")
+    if config.database_url.startswith("sqlite:///") and not Path(store).exists():
+        raise ValueError(f"there is no store at {store} to verify: set GATEHOUSE_DATABASE_URL to the store (or a copy)")
+    db = open_db(upgrade=False)
     with db.read() as session:
         chain = audit_log.verify(session)
         stored = verify_stored(session, key) if key is not None else None
@@ -86,16 +92,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
                                                                   "(keep it somewhere the database's admins cannot write)."),
                json: bool = JsonOption) -> None:
     """Sign the log's current head now (the gateway also does it every few minutes and every N entries)."""
-    from pathlib import Path
-
-    signing = checkpoints.ensure_signing_key(settings())
-    db = open_db()
-    with db.write() as session:
-        checkpoint_now(session, signing)
-        latest = session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).scalar_one_or_none()
-        exported = as_dict(latest) if latest is not None else None
-    if exported is None:
-        raise ValueError("the audit log is empty: nothing to sign")
+    exported = control_plane().post("/admin/audit/checkpoint")
     if export:
         Path(export).write_bytes(orjson.dumps(exported, option=orjson.OPT_INDENT_2))
     if json:
@@ -109,8 +106,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
 @handles_errors
 def public_key() -> None:
     """Print the audit public key (PEM), for verifying the log and its checkpoints elsewhere."""
-
-    print(public_pem(checkpoints.ensure_signing_key(settings()).public_key()), end="")
+    print(control_plane().get("/admin/audit/public-key")["public_key"], end="")
 
 
 @app.command("log")
@@ -118,11 +114,7 @@ def public_key() -> None:
 def log(limit: int = typer.Option(50, "--limit", min=1, help="How many of the newest entries."),
         json: bool = JsonOption) -> None:
     """Show the newest entries."""
-    db = open_db()
-    with db.read() as session:
-        rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)).scalars().all()
-    entries = [{"seq": e.seq, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
-                "details": orjson.loads(e.details), "hash": e.hash} for e in reversed(rows)]
+    entries = control_plane().get("/admin/audit", limit=limit)["entries"]
     if json:
         print_json(entries)
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import getpass
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
@@ -87,13 +86,10 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 
 def local_actor() -> str:
-    """Who the CLI acts as: ``person:<email>`` when GATEHOUSE_ACTOR names you (needed for what
-    takes a second person: approvals, roles, reviews), else ``local:<os user>``."""
-    email = (os.environ.get("GATEHOUSE_ACTOR") or "").strip().lower().removeprefix("person:")
-    if email:
-        if not re.fullmatch(r"[^@\s:]+@[^@\s]+\.[^@\s]+", email):
-            raise ValueError(f"GATEHOUSE_ACTOR must be your e-mail address, not {email[:80]!r}")
-        return f"person:{email}"
+    """Who runs a command that works on this machine's store without signing in (``init``,
+    ``recover``, ``serve``'s first activation): ``local:<os user>``. It is never a person:
+    everything a person does goes through the admin API with their own key, and no variable
+    (``GATEHOUSE_ACTOR`` included) can name one."""
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (containers)

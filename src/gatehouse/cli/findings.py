@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, fail, handles_errors, open_db, print_json, print_table, settings
-from gatehouse.oversight.findings import Thresholds, as_csv, compute_findings
-from gatehouse.oversight.inventory import COLUMNS
-from gatehouse.oversight.inventory import inventory as build
-from gatehouse.policy.compiled import CompiledPolicy
-from gatehouse.policy.versions import active_compiled
-from gatehouse.store.db import Database
+from gatehouse.cli.client import control_plane
+from gatehouse.cli.common import JsonOption, console, fail, handles_errors, print_json, print_table
 
 CsvOption = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools).")
 
 
-def active_policy(db: Database) -> tuple[CompiledPolicy | None, str | None]:
-    """The version the store says is active (what every gateway worker enforces), or a note
-    saying there is none yet. Never the policy file: a file on disk may not be what is applied."""
-    policy = active_compiled(db)
-    if policy is None:
-        return None, "no policy version is active yet (start the gateway once): grant findings skipped"
-    return policy, None
+NO_VERSION = "no policy version is active yet (start the gateway once): grant findings skipped"
+
+
+def _note(answer: dict[str, Any]) -> str | None:
+    """Judged against the version the store says is active; none yet is worth saying."""
+    return None if answer.get("policy_version") else NO_VERSION
 
 
 @handles_errors
@@ -37,13 +31,11 @@ def findings(
     """Unused identities, keys and grants; keys near expiry or past the rotation age; identities
     without a backup owner, orphaned, overdue for review or needing attention."""
 
-    db = open_db()
-    policy, note = active_policy(db)
-    rotation = timedelta(days=rotation_days) if rotation_days else settings().key_rotation_age
-    thresholds = Thresholds(timedelta(days=unused_days), timedelta(days=expiry_days), rotation)
-    found = compute_findings(db, policy, thresholds)
+    answer = control_plane().get("/admin/findings", unused_days=unused_days, expiry_days=expiry_days,
+                                 rotation_days=rotation_days)
+    found, note = answer["findings"], _note(answer)
     if json:
-        print_json({"findings": [f.as_dict() for f in found], "note": note})
+        print_json({"findings": found, "note": note, "policy_version": answer.get("policy_version")})
         return
     if note:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -51,7 +43,7 @@ def findings(
         console.print("no findings")
         return
     print_table(f"Findings ({len(found)})", ["severity", "kind", "subject", "owner", "detail", "action"],
-                [(f.severity, f.kind, f.subject, f.owner or "-", f.detail, f.action) for f in found])
+                [(f["severity"], f["kind"], f["subject"], f["owner"] or "-", f["detail"], f["action"]) for f in found])
 
 
 @handles_errors
@@ -60,13 +52,13 @@ def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
 
     if json and csv:
         fail("choose one of --json and --csv")
-    db = open_db()
-    policy, note = active_policy(db)
-    rows = build(db, policy, settings())
+    if csv:
+        print(control_plane().get("/admin/inventory", format="csv"), end="")
+        return
+    answer = control_plane().get("/admin/inventory")
+    rows, note = answer["inventory"], _note(answer)
     if json:
-        print_json({"inventory": rows, "policy_version": policy.version if policy else None, "note": note})
-    elif csv:
-        print(as_csv(rows, COLUMNS), end="")
+        print_json({"inventory": rows, "policy_version": answer["policy_version"], "note": note})
     else:
         if note:
             console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
-from gatehouse.identity import service
-from gatehouse.identity.governance import decide_identity
-from gatehouse.identity.governance import set_clearance as change
-from gatehouse.identity.lifecycle import clear_attention
-from gatehouse.oversight.transfers import plan_transfer, transfer_identity
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
 
 app = typer.Typer(help="Workload identities: the callers of the data plane, each with a human owner.",
                   no_args_is_help=True)
@@ -39,40 +38,37 @@ def create(
     json: bool = JsonOption,
 ) -> None:
     """Create a workload identity owned by a person."""
-    identity = service.create_identity(
-        open_db(), local_actor(), name, owner, team=team, environment=env, purpose=purpose,
-        backup_owner_email=backup_owner, data_clearance=clearance, labels=_labels(label),
-        exempt_environments=settings().approval_exempt,
-    )
+    identity = control_plane().post("/admin/identities", {
+        "name": name, "owner": owner, "team": team, "environment": env, "purpose": purpose,
+        "backup_owner": backup_owner, "data_clearance": clearance, "labels": _labels(label) or None})
     if json:
-        print_json(service.describe_identity(open_db(upgrade=False), identity.name))
+        print_json(identity)
     else:
-        console.print(f"created identity [bold]{identity.name}[/] (owner {owner}, env {identity.environment}, "
-                      f"status {identity.status})")
-        if identity.status == "pending":
-            console.print(f"next: an identity-admin other than you runs [cyan]gatehouse identity approve {identity.name}[/]")
+        console.print(f"created identity [bold]{identity['name']}[/] (owner {owner}, env {identity['environment']}, "
+                      f"status {identity['status']})")
+        if identity["status"] == "pending":
+            console.print(f"next: an identity-admin other than you runs [cyan]gatehouse identity approve {identity['name']}[/]")
         else:
-            console.print(f"next: [cyan]gatehouse key issue {identity.name} --ttl 30d[/]")
+            console.print(f"next: [cyan]gatehouse key issue {identity['name']} --ttl 30d[/]")
 
 
 @app.command("list")
 @handles_errors
 def list_(json: bool = JsonOption) -> None:
     """List identities with their owners."""
-    rows = service.list_identities(open_db())
+    rows = control_plane().get("/admin/identities")["identities"]
     if json:
-        print_json([{"name": i.name, "owner": o.email, "team": i.team, "environment": i.environment,
-                     "status": i.status, "purpose": i.purpose} for i, o in rows])
+        print_json(rows)
     else:
         print_table("Identities", ["name", "owner", "team", "env", "status", "purpose"],
-                    [(i.name, o.email, i.team, i.environment, i.status, i.purpose) for i, o in rows])
+                    [(r["name"], r["owner"], r["team"], r["environment"], r["status"], r["purpose"]) for r in rows])
 
 
 @app.command("show")
 @handles_errors
 def show(name: str = typer.Argument(..., help="Identity name."), json: bool = JsonOption) -> None:
     """Show one identity and its keys."""
-    info = service.describe_identity(open_db(), name)
+    info = control_plane().get(f"/admin/identities/{quoted(name)}")
     if json:
         print_json(info)
         return
@@ -91,11 +87,11 @@ def _status_command(action: str, help_text: str) -> None:
         reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
         json: bool = JsonOption,
     ) -> None:
-        identity = service.change_identity_status(open_db(), local_actor(), name, action, reason)
+        identity = control_plane().post(f"/admin/identities/{quoted(name)}/{action}", {"reason": reason})
         if json:
-            print_json({"name": identity.name, "status": identity.status})
+            print_json({"name": identity["name"], "status": identity["status"]})
         else:
-            console.print(f"identity [bold]{identity.name}[/] is now {identity.status}")
+            console.print(f"identity [bold]{identity['name']}[/] is now {identity['status']}")
 
     command.__doc__ = help_text
     app.command(action)(command)
@@ -112,9 +108,9 @@ def attended(
     name: str = typer.Argument(..., help="Identity name."),
     note: str = typer.Option(None, "--note", help="What was done; recorded in the audit log."),
 ) -> None:
-    """Clear an identity's attention flag (a leaked key, an orphaning) once its owner has acted."""
-
-    clear_attention(open_db(), local_actor(), name, note)
+    """Clear an identity's attention flag (a leaked key, an orphaning) once its owner has acted
+    (identity-admin)."""
+    control_plane().post(f"/admin/identities/{quoted(name)}/attended", {"note": note})
     console.print(f"identity [bold]{name}[/] needs no more attention")
 
 
@@ -124,9 +120,9 @@ def _decision_command(approve: bool) -> None:
         name: str = typer.Argument(..., help="Identity name."),
         reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit log."),
     ) -> None:
-
-        identity = decide_identity(open_db(), local_actor(), name, approve, reason)
-        console.print(f"identity [bold]{identity.name}[/] is now {identity.status}")
+        decision = "approve" if approve else "reject"
+        identity = control_plane().post(f"/admin/identities/{quoted(name)}/{decision}", {"reason": reason})
+        console.print(f"identity [bold]{identity['name']}[/] is now {identity['status']}")
 
     command.__doc__ = ("Approve a pending identity (an identity-admin other than its requester)." if approve
                        else "Reject a pending identity (it is retired).")
@@ -144,10 +140,9 @@ def set_clearance(
     clearance: str = typer.Argument(..., help="public, internal, confidential or restricted."),
 ) -> None:
     """Change the highest data class an identity may send. Raising it needs an identity-admin who
-    does not own the identity."""
-
-    identity = change(open_db(), local_actor(), name, clearance)
-    console.print(f"identity [bold]{identity.name}[/] may now send up to {identity.data_clearance} data")
+    has never owned, backed up or requested the identity."""
+    identity = control_plane().post(f"/admin/identities/{quoted(name)}/clearance", {"clearance": clearance})
+    console.print(f"identity [bold]{identity['name']}[/] may now send up to {identity['data_clearance']} data")
 
 
 @app.command("transfer")
@@ -161,31 +156,35 @@ def transfer(
 ) -> None:
     """Move an identity to another owner or team. Shows its access before and after, then asks;
     the identity comes up for review by its owner."""
-    import sys
-
     if owner is None and team is None:
         raise ValueError("give --owner, --team or both")
-    db = open_db()
-    plan = plan_transfer(db, name, owner, team)
-    note = None if plan.policy_version else "no policy version is active yet: access before and after is unknown"
+    path = f"/admin/identities/{quoted(name)}/transfer"
+    plan = control_plane().post(path + "/plan", {"owner": owner, "team": team})
+    note = None if plan["policy_version"] else "no policy version is active yet: access before and after is unknown"
     if json:
-        print_json({**plan.as_dict(), "confirmed": yes, "note": note})
+        print_json({**plan, "confirmed": yes, "note": note})
     else:
-        console.print(f"[bold]{name}[/]: owner {plan.owner_before} → {plan.owner_after}, "
-                      f"team {plan.team_before or '-'} → {plan.team_after or '-'}", highlight=False)
-        gains = ", ".join(f"{alias} at {plan.access_after[alias]}" for alias in plan.gained)
-        if plan.widens and not gains:
-            gains = "unknown: no policy version is active to judge it"
-        console.print(f"  gains: {gains or 'nothing'}", highlight=False)
-        console.print(f"  loses: {', '.join(plan.lost) or 'nothing'}", highlight=False)
-        console.print(f"  access after: {', '.join(plan.aliases_after) or 'no model'}", highlight=False)
-        if note:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        _show_plan(name, plan, note)
     interactive = sys.stdin.isatty() and not json
     if not yes and not (interactive and typer.confirm("apply this change?", default=False)):
         if not json:
             console.print("nothing changed (pass --yes to apply without asking)")
         raise typer.Exit(1)
-    transfer_identity(db, local_actor(), plan)
+    control_plane().post(path, {"owner": owner, "team": team, "expect": plan})  # refused if the plan changed since
     if not json:
-        console.print(f"moved; {name} is up for review by {plan.owner_after}")
+        console.print(f"moved; {name} is up for review by {plan['owner'][1]}")
+
+
+def _show_plan(name: str, plan: dict[str, Any], note: str | None) -> None:
+    (owner_before, owner_after), (team_before, team_after) = plan["owner"], plan["team"]
+    console.print(f"[bold]{name}[/]: owner {owner_before} → {owner_after}, team {team_before or '-'} → {team_after or '-'}",
+                  highlight=False)
+    gains = ", ".join(plan["gained"])
+    raised = "; ".join(f"{alias} {before} → {after}" for alias, (before, after) in plan["data_classes_changed"].items())
+    if plan["widens"] and not gains:
+        gains = "unknown: no policy version is active to judge it"
+    console.print(f"  gains: {gains or 'nothing'}" + (f" (data class: {raised})" if raised else ""), highlight=False)
+    console.print(f"  loses: {', '.join(plan['lost']) or 'nothing'}", highlight=False)
+    console.print(f"  access after: {', '.join(plan['aliases_after']) or 'no model'}", highlight=False)
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table, settings
-from gatehouse.monitoring.evaluate import evaluate
-from gatehouse.monitoring.incidents import acknowledge, get_incident, list_incidents
-from gatehouse.monitoring.incidents import close as close_incident
-from gatehouse.policy import versions
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
 
 app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowledge, close.", no_args_is_help=True)
 
@@ -19,7 +16,7 @@ def list_(status: str = typer.Option(None, "--status", help="open, acknowledged 
           json: bool = JsonOption) -> None:
     """Incidents, newest first."""
 
-    rows = list_incidents(open_db(), status)
+    rows = control_plane().get("/admin/incidents", status=status)["incidents"]
     if json:
         print_json(rows)
         return
@@ -34,7 +31,7 @@ def list_(status: str = typer.Option(None, "--status", help="open, acknowledged 
 def show(incident: str = typer.Argument(..., help="Incident id (inc-…)."), json: bool = JsonOption) -> None:
     """One incident: the condition, the ladder steps taken and their outcomes, who acted."""
 
-    row = get_incident(open_db(), incident)
+    row = control_plane().get(f"/admin/incidents/{quoted(incident)}")
     if json:
         print_json(row)
         return
@@ -51,7 +48,7 @@ def ack(incident: str = typer.Argument(..., help="Incident id."),
         message: str = typer.Option(None, "-m", "--message", help="What you are doing about it.")) -> None:
     """Acknowledge (operator): the escalation ladder stops climbing."""
 
-    acknowledge(open_db(), local_actor(), incident, message, settings())
+    control_plane().post(f"/admin/incidents/{quoted(incident)}/acknowledge", {"note": message})
     console.print(f"{incident} acknowledged", highlight=False)
 
 
@@ -62,7 +59,7 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
     """Close (operator). Keys the ladder suspended stay suspended until an identity-admin resumes
     the identity."""
 
-    row = close_incident(open_db(), local_actor(), incident, message, settings())
+    row = control_plane().post(f"/admin/incidents/{quoted(incident)}/close", {"note": message})
     console.print(f"{incident} closed", highlight=False)
     if any(step["action"] == "suspend_keys" and step["outcome"] == "suspended" for step in row["steps"]):
         console.print(f"identity {row['subject']} is still suspended: `gatehouse identity resume {row['subject']}` "
@@ -73,14 +70,7 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
 @handles_errors
 def check() -> None:
     """Evaluate the active policy's thresholds now (the gateway does this every 15 s)."""
-
-    db = open_db()
-    active = versions.active_policy(db)
-    if active is None:
-        console.print("no active policy: nothing to check")
-        return
-    loaded, _ = active
-    thresholds = loaded.document.monitoring.thresholds
-    opened = evaluate(db, thresholds, loaded.version, settings())
-    console.print(f"{len(thresholds)} thresholds checked; new incidents: {', '.join(opened) if opened else 'none'}",
-                  highlight=False)
+    result = control_plane().post("/admin/incidents/check")
+    opened = result["opened"]
+    checked = f"{result['thresholds']} thresholds checked; " if "thresholds" in result else ""
+    console.print(f"{checked}new incidents: {', '.join(opened) if opened else 'none'}", highlight=False)

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import (
-    JsonOption,
-    console,
-    err_console,
-    handles_errors,
-    local_actor,
-    open_db,
-    print_json,
-    print_table,
-    settings,
-)
-from gatehouse.core.durations import is_zero_duration, parse_duration
-from gatehouse.core.webhook import notify
-from gatehouse.identity import service
-from gatehouse.identity.events import leak_event
-from gatehouse.identity.lifecycle import report_leak, rotate_key
-from gatehouse.oversight.findings import REPORT_COLUMNS, as_csv, credential_report
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
                   no_args_is_help=True)
@@ -35,19 +20,14 @@ def issue(
     json: bool = JsonOption,
 ) -> None:
     """Issue a key. The key is printed once and never stored: copy it now."""
-    config = settings()
-    credential, key_text = service.issue_key(
-        open_db(), local_actor(), identity, pepper=config.pepper(), ttl=parse_duration(ttl),
-        max_ttl=config.max_key_ttl, scopes=scope or None,
-    )
-    summary = service.key_summary(credential, identity)
+    issued = control_plane().post(f"/admin/identities/{quoted(identity)}/keys", {"ttl": ttl, "scopes": scope or None})
     if json:
-        print_json({**summary, "key": key_text})
+        print_json(issued)
         return
-    err_console.print(f"issued key [bold]{credential.id}[/] for {identity}, expires {summary['expires_at']}"
-                      + (f", scopes {', '.join(credential.scopes)}" if credential.scopes else ""))
+    err_console.print(f"issued key [bold]{issued['key_id']}[/] for {identity}, expires {issued['expires_at']}"
+                      + (f", scopes {', '.join(issued['scopes'])}" if issued["scopes"] else ""))
     err_console.print("this is the only time the key is shown:", style="yellow")
-    print(key_text)
+    print(issued["key"])
 
 
 @app.command("list")
@@ -57,7 +37,7 @@ def list_(
     json: bool = JsonOption,
 ) -> None:
     """List keys (ids, never secrets)."""
-    keys = service.list_keys(open_db(), identity)
+    keys = control_plane().get("/admin/keys", identity=identity)["keys"]
     if json:
         print_json(keys)
     else:
@@ -74,11 +54,11 @@ def revoke(
     json: bool = JsonOption,
 ) -> None:
     """Revoke a key: refused by every gateway worker within a second."""
-    credential = service.revoke_key(open_db(), local_actor(), key_id, reason)
+    revoked = control_plane().post(f"/admin/keys/{quoted(key_id)}/revoke", {"reason": reason})
     if json:
-        print_json({"key_id": credential.id, "status": credential.status})
+        print_json({"key_id": revoked["key_id"], "status": revoked["status"]})
     else:
-        console.print(f"revoked key [bold]{credential.id}[/]")
+        console.print(f"revoked key [bold]{revoked['key_id']}[/]")
 
 
 @app.command("rotate")
@@ -91,20 +71,15 @@ def rotate(
     json: bool = JsonOption,
 ) -> None:
     """Issue a successor with the same identity and scopes; both work during the grace period."""
-    from datetime import timedelta
-
-    config = settings()
-    grace_period = timedelta(0) if is_zero_duration(grace) else parse_duration(grace)
-    rotation = rotate_key(open_db(), local_actor(), key_id, pepper=config.pepper(), grace=grace_period,
-                          ttl=parse_duration(ttl) if ttl else None, max_ttl=config.max_key_ttl)
+    rotation = control_plane().post(f"/admin/keys/{quoted(key_id)}/rotate", {"grace": grace, "ttl": ttl})
     if json:
-        print_json({"old_key_id": rotation.old_key_id, "old_key_stops_at": rotation.old_key_stops_at,
-                    "key_id": rotation.new_key_id, "expires_at": rotation.new_key_expires_at, "key": rotation.new_key})
+        print_json({name: rotation[name] for name in ("old_key_id", "old_key_stops_at", "key_id", "expires_at", "key")})
         return
-    err_console.print(f"rotated [bold]{rotation.old_key_id}[/] → [bold]{rotation.new_key_id}[/] for {rotation.identity}; "
-                      f"the old key stops at {rotation.old_key_stops_at}, the new one expires {rotation.new_key_expires_at}")
+    who = f" for {rotation['identity']}" if rotation.get("identity") else ""
+    err_console.print(f"rotated [bold]{rotation['old_key_id']}[/] → [bold]{rotation['key_id']}[/]{who}; "
+                      f"the old key stops at {rotation['old_key_stops_at']}, the new one expires {rotation['expires_at']}")
     err_console.print("this is the only time the new key is shown:", style="yellow")
-    print(rotation.new_key)
+    print(rotation["key"])
 
 
 @app.command("leaked")
@@ -116,15 +91,13 @@ def leaked(
 ) -> None:
     """Respond to a leak: revoke the key everywhere within a second, record the report, flag the
     identity for its owner and notify them (GATEHOUSE_NOTIFY_WEBHOOK)."""
-
-    outcome = report_leak(open_db(), local_actor(), key, source=source)
-    delivery = notify(settings().notify_webhook, leak_event(outcome))
+    outcome = control_plane().post("/admin/keys/leaked", {"key": key, "source": source})
     if json:
-        print_json({**leak_event(outcome), "notification": delivery})
+        print_json(outcome)
         return
-    state = "was already revoked; the report is recorded" if outcome.already_revoked else "is revoked"
-    console.print(f"key [bold]{outcome.key_id}[/] ({outcome.identity}) {state}; owner {outcome.owner} "
-                  f"is asked to act; notification: {delivery}", highlight=False)
+    state = "was already revoked; the report is recorded" if outcome["already_revoked"] else "is revoked"
+    console.print(f"key [bold]{outcome['key_id']}[/] ({outcome['identity']}) {state}; owner {outcome['owner']} "
+                  f"is asked to act; notification: {outcome['notification']}", highlight=False)
 
 
 @app.command("report")
@@ -136,10 +109,11 @@ def report(
     """The credential report: every key with its identity, owner, creation, last use, last model,
     expiry and status (like AWS IAM's credential report)."""
 
-    rows = credential_report(open_db())
     if csv:
-        print(as_csv(rows, REPORT_COLUMNS), end="")
-    elif json:
+        print(control_plane().get("/admin/credential-report", format="csv"), end="")
+        return
+    rows = control_plane().get("/admin/credential-report")["credentials"]
+    if json:
         print_json(rows)
     else:
         print_table("Credential report", ["key id", "identity", "owner", "created", "last used", "last model",

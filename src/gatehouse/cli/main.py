@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -12,12 +13,14 @@ import typer
 from gatehouse import __version__
 from gatehouse.audit import checkpoints
 from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
-from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, settings
+from gatehouse.cli.client import LOCAL, ApiFailure, ControlPlane, Profile, control_plane, http_client, profile_path, write_profile
+from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, print_json, settings
 from gatehouse.core.config import Settings
-from gatehouse.core.durations import parse_duration
-from gatehouse.core.errors import Conflict, GatehouseError
+from gatehouse.core.errors import GatehouseError
+from gatehouse.core.webhook import notify
 from gatehouse.engines.model_files import ensure_builtin_model
-from gatehouse.identity import service
+from gatehouse.identity.bootstrap import RECOVERY_THRESHOLD, Appointment, bootstrap, is_bootstrapped, recovery_event
+from gatehouse.identity.bootstrap import recover as recover_admin
 from gatehouse.policy import change_control, versions
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy
@@ -70,14 +73,103 @@ def _initialise(config: Settings, quiet: bool = False) -> None:
         console.print(f"embedded model ready: {model}")
 
 
+AdminOption = typer.Option(None, "--admin", help="E-mail of the installation's first identity-admin (once, ever).")
+
+
 @app.command()
 @handles_errors
-def init() -> None:
-    """Create $GATEHOUSE_HOME: database (migrated), server pepper, starter policy, embedded model."""
+def init(
+    admin: str = AdminOption,
+    team: str = typer.Option(None, "--team", help="The first identity-admin's team."),
+    save_profile: bool = typer.Option(None, "--save-profile/--no-save-profile",
+                                      help="Keep the first admin key in $GATEHOUSE_HOME/profile.json (0600) so this "
+                                           "shell is signed in. Default: only for the local SQLite store."),
+) -> None:
+    """Create $GATEHOUSE_HOME: database (migrated), server pepper, starter policy, embedded model;
+    with --admin, appoint the installation's first identity-admin (possible once per installation)."""
     config = settings()
     _initialise(config)
     console.print(f"[green]initialised[/] {config.home}")
-    console.print("next: [cyan]gatehouse person add you@example.com --team platform[/]")
+    if admin is None:
+        console.print("next: [cyan]gatehouse init --admin you@example.com[/] (once per installation), "
+                      "or [cyan]gatehouse login[/] with the admin key someone issued you", highlight=False)
+        return
+    local_store = config.database_url.startswith("sqlite")
+    appointment = bootstrap(open_db(), local_actor(), admin, pepper=config.pepper(), ttl=config.max_key_ttl, team=team)
+    _hand_over(config, appointment, local_store if save_profile is None else save_profile, "first identity-admin")
+    console.print("next: [cyan]gatehouse whoami[/], then [cyan]gatehouse person add alice@example.com --team platform[/]",
+                  highlight=False)
+
+
+def _hand_over(config: Settings, appointment: Appointment, save: bool, what: str) -> None:
+    """Print (or keep) the admin key, and print the recovery codes: both shown only now."""
+    if save:
+        path = write_profile(config, Profile(LOCAL, appointment.admin_key))
+        console.print(f"{what} [bold]{appointment.email}[/]: admin key {appointment.key_id} saved to {path} (0600); "
+                      "this shell is signed in as them", highlight=False)
+    else:
+        err_console.print(f"{what} [bold]{appointment.email}[/]: admin key {appointment.key_id}, shown only now "
+                          "(sign in with `gatehouse login`):", highlight=False)
+        print(appointment.admin_key)
+    err_console.print(f"[bold yellow]recovery codes[/] — give each to a different person; any {RECOVERY_THRESHOLD} "
+                      f"of these {len(appointment.recovery_codes)} together appoint an identity-admin when none is "
+                      "left (`gatehouse recover`). Shown only now:", highlight=False)
+    for code in appointment.recovery_codes:
+        print(code)
+
+
+@app.command()
+@handles_errors
+def recover(
+    admin: str = typer.Option(..., "--admin", help="E-mail of the person to appoint identity-admin."),
+    code: list[str] = typer.Option(None, "--code", help="A recovery code (repeat; or one per line on standard input)."),
+) -> None:
+    """Appoint an identity-admin when none is left, with recovery codes made at init (several
+    people together). Loud: audited, and announced through the notification webhook."""
+    config = settings()
+    codes = list(code or []) or [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    actor = local_actor()
+    appointment = recover_admin(open_db(), actor, codes, admin, pepper=config.pepper(), ttl=config.max_key_ttl)
+    delivery = notify(config.notify_webhook, recovery_event(appointment, actor))
+    err_console.print(f"[bold red]RECOVERY[/]: {appointment.email} is identity-admin; recorded in the audit log; "
+                      f"webhook: {delivery}", highlight=False)
+    _hand_over(config, appointment, False, "recovered identity-admin")
+
+
+@app.command()
+@handles_errors
+def login(
+    url: str = typer.Option(LOCAL, "--url", help="The gateway's base URL (e.g. https://gatehouse.internal:8080), or "
+                                                 "'local' for this machine's store."),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the admin key from standard input."),
+) -> None:
+    """Sign in with your admin key: kept in $GATEHOUSE_HOME/profile.json (0600) for later commands."""
+    config = settings()
+    key = sys.stdin.readline().strip() if key_stdin else typer.prompt("admin key", hide_input=True).strip()
+    me = ControlPlane(http_client(config, url.rstrip("/"), key)).get("/admin/whoami")
+    path = write_profile(config, Profile(url.rstrip("/"), key))
+    console.print(f"signed in as [bold]{me['email']}[/] ({', '.join(me['roles']) or 'no roles'}); profile {path}",
+                  highlight=False)
+
+
+@app.command()
+@handles_errors
+def logout() -> None:
+    """Forget the saved admin key (revoke it with `gatehouse person revoke-admin-key` if it may have leaked)."""
+    path = profile_path(settings())
+    path.unlink(missing_ok=True)
+    console.print(f"signed out ({path} removed)", highlight=False)
+
+
+@app.command()
+@handles_errors
+def whoami(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Who the control plane says you are: the person your admin key belongs to, and their roles."""
+    me = control_plane().get("/admin/whoami")
+    if json:
+        print_json(me)
+    else:
+        console.print(f"{me['email']} ({', '.join(me['roles']) or 'no roles'}), admin key {me['key_id']}", highlight=False)
 
 
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
@@ -156,6 +248,7 @@ def serve(
 
 
 DEMO_OWNER = "demo-owner@example.com"
+DEMO_ADMIN = "demo-admin@example.com"
 DEMO_IDENTITY = "demo-app"
 
 
@@ -167,25 +260,27 @@ def demo(host: str = HostOption, port: int = PortOption, workers: int = WorkersO
 
     config = settings()
     _initialise(config, quiet=True)
-    db = open_db()
-    actor = local_actor()
-    for step in (
-        lambda: service.add_person(db, actor, DEMO_OWNER, team="demo", name="Demo Owner"),
-        lambda: service.create_identity(db, actor, DEMO_IDENTITY, DEMO_OWNER, environment="dev",
-                                        purpose="the make demo walkthrough"),
-    ):
+    with open_db().read() as session:
+        fresh = not is_bootstrapped(session)
+    if fresh:  # a single developer's machine: the demo's admin is signed in through the profile
+        appointment = bootstrap(open_db(), local_actor(), DEMO_ADMIN, pepper=config.pepper(), ttl=config.max_key_ttl)
+        write_profile(config, Profile(LOCAL, appointment.admin_key))
+    plane = control_plane()
+    for path, body in (("/admin/people", {"email": DEMO_OWNER, "team": "demo", "name": "Demo Owner"}),
+                       ("/admin/identities", {"name": DEMO_IDENTITY, "owner": DEMO_OWNER, "environment": "dev",
+                                              "purpose": "the make demo walkthrough"})):
         try:
-            step()
-        except Conflict:
-            pass
-    if service.describe_identity(db, DEMO_IDENTITY)["status"] != "active":
+            plane.post(path, body)
+        except ApiFailure as exc:
+            if exc.code != "conflict":
+                raise
+    if plane.get(f"/admin/identities/{DEMO_IDENTITY}")["status"] != "active":
         raise GatehouseError(f"identity {DEMO_IDENTITY} is not active; resume it or remove {config.home}")
-    credential, key = service.issue_key(db, actor, DEMO_IDENTITY, pepper=config.pepper(),
-                                        ttl=parse_duration("7d"), max_ttl=config.max_key_ttl)
-    db.dispose()
+    issued = plane.post(f"/admin/identities/{DEMO_IDENTITY}/keys", {"ttl": "7d"})
+    credential_id, key = issued["key_id"], issued["key"]
     base = f"http://{host}:{port}/v1"
     console.rule("[bold]Gatehouse demo")
-    console.print(f"identity [bold]{DEMO_IDENTITY}[/] (owner {DEMO_OWNER}), key id {credential.id}, expires in 7 days")
+    console.print(f"identity [bold]{DEMO_IDENTITY}[/] (owner {DEMO_OWNER}), key id {credential_id}, expires in 7 days")
     console.print(f"\n[bold]API key[/] (shown once):\n{key}\n", highlight=False, soft_wrap=True)
     console.print("[bold]curl[/]", highlight=False)
     console.print(

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, local_actor, open_db, print_json, print_table, settings
-from gatehouse.core import clock
-from gatehouse.core.durations import parse_duration
-from gatehouse.core.webhook import notify
-from gatehouse.identity import service
-from gatehouse.identity.admin_keys import issue_admin_key
-from gatehouse.identity.admin_keys import revoke_admin_key as revoke
-from gatehouse.identity.events import orphan_event
-from gatehouse.identity.governance import change_role, list_roles
-from gatehouse.identity.lifecycle import depart_person
-from gatehouse.store.models import Person
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table
 
 app = typer.Typer(help="People: the humans who own workload identities.", no_args_is_help=True)
-
-
-def _person_dict(person: Person) -> dict[str, Any]:
-    return {"email": person.email, "name": person.name, "team": person.team, "status": person.status,
-            "created_at": clock.as_utc(person.created_at).isoformat()}
 
 
 @app.command("add")
@@ -34,19 +18,19 @@ def add(
     name: str = typer.Option(None, "--name", help="Display name."),
     json: bool = JsonOption,
 ) -> None:
-    """Add a person who can own identities."""
-    person = service.add_person(open_db(), local_actor(), email, team=team, name=name)
+    """Add a person who can own identities (identity-admin)."""
+    person = control_plane().post("/admin/people", {"email": email, "team": team, "name": name})
     if json:
-        print_json(_person_dict(person))
+        print_json(person)
     else:
-        console.print(f"added person [bold]{person.email}[/] (team {person.team or '-'})")
+        console.print(f"added person [bold]{person['email']}[/] (team {person['team'] or '-'})")
 
 
 @app.command("list")
 @handles_errors
 def list_(json: bool = JsonOption) -> None:
     """List people."""
-    people = [_person_dict(p) for p in service.list_people(open_db())]
+    people = control_plane().get("/admin/people")["people"]
     if json:
         print_json(people)
     else:
@@ -62,23 +46,20 @@ def depart(
 ) -> None:
     """Offboard a person: identities they own pass to their backup owner (and come up for
     review) or, without an active backup, are suspended as orphaned; keys stop within a second."""
-
-    report = depart_person(open_db(), local_actor(), email)
-    delivery = notify(settings().notify_webhook, orphan_event(report.person, report.suspended)) if report.suspended \
-        else None
+    report = control_plane().post(f"/admin/people/{quoted(email)}/depart")
     if json:
-        print_json({**report.as_dict(), "notification": delivery})
+        print_json(report)
         return
-    console.print(f"[bold]{report.person}[/] has departed", highlight=False)
-    rows = ([(r["identity"], f"reassigned to {r['to']} (review due now)") for r in report.reassigned]
-            + [(name, "suspended: orphaned, no active backup owner") for name in report.suspended]
-            + [(name, "backup owner removed") for name in report.backup_removed])
+    console.print(f"[bold]{report['person']}[/] has departed", highlight=False)
+    rows = ([(r["identity"], f"reassigned to {r['to']} (review due now)") for r in report["reassigned"]]
+            + [(name, "suspended: orphaned, no active backup owner") for name in report["suspended"]]
+            + [(name, "backup owner removed") for name in report["backup_removed"]])
     if rows:
         print_table("Identities", ["identity", "what happened"], rows)
     else:
         console.print("they owned no identities")
-    if delivery:
-        console.print(f"notification about orphaned identities: {delivery}", highlight=False)
+    if report.get("notification"):
+        console.print(f"notification about orphaned identities: {report['notification']}", highlight=False)
 
 
 def _role_command(grant: bool) -> None:
@@ -87,13 +68,15 @@ def _role_command(grant: bool) -> None:
         email: str = typer.Argument(..., help="The person."),
         role: str = typer.Argument(..., help="identity-admin, policy-admin, approver, auditor or operator."),
     ) -> None:
-
-        change_role(open_db(), local_actor(), email, role, grant)
+        if grant:
+            control_plane().post(f"/admin/people/{quoted(email)}/roles", {"role": role})
+        else:
+            control_plane().delete(f"/admin/people/{quoted(email)}/roles/{quoted(role)}")
         console.print(f"{'granted' if grant else 'revoked'} {role} {'to' if grant else 'from'} {email.lower()}",
                       highlight=False)
 
-    command.__doc__ = ("Give a person a control-plane role (nobody changes their own roles)." if grant
-                       else "Take a control-plane role away (nobody changes their own roles).")
+    command.__doc__ = ("Give a person a control-plane role (identity-admin; nobody changes their own roles)." if grant
+                       else "Take a control-plane role away (identity-admin; nobody changes their own roles).")
     app.command("grant-role" if grant else "revoke-role")(command)
 
 
@@ -105,8 +88,7 @@ _role_command(False)
 @handles_errors
 def roles(json: bool = JsonOption) -> None:
     """Who holds which control-plane role."""
-
-    rows = list_roles(open_db())
+    rows = control_plane().get("/admin/roles")["roles"]
     if json:
         print_json(rows)
     else:
@@ -120,21 +102,17 @@ def admin_key(
     email: str = typer.Argument(..., help="The person the key is for."),
     ttl: str = typer.Option("30d", "--ttl", help="Lifetime (at most GATEHOUSE_MAX_KEY_TTL)."),
 ) -> None:
-    """Issue a person's key to the admin API (GET /admin/inventory, /admin/findings,
-    /admin/credential-report need the auditor or identity-admin role). Shown once."""
-
-    config = settings()
-    row, text = issue_admin_key(open_db(), local_actor(), email, pepper=config.pepper(), ttl=parse_duration(ttl),
-                                max_ttl=config.max_key_ttl)
-    err_console.print(f"admin key [bold]{row.id}[/] for {email.lower()}, expires {row.expires_at.isoformat()}; "
+    """Issue a person's key to the admin API (identity-admin). Shown once; the person is told
+    through the notification webhook that a key was issued in their name."""
+    issued = control_plane().post(f"/admin/people/{quoted(email)}/admin-keys", {"ttl": ttl})
+    err_console.print(f"admin key [bold]{issued['key_id']}[/] for {issued['person']}, expires {issued['expires_at']}; "
                       "shown only now:", highlight=False)
-    print(text)
+    print(issued["key"])
 
 
 @app.command("revoke-admin-key")
 @handles_errors
 def revoke_admin_key(key_id: str = typer.Argument(..., help="Admin key id.")) -> None:
     """Revoke an admin key (departing a person revokes all of theirs)."""
-
-    revoke(open_db(), local_actor(), key_id)
+    control_plane().delete(f"/admin/admin-keys/{quoted(key_id)}")
     console.print(f"revoked admin key {key_id}")

@@ -1,4 +1,7 @@
-"""gatehouse policy …: validate and show files; propose, plan, approve, apply, roll back."""
+"""gatehouse policy …: validate and show files; propose, plan, approve, apply, roll back.
+
+Files are read here; everything about stored versions, plans over the inventory and the
+active version goes through the admin API as the signed-in person."""
 
 from __future__ import annotations
 
@@ -6,30 +9,14 @@ import difflib
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from gatehouse.cli.common import (
-    JsonOption,
-    console,
-    err_console,
-    fail,
-    handles_errors,
-    local_actor,
-    open_db,
-    print_json,
-    print_table,
-    settings,
-)
-from gatehouse.core.durations import parse_duration
-from gatehouse.core.webhook import notify
-from gatehouse.identity.view import identity_views
-from gatehouse.policy import change_control, planning, versions
-from gatehouse.policy import views as policy_views
-from gatehouse.policy import workers as policy_workers
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, err_console, fail, handles_errors, print_json, print_table, settings
 from gatehouse.policy.access import subject_text
-from gatehouse.policy.loader import LoadedPolicy, load_policy
-from gatehouse.policy.planning import PlannedChange
+from gatehouse.policy.loader import LoadedPolicy, load_policy, load_policy_text
 
 app = typer.Typer(help="Policy: deployments, model aliases with their routes, and grants; and how it changes "
                        "(propose → plan → approve → apply).", no_args_is_help=True)
@@ -40,13 +27,21 @@ WaitOption = typer.Option(10.0, "--wait", help="Seconds to wait for every runnin
                                                "(0: do not wait).", min=0)
 
 
-def _loaded(ref: str) -> LoadedPolicy:
-    """A policy file, or a stored version by its hash (prefix)."""
-    if Path(ref).expanduser().is_file():
-        return load_policy(Path(ref).expanduser())
+def _is_file(ref: str) -> bool:
+    return Path(ref).expanduser().is_file()
 
-    with open_db().read() as session:
-        return versions.loaded_version(versions.find_version(session, ref))
+
+def _loaded(ref: str) -> LoadedPolicy:
+    """A policy file, or a stored version by its hash (prefix), read through the API."""
+    if _is_file(ref):
+        return load_policy(Path(ref).expanduser())
+    info = control_plane().get(f"/admin/policy/versions/{quoted(ref)}")
+    return load_policy_text(info["source"], f"<policy {info['version'][:19]}>")
+
+
+def _when(value: str | None) -> str:
+    """An ISO timestamp from the API, to the minute or second shown in tables."""
+    return (value or "-").replace("T", " ")[:19]
 
 
 @app.command("validate")
@@ -67,7 +62,6 @@ def _show_document(loaded: LoadedPolicy) -> None:
                  for name, d in document.deployments.items()])
     print_table("Aliases", ["alias", "route (primary → fallbacks)", "description"],
                 [(name, " → ".join(a.route), a.description) for name, a in document.aliases.items()])
-
     print_table("Grants", ["grant", "who", "aliases", "max data class"],
                 [(g.name, " | ".join(subject_text(s) for s in g.subjects), ", ".join(g.aliases), g.max_data_class)
                  for g in document.grants])
@@ -81,7 +75,7 @@ def show(ref: str = typer.Argument(None, help="A policy file or a stored version
     """Show what a policy routes and grants; for a stored version also its author, message,
     approvals and activations."""
     ref = ref or str(settings().policy_path)
-    if Path(ref).expanduser().is_file():
+    if _is_file(ref):
         loaded = load_policy(Path(ref).expanduser())
         if json:
             print_json({"version": loaded.version, "document": loaded.document.model_dump(mode="json")})
@@ -89,100 +83,106 @@ def show(ref: str = typer.Argument(None, help="A policy file or a stored version
         console.print(f"policy version [bold]{loaded.version}[/]")
         _show_document(loaded)
         return
-
-    info = policy_views.describe_version(open_db(), ref)
+    info = control_plane().get(f"/admin/policy/versions/{quoted(ref)}")
     if json:
         print_json(info)
         return
     console.print(f"policy version [bold]{info['version']}[/] — {info['state']}", highlight=False)
-    console.print(f"proposed by {info['author']} at {info['created_at']:%Y-%m-%d %H:%M} UTC: {info['message'] or ''}",
+    console.print(f"proposed by {info['author']} at {_when(info['created_at'])[:16]} UTC: {info['message'] or ''}",
                   highlight=False, markup=False)
-    _show_document(_loaded(info["version"]))
+    _show_document(load_policy_text(info["source"], f"<policy {info['version'][:19]}>"))
     if info["approvals"]:
         print_table("Approvals", ["approver", "plan", "against", "widenings acknowledged", "counts now"],
                     [(a["approver"], a["plan_id"], (a["base_version"] or "-")[:19], len(a["acknowledged"]),
                       "yes" if a["counts"] else "no (other baseline or role)") for a in info["approvals"]])
     if info["activations"]:
         print_table("Activations", ["#", "kind", "by", "at", "reason"],
-                    [(a["seq"], a["kind"], a["actor"], f"{a['at']:%Y-%m-%d %H:%M:%S}", a["reason"] or "")
-                     for a in info["activations"]])
+                    [(a["seq"], a["kind"], a["actor"], _when(a["at"]), a["reason"] or "") for a in info["activations"]])
 
 
 @app.command("propose")
 @handles_errors
 def propose(path: Path = typer.Argument(..., help="The policy file to propose."), message: str = MessageOption,
             json: bool = JsonOption) -> None:
-    """Store an immutable, content-hashed draft of a policy file with you as its author
-    (policy-admin; GATEHOUSE_ACTOR names you)."""
-
-    loaded = load_policy(path)
-    row, created = change_control.propose(open_db(), local_actor(), loaded, message)
+    """Store an immutable, content-hashed draft of a policy file with you as its author (policy-admin)."""
+    loaded = load_policy(path)  # problems with their line numbers, before anything is sent
+    row = control_plane().post("/admin/policy/versions", {"source": loaded.text, "message": message})
     if json:
-        print_json({"version": row.hash, "state": row.state, "created": created})
+        print_json(row)
         return
-    if created:
-        console.print(f"proposed [bold]{row.hash}[/] (draft)", highlight=False)
+    if row["created"]:
+        console.print(f"proposed [bold]{row['version']}[/] (draft)", highlight=False)
     else:
-        console.print(f"already stored as [bold]{row.hash}[/] ({row.state}, by {row.created_by})", highlight=False)
-    console.print(f"next: [cyan]gatehouse policy plan {row.hash[:19]}[/]", highlight=False)
+        console.print(f"already stored as [bold]{row['version']}[/] ({row['state']})", highlight=False)
+    console.print(f"next: [cyan]gatehouse policy plan {row['version'][:19]}[/]", highlight=False)
 
 
 @app.command("list")
 @handles_errors
 def list_versions(json: bool = JsonOption) -> None:
     """Every stored version, newest first, with the approvals that count against the active version."""
-
-    rows = policy_views.version_rows(open_db())
+    rows = control_plane().get("/admin/policy/versions")["versions"]
     if json:
         print_json(rows)
         return
     print_table("Policy versions", ["version", "state", "author", "created", "approvals", "message"],
-                [(r["version"][:19], r["state"], r["author"], f"{r['created_at']:%Y-%m-%d %H:%M}",
+                [(r["version"][:19], r["state"], r["author"], _when(r["created_at"])[:16],
                   ", ".join(r["approvals"]) or "-", r["message"] or "") for r in rows])
 
 
 ACCESS_ROWS_SHOWN = 200
 
 
-def _print_plan(planned: PlannedChange, title: str) -> None:
-    result = planned.plan
+def _print_plan(planned: dict[str, Any], title: str) -> None:
     console.print(title, highlight=False)
-    if not result.widenings:
+    if not planned["widenings"]:
         console.print("[green]no new access[/]: no identity, rule or deployment gains anything", highlight=False)
-    if result.access:
-        shown = result.access[:ACCESS_ROWS_SHOWN]
-        print_table(f"Access (identities that exist now): {len(result.gained):,} gain(s), {len(result.lost):,} loss(es)",
+    access = planned["access"]
+    if access:
+        gains = sum(1 for c in access if c["widens"])
+        shown = access[:ACCESS_ROWS_SHOWN]
+        print_table(f"Access (identities that exist now): {gains:,} gain(s), {len(access) - gains:,} loss(es)",
                     ["identity", "alias", "before", "after", ""],
-                    [(c.identity, c.alias, c.before or "-", c.after or "-", "GAINS" if c.widens else "loses")
+                    [(c["identity"], c["alias"], c["before"] or "-", c["after"] or "-", "GAINS" if c["widens"] else "loses")
                      for c in shown])
-        if len(result.access) > len(shown):
-            console.print(f"… and {len(result.access) - len(shown):,} more access changes (--json lists them all)")
-    if result.rules:
+        if len(access) > len(shown):
+            console.print(f"… and {len(access) - len(shown):,} more access changes (--json lists them all)")
+    if planned["rules"]:
         print_table("Grant rules (also identities to come)", ["who", "alias", "data class", "change"],
-                    [(r.who, r.alias, r.data_class, r.change) for r in result.rules])
-    if result.flows:
+                    [(r["who"], r["alias"], r["data_class"], r["change"]) for r in planned["rules"]])
+    if planned["flows"]:
         print_table("Data flows", ["deployment", "data class", "change", "location", "allowed by the deployment"],
-                    [(f.deployment, f.data_class, f.change, f.location, "yes" if f.allowed else "NO")
-                     for f in result.flows])
-    if result.routes:
+                    [(f["deployment"], f["data_class"], f["change"], f["location"], "yes" if f["allowed"] else "NO")
+                     for f in planned["flows"]])
+    if planned["routes"]:
         print_table("Routes", ["alias", "before", "after", "change"],
-                    [(r.alias, " → ".join(r.before or ()) or "-", " → ".join(r.after or ()) or "-", r.description)
-                     for r in result.routes])
-    if result.deployments:
+                    [(r["alias"], " → ".join(r["before"] or ()) or "-", " → ".join(r["after"] or ()) or "-",
+                      r["description"]) for r in planned["routes"]])
+    if planned["deployments"]:
         print_table("Deployments", ["deployment", "change", "widens"],
-                    [(d.deployment, ("added: " if d.added else "") + d.description, "yes" if d.widens else "no")
-                     for d in result.deployments])
-    for title, changes in (("Guardrails", result.guardrails), ("Monitoring", result.monitoring)):
-        if changes:
-            print_table(title, ["what", "before", "after", "loosens"],
-                        [(g.subject, g.before, g.after, "YES" if g.loosens else "no") for g in changes])
-    if result.approvers is not None:
-        console.print(f"change control: approvals a change needs go from {result.approvers[0]} to {result.approvers[1]}",
-                      highlight=False)
-    if planned.widening_ids:
-        print_table("Widenings an approver must acknowledge", ["id", "change"], planned.widening_ids.items())
-    if result.violations:
-        console.print(f"[bold red]{len(result.violations)} flow(s) to a deployment not allowed to receive that data[/]")
+                    [(d["deployment"], ("added: " if d["added"] else "") + d["description"], "yes" if d["widens"] else "no")
+                     for d in planned["deployments"]])
+    for name, key in (("Guardrails", "guardrails"), ("Monitoring", "monitoring")):
+        if planned[key]:
+            print_table(name, ["what", "before", "after", "loosens"],
+                        [(g["subject"], g["before"], g["after"], "YES" if g["loosens"] else "no") for g in planned[key]])
+    if planned["approvers"] is not None:
+        console.print(f"change control: approvals a change needs go from {planned['approvers'][0]} to "
+                      f"{planned['approvers'][1]}", highlight=False)
+    if planned["widenings"]:
+        print_table("Widenings an approver must acknowledge", ["id", "change"],
+                    [(w["id"], w["change"]) for w in planned["widenings"]])
+    if planned["violations"]:
+        console.print(f"[bold red]{len(planned['violations'])} flow(s) to a deployment not allowed to receive that data[/]")
+
+
+def _plan(candidate: str, against: str | None = None) -> dict[str, Any]:
+    """A plan computed by the control plane over its inventory: of a stored version, or of a file
+    (against the active version, or against another file or version)."""
+    if against is None and not _is_file(candidate):
+        return dict(control_plane().get(f"/admin/policy/versions/{quoted(candidate)}/plan"))
+    body = {"source": _loaded(candidate).text, "against": _loaded(against).text if against is not None else None}
+    return dict(control_plane().post("/admin/policy/plan", body))
 
 
 @app.command("plan")
@@ -197,20 +197,13 @@ def plan_command(
     deployments start or stop receiving which data classes, and how routes change. The plan id
     printed is what `policy approve --plan` needs."""
 
-    db = open_db()
-    if against is not None:
-        before = load_policy(against)
-        planned = planning.compute_plan(before.document, _loaded(candidate), before.version, identity_views(db))
-    elif Path(candidate).expanduser().is_file():
-        planned = planning.plan_document(db, _loaded(candidate))
-    else:
-        planned = planning.plan_version(db, candidate)
+    planned = _plan(candidate, str(against) if against is not None else None)
     if json:
-        print_json(planned.as_dict())
+        print_json(planned)
         return
-    base = planned.base[:19] if planned.base else "(no active version)"
-    _print_plan(planned, f"plan [bold]{planned.plan_id}[/]: {base} → {planned.version[:19]} "
-                         f"over {planned.identities} identities")
+    base = planned["from"][:19] if planned["from"] else "(no active version)"
+    _print_plan(planned, f"plan [bold]{planned['plan_id']}[/]: {base} → {planned['to'][:19]} "
+                         f"over {planned['identities']} identities")
 
 
 @app.command("diff")
@@ -220,30 +213,30 @@ def diff(a: str = typer.Argument(..., help="A stored version or a policy file.")
     """Compare two versions: the text, and what moving from A to B changes over the inventory."""
 
     before, after = _loaded(a), _loaded(b)
-    planned = planning.compute_plan(before.document, after, before.version, identity_views(open_db()))
+    planned = dict(control_plane().post("/admin/policy/plan", {"source": after.text, "against": before.text}))
     lines = list(difflib.unified_diff(before.text.splitlines(), after.text.splitlines(),
                                       before.short_version, after.short_version, lineterm=""))
     if json:
-        print_json({"text_diff": lines, **planned.as_dict()})
+        print_json({"text_diff": lines, **planned})
         return
     for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
         console.print(line, style=style, highlight=False, markup=False)
-    _print_plan(planned, f"\n{before.short_version} → {after.short_version} over {planned.identities} identities")
+    _print_plan(planned, f"\n{before.short_version} → {after.short_version} over {planned['identities']} identities")
 
 
-def _acknowledgements(planned: PlannedChange, ack: list[str], ack_file: Path | None) -> list[str]:
+def _acknowledgements(planned: dict[str, Any], ack: list[str], ack_file: Path | None) -> list[str]:
     chosen = list(ack)
     if ack_file is not None:
         try:
             chosen += [line.split()[0] for line in ack_file.read_text().splitlines() if line.strip()]
         except OSError as exc:
             fail(f"cannot read {ack_file}: {exc.strerror}")
-    if chosen or not planned.widening_ids or not sys.stdin.isatty():
+    if chosen or not planned["widenings"] or not sys.stdin.isatty():
         return chosen
-    for key, text in planned.widening_ids.items():  # at a terminal: one question per widening
-        if typer.confirm(f"{key}: {text} — acknowledge?", default=False):
-            chosen.append(key)
+    for widening in planned["widenings"]:  # at a terminal: one question per widening
+        if typer.confirm(f"{widening['id']}: {widening['change']} — acknowledge?", default=False):
+            chosen.append(widening["id"])
     return chosen
 
 
@@ -260,15 +253,15 @@ def approve(
     """Approve VERSION over the plan you reviewed (approver role, not its author). Every
     widening must be acknowledged by id; a plan that no longer matches the store is refused."""
 
-    db = open_db()
-    planned = planning.plan_version(db, version)
-    approval = change_control.approve(db, local_actor(), version, plan_id, _acknowledgements(planned, ack, ack_file), note)
+    planned = _plan(version)
+    acknowledged = _acknowledgements(planned, ack, ack_file)
+    approval = control_plane().post(f"/admin/policy/versions/{quoted(version)}/approve",
+                                    {"plan_id": plan_id, "acknowledge": acknowledged, "note": note})
     if json:
-        print_json({"version": approval.version, "plan_id": approval.plan_id, "approver": approval.approver,
-                    "acknowledged": approval.acknowledged})
+        print_json(approval)
         return
-    console.print(f"[green]approved[/] {approval.version[:19]} over {approval.plan_id} "
-                  f"({len(approval.acknowledged)} widening(s) acknowledged)", highlight=False)
+    console.print(f"[green]approved[/] {approval['version'][:19]} over {approval['plan_id']} "
+                  f"({len(approval['acknowledged'])} widening(s) acknowledged)", highlight=False)
 
 
 @app.command("reject")
@@ -277,8 +270,8 @@ def reject(version: str = typer.Argument(..., help="The stored version (hash pre
            message: str = MessageOption) -> None:
     """Reject a draft (an approver, or its author withdrawing it)."""
 
-    row = change_control.reject(open_db(), local_actor(), version, message)
-    console.print(f"rejected {row.hash[:19]}", highlight=False)
+    row = control_plane().post(f"/admin/policy/versions/{quoted(version)}/reject", {"reason": message})
+    console.print(f"rejected {row['version'][:19]}", highlight=False)
 
 
 def _wait_for_workers(version: str, seconds: float) -> None:
@@ -286,9 +279,8 @@ def _wait_for_workers(version: str, seconds: float) -> None:
     if seconds <= 0:
         return
     started = time.monotonic()
-    db = open_db()
     while True:
-        state = policy_workers.status(db)
+        state = control_plane().get("/admin/policy/status")
         live = [w for w in state["workers"] if w["state"] != "gone"]
         behind = [w for w in live if w["policy_version"] != version]
         if not live:
@@ -311,9 +303,9 @@ def apply(version: str = typer.Argument(..., help="The approved version (hash pr
     """Activate an approved version on every gateway worker; requests in flight finish on the
     version they started with (policy-admin)."""
 
-    activation = change_control.apply(open_db(), local_actor(), version)
-    console.print(f"[green]applied[/] {activation.version} (activation #{activation.seq})", highlight=False)
-    _wait_for_workers(activation.version, wait)
+    activation = control_plane().post(f"/admin/policy/versions/{quoted(version)}/apply")
+    console.print(f"[green]applied[/] {activation['version']} (activation #{activation['seq']})", highlight=False)
+    _wait_for_workers(activation["version"], wait)
 
 
 @app.command("rollback")
@@ -322,9 +314,9 @@ def rollback(message: str = MessageOption, wait: float = WaitOption) -> None:
     """Go back to the version active before the current one (recorded; approval needed only if
     that version gives access the current one does not)."""
 
-    activation = change_control.rollback(open_db(), local_actor(), message)
-    console.print(f"[green]rolled back[/] to {activation.version} (activation #{activation.seq})", highlight=False)
-    _wait_for_workers(activation.version, wait)
+    activation = control_plane().post("/admin/policy/rollback", {"reason": message})
+    console.print(f"[green]rolled back[/] to {activation['version']} (activation #{activation['seq']})", highlight=False)
+    _wait_for_workers(activation["version"], wait)
 
 
 @app.command("break-glass")
@@ -339,15 +331,22 @@ def break_glass(
     and the webhook, and short-lived: when it expires every worker returns to the approved
     version. To keep the change, propose and approve it."""
 
-    config = settings()
-    activation, planned = change_control.break_glass(open_db(), local_actor(), _loaded(ref), reason, parse_duration(ttl))
-    err_console.print(f"[bold red]BREAK-GLASS[/] {activation.version} active until {activation.expires_at:%Y-%m-%d %H:%M:%S} "
-                      f"UTC ({len(planned.widening_ids)} widening(s) unreviewed); recorded in the audit log",
-                      highlight=False)
-    outcome = notify(config.notify_webhook, change_control.break_glass_event(activation, planned))
-    if outcome.startswith("failed"):
-        err_console.print(f"webhook: {outcome}", highlight=False)
-    _wait_for_workers(activation.version, wait)
+    body = {"source": load_policy(Path(ref).expanduser()).text} if _is_file(ref) else {"version": ref}
+    activation = control_plane().post("/admin/policy/break-glass", {**body, "reason": reason, "ttl": ttl})
+    err_console.print(f"[bold red]BREAK-GLASS[/] {activation['version']} active until {_when(activation['expires_at'])} "
+                      "UTC; recorded in the audit log and announced through the webhook "
+                      f"({activation.get('notification', 'no notification')})", highlight=False)
+    _wait_for_workers(activation["version"], wait)
+
+
+@app.command("review-break-glass")
+@handles_errors
+def review_break_glass(seq: int = typer.Argument(..., help="The break-glass activation's number (policy status)."),
+                       note: str = typer.Option(..., "--note", help="What was checked, and what follows.")) -> None:
+    """Review a break-glass activation after the fact (an approver other than who used it): until
+    then it is listed by `policy status` and `gatehouse findings`."""
+    control_plane().post(f"/admin/policy/break-glass/{seq}/review", {"note": note})
+    console.print(f"break-glass activation #{seq} reviewed", highlight=False)
 
 
 @app.command("status")
@@ -355,9 +354,7 @@ def break_glass(
 def status(json: bool = JsonOption) -> None:
     """The active version and what each gateway worker enforces. Exits 3 on drift."""
 
-    db = open_db()
-    change_control.expire_break_glass(db)  # even with no gateway running to notice
-    state = policy_workers.status(db)
+    state = control_plane().get("/admin/policy/status")  # the server ends an expired break-glass first
     if json:
         print_json(state)
     else:
@@ -366,15 +363,18 @@ def status(json: bool = JsonOption) -> None:
             console.print("no policy version is active yet (start the gateway once)")
         else:
             console.print(f"active [bold]{state['active']}[/] ({activation['kind']} by {activation['actor']} at "
-                          f"{activation['at']:%Y-%m-%d %H:%M:%S} UTC)", highlight=False)
+                          f"{_when(activation['at'])} UTC)", highlight=False)
             if state["break_glass"]:
-                console.print(f"[bold red]BREAK-GLASS until {activation['expires_at']:%Y-%m-%d %H:%M:%S} UTC[/]; "
+                console.print(f"[bold red]BREAK-GLASS until {_when(activation['expires_at'])} UTC[/]; "
                               f"returns to {state['baseline']}", highlight=False)
+        for item in state.get("break_glass_unreviewed", []):
+            console.print(f"[bold yellow]break-glass #{item['seq']} by {item['actor']} is not reviewed yet[/]: "
+                          f"`gatehouse policy review-break-glass {item['seq']} --note …`", highlight=False)
         print_table("Gateway workers", ["worker", "enforces", "state", "seen", "problem"],
                     [(w["worker"], (w["policy_version"] or "-")[:19], w["state"].upper() if w["state"] != "in sync"
                       else w["state"], f"{w['seen_seconds_ago']} s ago", w["problem"] or "") for w in state["workers"]])
         print_table("Recent activations", ["#", "version", "kind", "by", "at", "reason"],
-                    [(a["seq"], a["version"][:19], a["kind"], a["actor"], f"{a['at']:%Y-%m-%d %H:%M:%S}", a["reason"] or "")
+                    [(a["seq"], a["version"][:19], a["kind"], a["actor"], _when(a["at"]), a["reason"] or "")
                      for a in state["history"]])
     if state["drift"]:
         raise typer.Exit(3)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gatehouse.cli.common import JsonOption, console, handles_errors, local_actor, open_db, print_json, print_table
-from gatehouse.core.durations import parse_duration
-from gatehouse.identity.governance import attest as record
-from gatehouse.identity.governance import enforce_reviews, review_status, start_review
+from gatehouse.cli.client import control_plane, quoted
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
 
 app = typer.Typer(help="Access reviews: owners attest each identity they own (keep / narrow / retire).",
                   no_args_is_help=True)
@@ -18,8 +16,8 @@ app = typer.Typer(help="Access reviews: owners attest each identity they own (ke
 def start(due: str = typer.Option("14d", "--due", help="Time owners have to attest, e.g. 14d.")) -> None:
     """Open a review of every identity (identity-admin). Unattested at the due date: suspended."""
 
-    campaign, count = start_review(open_db(), local_actor(), parse_duration(due))
-    console.print(f"review {campaign} opened: {count} identities to attest within {due}")
+    opened = control_plane().post("/admin/reviews", {"due": due})
+    console.print(f"review {opened['review']} opened: {opened['identities']} identities to attest within {due}")
 
 
 @app.command("attest")
@@ -31,7 +29,7 @@ def attest(
 ) -> None:
     """Answer the open review for an identity you own. retire revokes its keys now."""
 
-    record(open_db(), local_actor(), name, decision, note)
+    control_plane().post(f"/admin/identities/{quoted(name)}/attest", {"decision": decision, "note": note})
     console.print(f"{name}: {decision} recorded")
 
 
@@ -40,7 +38,7 @@ def attest(
 def status(json: bool = JsonOption) -> None:
     """Every review item and its answer."""
 
-    rows = review_status(open_db())
+    rows = control_plane().get("/admin/reviews")["reviews"]
     if json:
         print_json(rows)
     else:
@@ -55,5 +53,5 @@ def enforce() -> None:
     """Close reviews past their due date, suspending unattested identities (the gateway also does
     this every minute)."""
 
-    suspended = enforce_reviews(open_db())
+    suspended = control_plane().post("/admin/reviews/enforce")["suspended"]
     console.print(f"suspended: {', '.join(suspended)}" if suspended else "nothing past due", highlight=False)

@@ -34,6 +34,9 @@ class Settings:
     pager_url: str | None = None                         # Events API v2 endpoint incidents page
     pager_routing_key: str | None = field(default=None, repr=False)  # the pager's integration key (a secret)
     monitor_interval: float = 15.0                       # seconds between threshold evaluations
+    break_glass_per_person: int = 1                      # break-glass activations one person may make per window
+    break_glass_per_installation: int = 3                # … and everyone together
+    break_glass_window: timedelta = timedelta(hours=24)  # the window both limits count over
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,7 +56,10 @@ class Settings:
                    audit_checkpoint_minutes=float(os.environ.get("GATEHOUSE_AUDIT_CHECKPOINT_MINUTES") or 10),
                    pager_url=os.environ.get("GATEHOUSE_PAGER_URL") or None,
                    pager_routing_key=os.environ.get("GATEHOUSE_PAGER_ROUTING_KEY") or None,
-                   monitor_interval=float(os.environ.get("GATEHOUSE_MONITOR_INTERVAL") or 15))
+                   monitor_interval=float(os.environ.get("GATEHOUSE_MONITOR_INTERVAL") or 15),
+                   break_glass_per_person=int(os.environ.get("GATEHOUSE_BREAK_GLASS_PER_PERSON") or 1),
+                   break_glass_per_installation=int(os.environ.get("GATEHOUSE_BREAK_GLASS_PER_INSTALLATION") or 3),
+                   break_glass_window=parse_duration(os.environ.get("GATEHOUSE_BREAK_GLASS_WINDOW") or "24h"))
 
     @property
     def models_dir(self) -> Path:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gatehouse import audit
-from gatehouse.authz import roles_of
+from gatehouse.authz import Forbidden, acting_person, require_role, roles_of
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import GatehouseError, NotFound
@@ -41,22 +41,30 @@ class AdminPrincipal:
 
 def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl: timedelta,
                     max_ttl: timedelta) -> tuple[AdminKey, str]:
+    """An identity-admin issues a person their admin key (the person is told through the
+    notification webhook by the caller). The key text is returned once and never stored."""
     if ttl > max_ttl:
         raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)}")
     with db.write() as session:
         bump_revision(session)
+        require_role(session, actor, "identity-admin", "issuing an admin key")
         person = person_by_email(session, email)
-        if person.status != "active":
-            raise GatehouseError(f"{person.email} is {person.status}")
-        key = new_key(session)
-        now = utcnow()
-        row = AdminKey(id=key.key_id, person_id=person.id, secret_hash=hash_secret(pepper, key), status="active",
-                       created_at=now, created_by=actor, expires_at=now + ttl)
-        session.add(row)
-        session.flush()
-        audit.append(session, actor, "admin_key.issue", f"admin_key:{key.key_id}",
-                     {"person": person.email, "expires_at": row.expires_at.isoformat()})
-        return row, key.text
+        return mint_admin_key(session, actor, person, pepper=pepper, ttl=ttl)
+
+
+def mint_admin_key(session: Session, actor: str, person: Person, *, pepper: bytes, ttl: timedelta) -> tuple[AdminKey, str]:
+    """The key itself, in the caller's transaction, once it has decided who may have one."""
+    if person.status != "active":
+        raise GatehouseError(f"{person.email} is {person.status}")
+    key = new_key(session)
+    now = utcnow()
+    row = AdminKey(id=key.key_id, person_id=person.id, secret_hash=hash_secret(pepper, key), status="active",
+                   created_at=now, created_by=actor, expires_at=now + ttl)
+    session.add(row)
+    session.flush()
+    audit.append(session, actor, "admin_key.issue", f"admin_key:{key.key_id}",
+                 {"person": person.email, "expires_at": row.expires_at.isoformat()})
+    return row, key.text
 
 
 def revoke_admin_keys_of(session: Session, actor: str, person: Person, reason: str) -> list[str]:
@@ -70,12 +78,17 @@ def revoke_admin_keys_of(session: Session, actor: str, person: Person, reason: s
 
 
 def revoke_admin_key(db: Database, actor: str, key_id: str) -> None:
+    """An identity-admin revokes anyone's admin key; a person revokes their own."""
     check_key_id(key_id)
     with db.write() as session:
         bump_revision(session)
+        person = acting_person(session, actor, "revoking an admin key")
         row = session.get(AdminKey, key_id)
         if row is None:
             raise NotFound(f"no admin key with id {key_id!r}")
+        if row.person_id != person.id and "identity-admin" not in roles_of(session, person.email):
+            raise Forbidden(f"revoking someone else's admin key needs the identity-admin role, which {person.email} "
+                            "does not hold")
         if row.status != "active":
             raise GatehouseError(f"admin key {key_id} is already {row.status}")
         row.status, row.revoked_at = "revoked", utcnow()

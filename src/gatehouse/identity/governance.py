@@ -1,10 +1,13 @@
 """Who may do what to identities: roles, joiner approval, clearance, access reviews.
 
 Separation of duties, enforced here for every caller (command line, admin API): nobody
-approves an identity they requested; nobody changes their own roles; an owner cannot raise
-their own identity's data clearance. The acting person is named by the ``actor`` string
-``person:<email>`` (see ``gatehouse.authz``); an actor that is not a person
-(``local:<os user>``) may do what needs no second person, and nothing that does. Moves of
+approves an identity they requested or ever owned or backed up; nobody changes their own
+roles, and only an identity-admin grants any (the first one comes from
+``gatehouse.identity.bootstrap``, never from here); nobody who has owned, backed up or
+requested an identity raises its data clearance; a pending identity whose owner left is not
+approved. The acting person is named by the ``actor`` string ``person:<email>`` (see
+``gatehouse.authz``); an actor that is not a person (``local:<os user>``) may change
+nothing here, and ``system:<job>`` only what its job does (``enforce_reviews``). Moves of
 owner or team are in ``gatehouse.oversight.transfers``: they are judged by the active policy.
 """
 
@@ -17,12 +20,18 @@ from sqlalchemy import select
 
 from gatehouse import audit
 from gatehouse.authz import ROLES, Forbidden, acting_person, actor_email, require_role
-from gatehouse.core.classification import DATA_CLASSES
+from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.errors import GatehouseError
 from gatehouse.identity.credentials import mark_revoked
 from gatehouse.identity.lookup import identity_by_name, person_by_email
-from gatehouse.identity.rules import DEFAULT_REVIEW_INTERVAL, check_clearance_raise, has_identity_admin
+from gatehouse.identity.rules import (
+    DEFAULT_REVIEW_INTERVAL,
+    check_clearance_raise,
+    require_keeper,
+    require_outside_admin,
+    stewards_of,
+)
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person, ReviewCampaign, ReviewItem, RoleAssignment
 
@@ -36,10 +45,9 @@ def change_role(db: Database, actor: str, email: str, role: str, grant: bool) ->
         person = person_by_email(session, email)
         if actor_email(actor) == person.email:
             raise Forbidden("nobody changes their own roles")
-        if has_identity_admin(session):
-            require_role(session, actor, "identity-admin", "changing roles")
-        elif not (grant and role == "identity-admin"):
-            raise Forbidden("grant identity-admin to someone first: until then it is the only role that can be granted")
+        # Only an identity-admin grants or revokes roles, even when none is left: the first one
+        # comes from the once-only bootstrap, a later one from recovery (identity.bootstrap).
+        require_role(session, actor, "identity-admin", "changing roles")
         held = session.get(RoleAssignment, (person.id, role))
         if grant:
             if person.status != "active":
@@ -66,7 +74,10 @@ def list_roles(db: Database) -> list[dict[str, Any]]:
 # -- joiners ------------------------------------------------------------------------------
 
 def decide_identity(db: Database, actor: str, name: str, approve: bool, reason: str | None = None) -> Identity:
-    """An identity-admin other than the requester approves (→ active) or rejects (→ retired)."""
+    """An identity-admin other than the requester approves (→ active) or rejects (→ retired).
+    Approving also needs an identity-admin who has never owned or backed it up (a steward), an
+    active owner, and no flag on it (an orphaned request is rejected, or moved and its flag
+    cleared by an identity-admin first)."""
     with db.write() as session:
         revision = bump_revision(session)
         admin = require_role(session, actor, "identity-admin", "approving an identity")
@@ -75,6 +86,17 @@ def decide_identity(db: Database, actor: str, name: str, approve: bool, reason: 
             raise GatehouseError(f"identity {name!r} is {identity.status}, not pending")
         if actor_email(identity.created_by) == admin.email:
             raise Forbidden("nobody approves their own identity request")
+        if approve:
+            owner = session.get(Person, identity.owner_id)
+            if owner is None or owner.status != "active":
+                raise Forbidden(f"the owner of {name!r}, {owner.email if owner else '?'}, is "
+                                f"{owner.status if owner else 'gone'}: a request whose owner left cannot be approved "
+                                "(reject it, or move it to a new owner first)")
+            if identity.attention:
+                raise Forbidden(f"{name!r} is flagged ({identity.attention[:200]}): an identity-admin clears the flag "
+                                "(`gatehouse identity attended`) before it can be approved")
+            require_outside_admin(session, actor, stewards_of(session, identity), "approving an identity",
+                                  f"identity {name!r}")
         now = utcnow()
         identity.status = "active" if approve else "retired"
         identity.approved_by, identity.approved_at, identity.revision = actor, now, revision
@@ -88,16 +110,18 @@ def decide_identity(db: Database, actor: str, name: str, approve: bool, reason: 
 # -- clearance ----------------------------------------------------------------------------
 
 def set_clearance(db: Database, actor: str, name: str, clearance: str) -> Identity:
-    """Lowering is anyone's to do; raising needs an identity-admin who is not the owner."""
+    """Lowering is for the owner, the backup owner or an identity-admin; raising needs an
+    identity-admin who has never owned, backed up or requested the identity."""
     if clearance not in DATA_CLASSES:
         raise GatehouseError(f"invalid data clearance {clearance!r}: one of {', '.join(DATA_CLASSES)}")
     with db.write() as session:
         revision = bump_revision(session)
         identity = identity_by_name(session, name)
         before = identity.data_clearance
-        owner = session.get(Person, identity.owner_id)
-        assert owner is not None
-        check_clearance_raise(session, actor, owner, clearance, before)
+        if rank(clearance) > rank(before):
+            check_clearance_raise(session, actor, identity, clearance, before)
+        else:
+            require_keeper(session, actor, identity, "lowering a data clearance")
         identity.data_clearance, identity.revision = clearance, revision
         audit.append(session, actor, "identity.clearance", f"identity:{name}", {"from": before, "to": clearance})
         return identity

@@ -1,7 +1,10 @@
 """What happens to identities and keys over time: rotation, leaks, and people leaving.
 
 Like every control-plane change, each operation here is one transaction with its audit
-entry, and bumps the revision counter so that gateway workers pick it up within 0.2 s.
+entry, and bumps the revision counter so that gateway workers pick it up within 0.2 s. Each
+checks who is acting after taking that lock: a key is rotated by its identity's owner, backup
+owner or an identity-admin; a leak is reported by any active person or a secret scanner
+(``SCANNER_ACTORS``); only an identity-admin clears a flag or records a departure.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gatehouse import audit
+from gatehouse.authz import Forbidden, acting_person, require_role
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import GatehouseError, NotFound
@@ -21,10 +25,17 @@ from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secre
 from gatehouse.identity.admin_keys import revoke_admin_keys_of
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import identity_by_name, person_by_email
+from gatehouse.identity.rules import is_identity_admin, remember_stewards, require_keeper
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Identity, Person
 
 MAX_GRACE = timedelta(days=7)
+
+# The actors ``POST /admin/leaks`` reports for the scanners it authenticates (a GitHub
+# signature, the leak report token), with and without the ``system:`` prefix. Any other
+# reporter must be an active person.
+SCANNER_ACTORS = frozenset({"github-secret-scanning", "leak-report-token",
+                            "system:github-secret-scanning", "system:leak-report-token"})
 
 
 # -- rotation -----------------------------------------------------------------------------
@@ -52,14 +63,16 @@ def rotate_key(db: Database, actor: str, key_id: str, *, pepper: bytes, grace: t
         old = session.get(Credential, key_id)
         if old is None:
             raise NotFound(f"no key with id {key_id!r}")
+        identity = session.get(Identity, old.identity_id)
+        if identity is None:
+            raise GatehouseError(f"key {key_id} belongs to no identity; the store was altered")
+        require_keeper(session, actor, identity, "rotating a key")  # first: a stranger learns nothing of its state
         now = utcnow()
         if old.status != "active" or as_utc(old.expires_at) <= now:
             raise GatehouseError(f"key {key_id} is {'expired' if old.status == 'active' else old.status}: "
                                  "issue a new key with `gatehouse key issue` instead")
         if old.rotated_to:
             raise GatehouseError(f"key {key_id} was already rotated to {old.rotated_to}")
-        identity = session.get(Identity, old.identity_id)
-        assert identity is not None
         if identity.status != "active":
             raise GatehouseError(f"identity {identity.name!r} is {identity.status}: keys are issued to active identities only")
         lifetime = ttl if ttl is not None else as_utc(old.expires_at) - as_utc(old.created_at)
@@ -123,12 +136,22 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
     reporter = (reported_by or actor)[:200]
     with db.write() as session:
         revision = bump_revision(session)
+        check_reporter(session, actor)
+        by_id = not key_text_or_id.strip().startswith("gth_")  # key ids appear in logs: anyone could know one
         key = session.get(Credential, key_id)
         if key is None:
             admin_key = session.get(AdminKey, key_id)
             if admin_key is None:
                 raise NotFound(f"no key with id {key_id!r}")
+            if by_id and actor not in SCANNER_ACTORS:
+                reporter_person = acting_person(session, actor, "reporting an admin key by its id")
+                if reporter_person.id != admin_key.person_id and not is_identity_admin(session, reporter_person):
+                    raise Forbidden("reporting someone else's admin key by its id is an identity-admin's to do; "
+                                    "give the whole leaked key instead")
             return _admin_key_leak(session, actor, admin_key, key_text_or_id, source, reporter, pepper, revision)
+        holder = session.get(Identity, key.identity_id)
+        if by_id and actor not in SCANNER_ACTORS and holder is not None:
+            require_keeper(session, actor, holder, "reporting a key by its id (give the whole leaked key instead)")
         if pepper is not None and not secret_matches(pepper, parse_key(key_text_or_id.strip()), key.secret_hash):
             raise GatehouseError(f"the reported key's secret does not match key {key_id}: not a real key")
         already = key.status == "revoked"
@@ -152,6 +175,12 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
                            backup.email if backup else None, already, source, reporter)
 
 
+def check_reporter(session: Session, actor: str) -> None:
+    """A leak is reported by a secret scanner the admin API authenticated, or an active person."""
+    if actor not in SCANNER_ACTORS:
+        acting_person(session, actor, "reporting a leaked key")
+
+
 def _admin_key_leak(session: Session, actor: str, key: AdminKey, text: str, source: str | None, reporter: str,
                     pepper: bytes | None, revision: int) -> LeakOutcome:
     """An admin key leaked: the same response as a workload key's, the person is the owner."""
@@ -168,9 +197,11 @@ def _admin_key_leak(session: Session, actor: str, key: AdminKey, text: str, sour
 
 
 def clear_attention(db: Database, actor: str, identity_name: str, note: str | None = None) -> Identity:
-    """The owner has dealt with what needed their attention."""
+    """An identity-admin records that what needed attention (a leak, an orphaning, a missed
+    review, an incident) was dealt with. Owners act; they do not clear their own flags."""
     with db.write() as session:
         revision = bump_revision(session)
+        require_role(session, actor, "identity-admin", "clearing an identity's attention flag")
         identity = identity_by_name(session, identity_name)
         if identity.attention is None:
             raise GatehouseError(f"identity {identity_name!r} needs no attention")
@@ -201,7 +232,10 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
     working within a second). Where they were the backup, the identity loses its backup."""
     with db.write() as session:
         revision = bump_revision(session)
+        admin = require_role(session, actor, "identity-admin", "recording a departure")
         person = person_by_email(session, email)
+        if person.id == admin.id:
+            raise Forbidden("nobody records their own departure: another identity-admin does")
         if person.status == "departed":
             raise GatehouseError(f"{person.email} has already departed")
         now = utcnow()
@@ -214,6 +248,7 @@ def depart_person(db: Database, actor: str, email: str) -> DepartureReport:
             Identity.status != "retired").order_by(Identity.name)).scalars().all()
         for identity in identities:
             identity.revision = revision
+            remember_stewards(session, identity)  # whoever held it stays one of its stewards
             if identity.owner_id != person.id:
                 identity.backup_owner_id = None
                 report.backup_removed.append(identity.name)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gatehouse import audit
+from gatehouse.authz import require_role
 from gatehouse.core.classification import DATA_CLASSES
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.durations import format_duration
@@ -20,13 +21,21 @@ from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.core.keyformat import hash_secret
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import EMAIL_PATTERN, check_name, identity_by_name, person_by_email
-from gatehouse.identity.rules import DEFAULT_REVIEW_INTERVAL, check_clearance_raise, check_requester, check_resume, needs_approval
+from gatehouse.identity.rules import (
+    DEFAULT_REVIEW_INTERVAL,
+    check_clearance_at_creation,
+    check_requester,
+    check_resume,
+    needs_approval,
+    require_keeper,
+)
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import Credential, Identity, Person
 
 # -- people -----------------------------------------------------------------------------
 
 def add_person(db: Database, actor: str, email: str, team: str | None = None, name: str | None = None) -> Person:
+    """An identity-admin adds a person (the first one comes from ``bootstrap``)."""
     email = (email or "").strip().lower()
     if not EMAIL_PATTERN.match(email):
         raise GatehouseError(f"invalid e-mail address {email!r}")
@@ -34,6 +43,7 @@ def add_person(db: Database, actor: str, email: str, team: str | None = None, na
         check_name("team", team)
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
+        require_role(session, actor, "identity-admin", "adding a person")
         if session.execute(select(Person).where(Person.email == email)).scalar_one_or_none():
             raise Conflict(f"a person with e-mail {email!r} already exists")
         person = Person(email=email, team=team, name=name, status="active", created_at=utcnow(), revision=revision)
@@ -69,8 +79,12 @@ def create_identity(
     labels: dict[str, str] | None = None,
     exempt_environments: frozenset[str] = frozenset({"dev"}),
 ) -> Identity:
-    """Outside ``exempt_environments`` the identity starts ``pending``, requested by its owner or
-    an identity-admin, until another identity-admin approves it (governance.decide_identity)."""
+    """Any active person requests an identity they will own; one for someone else needs an
+    identity-admin. It starts ``pending`` until an identity-admin who is neither its requester
+    nor one of its stewards approves it (governance.decide_identity) when it is outside
+    ``exempt_environments``, or when what it asks for selects grants or data of its own: a team
+    other than its owner's, any labels, or a clearance above the baseline (which only an
+    identity-admin other than its owner and backup may ask for)."""
 
     check_name("identity name", name)
     check_name("environment", environment)
@@ -92,17 +106,24 @@ def create_identity(
                 raise GatehouseError("the backup owner must be someone other than the owner")
         if session.execute(select(Identity).where(Identity.name == name)).scalar_one_or_none():
             raise Conflict(f"an identity named {name!r} already exists")
-        pending = needs_approval(environment, exempt_environments)
-        if pending:
-            check_requester(session, actor, owner.email)
-        check_clearance_raise(session, actor, owner, data_clearance, "internal")
+        requester = check_requester(session, actor, owner.email)
+        identity_team = team if team is not None else owner.team
+        raised = check_clearance_at_creation(session, actor, owner, backup, data_clearance)
+        because = [reason for reason, applies in (
+            (f"environment {environment} needs approval", needs_approval(environment, exempt_environments)),
+            (f"team {identity_team} is not its owner's ({owner.team})", identity_team != owner.team),
+            ("labels select grants", bool(labels)),
+            (f"data clearance {data_clearance} is above the baseline", raised),
+        ) if applies]
+        pending = bool(because)
         now = utcnow()
         identity = Identity(
             name=name, owner_id=owner.id, backup_owner_id=backup.id if backup else None,
-            team=team if team is not None else owner.team, environment=environment, purpose=purpose,
+            team=identity_team, environment=environment, purpose=purpose,
             data_clearance=data_clearance, labels=dict(labels or {}), status="pending" if pending else "active",
             review_due_at=None if pending else now + DEFAULT_REVIEW_INTERVAL, created_at=now, created_by=actor,
             revision=revision,
+            stewards=sorted({owner.email, requester.email} | ({backup.email} if backup else set())),
         )
         session.add(identity)
         session.flush()
@@ -110,6 +131,7 @@ def create_identity(
             "owner": owner.email, "backup_owner": backup.email if backup else None,
             "team": identity.team, "environment": environment, "purpose": purpose,
             "data_clearance": data_clearance, "labels": identity.labels, "status": identity.status,
+            "pending_because": because,
         })
     return identity
 
@@ -155,10 +177,10 @@ def change_identity_status(db: Database, actor: str, name: str, action: str, rea
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         identity = identity_by_name(session, name)
+        require_keeper(session, actor, identity, f"{action.removesuffix('e')}ing an identity")
         if identity.status not in allowed_from:
             raise GatehouseError(f"cannot {action} identity {name!r}: it is {identity.status}")
         if action == "resume":
-
             check_resume(session, actor, identity)
         previous, identity.status, identity.revision = identity.status, new_status, revision
         revoked: list[str] = []
@@ -198,6 +220,7 @@ def issue_key(
     with db.write() as session:
         revision = bump_revision(session)  # the change lock first: every check below sees the latest state
         identity = identity_by_name(session, identity_name)
+        require_keeper(session, actor, identity, "issuing a key")
         if identity.status != "active":
             raise GatehouseError(f"identity {identity_name!r} is {identity.status}: keys are issued to active identities only")
         key = new_key(session)
@@ -251,10 +274,13 @@ def revoke_key(db: Database, actor: str, key_id: str, reason: str | None = None)
         key = session.get(Credential, key_id)
         if key is None:
             raise NotFound(f"no key with id {key_id!r}")
+        identity = session.get(Identity, key.identity_id)
+        if identity is None:
+            raise GatehouseError(f"key {key_id} belongs to no identity; the store was altered")
+        require_keeper(session, actor, identity, "revoking a key")
         if key.status == "revoked":
             raise GatehouseError(f"key {key_id} is already revoked")
         mark_revoked(key, actor, reason, revision)
-        identity = session.get(Identity, key.identity_id)
         audit.append(session, actor, "key.revoke", f"key:{key_id}",
-                     {"identity": identity.name if identity else None, "reason": reason})
+                     {"identity": identity.name, "reason": reason})
     return key

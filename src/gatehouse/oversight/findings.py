@@ -2,7 +2,8 @@
 
 Like IAM Access Analyzer's unused-access findings, each finding names its subject, its owner,
 what was observed and what to do. They are computed from the store (and, for unexercised
-grants, the decision records of the window and the active policy), never from guesses.
+grants, the decision records of the window and the active policy), never from guesses. A
+break-glass activation no other approver has reviewed is a finding too, whatever the policy.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from gatehouse.authz import actor_email
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.identity.view import IdentityView
+from gatehouse.policy.change_control import unreviewed_break_glass
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.store.db import Database
 from gatehouse.store.models import Credential, DecisionRecord, Identity, Person
@@ -111,8 +114,15 @@ def compute_findings(db: Database, policy: CompiledPolicy | None, thresholds: Th
         identities = _identities(session)
         keys, identity_last_used = _keys(session)
         used = _used_aliases(session, since) if policy is not None else {}
+        unreviewed = unreviewed_break_glass(session)
     findings: list[Finding] = []
     add = findings.append
+    for activation in unreviewed:
+        add(Finding("break_glass_unreviewed", "high", f"break-glass:{activation['seq']}",
+                    actor_email(activation["actor"]) or activation["actor"],
+                    f"break-glass by {activation['actor']} at {activation['at'].isoformat(timespec='seconds')} "
+                    f"({activation['reason']}), not reviewed by another approver",
+                    f"gatehouse policy review-break-glass {activation['seq']} --note …"))
     for ident in identities:
         subject, owner = f"identity:{ident.name}", ident.owner
         if ident.owner_status != "active":

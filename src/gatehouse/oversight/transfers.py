@@ -3,8 +3,10 @@ under the policy version the store says is active (never a file on someone's dis
 
 The plan a person is shown names that version; the transfer judges the move again inside its
 own transaction, after the change lock, and refuses if anything the plan showed has changed,
-so the "a widening move needs an identity-admin who is neither owner" rule always sees the
-real gains.
+so the rule always sees the real gains: a move that widens access, or that hands the
+identity to an owner outside its team, needs an identity-admin who is not one of its stewards
+(who has never owned, backed up or requested it, nor is to own it now). That is what stops a
+sequence of moves (hand it to someone, change its team, take it back) doing what one may not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gatehouse.core.classification import rank
 from gatehouse.core.clock import utcnow
 from gatehouse.core.errors import GatehouseError
 from gatehouse.identity.lookup import check_name, identity_by_name, person_by_email
+from gatehouse.identity.rules import remember_stewards, stewards_of
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.versions import active_compiled_in
 from gatehouse.policy.versions import hold as hold_policy
@@ -101,7 +104,8 @@ def plan_transfer(db: Database, name: str, owner_email: str | None, team: str | 
 
 def transfer_identity(db: Database, actor: str, plan: TransferPlan) -> Identity:
     """Apply a planned move (an identity-admin's job); the identity comes up for review by its
-    (new) owner at once. A move that widens access needs an admin who is neither owner."""
+    (new) owner at once. A move that widens access, or hands the identity to an owner of
+    another team, needs an identity-admin who is none of its stewards, old or new."""
     with db.write() as session:
         hold_policy(session)  # an apply waits for this move, or this move for the apply: never both unseen
         revision = bump_revision(session)
@@ -110,15 +114,23 @@ def transfer_identity(db: Database, actor: str, plan: TransferPlan) -> Identity:
         if now != plan:  # the identity, the people or the active policy moved since the plan was shown
             raise GatehouseError("the identity or the active policy changed since the plan was shown: "
                                  "run the command again")
-        if now.widens and admin.email in (now.owner_before, now.owner_after):
-            what = ", ".join(now.gained) or "access no active policy version can judge yet"
-            raise Forbidden(f"this move gives {now.identity} {what}: an identity-admin who is "
-                            "neither its old nor its new owner must make it")
         identity = identity_by_name(session, now.identity)
         new_owner = person_by_email(session, now.owner_after)
+        stewards = stewards_of(session, identity) | {new_owner.email}
+        if now.widens and admin.email in stewards:
+            what = ", ".join(now.gained) or "access no active policy version can judge yet"
+            raise Forbidden(f"this move gives {now.identity} {what}: an identity-admin who is neither its old nor its "
+                            f"new owner, and has never owned, backed up or requested it, must make it ({admin.email} "
+                            "has)")
+        if now.owner_after != now.owner_before and new_owner.team != now.team_after and admin.email in stewards:
+            raise Forbidden(f"this move hands {now.identity} (team {now.team_after}) to {new_owner.email} of team "
+                            f"{new_owner.team}: an identity-admin who has never owned, backed up or requested it must "
+                            f"make it ({admin.email} has)")
+        remember_stewards(session, identity)
         if identity.backup_owner_id == new_owner.id:
             identity.backup_owner_id = None  # the backup must be someone else
         identity.owner_id, identity.team = new_owner.id, now.team_after
+        remember_stewards(session, identity, new_owner.email)
         identity.review_due_at, identity.revision = utcnow(), revision
         audit.append(session, actor, "identity.transfer", f"identity:{now.identity}", now.as_dict())
         return identity

@@ -10,6 +10,11 @@ An approval is bound to the version, to the baseline it replaces and to the plan
 saw (``plan_id`` covers baseline, version and the inventory the plan was computed on). At apply
 the plan is computed again: a different baseline, or a widening no approver acknowledged (an
 identity created since that gains access, say), sends it back for a new plan and approval.
+
+Break-glass skips approval, so it is fenced in: a reason, a notification channel to tell
+people through, a limit per person and per installation over a window (``Settings``), an
+expiry, and a review afterwards by an approver other than whoever broke the glass
+(``review_break_glass``); until then ``policy status`` and the findings show it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from gatehouse import audit
 from gatehouse.authz import Forbidden, acting_person, actor_email, require_role, roles_of
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.config import Settings
-from gatehouse.core.errors import Conflict, GatehouseError
+from gatehouse.core.durations import format_duration
+from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.engines.credentials import credential_problem
 from gatehouse.guardrails.classifier import classifier_problem
 from gatehouse.policy.approvals import check_approved, check_approver_pool, proposers_of, required_approvals
@@ -36,6 +42,7 @@ from gatehouse.policy.versions import (
     current_activation,
     earlier_activation,
     find_version,
+    hold,
     loaded_version,
     lock,
     store_version,
@@ -54,6 +61,10 @@ BREAK_GLASS_MAX = timedelta(hours=4)
 
 class StalePlan(GatehouseError):
     """The plan an approval names is not what the plan is now."""
+
+
+class BreakGlassLimit(Forbidden):
+    """Break-glass was used as often as the installation allows within its window."""
 
 
 def _check_credentials(loaded: LoadedPolicy) -> None:
@@ -228,10 +239,32 @@ def rollback(db: Database, actor: str, reason: str) -> PolicyActivation:
                          reason=reason.strip(), details={"widenings": len(planned.widening_ids), "approvers": approvers})
 
 
-def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl: timedelta) -> tuple[PolicyActivation, PlannedChange]:
+def _check_break_glass_limits(session: Session, actor: str, settings: Settings) -> None:
+    """At most ``break_glass_per_person`` activations by one person and
+    ``break_glass_per_installation`` by everyone within ``break_glass_window``."""
+    window = settings.break_glass_window
+    actors = session.execute(select(PolicyActivation.actor).where(
+        PolicyActivation.kind == "break-glass", PolicyActivation.at >= utcnow() - window)).scalars().all()
+    mine = sum(1 for who in actors if who == actor)
+    if mine >= settings.break_glass_per_person:
+        raise BreakGlassLimit(f"{actor_email(actor)} has used break-glass {mine} time(s) in the last "
+                              f"{format_duration(window)}, the limit per person "
+                              f"(GATEHOUSE_BREAK_GLASS_PER_PERSON={settings.break_glass_per_person}): propose the "
+                              "change and have it approved")
+    if len(actors) >= settings.break_glass_per_installation:
+        raise BreakGlassLimit(f"break-glass was used {len(actors)} time(s) in the last {format_duration(window)}, the "
+                              "limit for this installation (GATEHOUSE_BREAK_GLASS_PER_INSTALLATION="
+                              f"{settings.break_glass_per_installation}): propose the change and have it approved")
+
+
+def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl: timedelta, *,
+                settings: Settings) -> tuple[PolicyActivation, PlannedChange]:
     """Activate without approval, for an emergency: a policy-admin, a reason, at most four
-    hours. The audit entry is marked; when it expires every worker returns to the approved
-    baseline. To keep the change, propose and approve it as usual."""
+    hours, a notification channel configured (``settings.notify_webhook``: the caller sends
+    ``break_glass_event`` to it) and the limits per person and per installation not reached.
+    The audit entry is marked; when it expires every worker returns to the approved baseline,
+    and it stays unreviewed until an approver other than its actor reviews it
+    (``review_break_glass``). To keep the change, propose and approve it as usual."""
     if not reason or not reason.strip():
         raise GatehouseError("break-glass needs a reason (--reason)")
     if ttl <= timedelta(0) or ttl > BREAK_GLASS_MAX:
@@ -240,6 +273,9 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
     with db.write() as session:
         lock(session)
         actor = _acting_as(session, actor, "policy-admin", "break-glass")
+        if not (settings.notify_webhook or "").strip():
+            raise GatehouseError("break-glass needs a notification channel, so that people hear of it: set "
+                                 "GATEHOUSE_NOTIFY_WEBHOOK on the gateway")
         current = current_activation(session)
         if current is None:
             raise Conflict("no policy is active yet: start the gateway once first")
@@ -260,6 +296,7 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
                             f"as they are; new or changed: {', '.join(sorted(unknown))}")
         if planned.plan.violations:
             raise Forbidden("break-glass cannot send data to a deployment not allowed to receive it")
+        _check_break_glass_limits(session, actor, settings)  # last: only a break-glass that would happen counts
         expires_at = utcnow() + ttl
         activation = _activate(session, actor, row, "break-glass", current, back_to=base, reason=reason.strip(),
                                expires_at=expires_at,
@@ -268,6 +305,35 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
             "reason": reason.strip(), "expires_at": expires_at.isoformat(), "returns_to": base,
             "widenings": len(planned.widening_ids)})
         return activation, planned
+
+
+def review_break_glass(db: Database, actor: str, seq: int, note: str) -> PolicyActivation:
+    """An approver other than whoever broke the glass records that they looked at what it did
+    and why. Until then the activation shows in ``policy status`` and the findings."""
+    if not note or not note.strip():
+        raise GatehouseError("say what you checked: a review needs a note (--note)")
+    with db.write() as session:
+        hold(session)  # serialises with other policy transitions; nothing for workers to reload
+        reviewer = _acting_as(session, actor, "approver", "reviewing a break-glass activation")
+        row = session.get(PolicyActivation, seq)
+        if row is None or row.kind != "break-glass":
+            raise NotFound(f"no break-glass activation {seq} (see `gatehouse policy status`)")
+        if row.reviewed_at is not None:
+            raise Conflict(f"break-glass activation {seq} was reviewed already, by {row.reviewed_by}")
+        if actor_email(row.actor) == actor_email(reviewer):
+            raise Forbidden("nobody reviews their own break-glass: another approver must")
+        row.reviewed_by, row.reviewed_at, row.review_note = reviewer, utcnow(), note.strip()
+        audit.append(session, reviewer, "policy.break_glass_review", f"policy:{row.version}",
+                     {"seq": seq, "break_glass_by": row.actor, "reason": row.reason, "note": note.strip()})
+        return row
+
+
+def unreviewed_break_glass(session: Session) -> list[dict[str, Any]]:
+    """Every break-glass activation nobody has reviewed yet, oldest first."""
+    rows = session.execute(select(PolicyActivation).where(PolicyActivation.kind == "break-glass",
+                                                          PolicyActivation.reviewed_at.is_(None))
+                           .order_by(PolicyActivation.seq)).scalars().all()
+    return [{"seq": row.seq, "actor": row.actor, "at": as_utc(row.at), "reason": row.reason} for row in rows]
 
 
 def break_glass_event(activation: PolicyActivation, planned: PlannedChange) -> dict[str, Any]:

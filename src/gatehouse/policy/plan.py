@@ -249,7 +249,8 @@ class Plan:
                 "rules": [asdict(r) for r in self.rules],
                 "routes": [asdict(r) | {"description": r.description} for r in self.routes],
                 "flows": [asdict(f) for f in self.flows],
-                "deployments": [{"deployment": d.deployment, "changes": [list(c) for c in d.changes], "widens": d.widens}
+                "deployments": [{"deployment": d.deployment, "changes": [list(c) for c in d.changes], "widens": d.widens,
+                                 "added": d.added, "removed": d.removed, "description": d.description}
                                 for d in self.deployments],
                 "approvers": list(self.approvers) if self.approvers else None,
                 "guardrails": [asdict(g) for g in self.guardrails],

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from gatehouse.core.clock import as_utc, utcnow
+from gatehouse.policy.change_control import unreviewed_break_glass
 from gatehouse.policy.versions import activation_dict, baseline_of, current_activation
 from gatehouse.store.db import Database
 from gatehouse.store.models import (
@@ -39,12 +40,14 @@ def forget_worker(db: Database, worker: str) -> None:
 
 
 def status(db: Database) -> dict[str, Any]:
-    """The active version, and per live worker what it enforces; ``drift`` when any differs."""
+    """The active version, and per live worker what it enforces; ``drift`` when any differs;
+    every break-glass activation no other approver has reviewed yet."""
     now = utcnow()
     with db.read() as session:
         current = current_activation(session)
         workers = session.execute(select(GatewayWorker).order_by(GatewayWorker.id)).scalars().all()
         history = session.execute(select(PolicyActivation).order_by(PolicyActivation.seq.desc()).limit(10)).scalars().all()
+        unreviewed = unreviewed_break_glass(session)
     active = current.version if current else None
     rows = []
     for worker in workers:
@@ -65,6 +68,7 @@ def status(db: Database) -> dict[str, Any]:
         "active": active,
         "activation": activation_dict(current) if current else None,
         "break_glass": current is not None and current.kind == "break-glass",
+        "break_glass_unreviewed": unreviewed,
         "baseline": baseline_of(current),
         "workers": rows,
         "drift": any(row["state"] in ("drift", "error") for row in live),

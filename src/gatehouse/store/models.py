@@ -52,6 +52,9 @@ class Identity(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_by: Mapped[str] = mapped_column(String(200), nullable=False)
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
+    # every person who has owned, backed up or requested it (e-mails): none of them may raise
+    # its clearance or widen its access, whoever owns it now
+    stewards: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
 
 
 class Credential(Base):
@@ -201,6 +204,9 @@ class PolicyActivation(Base):
     back_to: Mapped[str | None] = mapped_column(String(71))  # what `policy rollback` returns to from here
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # break-glass only
     reason: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))  # break-glass: who reviewed it afterwards
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_note: Mapped[str | None] = mapped_column(Text)
 
 
 class GatewayWorker(Base):
@@ -285,3 +291,14 @@ class Incident(Base):
     closed_by: Mapped[str | None] = mapped_column(String(200))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class RecoveryCode(Base):
+    """One of the recovery codes made at bootstrap (only its HMAC is kept): several, presented
+    together, appoint an identity-admin when none is left."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
