@@ -6,13 +6,14 @@ key in the 0600 profile; other people sign in with the admin keys root issues th
 """
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from gatehouse.cli.main import app
+from gatehouse.core.config import Settings
 from gatehouse.policy import change_control, versions
 from gatehouse.policy.loader import load_policy
 from gatehouse.store.db import Database
@@ -26,7 +27,7 @@ BOOTSTRAP_ENTRIES = 4  # person.add, role.grant, admin_key.issue, installation.b
 
 def activate_policy_file(home: Path) -> str:
     """Make the policy file in ``home`` the active version, as the first `gatehouse serve` does."""
-    db = Database(f"sqlite:///{home / 'gatehouse.db'}")
+    db = Database(Settings.from_env().database_url)
     try:
         assert change_control.activate_served_file(db, "local:test", load_policy(home / "policy.yaml"),
                                                    "policy.yaml") == "activated"
@@ -37,12 +38,25 @@ def activate_policy_file(home: Path) -> str:
         db.dispose()
 
 
+def store_sql(*statements: str) -> None:
+    """Change the store behind the API's back: what a person with the database could do."""
+    db = Database(Settings.from_env().database_url)
+    try:
+        with db.write() as session:
+            for statement in statements:
+                session.execute(text(statement))
+    finally:
+        db.dispose()
+
+
 @pytest.fixture
-def gh(home: Path, shared_models_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def gh(home: Path, shared_models_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The command line on a fresh installation, on SQLite and on a real PostgreSQL server."""
     home.mkdir(parents=True)
     (home / "models").symlink_to(shared_models_dir, target_is_directory=True)
     for name in ("GATEHOUSE_ADMIN_KEY", "GATEHOUSE_URL", "GATEHOUSE_ACTOR"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
 
     def run(*args: str, code: int = 0, key: str | None = None):
         if key is None:
@@ -54,7 +68,7 @@ def gh(home: Path, shared_models_dir: Path, monkeypatch: pytest.MonkeyPatch):
         assert "Traceback" not in result.output
         return result
 
-    run.started = run("init", "--admin", ROOT, "--team", "platform")  # type: ignore[attr-defined]  # kept for the codes
+    run.started = run("init", "--admin", ROOT, "--team", "platform", "--save-profile")  # type: ignore[attr-defined]  # kept for the codes
     return run
 
 
@@ -67,7 +81,7 @@ def admin_key(gh, email: str, *roles: str, team: str = "platform") -> str:
 
 
 def test_init_prepares_everything_and_signs_the_first_admin_in(gh, home):
-    assert (home / "policy.yaml").exists() and (home / "gatehouse.db").exists()
+    assert (home / "policy.yaml").exists()
     assert (home / "pepper").stat().st_mode & 0o777 == 0o600
     assert (home / "profile.json").stat().st_mode & 0o777 == 0o600
     assert gh("policy", "validate").output.startswith("valid")
@@ -81,10 +95,7 @@ def test_the_bootstrap_happens_once_per_installation_even_when_every_admin_has_l
     bob = admin_key(gh, "bob@example.com", "identity-admin")
     gh("person", "depart", ROOT, key=bob)
     assert "nobody records their own departure" in gh("person", "depart", "bob@example.com", key=bob, code=1).output
-    connection = sqlite3.connect(home / "gatehouse.db")  # bob leaves too: no identity-admin is left
-    connection.execute("UPDATE people SET status = 'departed'")
-    connection.commit()
-    connection.close()
+    store_sql("UPDATE people SET status = 'departed'")  # bob leaves too: no identity-admin is left
     assert "bootstrapped already" in gh("init", "--admin", "mallory@example.com", code=1).output
     gh("person", "add", "mallory@example.com", key=bob, code=1)  # a departed person's key does nothing
 
@@ -187,11 +198,8 @@ def test_tampering_is_named_by_audit_verify(gh, home):
     gh("person", "add", "b@example.com")
     gh("identity", "create", "app", "--owner", "a@example.com")
     seq = BOOTSTRAP_ENTRIES + 3
-    connection = sqlite3.connect(home / "gatehouse.db")
-    connection.execute("UPDATE audit_entries SET details = replace(details, 'a@example.com', 'b@example.com') "
-                       f"WHERE seq = {seq}")
-    connection.commit()
-    connection.close()
+    store_sql("UPDATE audit_entries SET details = replace(details, 'a@example.com', 'b@example.com') "
+              f"WHERE seq = {seq}")
     result = gh("audit", "verify", code=2)
     assert f"BROKEN at entry {seq}" in result.output and "modified" in result.output
     report = json.loads(gh("audit", "verify", "--json", code=2).stdout)
@@ -343,12 +351,9 @@ def test_signed_checkpoints_from_the_command_line(gh, home, tmp_path):
     assert "signed checkpoints, exported checkpoint matches" in " ".join(ok.output.split())
     gh("person", "add", "bob@example.com")  # the log grows past the checkpoint: still fine
     gh("audit", "verify", "--public-key", str(tmp_path / "audit.pem"), "--checkpoint", str(tmp_path / "cp.json"))
-    connection = sqlite3.connect(home / "gatehouse.db")
-    connection.execute(f"DELETE FROM audit_entries WHERE seq >= {size}")
-    connection.execute(f"UPDATE audit_head SET seq = {size - 1}, hash = (SELECT hash FROM audit_entries WHERE seq = {size - 1})")
-    connection.execute("DELETE FROM audit_checkpoints")
-    connection.commit()
-    connection.close()
+    store_sql(f"DELETE FROM audit_entries WHERE seq >= {size}",
+              f"UPDATE audit_head SET seq = {size - 1}, hash = (SELECT hash FROM audit_entries WHERE seq = {size - 1})",
+              "DELETE FROM audit_checkpoints")
     broken = gh("audit", "verify", "--public-key", str(tmp_path / "audit.pem"), "--checkpoint", str(tmp_path / "cp.json"),
                 code=2)
     assert f"BROKEN at entry {size}: entry {size} is missing" in " ".join(broken.output.split())
@@ -429,10 +434,7 @@ def test_recovery_needs_two_people_and_is_loud(gh, home, monkeypatch):
     assert len(codes) == 3
     assert "only for when none is left" in gh("recover", "--admin", "new@example.com", "--code", codes[0],
                                               "--code", codes[1], code=1).output  # root is still there
-    connection = sqlite3.connect(home / "gatehouse.db")  # every identity-admin has left
-    connection.execute("UPDATE people SET status = 'departed'")
-    connection.commit()
-    connection.close()
+    store_sql("UPDATE people SET status = 'departed'")  # every identity-admin has left
     hook = Receiver()
     monkeypatch.setenv("GATEHOUSE_NOTIFY_WEBHOOK", hook.url)
     try:
@@ -451,9 +453,6 @@ def test_recovery_needs_two_people_and_is_loud(gh, home, monkeypatch):
     assert "installation.recover_refused" in [e["action"] for e in log]
     assert log[-1]["action"] == "installation.recover" and log[-1]["actor"].startswith("local:")
     assert codes[1] not in json.dumps(log)
-    connection = sqlite3.connect(home / "gatehouse.db")
-    connection.execute("UPDATE people SET status = 'departed'")
-    connection.commit()
-    connection.close()
+    store_sql("UPDATE people SET status = 'departed'")
     spent = gh("recover", "--admin", "other@example.com", "--code", codes[1], "--code", codes[2], code=1)
     assert "0 given were valid" in spent.output  # used codes are spent and the set was replaced
