@@ -84,3 +84,18 @@ def _value(value):  # type: ignore[no-untyped-def]
     if kind == "array_value":
         return [_value(item) for item in value.array_value.values]
     return getattr(value, kind)
+
+
+def own_admin_key(db, issuer: str, email: str, pepper: bytes, ttl=None) -> str:  # type: ignore[no-untyped-def]  # test helper
+    """An admin key for ``email`` as they would hold it: issued (an enrolment key, when the
+    issuer is someone else) and exchanged by them for their own."""
+    from datetime import timedelta
+
+    from gatehouse.identity.admin_keys import authenticate_admin, issue_admin_key, redeem_admin_key
+
+    ttl = ttl or timedelta(days=1)
+    _, text = issue_admin_key(db, issuer, email, pepper=pepper, ttl=ttl, max_ttl=timedelta(days=90))
+    principal = authenticate_admin(db, pepper, f"Bearer {text}")
+    if not principal.enrolment:
+        return text
+    return redeem_admin_key(db, principal, pepper=pepper, ttl=ttl, max_ttl=timedelta(days=90))[1]

@@ -5,7 +5,6 @@ acknowledges and closes it over the admin API."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import httpx
 import openai
@@ -13,10 +12,9 @@ import pytest
 from openai import OpenAI
 
 from gatehouse.identity import governance, service
-from gatehouse.identity.admin_keys import issue_admin_key
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
-from helpers import Receiver, start_gateway
+from helpers import Receiver, own_admin_key, start_gateway
 
 PEPPER = b"e2e-pepper"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -59,8 +57,7 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs):
         service.add_person(home.db, ACTOR, f"{name}@example.com", team="platform")
     governance.change_role(home.db, ACTOR, "pete@example.com", "identity-admin", True)
     governance.change_role(home.db, "person:pete@example.com", "olive@example.com", "operator", True)
-    admin = {name: issue_admin_key(home.db, ACTOR, f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
-                                   max_ttl=timedelta(days=90))[1] for name in ("olive", "pete")}
+    admin = {name: own_admin_key(home.db, ACTOR, f"{name}@example.com", PEPPER) for name in ("olive", "pete")}
     keys = {name: home.key(home.identity(name)) for name in ("leaky", "careful")}
     gateway = start_gateway(home.env, logs, name="monitoring-gateway")
     for key in keys.values():

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 
 import httpx
 import pytest
 from openai import OpenAI
 
 from gatehouse.identity import governance, service
-from gatehouse.identity.admin_keys import issue_admin_key
 from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.loader import load_policy_text
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
-from helpers import Receiver, start_gateway
+from helpers import Receiver, own_admin_key, start_gateway
 
 PEPPER = b"e2e-pepper"
 
@@ -47,8 +45,7 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs, hook):
     governance.change_role(db, "person:alice@example.com", "bob@example.com", "policy-admin", True)
     governance.change_role(db, "person:alice@example.com", "carol@example.com", "approver", True)
     governance.change_role(db, "person:alice@example.com", "bob@example.com", "approver", True)  # never for his own
-    keys = {name: issue_admin_key(db, ACTOR, f"{name}@example.com", pepper=PEPPER, ttl=timedelta(days=1),
-                                  max_ttl=timedelta(days=90))[1] for name in ("bob", "carol", "dave")}
+    keys = {name: own_admin_key(db, ACTOR, f"{name}@example.com", PEPPER) for name in ("bob", "carol", "dave")}
     home.identity("app")
     keys["workload"] = home.key("app")
     gateway = start_gateway(home.env, logs, workers=2, name="policy-gateway")

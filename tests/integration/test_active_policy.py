@@ -27,7 +27,7 @@ from gatehouse.cli.main import app as cli_app
 from gatehouse.core import clock
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
-from gatehouse.identity import admin_keys, governance, service
+from gatehouse.identity import governance, service
 from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.identity.view import IdentityView
 from gatehouse.oversight import transfers
@@ -38,6 +38,8 @@ from gatehouse.policy.loader import load_policy_text
 from gatehouse.policy.starter import STARTER_POLICY
 from gatehouse.store.db import Database
 from gatehouse.store.models import PolicyActivation
+
+from helpers import own_admin_key
 
 ROOT = "local:root"  # only for what needs no person: serve's first activation
 ADMIN = "person:root@example.com"  # the bootstrapped first identity-admin
@@ -146,8 +148,7 @@ def test_the_cli_judges_the_applied_version_not_the_file(cli_home) -> None:
     governance.change_role(db, root, "bob@example.com", "policy-admin", True)
     governance.change_role(db, root, "carol@example.com", "approver", True)
     governance.change_role(db, root, "carol@example.com", "identity-admin", True)
-    keys = {name: admin_keys.issue_admin_key(db, root, f"{name}@example.com", pepper=Settings.from_env().pepper(),
-                                             ttl=timedelta(hours=1), max_ttl=timedelta(days=1))[1]
+    keys = {name: own_admin_key(db, root, f"{name}@example.com", Settings.from_env().pepper())
             for name in ("alice", "carol")}
     change_control.activate_served_file(db, ROOT, load_policy_text((home / "policy.yaml").read_text()), "policy.yaml")
     service.create_identity(db, ALICE, "bot", "alice@example.com", environment="dev")
@@ -171,8 +172,7 @@ def test_the_cli_judges_the_applied_version_not_the_file(cli_home) -> None:
 def test_the_admin_api_and_the_cli_judge_the_same_version(org: Database, settings: Settings) -> None:
     applied = apply_with_approval(org, WITH_BIG)
     governance.change_role(org, ALICE, "bob@example.com", "auditor", True)
-    _, key = admin_keys.issue_admin_key(org, ALICE, "bob@example.com", pepper=PEPPER, ttl=timedelta(hours=1),
-                                        max_ttl=timedelta(days=1))
+    key = own_admin_key(org, ALICE, "bob@example.com", PEPPER)
     api = InventoryApi(org, PEPPER, settings)
     app = Starlette(routes=[Route("/admin/findings", api.findings), Route("/admin/inventory", api.inventory)])
     with TestClient(app) as client:

@@ -82,9 +82,11 @@ class Org:
             granted = root.post(f"/admin/people/{email(name)}/roles", json={"role": role})
             assert granted.status_code == 201, granted.text
         issued = root.post(f"/admin/people/{email(name)}/admin-keys", json={"ttl": "1d"})
-        assert issued.status_code == 201, issued.text
-        self.keys[email(name)] = issued.json()["key"]
-        return str(issued.json()["key"])
+        assert issued.status_code == 201 and issued.json()["enrolment"] is True, issued.text
+        own = self.client(issued.json()["key"]).post("/admin/admin-keys/redeem", json={"ttl": "1d"})  # theirs now
+        assert own.status_code == 201, own.text
+        self.keys[email(name)] = own.json()["key"]
+        return str(own.json()["key"])
 
     def close(self) -> None:
         for app in self.apps:
@@ -245,7 +247,16 @@ def test_issuing_an_admin_key_needs_identity_admin(org: Org, webhook: Receiver) 
     webhook.received.clear()
     issued = ok(org("admin2").post("/admin/people/dave@example.com/admin-keys", json={"ttl": "2h"}), 201)
     assert issued["person"] == "dave@example.com" and issued["key"].startswith(f"gth_{issued['key_id']}_")
-    assert ok(org.client(issued["key"]).get("/admin/whoami"))["email"] == "dave@example.com"
+    assert ok(org.client(issued["key"]).get("/admin/whoami"))["enrolment"] is True
+    # what admin2 saw is an enrolment key: it does nothing but get dave a key of his own, once
+    refused(org.client(issued["key"]).get("/admin/people"), 403)
+    refused(org.client(issued["key"]).post("/admin/people", json={"email": "x@example.com"}), 403)
+    own = ok(org.client(issued["key"]).post("/admin/admin-keys/redeem"), 201)
+    refused(org.client(issued["key"]).post("/admin/admin-keys/redeem"), 401)  # single use: now revoked
+    assert ok(org.client(own["key"]).get("/admin/whoami")) == {
+        "email": "dave@example.com", "roles": [], "key_id": own["key_id"], "enrolment": False}
+    assert any(e.get("event") == "admin_key.redeemed" for e in webhook.received)
+    issued = {**own, "key_id": own["key_id"]}
     told = [event for event in webhook.received if event.get("event") == "admin_key.issued"]
     assert told and told[-1]["person"] == "dave@example.com" and told[-1]["issued_by"] == "person:admin2@example.com"
     assert issued["key"] not in str(webhook.received) and issued["key"] not in str(audit_log(org))
@@ -406,6 +417,9 @@ def test_an_orphan_is_resumed_only_after_an_identity_admin_clears_it(org: Org) -
         refused(org(who).post("/admin/identities/orphan/attended", json={"note": "x"}), 403)
         refused(org(who).post("/admin/identities/orphan/resume"), 403)
     ok(org(ROOT).post("/admin/identities/orphan/attended", json={"note": "new owner found"}))
+    refused(org(ROOT).post("/admin/identities/orphan/resume"), 400)  # its owner is still the one who left
+    plan = ok(org(ROOT).post("/admin/identities/orphan/transfer/plan", json={"owner": "alice@example.com"}))
+    ok(org(ROOT).post("/admin/identities/orphan/transfer", json={"owner": "alice@example.com", "expect": plan}))
     assert ok(org(ROOT).post("/admin/identities/orphan/resume"))["status"] == "active"
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from gatehouse.cli.client import LOCAL, ControlPlane, http_client
 from gatehouse.cli.main import app
 from gatehouse.core.config import Settings
 from gatehouse.policy import change_control, versions
@@ -58,12 +59,12 @@ def gh(home: Path, shared_models_dir: Path, database_url: str, monkeypatch: pyte
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
 
-    def run(*args: str, code: int = 0, key: str | None = None):
+    def run(*args: str, code: int = 0, key: str | None = None, stdin: str | None = None):
         if key is None:
             monkeypatch.delenv("GATEHOUSE_ADMIN_KEY", raising=False)
         else:
             monkeypatch.setenv("GATEHOUSE_ADMIN_KEY", key)
-        result = runner.invoke(app, list(args))
+        result = runner.invoke(app, list(args), input=stdin)
         assert result.exit_code == code, f"{args}: {result.exit_code}\n{result.output}"
         assert "Traceback" not in result.output
         return result
@@ -77,7 +78,9 @@ def admin_key(gh, email: str, *roles: str, team: str = "platform") -> str:
     gh("person", "add", email, "--team", team)
     for role in roles:
         gh("person", "grant-role", email, role)
-    return gh("person", "admin-key", email, "--ttl", "1d").stdout.strip().splitlines()[-1]
+    enrolment = gh("person", "admin-key", email, "--ttl", "1d").stdout.strip().splitlines()[-1]
+    plane = ControlPlane(http_client(Settings.from_env(), LOCAL, enrolment))  # the person exchanges it, as login does
+    return str(plane.post("/admin/admin-keys/redeem", {"ttl": "1d"})["key"])
 
 
 def test_init_prepares_everything_and_signs_the_first_admin_in(gh, home):
@@ -131,7 +134,14 @@ def test_issuing_an_admin_key_needs_identity_admin(gh):
     approver = admin_key(gh, "carol@example.com", "approver")
     gh("person", "add", "dave@example.com")
     assert "identity-admin" in gh("person", "admin-key", "dave@example.com", key=approver, code=1).output
-    assert gh("person", "admin-key", "dave@example.com").stdout.strip().splitlines()[-1].startswith("gth_")
+    issued = gh("person", "admin-key", "dave@example.com")
+    enrolment = issued.stdout.strip().splitlines()[-1]
+    assert enrolment.startswith("gth_") and "enrolment key" in issued.output
+    assert "exchange it for your own" in gh("person", "list", key=enrolment, code=1).output  # root can't act as dave
+    signed_in = gh("login", "--key-stdin", stdin=enrolment + "\n")  # dave: his own key, which root never sees
+    assert "exchanged the enrolment key" in signed_in.output
+    assert json.loads(gh("whoami", "--json").stdout)["email"] == "dave@example.com"
+    assert "revoked" in gh("login", "--key-stdin", stdin=enrolment + "\n", code=1).output  # single use
 
 
 def test_the_whole_walkthrough(gh, home):
@@ -448,7 +458,7 @@ def test_recovery_needs_two_people_and_is_loud(gh, home, monkeypatch):
         hook.close()
     key = [line for line in recovered.stdout.splitlines() if line.startswith("gth_")][0]
     assert json.loads(gh("whoami", "--json", key=key).stdout) == {
-        "email": "new@example.com", "roles": ["identity-admin"], "key_id": key[4:16]}
+        "email": "new@example.com", "roles": ["identity-admin"], "key_id": key[4:16], "enrolment": False}
     log = json.loads(gh("audit", "log", "--json", key=key).stdout)
     assert "installation.recover_refused" in [e["action"] for e in log]
     assert log[-1]["action"] == "installation.recover" and log[-1]["actor"].startswith("local:")

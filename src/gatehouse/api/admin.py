@@ -221,13 +221,18 @@ class RoleCheckedApi:
         return principal
 
     async def _call(self, request: Request, work: Callable[[AdminPrincipal, dict[str, Any]], Any], read: bool = False,
-                     status: int = 200, needs: str | None = None, fields: Collection[str] = ()) -> Response:
+                     status: int = 200, needs: str | None = None, fields: Collection[str] = (),
+                     enrolment: bool = False) -> Response:
         """Authenticate, check the role (before reading a body that may be hostile), read and
         check the body, run ``work`` in a thread, and answer with a request id either way."""
         request_id = new_request_id()
         headers = {REQUEST_ID_HEADER: request_id}
         try:
             principal = await self._principal(request, read)
+            if principal.enrolment and not enrolment:
+                raise ApiError(403, f"admin key {principal.key_id} was issued to {principal.email} by someone else: "
+                               "exchange it for your own first (`gatehouse login`, or POST /admin/admin-keys/redeem)",
+                               "enrolment_key")
             if needs is not None and needs not in principal.roles:
                 raise ApiError(403, f"{principal.email} needs the {needs} role", "forbidden")
             body: dict[str, Any] = {}

@@ -65,7 +65,7 @@ class KeyApi(RoleCheckedApi):
     async def leaked(self, request: Request) -> Response:
         def work(actor: str, body: dict[str, Any]) -> dict[str, Any]:
             outcome = report_leak(self.db, actor, required_text(body, "key", 200),
-                                  source=optional_text(body, "source", 2000))
+                                  source=optional_text(body, "source", 2000), pepper=self.pepper)  # a whole key must be real
             event = leak_event(outcome)
             return {**event, "notification": notify(self.settings.notify_webhook, event)}
         return await self._run(request, work, fields=("key", "source"))

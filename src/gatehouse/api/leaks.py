@@ -74,6 +74,8 @@ class LeakReports:
         token = token.strip()
         if token.startswith("gth_"):  # an admin key (an identity-admin may report), never a workload key
             principal = admin_person(self.db, self.pepper, authorization)
+            if principal.enrolment:
+                raise ApiError(403, "an enrolment key must be exchanged for your own key first", "enrolment_key")
             if "identity-admin" not in principal.roles:
                 raise ApiError(403, f"{principal.email} needs the identity-admin role to report leaks", "admin_forbidden")
             return f"person:{principal.email}"

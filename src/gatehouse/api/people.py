@@ -20,7 +20,7 @@ from gatehouse.authz import roles_of
 from gatehouse.core import clock
 from gatehouse.core.webhook import notify
 from gatehouse.identity import service
-from gatehouse.identity.admin_keys import AdminPrincipal, issue_admin_key, revoke_admin_key
+from gatehouse.identity.admin_keys import AdminPrincipal, issue_admin_key, redeem_admin_key, revoke_admin_key
 from gatehouse.identity.credentials import check_key_id
 from gatehouse.identity.events import orphan_event
 from gatehouse.identity.governance import change_role, list_roles
@@ -47,7 +47,22 @@ class PeopleApi(RoleCheckedApi):
 
     async def whoami(self, request: Request) -> Response:
         return await self._call(request, lambda principal, body: {
-            "email": principal.email, "roles": sorted(principal.roles), "key_id": principal.key_id})
+            "email": principal.email, "roles": sorted(principal.roles), "key_id": principal.key_id,
+            "enrolment": principal.enrolment}, enrolment=True)
+
+    async def redeem_admin_key(self, request: Request) -> Response:
+        """An enrolment key in, the person's own key out (shown once); the enrolment key stops."""
+        def work(principal: AdminPrincipal, body: dict[str, Any]) -> dict[str, Any]:
+            ttl = optional_duration(body, "ttl", "30d")
+            assert ttl is not None
+            row, key = redeem_admin_key(self.db, principal, pepper=self.pepper, ttl=ttl,
+                                        max_ttl=self.settings.max_key_ttl)
+            notification = notify(self.settings.notify_webhook, {
+                "event": "admin_key.redeemed", "person": principal.email, "enrolment_key": principal.key_id,
+                "admin_key": row.id, "action": "if you did not exchange this key yourself, report it now"})
+            return {"key_id": row.id, "person": principal.email, "expires_at": clock.as_utc(row.expires_at).isoformat(),
+                    "key": key, "replaced": principal.key_id, "notification": notification}
+        return await self._call(request, work, status=201, fields=("ttl",), enrolment=True)
 
     async def people(self, request: Request) -> Response:
         return await self._call(request, lambda principal, body: {
@@ -104,7 +119,8 @@ class PeopleApi(RoleCheckedApi):
             email = person.email if person is not None else self._path(request, "email").lower()
             expires = clock.as_utc(row.expires_at).isoformat()
             delivery = notify(self.settings.notify_webhook, admin_key_event(row.id, email, expires, actor))
-            return {"key_id": row.id, "person": email, "expires_at": expires, "key": text, "notification": delivery}
+            return {"key_id": row.id, "person": email, "expires_at": expires, "key": text, "enrolment": row.enrolment,
+                    "notification": delivery}
         return await self._run(request, work, status=201, needs=ADMIN, fields=("ttl",))
 
     async def revoke_admin_key(self, request: Request) -> Response:

@@ -127,6 +127,7 @@ def admin_routes(apis: AdminApis) -> list[BaseRoute]:
         Route("/admin/people/{email}/roles", people.grant_role, methods=post),
         Route("/admin/people/{email}/roles/{role}", people.revoke_role, methods=delete),
         Route("/admin/people/{email}/admin-keys", people.issue_admin_key, methods=post),
+        Route("/admin/admin-keys/redeem", people.redeem_admin_key, methods=post),
         Route("/admin/admin-keys/{key_id}", people.revoke_admin_key, methods=delete),
         # identities
         Route("/admin/identities", identities.identities),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,14 +69,18 @@ def read_profile(settings: Settings) -> Profile | None:
 
 
 def write_profile(settings: Settings, profile: Profile) -> Path:
-    """Written whole, mode 0600 from the start: the key is never readable by anyone else."""
+    """Written whole, mode 0600 from the start, under a name nobody could have prepared
+    (``mkstemp``: O_EXCL, never through a link), then renamed into place."""
     path = profile_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    draft = path.with_name(f".{PROFILE}.{os.getpid()}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(profile.as_json())
-    os.replace(draft, path)
+    fd, draft = tempfile.mkstemp(prefix=f".{PROFILE}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(profile.as_json())
+        os.replace(draft, path)
+    except BaseException:
+        Path(draft).unlink(missing_ok=True)
+        raise
     return path
 
 

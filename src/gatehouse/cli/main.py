@@ -142,11 +142,23 @@ def login(
     url: str = typer.Option(LOCAL, "--url", help="The gateway's base URL (e.g. https://gatehouse.internal:8080), or "
                                                  "'local' for this machine's store."),
     key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the admin key from standard input."),
+    print_key: bool = typer.Option(False, "--print-key", help="Print your own key instead of keeping it in the "
+                                                            "profile (for GATEHOUSE_ADMIN_KEY in scripts)."),
 ) -> None:
-    """Sign in with your admin key: kept in $GATEHOUSE_HOME/profile.json (0600) for later commands."""
+    """Sign in with your admin key: kept in $GATEHOUSE_HOME/profile.json (0600) for later commands.
+    A key someone else issued you (an enrolment key) is exchanged, once, for one of your own."""
     config = settings()
     key = sys.stdin.readline().strip() if key_stdin else typer.prompt("admin key", hide_input=True).strip()
-    me = ControlPlane(http_client(config, url.rstrip("/"), key)).get("/admin/whoami")
+    plane = ControlPlane(http_client(config, url.rstrip("/"), key))
+    me = plane.get("/admin/whoami")
+    if me.get("enrolment"):  # issued by someone else: exchanged, once, for a key only this shell sees
+        own = plane.post("/admin/admin-keys/redeem")
+        err_console.print(f"exchanged the enrolment key {me['key_id']} for your own admin key {own['key_id']} "
+                          f"(expires {own['expires_at']})", highlight=False)
+        key = own["key"]
+    if print_key:
+        print(key)
+        return
     path = write_profile(config, Profile(url.rstrip("/"), key))
     console.print(f"signed in as [bold]{me['email']}[/] ({', '.join(me['roles']) or 'no roles'}); profile {path}",
                   highlight=False)

@@ -102,11 +102,17 @@ def admin_key(
     email: str = typer.Argument(..., help="The person the key is for."),
     ttl: str = typer.Option("30d", "--ttl", help="Lifetime (at most GATEHOUSE_MAX_KEY_TTL)."),
 ) -> None:
-    """Issue a person's key to the admin API (identity-admin). Shown once; the person is told
-    through the notification webhook that a key was issued in their name."""
+    """Issue a person's key to the admin API (identity-admin). For someone else it is an
+    enrolment key: good once, within 24 h, to get a key of their own (`gatehouse login`); the
+    person is told through the notification webhook. Shown once."""
     issued = control_plane().post(f"/admin/people/{quoted(email)}/admin-keys", {"ttl": ttl})
-    err_console.print(f"admin key [bold]{issued['key_id']}[/] for {issued['person']}, expires {issued['expires_at']}; "
-                      "shown only now:", highlight=False)
+    if issued.get("enrolment"):
+        err_console.print(f"enrolment key [bold]{issued['key_id']}[/] for {issued['person']}, good until "
+                          f"{issued['expires_at']} for one thing: they exchange it for their own key with "
+                          "`gatehouse login` (you never see that one). Shown only now:", highlight=False)
+    else:
+        err_console.print(f"admin key [bold]{issued['key_id']}[/] for {issued['person']}, expires {issued['expires_at']}; "
+                          "shown only now:", highlight=False)
     print(issued["key"])
 
 

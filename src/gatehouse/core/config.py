@@ -78,7 +78,7 @@ class Settings:
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True)
             draft = path.with_name(f".pepper.{os.getpid()}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)  # never a prepared file
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
             try:

@@ -25,6 +25,8 @@ from gatehouse.identity.lookup import person_by_email
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Person, RoleAssignment
 
+ENROLMENT_TTL = timedelta(hours=24)  # an admin key issued to someone else lasts at most this, unexchanged
+
 
 class AdminAuthError(Exception):
     def __init__(self, status: int, message: str, code: str) -> None:
@@ -37,6 +39,7 @@ class AdminPrincipal:
     email: str
     key_id: str
     roles: frozenset[str]
+    enrolment: bool = False  # an enrolment key: it may only be exchanged for the person's own key
 
 
 def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl: timedelta,
@@ -47,23 +50,49 @@ def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl:
         raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)}")
     with db.write() as session:
         bump_revision(session)
-        require_role(session, actor, "identity-admin", "issuing an admin key")
+        issuer = require_role(session, actor, "identity-admin", "issuing an admin key")
         person = person_by_email(session, email)
+        if person.id == issuer.id:
+            return mint_admin_key(session, actor, person, pepper=pepper, ttl=ttl)
+        # For someone else: an enrolment key, good once for a key of their own that the issuer
+        # never sees. If the issuer redeems it first, the person's own attempt fails: they know.
+        return mint_admin_key(session, actor, person, pepper=pepper, ttl=min(ttl, ENROLMENT_TTL), enrolment=True)
+
+
+def redeem_admin_key(db: Database, principal: AdminPrincipal, *, pepper: bytes, ttl: timedelta,
+                     max_ttl: timedelta) -> tuple[AdminKey, str]:
+    """Exchange an enrolment key for a key of the person's own: the enrolment key stops at
+    once (it is single-use), the new one is made here and shown only to whoever exchanged it."""
+    if not principal.enrolment:
+        raise GatehouseError("this admin key is your own already: nothing to exchange")
+    if ttl > max_ttl:
+        raise GatehouseError(f"TTL {format_duration(ttl)} is over the maximum of {format_duration(max_ttl)}")
+    with db.write() as session:
+        bump_revision(session)
+        enrolment = session.get(AdminKey, principal.key_id)
+        if enrolment is None or enrolment.status != "active" or not enrolment.enrolment:
+            raise GatehouseError("this enrolment key was exchanged already: if not by you, report it")
+        enrolment.status, enrolment.revoked_at = "revoked", utcnow()
+        person = person_by_email(session, principal.email)
+        actor = f"person:{person.email}"
+        audit.append(session, actor, "admin_key.redeem", f"admin_key:{enrolment.id}",
+                     {"person": person.email, "issued_by": enrolment.created_by})
         return mint_admin_key(session, actor, person, pepper=pepper, ttl=ttl)
 
 
-def mint_admin_key(session: Session, actor: str, person: Person, *, pepper: bytes, ttl: timedelta) -> tuple[AdminKey, str]:
+def mint_admin_key(session: Session, actor: str, person: Person, *, pepper: bytes, ttl: timedelta,
+                   enrolment: bool = False) -> tuple[AdminKey, str]:
     """The key itself, in the caller's transaction, once it has decided who may have one."""
     if person.status != "active":
         raise GatehouseError(f"{person.email} is {person.status}")
     key = new_key(session)
     now = utcnow()
     row = AdminKey(id=key.key_id, person_id=person.id, secret_hash=hash_secret(pepper, key), status="active",
-                   created_at=now, created_by=actor, expires_at=now + ttl)
+                   created_at=now, created_by=actor, expires_at=now + ttl, enrolment=enrolment)
     session.add(row)
     session.flush()
     audit.append(session, actor, "admin_key.issue", f"admin_key:{key.key_id}",
-                 {"person": person.email, "expires_at": row.expires_at.isoformat()})
+                 {"person": person.email, "expires_at": row.expires_at.isoformat(), "enrolment": enrolment})
     return row, key.text
 
 
@@ -119,7 +148,7 @@ def authenticate_admin(db: Database, pepper: bytes, authorization: str | None) -
         if person is None or person.status != "active":
             raise AdminAuthError(401, "the person behind this admin key is not active", "invalid_admin_key")
         row.last_used_at = utcnow()
-        return AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)))
+        return AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)), row.enrolment)
 
 
 def admin_principals(db: Database) -> list[dict[str, Any]]:

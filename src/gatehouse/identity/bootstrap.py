@@ -122,33 +122,39 @@ def bootstrap(db: Database, actor: str, email: str, *, pepper: bytes, ttl: timed
 
 
 def recover(db: Database, actor: str, codes: list[str], email: str, *, pepper: bytes, ttl: timedelta) -> Appointment:
-    """Appoint an identity-admin when none is left, on ``RECOVERY_THRESHOLD`` distinct codes."""
+    """Appoint an identity-admin when none is left, on ``RECOVERY_THRESHOLD`` distinct codes.
+    A refused attempt is recorded too: the transaction commits its audit entry, then refuses."""
+    refusal: str | None = None
     with db.write() as session:
         bump_revision(session)
         if not is_bootstrapped(session):
             raise Conflict("this installation was never bootstrapped: run `gatehouse init --admin EMAIL`")
+        found = _valid_codes(session, codes, pepper)
         if _identity_admin_who_can_sign_in(session):
-            raise Forbidden("an active identity-admin with a usable admin key exists: recovery is only for when "
-                            "none is left")
-        found: dict[str, RecoveryCode] = {}
-        for code in codes:
-            code_id = code.removeprefix(CODE_PREFIX).split("_", 1)[0]
-            row = session.get(RecoveryCode, code_id)
-            if (row is None or row.used_at is not None
-                    or not hmac.compare_digest(row.secret_hash, _code_hash(pepper, code))):
-                continue  # never say which one was wrong: each is someone else's secret
-            found[row.id] = row
-        if len(found) < RECOVERY_THRESHOLD:  # kept (the transaction commits), then refused
+            refusal = "an active identity-admin with a usable admin key exists: recovery is only for when none is left"
+        elif len(found) < RECOVERY_THRESHOLD:
+            refusal = (f"recovery needs {RECOVERY_THRESHOLD} different valid recovery codes "
+                       f"({len(found)} given were valid)")
+        if refusal is not None:
             audit.append(session, actor, "installation.recover_refused", "installation",
-                         {"valid_codes": len(found), "needed": RECOVERY_THRESHOLD})
-            refused = len(found)
+                         {"valid_codes": len(found), "needed": RECOVERY_THRESHOLD, "reason": refusal})
         else:
-            refused = None
             appointment = _spend_and_appoint(session, actor, found, email, pepper, ttl)
-    if refused is not None:
-        raise Forbidden(f"recovery needs {RECOVERY_THRESHOLD} different valid recovery codes "
-                        f"({refused} given were valid)")
+    if refusal is not None:
+        raise Forbidden(refusal)
     return appointment
+
+
+def _valid_codes(session: Session, codes: list[str], pepper: bytes) -> dict[str, RecoveryCode]:
+    found: dict[str, RecoveryCode] = {}
+    for code in codes:
+        code_id = code.removeprefix(CODE_PREFIX).split("_", 1)[0]
+        row = session.get(RecoveryCode, code_id)
+        if (row is None or row.used_at is not None
+                or not hmac.compare_digest(row.secret_hash, _code_hash(pepper, code))):
+            continue  # never say which one was wrong: each is someone else's secret
+        found[row.id] = row
+    return found
 
 
 def _spend_and_appoint(session: Session, actor: str, found: dict[str, RecoveryCode], email: str, pepper: bytes,

@@ -25,7 +25,7 @@ from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secre
 from gatehouse.identity.admin_keys import revoke_admin_keys_of
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import identity_by_name, person_by_email
-from gatehouse.identity.rules import is_identity_admin, remember_stewards, require_keeper
+from gatehouse.identity.rules import is_identity_admin, remember_stewards, require_flag_clearer, require_keeper
 from gatehouse.store.db import Database, bump_revision
 from gatehouse.store.models import AdminKey, Credential, Identity, Person
 
@@ -201,8 +201,8 @@ def clear_attention(db: Database, actor: str, identity_name: str, note: str | No
     review, an incident) was dealt with. Owners act; they do not clear their own flags."""
     with db.write() as session:
         revision = bump_revision(session)
-        require_role(session, actor, "identity-admin", "clearing an identity's attention flag")
         identity = identity_by_name(session, identity_name)
+        require_flag_clearer(session, actor, identity, "clearing an identity's attention flag")
         if identity.attention is None:
             raise GatehouseError(f"identity {identity_name!r} needs no attention")
         previous, identity.attention, identity.revision = identity.attention, None, revision

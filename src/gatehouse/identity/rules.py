@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gatehouse.authz import Forbidden, acting_person, actor_email, require_role, roles_of
 from gatehouse.core.classification import rank
+from gatehouse.core.errors import GatehouseError
 from gatehouse.store.models import Identity, Person, RoleAssignment
 
 DEFAULT_REVIEW_INTERVAL = timedelta(days=90)
@@ -115,8 +116,21 @@ def check_clearance_raise(session: Session, actor: str, identity: Identity, clea
 def check_resume(session: Session, actor: str, identity: Identity) -> None:
     """An identity suspended for a reason its owner must answer (orphaned, review missed, leak)
     is resumed by an identity-admin, not by whoever holds the CLI."""
+    owner = session.get(Person, identity.owner_id)
+    if owner is None or owner.status != "active":
+        raise GatehouseError(f"identity {identity.name!r} belongs to {owner.email if owner else 'nobody'}, who is "
+                             f"{owner.status if owner else 'gone'}: transfer it to an active owner before resuming it")
     if identity.attention:
-        require_role(session, actor, "identity-admin", f"resuming an identity flagged '{identity.attention[:80]}'")
+        require_flag_clearer(session, actor, identity, f"resuming an identity flagged '{identity.attention[:80]}'")
+
+
+def require_flag_clearer(session: Session, actor: str, identity: Identity, why: str) -> Person:
+    """An identity-admin who neither owns nor backs up the identity: owners act on a flag, they
+    do not clear their own."""
+    admin = require_role(session, actor, "identity-admin", why)
+    if admin.id in (identity.owner_id, identity.backup_owner_id):
+        raise Forbidden(f"{why} needs an identity-admin who neither owns nor backs up {identity.name!r}")
+    return admin
 
 
 def needs_approval(environment: str, exempt: frozenset[str]) -> bool:

@@ -105,6 +105,8 @@ class AdminKey(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # issued by someone else: good only for exchanging, once, for a key of the person's own
+    enrolment: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 class ReviewCampaign(Base):

@@ -25,10 +25,17 @@ def upgrade() -> None:
         # every person who has owned, backed up or requested the identity: none of them may
         # raise its clearance or widen its access, whoever owns it now
         batch.add_column(sa.Column("stewards", sa.JSON(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("admin_keys") as batch:
+        # issued by someone else: good only for exchanging, once, for a key of the person's own
+        batch.add_column(sa.Column("enrolment", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("policy_activations") as batch:
         batch.add_column(sa.Column("reviewed_by", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("review_note", sa.Text(), nullable=True))
+    # An installation in use before this version had its first identity-admin appointed the old
+    # way: it counts as bootstrapped, so the bootstrap cannot reopen once its admins have left.
+    op.execute("INSERT INTO gatehouse_meta (name, value) SELECT 'bootstrapped_at', 0 "
+               "WHERE EXISTS (SELECT 1 FROM people) OR EXISTS (SELECT 1 FROM role_assignments)")
 
 
 def downgrade() -> None:
@@ -38,4 +45,6 @@ def downgrade() -> None:
         batch.drop_column("reviewed_by")
     with op.batch_alter_table("identities") as batch:
         batch.drop_column("stewards")
+    with op.batch_alter_table("admin_keys") as batch:
+        batch.drop_column("enrolment")
     op.drop_table("recovery_codes")
