@@ -214,3 +214,29 @@ def test_errors_never_echo_a_mistyped_key(people):
     with pytest.raises(GatehouseError) as refused:
         lifecycle.report_leak(people, ACTOR, mistyped)
     assert "b" * 20 not in str(refused.value)
+
+
+def test_a_leak_report_s_url_never_keeps_the_key_it_points_at(people):
+    service.create_identity(people, ACTOR, "bot", "alice@example.com")
+    credential, text = issue(people, "bot")
+    url = f"https://paste.example/raw?snippet={text}&line=3"
+    outcome = lifecycle.report_leak(people, ACTOR, text, source=url, pepper=PEPPER)
+    assert outcome.source == f"https://paste.example/raw?snippet=gth_{credential.id}_…&line=3"
+    stored = (last_audit(people, "key.leak").details, service.describe_identity(people, "bot")["attention"],
+              service.list_keys(people, "bot"))
+    assert text[17:49] not in str(stored) and f"gth_{credential.id}_…" in str(stored)
+
+
+def test_admin_authentication_does_not_tell_a_real_key_id_from_an_unknown_one(people):
+    from gatehouse.identity.admin_keys import AdminAuthError, authenticate_admin
+
+    service.create_identity(people, ACTOR, "bot", "alice@example.com")
+    credential, text = issue(people, "bot")
+    forged = f"{PREFIX}{credential.id}_{'x' * 32}"  # a real workload key id (ids are in logs), a made-up secret
+    unknown = f"{PREFIX}{'Z' * 12}_{'x' * 32}"
+    answers = []
+    for token in (forged + checksum(forged), unknown + checksum(unknown), text):
+        with pytest.raises(AdminAuthError) as refused:
+            authenticate_admin(people, PEPPER, f"Bearer {token}")
+        answers.append((refused.value.status, refused.value.code))
+    assert answers == [(401, "invalid_admin_key"), (401, "invalid_admin_key"), (403, "admin_forbidden")]

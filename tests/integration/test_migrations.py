@@ -2,7 +2,9 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
+from gatehouse.store.db import Database
 from gatehouse.store.models import Base
 
 
@@ -42,3 +44,18 @@ def test_a_store_from_before_change_control_keeps_its_active_policy(database_url
     assert active.version == loaded.version and activation.kind == "bootstrap" and activation.actor == "local:old"
     assert change_control.activate_served_file(db, "local:new", loaded, "policy.yaml") == "unchanged"
     db.dispose()
+
+
+def test_the_sqlite_store_and_its_journal_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "store" / "gatehouse.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    with db.write() as session:  # WAL mode: the write leaves -wal and -shm beside the file
+        session.execute(text("UPDATE gatehouse_meta SET value = value WHERE name = 'revision'"))
+    files = [p for p in path.parent.iterdir() if p.name.startswith("gatehouse.db")]
+    assert {p.name for p in files} >= {"gatehouse.db"}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in files), [(p.name, oct(p.stat().st_mode)) for p in files]
+    db.dispose()
+    path.chmod(0o644)  # an older store, readable by others, is tightened when it is next opened
+    Database(f"sqlite:///{path}").dispose()
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -83,3 +83,9 @@ def hash_secret(pepper: bytes, key: ParsedKey) -> str:
 
 def secret_matches(pepper: bytes, key: ParsedKey, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(pepper, key), stored_hash)
+
+
+def mask_keys(text: str) -> str:
+    """``text`` with every Gatehouse key in it reduced to its public key id (``gth_<id>_…``):
+    for anything a caller sends that is kept or shown (a leak report's URL, say)."""
+    return KEY_PATTERN.sub(lambda match: f"gth_{match.group(1)}_…", text)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gatehouse import audit
@@ -133,11 +133,13 @@ def authenticate_admin(db: Database, pepper: bytes, authorization: str | None) -
         key = parse_key(token)
     except MalformedKey as exc:
         raise AdminAuthError(401, f"invalid admin key: {exc}", "invalid_admin_key") from None
-    with db.write() as session:
+    with db.read() as session:  # nothing is written for a caller who has not authenticated
         row = session.get(AdminKey, key.key_id)
         if row is None:
-            if session.get(Credential, key.key_id) is not None:
+            workload = session.get(Credential, key.key_id)
+            if workload is not None and secret_matches(pepper, key, workload.secret_hash):
                 raise AdminAuthError(403, "workload identities cannot call admin endpoints", "admin_forbidden")
+            # an unknown id and a made-up secret on a real id answer alike: key ids are not enumerable
             raise AdminAuthError(401, "invalid admin key", "invalid_admin_key")
         if not secret_matches(pepper, key, row.secret_hash):
             raise AdminAuthError(401, "invalid admin key", "invalid_admin_key")
@@ -147,8 +149,10 @@ def authenticate_admin(db: Database, pepper: bytes, authorization: str | None) -
         person = session.get(Person, row.person_id)
         if person is None or person.status != "active":
             raise AdminAuthError(401, "the person behind this admin key is not active", "invalid_admin_key")
-        row.last_used_at = utcnow()
-        return AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)), row.enrolment)
+        principal = AdminPrincipal(person.email, row.id, frozenset(roles_of(session, person.email)), row.enrolment)
+    with db.write() as session:
+        session.execute(update(AdminKey).where(AdminKey.id == principal.key_id).values(last_used_at=utcnow()))
+    return principal
 
 
 def admin_principals(db: Database) -> list[dict[str, Any]]:

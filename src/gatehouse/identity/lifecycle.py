@@ -21,7 +21,7 @@ from gatehouse.authz import Forbidden, acting_person, require_role
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import GatehouseError, NotFound
-from gatehouse.core.keyformat import MalformedKey, hash_secret, parse_key, secret_matches
+from gatehouse.core.keyformat import MalformedKey, hash_secret, mask_keys, parse_key, secret_matches
 from gatehouse.identity.admin_keys import revoke_admin_keys_of
 from gatehouse.identity.credentials import check_key_id, mark_revoked, new_key
 from gatehouse.identity.lookup import identity_by_name, person_by_email
@@ -132,7 +132,7 @@ def report_leak(db: Database, actor: str, key_text_or_id: str, *, source: str | 
     With ``pepper``, a whole key must also match the stored secret: scanners report what they
     find, and a made-up key around a real key id must not be able to revoke it."""
     key_id = key_id_from_report(key_text_or_id)
-    source = (source or "").strip()[:2000] or None
+    source = mask_keys((source or "").strip())[:2000] or None  # a URL can carry the key itself
     reporter = (reported_by or actor)[:200]
     with db.write() as session:
         revision = bump_revision(session)
