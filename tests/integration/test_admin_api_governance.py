@@ -719,3 +719,23 @@ def test_a_body_that_is_not_a_json_object_is_a_400(ops: TestClient, raw: bytes) 
 def test_a_huge_body_is_a_413(ops: TestClient) -> None:
     response = ops.post("/admin/people", content=b" " * (2 * 1024 * 1024), headers={"content-type": "application/json"})
     refused(response, 413, "request_too_large")
+
+
+def test_an_identity_admin_cannot_keep_a_key_in_someone_elses_name(org: Org) -> None:
+    """Issuing two enrolment keys and exchanging one first (or after) gets the issuer nothing
+    that lasts: the newest enrolment key is the only one that counts, and an exchange stops
+    every other key the person holds — so the person always finds out."""
+    org.add("cleo", "approver")
+    issue = lambda: ok(org(ROOT).post("/admin/people/cleo@example.com/admin-keys"), 201)["key"]  # noqa: E731
+    kept, given = issue(), issue()
+    refused(org.client(kept).post("/admin/admin-keys/redeem"), 401)  # superseded by the newer one
+    stolen = ok(org.client(given).post("/admin/admin-keys/redeem"), 201)["key"]  # root, before cleo
+    assert ok(org.client(stolen).get("/admin/whoami"))["email"] == "cleo@example.com"
+    refused(org.client(given).post("/admin/admin-keys/redeem"), 401)  # cleo's own try fails: she knows
+    fresh = issue()
+    own = ok(org.client(fresh).post("/admin/admin-keys/redeem"), 201)["key"]  # cleo, with a new one
+    refused(org.client(stolen).get("/admin/whoami"), 401)  # what root took stops now
+    assert ok(org.client(own).get("/admin/whoami"))["email"] == "cleo@example.com"
+    again = issue()
+    ok(org.client(again).post("/admin/admin-keys/redeem"), 201)  # root tries once more …
+    refused(org.client(own).get("/admin/whoami"), 401)  # … and cleo's own key stops: she knows again

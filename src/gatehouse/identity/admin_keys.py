@@ -55,8 +55,27 @@ def issue_admin_key(db: Database, actor: str, email: str, *, pepper: bytes, ttl:
         if person.id == issuer.id:
             return mint_admin_key(session, actor, person, pepper=pepper, ttl=ttl)
         # For someone else: an enrolment key, good once for a key of their own that the issuer
-        # never sees. If the issuer redeems it first, the person's own attempt fails: they know.
+        # never sees. Only the newest one counts (earlier ones stop), and exchanging one stops
+        # every other key the person holds: a key the issuer got by exchanging it first stops
+        # when the person exchanges theirs, and if the issuer does it afterwards, the person's
+        # own key stops. Either way the person finds out.
+        _revoke_keys_of(session, actor, person, "replaced by a newer enrolment key", enrolment_only=True)
         return mint_admin_key(session, actor, person, pepper=pepper, ttl=min(ttl, ENROLMENT_TTL), enrolment=True)
+
+
+def _revoke_keys_of(session: Session, actor: str, person: Person, reason: str, enrolment_only: bool = False,
+                    keep: str | None = None) -> list[str]:
+    query = select(AdminKey).where(AdminKey.person_id == person.id, AdminKey.status == "active")
+    if enrolment_only:
+        query = query.where(AdminKey.enrolment.is_(True))
+    revoked = []
+    for row in session.execute(query).scalars():
+        if row.id == keep:
+            continue
+        row.status, row.revoked_at = "revoked", utcnow()
+        revoked.append(row.id)
+        audit.append(session, actor, "admin_key.revoke", f"admin_key:{row.id}", {"person": person.email, "reason": reason})
+    return revoked
 
 
 def redeem_admin_key(db: Database, principal: AdminPrincipal, *, pepper: bytes, ttl: timedelta,
@@ -75,8 +94,9 @@ def redeem_admin_key(db: Database, principal: AdminPrincipal, *, pepper: bytes, 
         enrolment.status, enrolment.revoked_at = "revoked", utcnow()
         person = person_by_email(session, principal.email)
         actor = f"person:{person.email}"
+        replaced = _revoke_keys_of(session, actor, person, "replaced by an exchanged enrolment key")
         audit.append(session, actor, "admin_key.redeem", f"admin_key:{enrolment.id}",
-                     {"person": person.email, "issued_by": enrolment.created_by})
+                     {"person": person.email, "issued_by": enrolment.created_by, "replaced": replaced})
         return mint_admin_key(session, actor, person, pepper=pepper, ttl=ttl)
 
 
