@@ -9,6 +9,7 @@ from gatehouse.core.keyformat import (
     checksum,
     generate_key,
     hash_secret,
+    mask_keys,
     parse_key,
     secret_matches,
 )
@@ -51,3 +52,13 @@ def test_hash_binds_secret_to_key_id_and_pepper():
     assert not secret_matches(b"other pepper", key, stored)
     assert not secret_matches(b"pepper", other, stored)
     assert key.secret not in stored
+
+
+def test_key_text_is_masked_wherever_it_sits_in_a_url():
+    key = generate_key().text
+    key_id, secret = key[4:16], key[17:49]
+    for url in (f"https://x/?k={key}", f"https://x/prefix_{key}", f"https://x/a{key}x", f"https://x/{key}_backup",
+                f"https://x/{key.upper()}", "https://x/" + key.replace("_", "%5F"), "https://x/" + key.replace("_", "%5f")):
+        masked = mask_keys(url)
+        assert secret.lower() not in masked.lower() and key_id.lower() in masked.lower(), masked
+    assert mask_keys("no key here: gth_short") == "no key here: gth_short"

@@ -85,7 +85,12 @@ def secret_matches(pepper: bytes, key: ParsedKey, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(pepper, key), stored_hash)
 
 
+# Looser than KEY_PATTERN on purpose: inside a URL a key may touch other characters, be
+# upper-cased or have its underscores percent-encoded.
+_KEY_IN_TEXT = re.compile(r"gth(?:_|%5f)([0-9a-z]{12})(?:_|%5f)[0-9a-z]{38}", re.IGNORECASE)
+
+
 def mask_keys(text: str) -> str:
     """``text`` with every Gatehouse key in it reduced to its public key id (``gth_<id>_…``):
     for anything a caller sends that is kept or shown (a leak report's URL, say)."""
-    return KEY_PATTERN.sub(lambda match: f"gth_{match.group(1)}_…", text)
+    return _KEY_IN_TEXT.sub(lambda match: f"gth_{match.group(1)}_…", text)
