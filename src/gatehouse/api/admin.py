@@ -76,10 +76,6 @@ def admin_person(db: Database, pepper: bytes, authorization: str | None) -> Admi
         raise from_domain(exc) from None
 
 
-async def authenticated_person(db: Database, pepper: bytes, request: Request) -> AdminPrincipal:
-    return await asyncio.to_thread(admin_person, db, pepper, request.headers.get("authorization"))
-
-
 # -- reading a body's fields --------------------------------------------------------------
 
 def _bad(name: str, message: str) -> ApiError:
