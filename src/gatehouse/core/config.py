@@ -37,6 +37,15 @@ class Settings:
     break_glass_per_person: int = 1                      # break-glass activations one person may make per window
     break_glass_per_installation: int = 3                # … and everyone together
     break_glass_window: timedelta = timedelta(hours=24)  # the window both limits count over
+    environment: str = "prod"                            # this installation's: dev relaxes evidence and metrics defaults
+    spool_dir: Path | None = None                        # decision-record spool (default $GATEHOUSE_HOME/spool)
+    spool_max_bytes: int = 512 * 1024 * 1024             # records not yet in the store the spool may hold
+    spool_fsync_ms: float = 50.0                         # the power-loss window: records written but not yet fsynced
+    evidence_at_bound: str = ""                          # refuse | serve (default: serve in dev, refuse elsewhere)
+    max_staleness: float = 30.0                          # seconds a worker serves without seeing the store's keys/policy
+    audit_witness: tuple[str, ...] = ()                  # where checkpoints are also written: dir:/path, https://…
+    metrics_token: str | None = field(default=None, repr=False)  # bearer token /metrics asks for
+    metrics_identity_label: str = "name"                 # name | team | none: how /metrics labels identities
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,7 +68,42 @@ class Settings:
                    monitor_interval=float(os.environ.get("GATEHOUSE_MONITOR_INTERVAL") or 15),
                    break_glass_per_person=int(os.environ.get("GATEHOUSE_BREAK_GLASS_PER_PERSON") or 1),
                    break_glass_per_installation=int(os.environ.get("GATEHOUSE_BREAK_GLASS_PER_INSTALLATION") or 3),
-                   break_glass_window=parse_duration(os.environ.get("GATEHOUSE_BREAK_GLASS_WINDOW") or "24h"))
+                   break_glass_window=parse_duration(os.environ.get("GATEHOUSE_BREAK_GLASS_WINDOW") or "24h"),
+                   environment=(os.environ.get("GATEHOUSE_ENVIRONMENT") or "prod").strip().lower(),
+                   spool_dir=Path(os.environ["GATEHOUSE_SPOOL_DIR"]).expanduser()
+                   if os.environ.get("GATEHOUSE_SPOOL_DIR") else None,
+                   spool_max_bytes=int(os.environ.get("GATEHOUSE_SPOOL_MAX_BYTES") or 512 * 1024 * 1024),
+                   spool_fsync_ms=float(os.environ.get("GATEHOUSE_SPOOL_FSYNC_MS") or 50),
+                   evidence_at_bound=(os.environ.get("GATEHOUSE_EVIDENCE_AT_BOUND") or "").strip().lower(),
+                   max_staleness=float(os.environ.get("GATEHOUSE_MAX_STALENESS") or 30),
+                   audit_witness=tuple(part.strip() for part in (os.environ.get("GATEHOUSE_AUDIT_WITNESS") or "").split(",")
+                                       if part.strip()),
+                   metrics_token=os.environ.get("GATEHOUSE_METRICS_TOKEN") or None,
+                   metrics_identity_label=(os.environ.get("GATEHOUSE_METRICS_IDENTITY_LABEL") or "name").strip().lower())
+
+    def __post_init__(self) -> None:
+        if self.evidence_at_bound not in ("", "refuse", "serve"):
+            raise ValueError(f"GATEHOUSE_EVIDENCE_AT_BOUND must be refuse or serve, not {self.evidence_at_bound!r}")
+        if self.metrics_identity_label not in ("name", "team", "none"):
+            raise ValueError("GATEHOUSE_METRICS_IDENTITY_LABEL must be name, team or none, "
+                             f"not {self.metrics_identity_label!r}")
+        if self.spool_max_bytes <= 0 or self.spool_fsync_ms < 0 or self.max_staleness <= 0:
+            raise ValueError("GATEHOUSE_SPOOL_MAX_BYTES and GATEHOUSE_MAX_STALENESS must be positive, "
+                             "GATEHOUSE_SPOOL_FSYNC_MS not negative")
+
+    @property
+    def dev(self) -> bool:
+        return self.environment == "dev"
+
+    @property
+    def refuse_without_evidence(self) -> bool:
+        """At the spool's bound: refuse requests (503 evidence_unavailable) rather than serve
+        them unrecorded. The default everywhere but ``dev``."""
+        return self.evidence_at_bound == "refuse" or (not self.evidence_at_bound and not self.dev)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.home / "spool"
 
     @property
     def models_dir(self) -> Path:
