@@ -43,9 +43,16 @@ class PostgresServer:
                   "-E", "UTF8", "--no-sync")
         options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.base / "log"),
-                  "-w", "start")
+        self._options = options
         self._pg_ctl = str(bindir / "pg_ctl")
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage, as clients see one."""
+        self._run(self._pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run(self._pg_ctl, "-D", str(self.data), "-o", self._options, "-l", str(self.base / "log"), "-w", "start")
 
     def _run(self, *args: str) -> None:
         subprocess.run([*self._prefix, *args], check=True, capture_output=True, timeout=120)

@@ -86,7 +86,7 @@ def traffic(db, worker, records, at=NOW):
     rollup = UsageRollup(worker)
     for one in records:
         rollup.observe(one, now=at.timestamp())
-    rollup.flush(db, now=at.timestamp())
+    rollup.flush(db)
 
 
 def blocked(identity):
@@ -270,7 +270,7 @@ def test_names_nobody_defined_and_busy_deployments_are_not_counted_against_anyon
                        now=NOW.timestamp())
         rollup.observe(record(deployment="d2", fallbacks=["d1=busy"]), now=NOW.timestamp())
         rollup.observe(record(deployment="d2", fallbacks=["d1=data_class"]), now=NOW.timestamp())
-    rollup.flush(db, now=NOW.timestamp())
+    rollup.flush(db)
     with db.read() as session:
         subjects = set(session.execute(select(UsageMinute.scope, UsageMinute.subject)).all())
         d1 = session.execute(select(UsageMinute.upstream_errors).where(UsageMinute.subject == "d1")).scalar_one_or_none()

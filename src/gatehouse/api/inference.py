@@ -25,7 +25,7 @@ from gatehouse.api.validation import CHECKS, check_model, read_json_body
 from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
-from gatehouse.core.sse import sse_event
+from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected
 from gatehouse.guardrails.inspect import Blocked, Unscannable, Verdict, caller_text, inspect_input
 from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
@@ -33,8 +33,10 @@ from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import Attempt, NoDeploymentAnswered, dispatch
 from gatehouse.runtime.enforced import Enforced
+from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable, Principal
 from gatehouse.runtime.records import RecordWriter
+from gatehouse.telemetry import evidence_metrics
 from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, RequestTrace, Tracing
 
 JSON = "application/json"
@@ -73,16 +75,22 @@ class Admitted:
 
 class Gateway:
     def __init__(self, enforced: Enforced, keys: KeyTable, records: RecordWriter, max_body_bytes: int,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, freshness: Freshness | None = None) -> None:
         self.enforced = enforced  # replaced whole when another policy version becomes active
         self.keys = keys
         self.records = records
+        self.freshness = freshness or Freshness(float("inf"))
         self.max_body_bytes = max_body_bytes
         self.tracing = tracing  # None: traces are off
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _authenticate(self, request: Request) -> Principal:
+        if self.freshness.stale:
+            evidence_metrics.STALE_REFUSED.inc()
+            raise ApiError(503, f"this gateway has not reached the control plane for {self.freshness.age():.0f} s "
+                           f"(bound {self.freshness.bound:g} s): it cannot see revocations, so it serves nothing "
+                           "until it can", "control_plane_unreachable", headers={"retry-after": "5"})
         try:
             return self.keys.authenticate(request.headers.get("authorization"))
         except Unauthenticated as refused:
@@ -222,6 +230,11 @@ class Gateway:
         record = RequestRecord(_request_id(), datetime.now(UTC), endpoint, enforced.policy.version)
         headers = {"x-gatehouse-request-id": record.request_id, "x-gatehouse-policy-version": record.policy_version,
                    "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
+        if not self.records.accepting:  # no record could be kept: nothing is answered (not even recorded)
+            evidence_metrics.REFUSED.inc()
+            return ApiError(503, "this gateway cannot keep decision records right now (its spool is full while the "
+                            "store is unreachable), so it answers nothing", "evidence_unavailable",
+                            headers={"retry-after": "5"}).response(headers)
         trace = self.tracing.begin(request.headers, endpoint, started) if self.tracing is not None else NULL_TRACE
         if isinstance(trace, RequestTrace):
             record.trace = trace  # made into spans when the record is added
@@ -350,6 +363,8 @@ class Gateway:
             async for event in reply.stream:
                 if record.ttft_ms is None:
                     record.ttft_ms = (time.perf_counter() - started) * 1000
+                if event == SSE_DONE:  # the answer is complete: its record is kept before the caller hears so
+                    self._complete(reply, record, started, watcher)
                 yield event
         except EngineFailure as failure:
             record.status, record.error_code = 502, failure.kind
@@ -370,9 +385,16 @@ class Gateway:
             if closer is not None:
                 await closer()
         finally:
-            record.prompt_tokens = reply.usage.prompt_tokens
-            record.completion_tokens = reply.usage.completion_tokens
-            record.latency_ms = (time.perf_counter() - started) * 1000
-            if watcher is not None:
-                record.add_verdicts([v.as_dict() | {"output": True} for v in watcher.verdicts])
-            self.records.add(record)
+            self._complete(reply, record, started, watcher)
+
+    def _complete(self, reply: EngineReply, record: RequestRecord, started: float, watcher: StreamGuard | None) -> None:
+        """A stream's record, added once: at its ``[DONE]``, or however else it ended."""
+        if record.kept:
+            return
+        record.kept = True
+        record.prompt_tokens = reply.usage.prompt_tokens
+        record.completion_tokens = reply.usage.completion_tokens
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        if watcher is not None:
+            record.add_verdicts([v.as_dict() | {"output": True} for v in watcher.verdicts])
+        self.records.add(record)

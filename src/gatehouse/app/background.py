@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,17 +13,17 @@ from gatehouse.audit import checkpoints
 from gatehouse.core.config import Settings
 from gatehouse.identity.governance import enforce_reviews
 from gatehouse.monitoring.evaluate import evaluate, prune_usage
-from gatehouse.monitoring.usage import UsageRollup, write_rows
 from gatehouse.policy.workers import HEARTBEAT_INTERVAL
 from gatehouse.runtime.enforced import PolicyFollower
+from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.db import Database
 from gatehouse.telemetry import exposition
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
+FAILURE_LOG_INTERVAL = 60.0  # seconds between log lines of a job that keeps failing
 REVIEW_ENFORCE_INTERVAL = 60.0  # seconds between closing access reviews past their due date
-USAGE_WRITE_INTERVAL = 5.0  # seconds between writes of this worker's per-minute counts
 
 
 @dataclass(frozen=True)
@@ -36,38 +35,29 @@ class Job:
 
 async def every(job: Job) -> None:
     """Run the job every ``job.seconds`` until cancelled. A failure is logged by its type only
-    (a message could carry a secret or a connection string) and the next run goes ahead."""
+    (a message could carry a secret or a connection string) and the next run goes ahead; while
+    a job keeps failing (the store is down) it is logged once a minute, and its recovery once."""
+    loop = asyncio.get_running_loop()
+    failing_since: float | None = None
+    logged_at = 0.0
     while True:
         await asyncio.sleep(job.seconds)
         try:
             await job.work()
         except Exception as exc:
-            log.error("%s failed: %s", job.what, type(exc).__name__)
+            now = loop.time()
+            if failing_since is None or now - logged_at >= FAILURE_LOG_INTERVAL:
+                since = f" (failing for {now - failing_since:.0f} s)" if failing_since is not None else ""
+                log.error("%s failed: %s%s", job.what, type(exc).__name__, since)
+                logged_at = now
+            failing_since = failing_since if failing_since is not None else now
+        else:
+            if failing_since is not None:
+                log.warning("%s works again after %.1f s", job.what, loop.time() - failing_since)
+                failing_since = None
 
 
-class UsageWriter:
-    """This worker's per-minute counts to the store; a failed write is retried next time, and
-    the last write at shutdown waits for one still running."""
-
-    def __init__(self, db: Database, usage: UsageRollup) -> None:
-        self.db = db
-        self.usage = usage
-        self._writing = threading.Lock()
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        with self._writing:
-            write_rows(self.db, rows)
-
-    async def __call__(self) -> None:
-        rows, minutes = self.usage.take()
-        try:
-            await asyncio.to_thread(self._write, rows)
-        except Exception:
-            self.usage.retry(minutes)
-            raise
-
-
-def jobs(db: Database, settings: Settings, keys: KeyTable, follower: PolicyFollower, write_usage: UsageWriter,
+def jobs(db: Database, settings: Settings, keys: KeyTable, follower: PolicyFollower, freshness: Freshness,
          signing_key: Any) -> list[Job]:
     def checkpoint() -> None:
         with db.write() as session:
@@ -94,13 +84,13 @@ def jobs(db: Database, settings: Settings, keys: KeyTable, follower: PolicyFollo
                 log.warning("threshold crossed: opened %s", ", ".join(opened))
 
     table = [
-        Job(REFRESH_INTERVAL, "key table refresh", lambda: asyncio.to_thread(keys.refresh, db)),  # keep the last good table
+        # keep the last good table, and refuse once it is older than the bound (runtime.freshness)
+        Job(REFRESH_INTERVAL, "key table refresh", freshness.keys_after(lambda: asyncio.to_thread(keys.refresh, db))),
         # apart from keys: loading a model for a new policy version must not delay a revocation
-        Job(REFRESH_INTERVAL, "policy refresh", follower.poll),  # keep enforcing the last good version
+        Job(REFRESH_INTERVAL, "policy refresh", freshness.policy_after(follower.poll)),  # the last good version
         Job(REVIEW_ENFORCE_INTERVAL, "review enforcement", close_overdue_reviews),
         Job(settings.audit_checkpoint_minutes * 60, "audit checkpoint", lambda: asyncio.to_thread(checkpoint)),
         Job(HEARTBEAT_INTERVAL, "worker heartbeat", lambda: asyncio.to_thread(follower.heartbeat)),
-        Job(min(USAGE_WRITE_INTERVAL, settings.monitor_interval), "usage counts", write_usage),
         Job(settings.monitor_interval, "threshold evaluation", evaluate_thresholds),
         Job(3600.0, "usage pruning", lambda: asyncio.to_thread(prune_usage, db)),
     ]

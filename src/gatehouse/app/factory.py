@@ -18,19 +18,20 @@ from starlette.applications import Starlette
 from gatehouse.api.health import Health
 from gatehouse.api.inference import Gateway
 from gatehouse.api.routes import AdminApis, HotPath, build_app
-from gatehouse.app.background import UsageWriter, every, jobs
+from gatehouse.app.background import every, jobs
 from gatehouse.app.signals import announce_shutdown_to
 from gatehouse.audit import checkpoints
 from gatehouse.core.clock import as_utc
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.engines.build import build_engines
-from gatehouse.monitoring.usage import UsageRollup
 from gatehouse.policy import versions
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.runtime.enforced import Enforced, PolicyFollower, worker_id
+from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.runtime.records import RecordWriter
+from gatehouse.runtime.spool import Spool
 from gatehouse.store.db import Database
 from gatehouse.telemetry import exposition
 from gatehouse.telemetry.gateway_metrics import GatewayMetrics
@@ -62,21 +63,25 @@ def create_app(settings: Settings | None = None) -> HotPath:
         return follower.current.policy.has_alias(alias)
 
     worker = worker_id()
-    usage = UsageRollup(worker, defined)
     tracing = Tracing(worker, defined) if enabled_by_environment() else None
-    records = RecordWriter(db, observers=[finish_trace, GatewayMetrics(defined).observe, usage.observe])
+    spool = Spool(settings.spool_path, worker, settings.spool_fsync_ms / 1000)
+    records = RecordWriter(db, spool, max_bytes=settings.spool_max_bytes,
+                           refuse_at_bound=settings.refuse_without_evidence, defined=defined,
+                           observers=[finish_trace, GatewayMetrics(defined).observe],
+                           policy_version=lambda: follower.current.policy.version)
+    freshness = Freshness(settings.max_staleness)
     engines, _ = build_engines(policy.deployments, settings)
-    gateway = Gateway(Enforced(policy, engines), keys, records, settings.max_body_bytes, tracing)
+    gateway = Gateway(Enforced(policy, engines), keys, records, settings.max_body_bytes, tracing, freshness)
     follower = PolicyFollower(db, settings, gateway.enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
     signing_key = checkpoints.ensure_signing_key(settings)
     checkpoints.configure(signing_key, settings.audit_checkpoint_every)
-    write_usage = UsageWriter(db, usage)
-    background = jobs(db, settings, keys, follower, write_usage, signing_key)
+    background = jobs(db, settings, keys, follower, freshness, signing_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(keys.refresh, db)
+        spool.open()
         for engine in engines.values():
             await engine.start()
         records.start(keys.take_last_used)
@@ -102,13 +107,12 @@ def create_app(settings: Settings | None = None) -> HotPath:
             for engine in follower.engines():  # drains running generations first
                 await engine.close()
             await records.stop(keys.take_last_used)
-            with contextlib.suppress(Exception):
-                await write_usage()
+            await asyncio.to_thread(spool.close)  # what the store did not take stays for the next worker
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)
             db.dispose()
             exposition.worker_exited(os.getpid())
 
-    app = build_app(gateway, Health(follower, keys), AdminApis.build(db, settings, settings.pepper()), lifespan)
+    app = build_app(gateway, Health(follower, keys, records, freshness), AdminApis.build(db, settings, settings.pepper()), lifespan)
     app.state.settings = settings
     return app

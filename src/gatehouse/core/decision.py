@@ -2,8 +2,8 @@
 it in and the observers (metrics, per-minute usage, traces) and the record writer read it.
 
 A typed record rather than a dict: every field is named here, and nothing rides along
-unseen. ``trace`` is the one field that is not stored: the request's trace while it runs,
-turned into spans by the tracing observer. The stored columns are ``STORED`` (the
+unseen. ``trace`` and ``kept`` are not stored: the request's trace while it runs, turned into
+spans by the tracing observer, and whether a stream's record was already added. The stored columns are ``STORED`` (the
 ``decision_records`` table); the record never holds request or answer text.
 """
 
@@ -39,6 +39,7 @@ class RequestRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     trace: Any = None                           # not stored: the running trace, for the tracing observer
+    kept: bool = False                          # not stored: a stream's record was added (at [DONE] or its end)
 
     def add_verdicts(self, verdicts: list[dict[str, Any]]) -> None:
         if verdicts:

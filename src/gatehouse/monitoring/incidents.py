@@ -3,6 +3,7 @@ them with a note. Acknowledging and closing need the operator role; every change
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,3 +99,23 @@ def close(db: Database, actor: str, incident_id: str, note: str, settings: Setti
     if paged:
         page(settings, "resolve", incident_id, result)
     return result
+
+
+EVIDENCE_LOST = "evidence.records_lost"  # the incident's threshold name: not a policy threshold, never re-evaluated
+
+
+def evidence_lost(db: Database, worker: str, lost: int, policy_version: str) -> str:
+    """Open an incident for decision records a worker could not keep (its spool was at its
+    bound, or the disk refused it, while it was told to keep serving). Returns its id."""
+    now = datetime.now(UTC)
+    condition = (f"{lost} decision record(s) of requests this worker answered were not kept: the spool was full "
+                 "or unwritable while GATEHOUSE_EVIDENCE_AT_BOUND=serve")
+    with db.write() as session:
+        incident = Incident(id="inc-" + secrets.token_hex(6), threshold=EVIDENCE_LOST, scope="gateway", subject=worker,
+                            metric="records_lost", status="open", policy_version=policy_version, opened_at=now,
+                            value=float(lost), limit=0.0, condition=condition, breaching=False, breaching_since=now,
+                            last_value=float(lost), last_checked_at=now, steps=[])
+        session.add(incident)
+        audit.append(session, "system:records", "incident.open", f"incident:{incident.id}",
+                     {"threshold": EVIDENCE_LOST, "scope": "gateway", "subject": worker, "lost": lost})
+        return incident.id

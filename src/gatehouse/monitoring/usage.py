@@ -1,22 +1,26 @@
-"""Per-minute counts of this worker's traffic, written to ``usage_minutes`` every few seconds.
+"""Per-minute counts of traffic, added to ``usage_minutes`` with the decision records they count.
 
 Thresholds are judged on these rows, summed over every worker and replica: a decision record
-per request is too many rows to read every fifteen seconds, a minute per subject is not.
+per request is too many rows to read every fifteen seconds, a minute per subject is not. The
+record writer tallies each batch of records the store newly accepted and adds the counts in
+the same transaction, so the counts are exactly as durable as the records: a record stored
+once is counted once, whatever crashed in between (ADR 0014).
 """
 
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
 
+from gatehouse.core.clock import as_utc
 from gatehouse.core.decision import RequestRecord
 from gatehouse.store.db import Database
 from gatehouse.store.models import UsageMinute
@@ -24,7 +28,6 @@ from gatehouse.store.models import UsageMinute
 # Upper bounds (seconds) of the latency buckets; a last bucket holds everything slower.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 COUNTS = ("requests", "errors", "blocked", "guardrail_hits", "upstream_attempts", "upstream_errors")
-KEEP_MINUTES = 3  # minutes still counted in memory (a late record lands in its own minute)
 
 
 class Tally:
@@ -54,7 +57,7 @@ def _failed(attempt: str) -> tuple[str, bool]:
 
 
 class UsageRollup:
-    """A decision-record observer (cheap: a few dictionary updates per request)."""
+    """Tallies decision records by minute and subject (cheap: a few dictionary updates each)."""
 
     def __init__(self, worker: str, defined: Callable[[str], bool] = lambda alias: True) -> None:
         self.worker = worker
@@ -70,7 +73,8 @@ class UsageRollup:
         return tally
 
     def observe(self, record: RequestRecord, now: float | None = None) -> None:
-        minute = int((now if now is not None else time.time()) // 60)
+        """Count one record in the minute it arrived (``now`` overrides, for tests)."""
+        minute = int((now if now is not None else record.ts.timestamp()) // 60)
         self._dirty.add(minute)
         seconds = record.latency_ms / 1000
         errors = 1 if record.status >= 500 else 0
@@ -102,43 +106,59 @@ class UsageRollup:
                              **dict(zip(COUNTS, tally.counts, strict=True)), "latency": list(tally.latency)})
         return rows
 
-    def take(self, now: float | None = None) -> tuple[list[dict[str, Any]], set[int]]:
-        """Rows for the minutes that changed since the last take (this worker's totals so far,
-        replacing what it wrote before). Runs on the event loop, like ``observe``; the rows are
-        copies, written from a thread. Minutes too old to change are forgotten."""
-        dirty, self._dirty = self._dirty, set()
-        rows = self._rows(iter(sorted(dirty)))
-        oldest = int((now if now is not None else time.time()) // 60) - KEEP_MINUTES
-        for minute in [m for m in self._minutes if m < oldest]:
-            del self._minutes[minute]  # taken above if it changed; written for the last time
-        return rows, dirty
+    def take(self) -> list[dict[str, Any]]:
+        """The tallies as ``usage_minutes`` rows, and start again."""
+        rows = self._rows(iter(sorted(self._dirty)))
+        self._minutes, self._dirty = {}, set()
+        return rows
 
-    def retry(self, dirty: set[int]) -> None:
-        """The rows of a take could not be written: write those minutes again next time."""
-        self._dirty |= {minute for minute in dirty if minute in self._minutes}
-
-    def flush(self, db: Database, now: float | None = None) -> int:
-        rows, dirty = self.take(now)
-        try:
-            write_rows(db, rows)
-        except Exception:
-            self.retry(dirty)
-            raise
+    def flush(self, db: Database) -> int:
+        rows = self.take()
+        write_rows(db, rows)
         return len(rows)
 
 
-def write_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+def add_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add these counts to the store's, inside the caller's transaction. Rows are keyed by
+    worker and only that worker's record writer adds to them, so the read below (locked on
+    PostgreSQL) sees every earlier addition."""
     if not rows:
         return
-    dialect = db.engine.dialect.name
-    insert = postgres_insert if dialect == "postgresql" else sqlite_insert
-    with db.write() as session:
-        for start in range(0, len(rows), 500):
-            statement = insert(UsageMinute).values(rows[start:start + 500])
-            statement = statement.on_conflict_do_update(
-                index_elements=["minute", "worker", "scope", "subject"],
-                set_={name: statement.excluded[name] for name in (*COUNTS, "latency")})
-            session.execute(statement)
+    keys = {(row["minute"], row["worker"], row["scope"], row["subject"]): row for row in rows}
+    minutes = {row["minute"] for row in rows}
+    workers = {row["worker"] for row in rows}
+    query = select(UsageMinute).where(UsageMinute.minute.in_(minutes), UsageMinute.worker.in_(workers))
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    for stored in session.execute(query).scalars():
+        row = keys.get((as_utc(stored.minute), stored.worker, stored.scope, stored.subject))
+        if row is None:
+            continue
+        for name in COUNTS:
+            row[name] += getattr(stored, name)
+        row["latency"] = [mine + theirs for mine, theirs in zip(row["latency"], _buckets(stored.latency), strict=True)]
+    insert = postgres_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
+    merged = list(keys.values())
+    for start in range(0, len(merged), 500):
+        statement = insert(UsageMinute).values(merged[start:start + 500])
+        statement = statement.on_conflict_do_update(
+            index_elements=["minute", "worker", "scope", "subject"],
+            set_={name: statement.excluded[name] for name in (*COUNTS, "latency")})
+        session.execute(statement)
+
+
+def _buckets(stored: list[int] | None) -> list[int]:
+    """A stored latency histogram, padded if it was written with fewer buckets."""
+    values = list(stored or [])
+    size = len(LATENCY_BUCKETS) + 1
+    return (values + [0] * size)[:size]
+
+
+def write_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+    """Add ``rows`` in a transaction of their own."""
+    if rows:
+        with db.write() as session:
+            add_rows(session, rows)
 
 
 def prune(db: Database, before: datetime) -> int:
