@@ -208,7 +208,7 @@ class Spool:
     # -- durability -----------------------------------------------------------------------------
 
     def _sync_loop(self) -> None:
-        while not self._stopping.wait(self.fsync_interval):
+        while not self._stopping.wait(max(self.fsync_interval, 0.001)):  # 0: as often as the disk allows
             self.sync()
 
     def sync(self) -> None:
