@@ -1,16 +1,26 @@
 """Signed audit checkpoints: made as entries are appended and on demand; verified offline; and
-what they catch that the hash chain alone does not (a consistent rewrite, a cut-off end)."""
+what they catch that the hash chain alone does not (a consistent rewrite, a cut-off end, and
+— through the cadence — a rewrite whose checkpoints were deleted)."""
+
+import dataclasses
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, update
+from typer.testing import CliRunner
 
 from gatehouse import audit
+from gatehouse.app.control import create_control_app
 from gatehouse.audit import checkpoints
-from gatehouse.audit.log import entry_hash
+from gatehouse.audit.log import GENESIS_HASH, entry_hash
+from gatehouse.cli import common
+from gatehouse.cli.main import app
+from gatehouse.core.config import Settings
 from gatehouse.store.models import AuditCheckpoint, AuditEntry, AuditHead
 
 KEY = Ed25519PrivateKey.generate()
+runner = CliRunner()
 
 
 @pytest.fixture
@@ -102,3 +112,127 @@ def test_an_exported_checkpoint_outlives_a_rewrite_of_the_store(signed_log):
         result = checkpoints.verify_exported(session, KEY.public_key(), exported)
         assert not result.ok and "entry 7 differs" in result.problem
         assert not checkpoints.verify_exported(session, KEY.public_key(), {"size": "x"}).ok
+
+
+# -- the cadence: a checkpoint at every N entries, so deleting them to hide a rewrite shows ---
+
+def append(db, count, start=0):
+    for index in range(start, start + count):
+        with db.write() as session:
+            audit.append(session, "local:tester", "test.event", f"thing:{index}", {"n": index})
+
+
+def rewrite_without(db, dropped):
+    """Drop entries, renumber and rechain the rest, and delete every stored checkpoint: a
+    rewrite that the chain and the remaining (no) checkpoints cannot see."""
+    with db.write() as session:
+        kept = [entry for entry in session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars()
+                if entry.seq not in dropped]
+        rows = [(e.ts, e.actor, e.action, e.target, e.details) for e in kept]
+        session.execute(delete(AuditCheckpoint))
+        session.execute(delete(AuditEntry))
+        prev = GENESIS_HASH
+        for seq, (ts, actor, action, target, details) in enumerate(rows, 1):
+            digest = entry_hash(seq, ts, actor, action, target, details, prev)
+            session.add(AuditEntry(seq=seq, ts=ts, actor=actor, action=action, target=target, details=details,
+                                   prev_hash=prev, hash=digest))
+            prev = digest
+        session.execute(update(AuditHead).values(seq=len(rows), hash=prev))
+
+
+@pytest.fixture
+def verify_cli(db, database_url, home, tmp_path, monkeypatch):
+    """`gatehouse audit verify` on this store, as an auditor runs it, with the public key."""
+    monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "3")
+    pem = tmp_path / "audit.pem"
+    pem.write_text(checkpoints.public_pem(KEY.public_key()))
+
+    def run(*args, code=0):
+        result = runner.invoke(app, ["audit", "verify", "--public-key", str(pem), *args])
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        return result
+    return run
+
+
+def test_a_consistent_rewrite_without_its_checkpoints_is_caught_by_the_cadence(signed_log, verify_cli):
+    assert "cadence met (every 3: 2 due" in " ".join(verify_cli().output.split())
+    rewrite_without(signed_log, {2, 3})  # 5 entries left, rechained; the checkpoints at 3 and 6 deleted
+    with signed_log.read() as session:
+        assert audit.verify(session).ok and stored(signed_log).ok and stored(signed_log).checked == 0
+    broken = " ".join(verify_cli(code=2).output.split())
+    assert "BROKEN at entry 1: no signed checkpoint at 3 entries, which the cadence (every 3) requires" in broken
+    report = json.loads(verify_cli("--json", code=2).stdout)
+    assert report["ok"] is False and report["cadence"]["missing"] == [3] and report["first_bad_entry"] == 1
+    verify_cli("--every", "0")  # the auditor may turn it off, and is told what that gives up
+    assert "no checkpoint cadence is required" in verify_cli("--every", "0").output
+
+
+def test_a_deleted_checkpoint_in_the_middle_is_named(signed_log, verify_cli):
+    append(signed_log, 5, start=7)
+    checkpoints.configure(KEY, every=3)
+    try:
+        append(signed_log, 3, start=12)  # 13, 14, 15: a checkpoint at 15
+    finally:
+        checkpoints.configure(None)
+    with signed_log.write() as session:  # 9 and 12 were appended by a process without the key
+        session.execute(delete(AuditCheckpoint).where(AuditCheckpoint.size == 6))
+    result = json.loads(verify_cli("--json", code=2).stdout)
+    assert result["cadence"]["missing"] == [6, 9, 12] and result["first_bad_entry"] == 4
+    assert "no signed checkpoint at 6 entries" in result["problems"][0] and "2 later cadence point(s)" in result["problems"][0]
+
+
+def test_entries_before_the_first_checkpoint_are_legacy_and_deleting_everything_does_not_help(db, verify_cli):
+    append(db, 7)  # appended before every process signed: no checkpoint at 3 or 6
+    checkpoints.configure(KEY, every=3)
+    try:
+        append(db, 2, start=7)  # 9: the first checkpoint
+    finally:
+        checkpoints.configure(None)
+    ok = verify_cli()
+    assert ok.stdout.startswith("ok — 9 entries")
+    assert "2 cadence point(s) before 9 entries have no checkpoint" in " ".join(ok.output.split())
+    assert json.loads(verify_cli("--json").stdout)["cadence"] == {"every": 3, "from": 9, "required": 1, "missing": [],
+                                                                    "legacy_gaps": 2}
+    with db.write() as session:
+        session.execute(delete(AuditCheckpoint))  # no "first checkpoint" left to start from: required from 3
+    assert json.loads(verify_cli("--json", code=2).stdout)["cadence"]["missing"] == [3, 6, 9]
+
+
+def test_a_changed_cadence_is_verified_from_where_it_changed(db, verify_cli):
+    checkpoints.configure(KEY, every=3)
+    try:
+        append(db, 6)  # checkpoints at 3 and 6
+        checkpoints.configure(KEY, every=4)
+        append(db, 6, start=6)  # … then at 8 and 12
+    finally:
+        checkpoints.configure(None)
+    assert json.loads(verify_cli("--every", "4", "--json", code=2).stdout)["cadence"]["missing"] == [4]
+    verify_cli("--every", "4", "--cadence-from", "6")
+    assert "no signed checkpoint at 7 entries" in verify_cli("--every", "4", "--cadence-from", "7", code=2).output
+
+
+def test_the_control_plane_and_the_local_cli_sign_the_cadence_on_a_fresh_installation(db, database_url, home,
+                                                                                        monkeypatch):
+    """No key file yet: the control app (and the CLI's local mode) create it rather than
+    append unsigned, so a fresh installation's cadence has no hole."""
+    settings = dataclasses.replace(Settings.from_env(), database_url=database_url, audit_checkpoint_every=2)
+    key_file = home / "audit-signing-key"
+    assert not key_file.exists()
+    try:
+        create_control_app(settings)
+        assert key_file.exists()
+        append(db, 2)
+        with db.read() as session:
+            assert session.get(AuditCheckpoint, 2) is not None
+        key_file.unlink()  # another fresh machine: the command line's own local store
+        monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
+        monkeypatch.setenv("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "2")
+        common.open_db().dispose()
+        assert key_file.exists()
+        append(db, 2, start=2)
+        with db.read() as session:
+            assert session.get(AuditCheckpoint, 4) is not None
+    finally:
+        checkpoints.configure(None)

@@ -5,15 +5,19 @@ installation's audit key. The hash chain alone shows an entry was edited unless 
 recomputes every hash after it; a checkpoint kept elsewhere (exported to a file, another
 store) makes that rewrite, or cutting entries off the end, show too.
 
-Checkpoints are made every N entries in the same transaction as the entry (when the process
-holds the signing key), every T minutes by the gateway, and on demand.
+Checkpoints are made every N entries in the same transaction as the entry, every T minutes by
+the gateway, and on demand. Each one is handed to the configured witnesses (``witness``) only
+once its transaction has committed. ``verify_cadence`` says whether every checkpoint the
+cadence requires is in the store: deleting them to hide a rewrite shows as a gap.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,13 +27,14 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from gatehouse.core.config import Settings
 from gatehouse.store.models import AuditCheckpoint, AuditEntry, AuditHead
 
 LOG_NAME = "gatehouse-audit"
+log = logging.getLogger("gatehouse.audit")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -92,23 +97,30 @@ def payload(size: int, head: str, ts: str) -> bytes:
 
 # -- making them --------------------------------------------------------------------------
 
+Publish = Callable[[list[dict[str, Any]]], None]  # hands committed checkpoints to the witnesses
+
+
 @dataclass
 class _Signer:
     key: Ed25519PrivateKey
     every: int
+    publish: Publish | None
 
 
 _signer: _Signer | None = None
+_PENDING = "gatehouse.audit.checkpoints.pending"  # session.info: signed in this transaction, not yet committed
+_HOOKED = "gatehouse.audit.checkpoints.hooked"
 
 
-def configure(key: Ed25519PrivateKey | None, every: int = 100) -> None:
-    """Let this process checkpoint every ``every`` entries as it appends them."""
+def configure(key: Ed25519PrivateKey | None, every: int = 100, publish: Publish | None = None) -> None:
+    """Let this process checkpoint every ``every`` entries as it appends them, and hand each
+    checkpoint it signs to ``publish`` once the transaction that stored it has committed."""
     global _signer
-    _signer = _Signer(key, every) if key is not None and every > 0 else None
+    _signer = _Signer(key, every, publish) if key is not None else None
 
 
 def on_append(session: Session, seq: int, digest: str) -> None:
-    if _signer is not None and seq % _signer.every == 0:
+    if _signer is not None and _signer.every > 0 and seq % _signer.every == 0:
         _sign(session, _signer.key, seq, digest)
 
 
@@ -118,7 +130,33 @@ def _sign(session: Session, key: Ed25519PrivateKey, size: int, head: str) -> Aud
     checkpoint = AuditCheckpoint(size=size, head_hash=head, ts=ts, key_id=key_id(key.public_key()), signature=signature)
     session.add(checkpoint)
     session.flush()
+    if _signer is not None and _signer.publish is not None:
+        _after_commit(session, checkpoint, _signer.publish)
     return checkpoint
+
+
+def _after_commit(session: Session, checkpoint: AuditCheckpoint, publish: Publish) -> None:
+    """Queue the checkpoint on the session, to be published after the commit: never after a
+    rollback, nor when a savepoint that held it rolled back (it is then no longer in the session)."""
+    if not session.info.get(_HOOKED):
+        session.info[_HOOKED] = True
+        event.listen(session, "after_commit", _committed)
+        event.listen(session, "after_soft_rollback", _rolled_back)
+    session.info.setdefault(_PENDING, []).append((checkpoint, as_dict(checkpoint), publish))
+
+
+def _committed(session: Session) -> None:
+    kept = [(item, publish) for stored, item, publish in session.info.pop(_PENDING, []) if inspect(stored).persistent]
+    for publish in {id(publish): publish for _, publish in kept}.values():
+        try:
+            publish([item for item, other in kept if other is publish])
+        except Exception as exc:  # the change has committed: a witness must never make it look failed
+            log.error("publishing audit checkpoints failed: %s", type(exc).__name__)
+
+
+def _rolled_back(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the whole transaction, not a savepoint inside it
+        session.info.pop(_PENDING, None)
 
 
 def checkpoint_now(session: Session, key: Ed25519PrivateKey) -> AuditCheckpoint | None:
@@ -174,12 +212,56 @@ def verify_stored(session: Session, public_key: Ed25519PublicKey) -> CheckpointR
     return CheckpointResult(True, checked)
 
 
-def verify_exported(session: Session, public_key: Ed25519PublicKey, exported: dict[str, Any]) -> CheckpointResult:
-    """A checkpoint kept outside the store (``audit checkpoint --export``)."""
+def verify_exported(session: Session, public_key: Ed25519PublicKey, exported: dict[str, Any],
+                    last_good: int = 0) -> CheckpointResult:
+    """A checkpoint kept outside the store (``audit checkpoint --export``, a witness), checked
+    against the store's entry at its size; ``last_good``: the largest size already known good."""
     try:
         size, head, ts, signature = int(exported["size"]), str(exported["head"]), str(exported["ts"]), \
             str(exported["signature"])
     except (KeyError, TypeError, ValueError):
         return CheckpointResult(False, 0, "the checkpoint file is not a Gatehouse audit checkpoint")
-    bad = _check_one(session, public_key, size, head, ts, signature, 0)
+    bad = _check_one(session, public_key, size, head, ts, signature, last_good)
     return bad if bad is not None else CheckpointResult(True, 1)
+
+
+@dataclass(frozen=True)
+class CadenceResult:
+    ok: bool
+    every: int
+    start: int                # the first size the cadence is checked from
+    required: int             # cadence points from ``start`` up to the head
+    legacy_gaps: int          # cadence points before ``start`` without a checkpoint (see docs/adr/0015)
+    missing: tuple[int, ...]  # the cadence points from ``start`` on that have none
+    problem: str | None = None
+    first_bad_seq: int | None = None
+
+
+def verify_cadence(session: Session, every: int, head: int, start: int | None = None) -> CadenceResult:
+    """A stored checkpoint at every multiple of ``every`` up to ``head`` entries.
+
+    Checked from ``start`` when given (a size the auditor chose, e.g. where the cadence was
+    changed), else from the first stored checkpoint: entries before it are covered by its
+    signature, and points before it without one are only counted (entries appended before
+    every process signed). With no checkpoint at all it is checked from the first point, so
+    deleting every checkpoint never helps. Validity is ``verify_stored``'s job; this is presence.
+    """
+    if every <= 0:
+        return CadenceResult(True, every, 0, 0, 0, ())
+    sizes = set(session.execute(select(AuditCheckpoint.size)).scalars())
+    first = start if start is not None else min(sizes, default=every)
+    points = range(every, head - head % every + 1, every)
+    legacy = sum(1 for point in points if point < first and point not in sizes)
+    missing = tuple(point for point in points if point >= first and point not in sizes)
+    required = sum(1 for point in points if point >= first)
+    if start is not None and start not in sizes:
+        missing = (start, *(point for point in missing if point != start))
+    if not missing:
+        return CadenceResult(True, every, first, required, legacy, ())
+    covered = max((size for size in sizes if size < missing[0]), default=0)
+    more = f", and {len(missing) - 1} later cadence point(s) have none either" if len(missing) > 1 else ""
+    where = f"after entry {covered}" if covered else "from its first entry"
+    return CadenceResult(False, every, first, required, legacy, missing,
+                         f"no signed checkpoint at {missing[0]} entries, which the cadence (every {every}) requires"
+                         f"{more}: checkpoints were deleted, or the log was rewritten {where} and its checkpoints "
+                         "dropped", covered + 1)
