@@ -130,12 +130,15 @@ def test_the_store_stopped_for_8_s_under_load_through_two_replicas_loses_no_reco
                 time.sleep(8)
                 during = len(load.answered)
                 health = httpx.get(f"{first.url}/healthz").json()
+                admin = httpx.get(f"{first.url}/admin/people", timeout=30,
+                                  headers={"authorization": f"Bearer {home.admin_key}"})
             finally:
                 store.resume()
             time.sleep(2)
         answered = load.answered
         assert load.statuses.get(200, 0) == len(answered) and during > 50  # it kept serving through the outage
         assert not health["evidence"]["store_reachable"] and health["evidence"]["spool_bytes"] > 0
+        assert admin.status_code == 503 and admin.json()["error"]["code"] == "store_unavailable"  # not a 500
         assert wait_for_records(home.db, answered) == len(answered)
         found, total = records_of(home.db, answered)
         assert found == len(answered) and total - before == len(answered)  # exactly one each, none extra

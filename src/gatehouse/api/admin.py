@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -249,6 +249,11 @@ class RoleCheckedApi:
                                "invalid_value") from None
         except ApiError as error:
             return error.response(headers)
+        except (OperationalError, InterfaceError) as exc:  # the store is down or unreachable: nothing was changed
+            log.error("admin request %s %s: the store is unreachable (%s, %s)", request.method, request.url.path,
+                      type(exc).__name__, request_id)
+            return ApiError(503, "the store is unreachable; nothing was changed: try again shortly", "store_unavailable",
+                            headers={"retry-after": "5"}).response(headers)
         except Exception:
             log.exception("admin request %s %s failed (%s)", request.method, request.url.path, request_id)
             return ApiError(500, f"internal error; see the log for request {request_id}", "internal_error").response(headers)
