@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from starlette.testclient import TestClient
 
 from gatehouse.app.control import create_control_app
@@ -24,6 +25,7 @@ from gatehouse.identity.bootstrap import bootstrap
 from gatehouse.policy import change_control
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.store.db import Database
+from gatehouse.store.models import AuditCheckpoint
 
 from helpers import Receiver
 
@@ -516,6 +518,17 @@ def test_the_audit_log_is_read_by_the_roles_that_answer_for_it(org: Org) -> None
     assert verified["ok"] and verified["checkpoints_verified"] >= 1 and verified["entries"] >= checkpoint["size"]
     assert ok(org("audrey").get("/admin/audit/public-key"))["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     refused(org("alice").post("/admin/audit/checkpoint"), 403)
+
+
+def test_the_server_side_verify_names_a_checkpoint_the_cadence_requires_and_the_store_lacks(org: Org) -> None:
+    every = 5
+    auditor = org.client("audrey", org.other_app(audit_checkpoint_every=every))
+    entries = ok(auditor.get("/admin/audit/verify"))["entries"]
+    assert entries >= 2 * every
+    with org.db.write() as session:  # an insider drops every stored checkpoint
+        session.execute(delete(AuditCheckpoint))
+    verified = ok(auditor.get("/admin/audit/verify"))
+    assert not verified["ok"] and f"no signed checkpoint at {every} entries" in verified["problems"][0]
 
 
 def test_incidents_are_checked_by_an_operator(org: Org) -> None:

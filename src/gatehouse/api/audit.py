@@ -42,9 +42,11 @@ class AuditApi(RoleCheckedApi):
             with self.db.read() as session:
                 chain = audit_log.verify(session)
                 stored = checkpoints.verify_stored(session, key) if key is not None else None
+                cadence = checkpoints.verify_cadence(session, self.settings.audit_checkpoint_every, chain.entries)
             problems = [(chain.first_bad_seq, chain.problem)] if not chain.ok else []
-            if stored is not None and not stored.ok:
-                problems.append((stored.first_bad_seq, stored.problem))
+            for result in (stored, cadence):
+                if result is not None and not result.ok:
+                    problems.append((result.first_bad_seq, result.problem))
             return {"ok": not problems, "entries": chain.entries, "head": chain.head_hash,
                     "checkpoints_verified": stored.checked if stored else None, "exported_checkpoint_ok": None,
                     "first_bad_entry": problems[0][0] if problems else None,

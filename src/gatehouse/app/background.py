@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gatehouse.audit import checkpoints
+from gatehouse.audit import checkpoints, witness
 from gatehouse.core.config import Settings
 from gatehouse.identity.governance import enforce_reviews
 from gatehouse.monitoring.evaluate import evaluate, prune_usage
@@ -18,7 +18,7 @@ from gatehouse.runtime.enforced import PolicyFollower
 from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.store.db import Database
-from gatehouse.telemetry import exposition
+from gatehouse.telemetry import evidence_metrics, exposition
 
 log = logging.getLogger("gatehouse")
 REFRESH_INTERVAL = 0.2  # seconds between checks for key and identity changes
@@ -62,6 +62,8 @@ def jobs(db: Database, settings: Settings, keys: KeyTable, follower: PolicyFollo
     def checkpoint() -> None:
         with db.write() as session:
             checkpoints.checkpoint_now(session, signing_key)
+        for status in witness.catch_up(db, settings):  # what each witness lacks; failures are logged there
+            evidence_metrics.WITNESS_LAG.labels(status.target).set(status.lag)
 
     async def refresh_engine_gauges() -> None:
         for engine in follower.engines():

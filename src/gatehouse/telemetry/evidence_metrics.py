@@ -21,3 +21,5 @@ STALENESS = Gauge("gatehouse_control_plane_staleness_seconds",
                   "Seconds since this worker last saw the store's keys and policy", multiprocess_mode="livemax")
 STALE_REFUSED = Counter("gatehouse_control_plane_refused_requests",
                         "Requests refused with 503 control_plane_unreachable (keys and policy older than the bound)")
+WITNESS_LAG = Gauge("gatehouse_audit_witness_lag", "Stored audit checkpoints a witness lacks (after the last catch-up)",
+                    ["gatehouse_witness"], multiprocess_mode="livemax")
