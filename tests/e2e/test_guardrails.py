@@ -17,6 +17,8 @@ from gateway_support import ACTOR, Deployment, wait_until_accepted
 from helpers import OtlpReceiver, start_gateway
 
 EMAIL, CARD, AWS_KEY = "jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE"
+METRICS_TOKEN = "guardrails-metrics-token"  # /metrics answers whoever sends it (GATEHOUSE_METRICS_TOKEN)
+SCRAPER = {"authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def policy(mock: str) -> str:
@@ -86,7 +88,7 @@ def collector():
 def setup(tmp_path_factory, shared_models_dir, mock, logs, collector):
     home = Deployment(tmp_path_factory.mktemp("guardrails") / "home", policy(mock.url), shared_models_dir,
                       OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="50",
-                      OTEL_SERVICE_NAME="gatehouse-e2e")
+                      OTEL_SERVICE_NAME="gatehouse-e2e", GATEHOUSE_METRICS_TOKEN=METRICS_TOKEN)
     service.add_person(home.db, ACTOR, "admin@example.com", team="security")
     governance.change_role(home.db, ACTOR, "admin@example.com", "identity-admin", True)
     admin = "person:admin@example.com"  # raises clearances (not the owner)
@@ -238,7 +240,7 @@ def _samples(gateway) -> dict[str, list[tuple[dict[str, str], float]]]:
     from prometheus_client.parser import text_string_to_metric_families
 
     found: dict[str, list] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
+    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics", headers=SCRAPER).text):
         for sample in family.samples:
             found.setdefault(sample.name, []).append((sample.labels, sample.value))
     return found

@@ -19,6 +19,7 @@ from gateway_support import ACTOR, Deployment, wait_until_accepted
 from helpers import Receiver, own_admin_key, start_gateway
 
 PEPPER = b"e2e-pepper"
+METRICS_TOKEN = "policy-metrics-token"  # /metrics answers whoever sends it (GATEHOUSE_METRICS_TOKEN)
 
 
 def policy(mock: str, deployment: str, extra_grant: str = "") -> str:
@@ -37,7 +38,8 @@ def hook():
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, shared_models_dir, mock, logs, hook):
     home = Deployment(tmp_path_factory.mktemp("policy") / "home", policy(mock.url, "mock-a"), shared_models_dir,
-                      GATEHOUSE_NOTIFY_WEBHOOK=hook.url)  # break-glass needs someone to hear of it
+                      GATEHOUSE_NOTIFY_WEBHOOK=hook.url,  # break-glass needs someone to hear of it
+                      GATEHOUSE_METRICS_TOKEN=METRICS_TOKEN)
     db = home.db
     for name in ("alice", "bob", "carol", "dave"):
         service.add_person(db, ACTOR, f"{name}@example.com", team="platform")
@@ -197,7 +199,7 @@ def test_metrics_add_up_every_worker(setup):
     home, gateway, keys = setup
 
     def answered() -> float:
-        text = httpx.get(f"{gateway.url}/metrics").text
+        text = httpx.get(f"{gateway.url}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}).text
         return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                    if sample.name == "gatehouse_requests_total" and sample.labels["gatehouse_identity"] == "app")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import REGISTRY
 
 from gatehouse.core.decision import RequestRecord
@@ -61,3 +62,42 @@ def test_a_stream_the_client_left_is_not_a_success():
     metrics.observe(_record(alias="left-alias", stream=True, error_code="client_disconnected", ttft_ms=5.0))
     assert REGISTRY.get_sample_value("gen_ai_server_time_to_first_token_seconds_count", {
         "gen_ai_operation_name": "chat", "gen_ai_request_model": "left-alias", "gatehouse_deployment": "d1"}) is None
+
+
+def _identities(alias: str) -> set[str]:
+    return {sample.labels["gatehouse_identity"] for metric in REGISTRY.collect()
+            if metric.name in ("gatehouse_requests", "gatehouse_tokens") for sample in metric.samples
+            if sample.labels.get("gen_ai_request_model") == alias}
+
+
+def test_identity_label_none_names_no_identity():
+    metrics = GatewayMetrics(identity_label="none")
+    for name in ("label-none-a", "label-none-b"):
+        metrics.observe(_record(identity=name, alias="label-none"))
+        metrics.observe(_record(identity=name, alias="label-none", status=400, error_code="guardrail_blocked"))
+    assert _identities("label-none") == {""}
+    assert REGISTRY.get_sample_value("gatehouse_requests_total", {
+        "gatehouse_identity": "", "gen_ai_request_model": "label-none", "code": "200", "error_type": ""}) == 2
+
+
+def test_identity_label_team_names_the_team_never_the_identity():
+    from gatehouse.telemetry.labels import NO_TEAM, TEAM_UNKNOWN
+
+    metrics = GatewayMetrics(identity_label="team")
+    plain = _record(identity="label-team-secret-bot", alias="label-team")
+    metrics.observe(plain)
+    assert _identities("label-team") == {TEAM_UNKNOWN}  # a record that does not say which team
+
+    class WithTeam:  # a record that carries its identity's team, as the request path can put it there
+        def __init__(self, team):  # type: ignore[no-untyped-def]  # a stand-in
+            self.__dict__.update({name: getattr(plain, name) for name in plain.__slots__}, alias="label-team2", team=team)
+
+    for team in ("payments", "payments", None):
+        metrics.observe(WithTeam(team))  # type: ignore[arg-type]  # duck-typed record
+    assert _identities("label-team2") == {"payments", NO_TEAM}
+    assert not any("secret-bot" in value for value in _identities("label-team") | _identities("label-team2"))
+
+
+def test_an_unknown_identity_label_setting_is_refused():
+    with pytest.raises(ValueError, match="name, team, none"):
+        GatewayMetrics(identity_label="email")

@@ -29,6 +29,7 @@ from gatehouse.api.inference import Gateway
 from gatehouse.api.inventory import InventoryApi
 from gatehouse.api.keys import KeyApi
 from gatehouse.api.leaks import LeakReports, load_github_keys
+from gatehouse.api.metrics import MetricsEndpoint
 from gatehouse.api.people import PeopleApi
 from gatehouse.api.policy import PolicyAdminApi
 from gatehouse.api.reviews import ReviewApi
@@ -186,10 +187,13 @@ def admin_routes(apis: AdminApis) -> list[BaseRoute]:
 
 
 def build_app(gateway: Gateway, health: Health, admin: AdminApis,
-              lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]]) -> HotPath:
+              lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]],
+              settings: Settings | None = None) -> HotPath:
+    """``settings`` decide who may scrape ``/metrics``; without them, the app's
+    (``app.state.settings``) when the scrape comes."""
     routes: list[BaseRoute] = [
         Route("/healthz", health.health),
-        Route("/metrics", health.metrics),
+        Route("/metrics", MetricsEndpoint(settings).metrics),
         Route("/v1/models", gateway.list_models),
         Route("/v1/models/{model:path}", gateway.get_model),
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from gatehouse.core.decision import RequestRecord
-from gatehouse.telemetry.labels import OPERATION, BoundedLabel
+from gatehouse.telemetry.labels import IDENTITY_LABELS, OPERATION, BoundedLabel
 
 # Bucket boundaries the conventions recommend for each instrument.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -55,10 +55,18 @@ def _limit(name: str, default: int) -> int:
 
 
 class GatewayMetrics:
-    """Turns a finished request's decision record into metric samples."""
+    """Turns a finished request's decision record into metric samples.
 
-    def __init__(self, defined: Callable[[str], bool] = lambda alias: True) -> None:
+    ``identity_label`` (``GATEHOUSE_METRICS_IDENTITY_LABEL``) is what ``gatehouse_identity``
+    holds: the identity's ``name``, its ``team``, or ``none`` (one constant, ``""``, for every
+    request: no identity can be told apart in the samples).
+    """
+
+    def __init__(self, defined: Callable[[str], bool] = lambda alias: True, identity_label: str = "name") -> None:
+        if identity_label not in IDENTITY_LABELS:
+            raise ValueError(f"identity_label must be one of {', '.join(IDENTITY_LABELS)}, not {identity_label!r}")
         self.defined = defined  # whether an alias exists in the enforced policy
+        self.identity_of = IDENTITY_LABELS[identity_label]
         self.identity = BoundedLabel(_limit("GATEHOUSE_METRICS_MAX_IDENTITIES", 200))
         self.model = BoundedLabel(_limit("GATEHOUSE_METRICS_MAX_MODELS", 500))
         self.error = BoundedLabel(50)
@@ -79,7 +87,7 @@ class GatewayMetrics:
         model = self.model(alias) if alias is None or self.defined(alias) else "_unknown"
         deployment = record.deployment or ""
         error = self.error(record.error_code) if record.status >= 400 or record.error_code else ""
-        identity = self.identity(record.identity)
+        identity = self.identity(self.identity_of(record))
         labels = (operation, model, deployment)
 
         self._child(REQUEST_DURATION, *labels, error).observe(record.latency_ms / 1000)

@@ -1,10 +1,35 @@
-"""Label values with a ceiling, so a caller cannot grow the metric series without bound."""
+"""Label values with a ceiling, so a caller cannot grow the metric series without bound, and
+what the identity label holds (``GATEHOUSE_METRICS_IDENTITY_LABEL``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from gatehouse.core.decision import RequestRecord
+
 OTHER = "_other"
+NO_TEAM = "_no_team"            # the identity belongs to no team
+TEAM_UNKNOWN = "_team_unknown"  # the record does not say which team the identity is in
 # gen_ai.operation.name of each endpoint (metrics and traces)
 OPERATION = {"chat/completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+_MISSING = object()
+
+
+def _team(record: RequestRecord) -> str | None:
+    if record.identity is None:  # refused before anyone was authenticated
+        return None
+    team = getattr(record, "team", _MISSING)  # the team the request path put on the record, where it does
+    if team is _MISSING:
+        return TEAM_UNKNOWN
+    return str(team) if team else NO_TEAM
+
+
+# what ``gatehouse_identity`` holds, by setting: the identity's name, its team, or nothing at all
+IDENTITY_LABELS: dict[str, Callable[[RequestRecord], str | None]] = {
+    "name": lambda record: record.identity,
+    "team": _team,
+    "none": lambda record: None,
+}
 
 
 class BoundedLabel:
