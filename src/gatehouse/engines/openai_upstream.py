@@ -17,6 +17,7 @@ import orjson
 
 from gatehouse.core.sse import split_events
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
+from gatehouse.engines.credentials import CredentialProblem, value_problem
 from gatehouse.engines.spec import Deployment
 from gatehouse.telemetry.tracing import UPSTREAM_TRACEPARENT
 
@@ -59,6 +60,10 @@ TOKENIZERS: dict[str, tuple[Callable[[str, str], dict], Callable[[Any], int]]] =
 
 class OpenAIUpstream:
     def __init__(self, name: str, deployment: Deployment, api_key: str | None) -> None:
+        """``api_key`` goes into every request's Authorization header: one that a header cannot
+        carry is refused here (``CredentialProblem``), not on each request as a crash."""
+        if api_key is not None and (problem := value_problem(api_key)):
+            raise CredentialProblem(f"deployment {name!r}: its credential {problem}")
         self.name = name
         self.deployment = deployment
         self._api_key = api_key

@@ -32,7 +32,7 @@ from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.config import Settings
 from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import Conflict, GatehouseError, NotFound
-from gatehouse.engines.credentials import credential_problem
+from gatehouse.engines.credentials import credential_problem, own_files
 from gatehouse.guardrails.classifier import classifier_problem
 from gatehouse.policy.approvals import check_approved, check_approver_pool, proposers_of, required_approvals
 from gatehouse.policy.loader import LoadedPolicy
@@ -67,12 +67,14 @@ class BreakGlassLimit(Forbidden):
     """Break-glass was used as often as the installation allows within its window."""
 
 
-def _check_credentials(loaded: LoadedPolicy) -> None:
-    """Credentials Gatehouse must never send, and injection classifiers this host lacks (a
-    version that names one could not be enforced)."""
+def _check_credentials(loaded: LoadedPolicy, settings: Settings) -> None:
+    """Credentials Gatehouse must never send (its own settings, the files of its home other
+    than ``credentials/``, its signing key and store wherever they are, a relative path), and
+    injection classifiers this host lacks (a version that names one could not be enforced).
+    Where a reference points is checked here; what it holds only where a worker reads it."""
+    home = settings.home
     problems = [f"{name}: {problem}" for name, spec in loaded.document.deployments.items()
-                if (problem := credential_problem(spec.credential))]
-    home = Settings.from_env().home
+                if (problem := credential_problem(spec.credential, home, reserved=own_files(settings)))]
     for name, profile in loaded.document.guardrails.profiles.items():
         classifier = profile.injection.classifier if profile.injection is not None else None
         if classifier and (problem := classifier_problem(home, classifier)):
@@ -100,13 +102,15 @@ def _acting_as(session: Session, actor: str, role: str, why: str) -> str:
     return f"person:{require_role(session, actor, role, why).email}"
 
 
-def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str) -> tuple[PolicyVersion, bool]:
+def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str, *,
+            settings: Settings | None = None) -> tuple[PolicyVersion, bool]:
     """Store an immutable draft. The same content is the same version: proposing it again
     returns the stored one (``False``) rather than a copy, and adds the proposer to the people
-    who may not approve it."""
+    who may not approve it. ``settings`` are the installation's (its home, its own files),
+    against which credential references are checked; the environment's when not given."""
     if not message or not message.strip():
         raise GatehouseError("say why: a proposal needs a message (-m)")
-    _check_credentials(loaded)
+    _check_credentials(loaded, settings or Settings.from_env())
     with db.write() as session:
         lock(session)
         require_role(session, actor, "policy-admin", "proposing a policy")
@@ -269,7 +273,7 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         raise GatehouseError("break-glass needs a reason (--reason)")
     if ttl <= timedelta(0) or ttl > BREAK_GLASS_MAX:
         raise GatehouseError("break-glass lasts more than 0 and at most 4h (--ttl)")
-    _check_credentials(loaded)
+    _check_credentials(loaded, settings)
     with db.write() as session:
         lock(session)
         actor = _acting_as(session, actor, "policy-admin", "break-glass")
