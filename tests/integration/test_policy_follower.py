@@ -118,8 +118,7 @@ async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every
     change_control.activate_served_file(db, ROOT, good, "p.yaml")
     follower = await follower_for(db, settings)
     broken = load_policy_text(policy({"a": "http://127.0.0.1:9/a/v1"}).replace(
-        "model: m}", "model: m, credential: {env: NOT_SET_ANYWHERE_FOR_TESTS}}"))
-    monkeypatch.delenv("NOT_SET_ANYWHERE_FOR_TESTS", raising=False)
+        "engine: openai, url: 'http://127.0.0.1:9/a/v1', model: m", "engine: embedded, model: m, model_path: no-such.gguf"))
     attempts = []
     real_build = enforced_module.build_engines
 
@@ -130,7 +129,7 @@ async def test_a_version_that_cannot_load_is_retried_every_few_seconds_not_every
     change_control.activate_served_file(db, ROOT, broken, "p.yaml")
     for _ in range(10):
         assert not await follower.poll()
-    assert len(attempts) == 1 and "NOT_SET_ANYWHERE_FOR_TESTS" in follower.problem
+    assert len(attempts) == 1 and "no-such.gguf" in follower.problem
     assert follower.current.policy.version == good.version  # keeps enforcing the last good version
     row = next(w for w in policy_workers.status(db)["workers"] if w["worker"] == follower.worker)
     assert row["state"] == "error" and row["policy_version"] == good.version

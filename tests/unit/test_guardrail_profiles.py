@@ -87,6 +87,15 @@ def test_inspection_redacts_blocks_and_leaves_other_fields_alone():
     assert prompt["prompt"][1] == "key AKIAIOSFODNN7EXAMPLE"  # a blocked request is not rewritten
 
 
+def test_a_verdict_names_a_caller_s_own_keys_by_position_never_by_their_text():
+    profiles = with_guardrails(BASE).guardrail_profiles
+    secret_key = "MY-PASSWORD-hunter2"
+    body = {"model": "chat-small", "messages": [{"role": "user", "content": "hi", secret_key: ["a@example.com"]}]}
+    outcome = inspect_input(profiles.for_request("bot", None, "chat-small"), "chat/completions", body)
+    assert [v.field for v in outcome.verdicts] == ["messages[0].<key 2>[0]"]
+    assert secret_key not in str([v.as_dict() for v in outcome.verdicts])
+
+
 def test_a_plan_shows_guardrail_changes_and_loosening_is_a_widening():
     before = load_policy_text(STARTER_POLICY + BASE).document
     looser = BASE.replace("secrets: {action: block}", "secrets: {action: flag}").replace(

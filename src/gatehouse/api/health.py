@@ -1,8 +1,7 @@
-"""``/healthz`` and ``/metrics``."""
+"""``/healthz``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from starlette.requests import Request
@@ -12,7 +11,6 @@ from gatehouse.runtime.enforced import PolicyFollower
 from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.runtime.records import RecordWriter
-from gatehouse.telemetry import exposition
 
 
 class Health:
@@ -37,6 +35,3 @@ class Health:
                              "lost": records.lost, "set_aside": records.set_aside},
                 "worker": follower.worker, "worker_pid": os.getpid()}
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(await asyncio.to_thread(exposition.render), media_type=exposition.CONTENT_TYPE)

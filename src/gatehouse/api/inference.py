@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,7 +28,7 @@ from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
 from gatehouse.core.sse import SSE_DONE, sse_event
-from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected
+from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, token_count
 from gatehouse.guardrails.inspect import Blocked, Unscannable, Verdict, caller_text, inspect_input
 from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -39,6 +41,7 @@ from gatehouse.runtime.records import RecordWriter
 from gatehouse.telemetry import evidence_metrics
 from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, RequestTrace, Tracing
 
+log = logging.getLogger("gatehouse.gateway")
 JSON = "application/json"
 INLINE_SCAN_BYTES = 64 * 1024
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
@@ -164,6 +167,9 @@ class Gateway:
                 continue
             if count is None:
                 continue
+            if not token_count(count):  # a tokenizer's nonsense is its failure, not the caller's size
+                failed = EngineFailure("bad_token_count")
+                continue
             if limit is not None and count > limit:
                 verdict = Verdict("size.max_input_tokens", "block", False, "*", 0, count, 1.0)
                 record.add_verdicts([verdict.as_dict() | {"deployment": name}])
@@ -231,10 +237,7 @@ class Gateway:
         headers = {"x-gatehouse-request-id": record.request_id, "x-gatehouse-policy-version": record.policy_version,
                    "x-gatehouse-deployment": "none", "x-gatehouse-fallbacks": "none"}
         if not self.records.accepting:  # no record could be kept: nothing is answered (not even recorded)
-            evidence_metrics.REFUSED.inc()
-            return ApiError(503, "this gateway cannot keep decision records right now (its spool is full while the "
-                            "store is unreachable), so it answers nothing", "evidence_unavailable",
-                            headers={"retry-after": "5"}).response(headers)
+            return self._unrecorded(headers)
         trace = self.tracing.begin(request.headers, endpoint, started) if self.tracing is not None else NULL_TRACE
         if isinstance(trace, RequestTrace):
             record.trace = trace  # made into spans when the record is added
@@ -249,6 +252,13 @@ class Gateway:
             record.latency_ms = (time.perf_counter() - started) * 1000
             self.records.add(record)
             return error.response(headers)
+        except Exception:  # a defect: the caller gets a 500 in the error shape, the record says so
+            log.exception("request %s failed inside the gateway", record.request_id)
+            record.status, record.error_code = 500, "internal_error"
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self.records.add(record)
+            return ApiError(500, f"internal error; see the gateway log for request {record.request_id}",
+                            "internal_error").response(headers)
 
         answered = time.perf_counter()
         trace.mark("answered")
@@ -259,9 +269,17 @@ class Gateway:
         profile = admitted.profile
         output_guard = profile if profile is not None and profile.output and endpoint != "embeddings" else None
         restorer = Restorer(admitted.originals) if admitted.originals and endpoint != "embeddings" else None
-        if reply.stream is None:
-            return self._answer(reply, record, headers, started, output_guard, restorer)
-        return self._stream(enforced, reply, record, headers, started, output_guard, restorer)
+        try:
+            if reply.stream is None:
+                return self._answer(reply, record, headers, started, output_guard, restorer)
+            return self._stream(enforced, reply, record, headers, started, output_guard, restorer)
+        except Exception:  # a defect after dispatch (e.g. an answer the output rules cannot read)
+            log.exception("request %s failed inside the gateway", record.request_id)
+            record.status, record.error_code = 500, "internal_error"
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self.records.add(record)
+            return ApiError(500, f"internal error; see the gateway log for request {record.request_id}",
+                            "internal_error").response(headers)
 
     async def _admit(self, enforced: Enforced, request: Request, endpoint: str, record: RequestRecord,
                      trace: Any) -> Admitted:
@@ -271,6 +289,7 @@ class Gateway:
         principal = self._authenticate(request)
         trace.mark("authenticated")
         record.identity, record.key_id = principal.identity.name, principal.key_id
+        record.team = principal.identity.team
         body = await read_json_body(request, self.max_body_bytes)
         alias = check_model(body)
         record.alias = alias
@@ -333,11 +352,25 @@ class Gateway:
         record.prompt_tokens = reply.usage.prompt_tokens
         record.completion_tokens = reply.usage.completion_tokens
         record.latency_ms = record.ttft_ms = (time.perf_counter() - started) * 1000
-        self.records.add(record)
+        if not self.records.add(record) and self.records.refuse_at_bound:
+            return self._unrecorded(headers)
         return Response(orjson.dumps(reply.body), media_type=JSON, headers=headers)
+
+    @staticmethod
+    def _unrecorded(headers: dict[str, str]) -> Response:
+        evidence_metrics.REFUSED.inc()
+        return ApiError(503, "this gateway cannot keep decision records right now (its spool is full or its disk "
+                        "refuses writes), so it answers nothing", "evidence_unavailable",
+                        headers={"retry-after": "5"}).response(headers)
 
     def _stream(self, enforced: Enforced, reply: EngineReply, record: RequestRecord, headers: dict[str, str],
                 started: float, output_guard: EffectiveProfile | None, restorer: Restorer | None) -> Response:
+        if not self.records.started(record) and self.records.refuse_at_bound:  # before the first byte leaves
+            refused = self._unrecorded(headers)
+            closer = getattr(reply.stream, "aclose", None)
+            if closer is not None:  # the engine's stream is let go once the refusal is sent
+                refused.background = BackgroundTask(closer)
+            return refused
         watcher = StreamGuard(output_guard, restorer) if output_guard is not None or restorer is not None else None
         if watcher is not None:
             assert reply.stream is not None  # _answer took the replies without one
@@ -364,7 +397,11 @@ class Gateway:
                 if record.ttft_ms is None:
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                 if event == SSE_DONE:  # the answer is complete: its record is kept before the caller hears so
-                    self._complete(reply, record, started, watcher)
+                    if not self._complete(reply, record, started, watcher) and self.records.refuse_at_bound:
+                        error = ApiError(503, "this gateway could not keep this request's decision record",
+                                         "evidence_unavailable")
+                        yield sse_event(orjson.dumps(error.body()))
+                        return
                 yield event
         except EngineFailure as failure:
             record.status, record.error_code = 502, failure.kind
@@ -373,6 +410,10 @@ class Gateway:
         except (asyncio.CancelledError, GeneratorExit):
             record.error_code = "client_disconnected"
             raise
+        except Exception:  # a defect mid-stream: the caller is told, the record says so
+            log.exception("stream %s failed inside the gateway", record.request_id)
+            record.status, record.error_code = 500, "internal_error"
+            yield sse_event(orjson.dumps(ApiError(500, "internal error; see the gateway log", "internal_error").body()))
         finally:
             relayed.append(True)
             await self._finish(reply, record, started, watcher)
@@ -387,14 +428,15 @@ class Gateway:
         finally:
             self._complete(reply, record, started, watcher)
 
-    def _complete(self, reply: EngineReply, record: RequestRecord, started: float, watcher: StreamGuard | None) -> None:
-        """A stream's record, added once: at its ``[DONE]``, or however else it ended."""
+    def _complete(self, reply: EngineReply, record: RequestRecord, started: float, watcher: StreamGuard | None) -> bool:
+        """A stream's record, added once: at its ``[DONE]``, or however else it ended. Returns
+        whether it was kept."""
         if record.kept:
-            return
-        record.kept = True
+            return True
+        record.kept = True  # once, kept or counted lost
         record.prompt_tokens = reply.usage.prompt_tokens
         record.completion_tokens = reply.usage.completion_tokens
         record.latency_ms = (time.perf_counter() - started) * 1000
         if watcher is not None:
             record.add_verdicts([v.as_dict() | {"output": True} for v in watcher.verdicts])
-        self.records.add(record)
+        return self.records.add(record)

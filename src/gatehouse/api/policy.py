@@ -46,7 +46,7 @@ class PolicyAdminApi(RoleCheckedApi):
     async def propose(self, request: Request) -> Response:
         def work(actor: str, body: dict[str, Any]) -> dict[str, Any]:
             loaded = load_policy_text(required_text(body, "source"), "source")
-            row, created = change_control.propose(self.db, actor, loaded, required_text(body, "message"))
+            row, created = change_control.propose(self.db, actor, loaded, required_text(body, "message"), settings=self.settings)
             return {"version": row.hash, "state": row.state, "created": created}
         return await self._run(request, work, status=201, needs="policy-admin", fields=("source", "message"))
 

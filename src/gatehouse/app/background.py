@@ -89,7 +89,7 @@ def jobs(db: Database, settings: Settings, keys: KeyTable, follower: PolicyFollo
         # keep the last good table, and refuse once it is older than the bound (runtime.freshness)
         Job(REFRESH_INTERVAL, "key table refresh", freshness.keys_after(lambda: asyncio.to_thread(keys.refresh, db))),
         # apart from keys: loading a model for a new policy version must not delay a revocation
-        Job(REFRESH_INTERVAL, "policy refresh", freshness.policy_after(follower.poll)),  # the last good version
+        Job(REFRESH_INTERVAL, "policy refresh", follower.poll),  # keep enforcing the last good version
         Job(REVIEW_ENFORCE_INTERVAL, "review enforcement", close_overdue_reviews),
         Job(settings.audit_checkpoint_minutes * 60, "audit checkpoint", lambda: asyncio.to_thread(checkpoint)),
         Job(HEARTBEAT_INTERVAL, "worker heartbeat", lambda: asyncio.to_thread(follower.heartbeat)),

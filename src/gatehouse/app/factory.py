@@ -20,6 +20,7 @@ from gatehouse.api.inference import Gateway
 from gatehouse.api.routes import AdminApis, HotPath, build_app
 from gatehouse.app.background import every, jobs
 from gatehouse.app.signals import announce_shutdown_to
+from gatehouse.audit import log as audit_log
 from gatehouse.audit import witness
 from gatehouse.core.clock import as_utc
 from gatehouse.core.config import Settings
@@ -32,6 +33,7 @@ from gatehouse.runtime.freshness import Freshness
 from gatehouse.runtime.keytable import KeyTable
 from gatehouse.runtime.records import RecordWriter
 from gatehouse.runtime.spool import Spool
+from gatehouse.runtime.spool import prepare as prepare_spool
 from gatehouse.store.db import Database
 from gatehouse.telemetry import exposition
 from gatehouse.telemetry.gateway_metrics import GatewayMetrics
@@ -64,12 +66,15 @@ def create_app(settings: Settings | None = None) -> HotPath:
 
     worker = worker_id()
     tracing = Tracing(worker, defined) if enabled_by_environment() else None
-    spool = Spool(settings.spool_path, worker, settings.spool_fsync_ms / 1000)
+    with db.read() as session:  # one folder per installation: a spool shared by mistake never crosses stores
+        spool_folder = settings.spool_path / audit_log.installation_tag(session)
+    prepare_spool(settings.spool_path)  # the folder above this installation's must be private too
+    spool = Spool(spool_folder, worker, settings.spool_fsync_ms / 1000)
     records = RecordWriter(db, spool, max_bytes=settings.spool_max_bytes,
                            refuse_at_bound=settings.refuse_without_evidence, defined=defined,
-                           observers=[finish_trace, GatewayMetrics(defined).observe],
+                           observers=[finish_trace, GatewayMetrics(defined, settings.metrics_identity_label).observe],
                            policy_version=lambda: follower.current.policy.version)
-    freshness = Freshness(settings.max_staleness)
+    freshness = Freshness(settings.max_staleness, lambda: follower.seen_at)
     engines, _ = build_engines(policy.deployments, settings)
     gateway = Gateway(Enforced(policy, engines), keys, records, settings.max_body_bytes, tracing, freshness)
     follower = PolicyFollower(db, settings, gateway.enforced, policy_revision, expires_at=expires_at, on_swap=[

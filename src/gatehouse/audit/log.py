@@ -89,3 +89,10 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
         return VerifyResult(False, count, expected_prev, count + 1 if head.seq > count else head.seq,
                             f"chain head says {head.seq} entries but {count} verify (entries removed from the end?)")
     return VerifyResult(True, count, expected_prev)
+
+
+def installation_tag(session: Session) -> str:
+    """A short name of this installation: the hash of its first audit entry (unique to it, and
+    the same for every replica of its store). ``unstarted`` before the first entry."""
+    first = session.execute(select(AuditEntry.hash).where(AuditEntry.seq == 1)).scalar_one_or_none()
+    return first[:12] if first else "unstarted"

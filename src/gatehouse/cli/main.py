@@ -25,6 +25,7 @@ from gatehouse.policy import change_control, versions
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import PolicyError, load_policy
 from gatehouse.policy.starter import STARTER_POLICY
+from gatehouse.runtime import spool
 from gatehouse.store.db import Database
 
 app = typer.Typer(
@@ -187,9 +188,10 @@ def whoami(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
-    from gatehouse.engines.build import build_engines  # lazy: loads llama.cpp; only `serve` needs it
+    from gatehouse.engines.build import build_engines, engine_problems  # lazy: loads llama.cpp; only `serve` needs it
 
     config.pepper()  # created here, once, rather than raced for by the workers
+    spool.prepare(config.spool_path)  # private, or one clear line here rather than in every worker
     open_db().dispose()
     db = Database(config.database_url)
     change_control.expire_break_glass(db)
@@ -218,9 +220,12 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     if activation.kind == "break-glass":
         err_console.print(f"[bold red]break-glass policy {active.short_version} in force until {activation.expires_at}[/]",
                           highlight=False)
-    # Fail here, with one clear line, rather than in every worker: a missing credential,
-    # an embedded model that cannot be found.
-    build_engines(active.document.deployments, config)
+    # Fail here, with one clear line, rather than in every worker: an embedded model that cannot
+    # be found. A deployment whose credential is missing or invalid is served as unavailable (its
+    # route falls back past it): said here, once.
+    engines, _ = build_engines(active.document.deployments, config)
+    for problem in engine_problems(engines).values():
+        err_console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
     CompiledPolicy(active).prepare(config.home)  # and the injection classifiers it names
 
     # Workers are separate processes: they read the same settings from the environment.
@@ -233,6 +238,8 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
         prepare_multiprocess(config.home / "run" / f"metrics-{port}")  # /metrics adds up every worker
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # they log every request's full URL at INFO: a webhook's credentials
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     uvicorn.run("gatehouse.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30, access_log=False, server_header=False)
 

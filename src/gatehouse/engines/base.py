@@ -21,12 +21,22 @@ class Usage:
     completion_tokens: int | None = None
 
     def take(self, usage: Any) -> None:
+        """An upstream's ``usage`` object; a count that is not a plausible token count (not an
+        int, negative, a bool, past 2**31) is the upstream's error and is not believed."""
         if isinstance(usage, dict):
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if isinstance(prompt, int):
+            if token_count(prompt):
                 self.prompt_tokens = prompt
-            if isinstance(completion, int):
+            if token_count(completion):
                 self.completion_tokens = completion
+
+
+MAX_TOKENS = 2**31 - 1  # what the store's integer columns hold
+
+
+def token_count(value: Any) -> bool:
+    """Whether an engine's figure is a token count Gatehouse can believe and store."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS
 
 
 @dataclass

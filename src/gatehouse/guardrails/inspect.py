@@ -58,13 +58,22 @@ class Unscannable(Exception):
         self.field = field
 
 
+# Keys of the OpenAI request shapes: named in a verdict's field path as they are. Any other key
+# is the caller's text (a JSON schema's property names, an extension's fields) and is named by
+# its position only, so no decision record ever holds it.
+SCHEMA_KEYS = frozenset({"content", "text", "name", "arguments", "function", "tool_calls", "description", "parameters",
+                         "refusal", "properties", "items", "required", "enum", "title", "default", "strict", "audio",
+                         "data", "reasoning_content", "examples"})
+
+
 def _strings(value: Any, field: str, container: Any, key: Any) -> Iterator[tuple[str, str, Any, Any]]:
     if isinstance(value, str):
         yield field, value, container, key
     elif isinstance(value, dict):
-        for name, item in value.items():
+        for position, (name, item) in enumerate(value.items()):
             if name not in SKIPPED_KEYS:
-                yield from _strings(item, f"{field}.{name}", value, name)
+                label = name if name in SCHEMA_KEYS else f"<key {position}>"
+                yield from _strings(item, f"{field}.{label}", value, name)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _strings(item, f"{field}[{index}]", value, index)

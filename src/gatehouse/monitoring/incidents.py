@@ -108,8 +108,8 @@ def evidence_lost(db: Database, worker: str, lost: int, policy_version: str) -> 
     """Open an incident for decision records a worker could not keep (its spool was at its
     bound, or the disk refused it, while it was told to keep serving). Returns its id."""
     now = datetime.now(UTC)
-    condition = (f"{lost} decision record(s) of requests this worker answered were not kept: the spool was full "
-                 "or unwritable while GATEHOUSE_EVIDENCE_AT_BOUND=serve")
+    condition = (f"{lost} decision record(s) were not kept: the spool was full or the disk refused it "
+                 "(requests answered under GATEHOUSE_EVIDENCE_AT_BOUND=serve, or refused under refuse)")
     with db.write() as session:
         incident = Incident(id="inc-" + secrets.token_hex(6), threshold=EVIDENCE_LOST, scope="gateway", subject=worker,
                             metric="records_lost", status="open", policy_version=policy_version, opened_at=now,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +21,7 @@ from datetime import datetime
 from gatehouse.core.clock import as_utc, utcnow
 from gatehouse.core.config import Settings
 from gatehouse.engines.base import Engine
-from gatehouse.engines.build import build_engines
+from gatehouse.engines.build import build_engines, engine_problems
 from gatehouse.policy import change_control, versions
 from gatehouse.policy import workers as policy_workers
 from gatehouse.policy.compiled import CompiledPolicy
@@ -48,9 +50,17 @@ class Enforced:
         return True
 
 
+_names: dict[int, str] = {}
+
+
 def worker_id() -> str:
-    """How this worker process names itself in heartbeats and usage counts."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """How this worker process names itself in heartbeats, usage counts and its spool: host,
+    PID and a random tag, so two containers with the same hostname and PID never share a name
+    (their usage rows would overwrite each other's). One name per process."""
+    pid = os.getpid()
+    if pid not in _names:
+        _names[pid] = f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}"
+    return _names[pid]
 
 
 class PolicyFollower:
@@ -69,6 +79,8 @@ class PolicyFollower:
         self.worker = worker_id()
         self.started = utcnow()
         self._retry_at = 0.0
+        self._seen_at = time.monotonic()  # when the store last answered a poll (runtime.freshness)
+        self._loading = False
         self._retiring: set[asyncio.Task[None]] = set()
 
     def _revision(self) -> int:
@@ -81,6 +93,7 @@ class PolicyFollower:
         if self.expires_at is not None and utcnow() >= self.expires_at:
             await asyncio.to_thread(change_control.expire_break_glass, self.db)
         revision = await asyncio.to_thread(self._revision)
+        self._seen_at = time.monotonic()  # the store answered
         if self.problem and loop.time() < self._retry_at:
             return False  # a version that failed to load is tried again every RETRY_INTERVAL
         if revision == self.revision and not self.problem:
@@ -94,6 +107,7 @@ class PolicyFollower:
         if loaded.version == self.current.policy.version:
             self.revision, self.problem = revision, None
             return False
+        self._loading = True
         try:
             await self._swap(await asyncio.to_thread(CompiledPolicy(loaded).prepare, self.settings.home))
         except Exception as exc:  # keep enforcing the last good version; say why in the heartbeat
@@ -102,9 +116,17 @@ class PolicyFollower:
             log.error("%s", self.problem)
             await asyncio.to_thread(self.heartbeat)
             return False
+        finally:
+            self._loading = False
         self.revision, self.problem = revision, None
         await asyncio.to_thread(self.heartbeat)
         return True
+
+    @property
+    def seen_at(self) -> float:
+        """When the store last answered a poll. While a version loads (a model can take a
+        minute) no poll runs; the key table's refresh, which goes on, vouches for the store."""
+        return time.monotonic() if self._loading else self._seen_at
 
     async def _swap(self, policy: CompiledPolicy) -> None:
         old = self.current
@@ -145,7 +167,9 @@ class PolicyFollower:
                 log.error("closing retired engine %s failed: %s", getattr(engine, "name", "?"), type(exc).__name__)
 
     def heartbeat(self) -> None:
-        policy_workers.heartbeat(self.db, self.worker, self.current.policy.version, self.problem, self.started)
+        unavailable = "; ".join(engine_problems(self.current.engines).values()) or None  # e.g. a bad credential
+        policy_workers.heartbeat(self.db, self.worker, self.current.policy.version, self.problem or unavailable,
+                                 self.started)
 
     async def close(self) -> None:
         for task in list(self._retiring):

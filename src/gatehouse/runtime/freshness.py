@@ -18,16 +18,21 @@ from gatehouse.telemetry import evidence_metrics as metrics
 
 
 class Freshness:
-    def __init__(self, bound: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """``policy_seen`` says when the policy follower last had an answer from the store (it notes
+    that as soon as it reads the policy counter, before loading any version: a model that takes
+    a minute to load is not staleness)."""
+
+    def __init__(self, bound: float, policy_seen: Callable[[], float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.bound = bound
         self._clock = clock
-        now = clock()
-        self.keys_at = now    # last successful key-table refresh
-        self.policy_at = now  # last successful policy poll
+        self.keys_at = clock()  # last successful key-table refresh
+        started = self.keys_at
+        self._policy_seen = policy_seen or (lambda: started)
 
     def age(self) -> float:
         """Seconds since the older of the two copies was last confirmed current."""
-        age = max(0.0, self._clock() - min(self.keys_at, self.policy_at))
+        age = max(0.0, self._clock() - min(self.keys_at, self._policy_seen()))
         metrics.STALENESS.set(age)
         return age
 
@@ -40,13 +45,5 @@ class Freshness:
         async def tracked() -> Any:
             result = await refresh()
             self.keys_at = self._clock()
-            return result
-        return tracked
-
-    def policy_after(self, poll: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
-        """``poll`` of the policy counter (a background job), noting each run that succeeds."""
-        async def tracked() -> Any:
-            result = await poll()
-            self.policy_at = self._clock()
             return result
         return tracked

@@ -29,7 +29,14 @@ import orjson
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from gatehouse.core.decision import STORED, RequestRecord
@@ -43,7 +50,12 @@ from gatehouse.telemetry import evidence_metrics as metrics
 log = logging.getLogger("gatehouse.records")
 BATCH_BYTES = 1024 * 1024  # of spooled lines per store transaction (~2,000 records)
 WAKE_BYTES = 256 * 1024    # drain at once, not at the next tick, when this much is waiting
-MARGIN = 0.01              # refuse new requests this close to the bound: those in flight still fit
+MARGIN = 0.01              # refuse new requests this close to the bound (a share of it, at least
+MARGIN_BYTES = 64 * 1024   # this many bytes, at most half the bound): those in flight still fit
+RETRY_APPEND = 1.0         # seconds refuse mode refuses after the spool refused a write, before trying again
+STARTED = "started"        # a stream's start marker: {"started": row}
+STOPPED = "worker_stopped_mid_stream"  # the error code of a stream whose worker died before its end
+OUTAGE = (OperationalError, InterfaceError, ProgrammingError, InternalError, PoolTimeout, DisconnectionError)
 
 
 def encode(record: RequestRecord) -> bytes:
@@ -54,13 +66,27 @@ def encode_row(row: dict[str, Any]) -> bytes:
     return orjson.dumps(row)
 
 
-def decode(line: bytes) -> dict[str, Any]:
-    """A spooled line back into a ``decision_records`` row; ValueError if it is not one."""
-    row = orjson.loads(line)
+def started_line(record: RequestRecord) -> bytes:
+    """The marker a stream leaves before its first byte (see ``RecordWriter.started``)."""
+    return orjson.dumps({STARTED: record.row()})
+
+
+def decode(line: bytes) -> tuple[bool, dict[str, Any]]:
+    """A spooled line: (whether it is a stream's start marker, the ``decision_records`` row).
+    ValueError if it is neither."""
+    value = orjson.loads(line)
+    marker = isinstance(value, dict) and set(value) == {STARTED}
+    row = value[STARTED] if marker else value
     if not isinstance(row, dict) or set(row) != set(STORED):
         raise ValueError("not a decision record")
     row["ts"] = datetime.fromisoformat(row["ts"])
-    return row
+    return marker, row
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether the store could not take a batch because of itself (down, locked, a missing
+    table, a pool timeout): the batch waits. Anything else is the batch's fault."""
+    return isinstance(exc, OUTAGE)
 
 
 class RecordWriter:
@@ -78,11 +104,13 @@ class RecordWriter:
         self._flush_interval = flush_interval
         self._last_used_interval = last_used_interval
         self._last_used: dict[str, float] = {}     # key id → last authentication not yet written (no record)
-        self._written_used: dict[str, float] = {}  # key id → when its last-used time was last written
+        self._written_used: dict[str, float] = {}  # key id → when its last-used time was last written (committed)
         self._wake = asyncio.Event()
         self._draining = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._pending_wake = 0
+        self._refused_at = -1e18
+        self._open_streams: dict[str, dict[str, Any]] = {}  # a dead worker's streams with no end yet
         self.lost = 0          # records of answered requests not kept
         self._lost_reported = 0
         self.set_aside = 0     # records the store refused, kept in rejected/
@@ -93,28 +121,64 @@ class RecordWriter:
 
     @property
     def accepting(self) -> bool:
-        """Whether a new request's record can be kept; False only at the bound in refuse mode."""
-        return not self.refuse_at_bound or self.spool.pending < self.max_bytes * (1 - MARGIN)
+        """Whether a new request's record can be kept; False only in refuse mode, at the bound
+        or just after the disk refused a write."""
+        if not self.refuse_at_bound:
+            return True
+        margin = min(max(self.max_bytes * MARGIN, MARGIN_BYTES), self.max_bytes / 2)
+        return self.spool.pending < self.max_bytes - margin and time.monotonic() - self._refused_at > RETRY_APPEND
 
-    def add(self, record: RequestRecord) -> None:
+    def add(self, record: RequestRecord) -> bool:
+        """Show the record to the observers and spool it. Returns whether it was kept: in refuse
+        mode a False means the caller must not be given the answer."""
         for observe in self._observers:
             try:
                 observe(record)
             except Exception as exc:  # a metric must never cost a request its record
                 log.error("record observer %s failed: %s", getattr(observe, "__qualname__", observe), type(exc).__name__)
-        line = encode(record)
+        return self._spool(self._encode(record))
+
+    def started(self, record: RequestRecord) -> bool:
+        """A stream is about to send its first byte. Should this worker die before the stream's
+        end, whoever drains its spool stores the record from this marker (error code
+        ``worker_stopped_mid_stream``); a live worker's markers are skipped."""
+        try:
+            line = started_line(record)
+        except TypeError:
+            line = started_line(self._minimal(record))
+        return self._spool(line)
+
+    def _encode(self, record: RequestRecord) -> bytes:
+        try:
+            return encode(record)
+        except TypeError as exc:  # orjson's JSONEncodeError: a value it cannot write (e.g. past 64 bits)
+            log.error("decision record %s could not be encoded (%s): kept without its details",
+                      record.request_id, type(exc).__name__)
+            return encode(self._minimal(record))
+
+    @staticmethod
+    def _minimal(record: RequestRecord) -> RequestRecord:
+        """What is always encodable of a record: who, when, what, and how it ended."""
+        return RequestRecord(record.request_id, record.ts, record.endpoint, record.policy_version,
+                             identity=record.identity, key_id=record.key_id, status=record.status,
+                             error_code="record_unencodable", stream=record.stream,
+                             latency_ms=float(record.latency_ms) if isinstance(record.latency_ms, float | int) else 0.0)
+
+    def _spool(self, line: bytes) -> bool:
         if self.spool.pending + len(line) > self.max_bytes:
             self._lose("the spool is at its bound")
-            return
+            return False
         try:
             self.spool.append(line)
         except OSError as exc:
+            self._refused_at = time.monotonic()
             self._lose(f"the spool could not be written ({exc.strerror or type(exc).__name__})")
-            return
+            return False
         self._pending_wake += len(line)
         if self._pending_wake >= WAKE_BYTES:
             self._pending_wake = 0
             self._wake.set()
+        return True
 
     def _lose(self, why: str) -> None:
         self.lost += 1
@@ -178,6 +242,7 @@ class RecordWriter:
         try:
             for segment in self.spool.segments():
                 total += self._drain_segment(segment)
+            self._stopped_streams()
         except Exception as exc:
             if self.store_down_since is None:
                 self.store_down_since = time.monotonic()
@@ -207,25 +272,43 @@ class RecordWriter:
             rows, bad = [], []
             for line in lines:
                 try:
-                    rows.append(decode(line))
+                    marker, row = decode(line)
                 except ValueError:
                     bad.append(line)
+                    continue
+                if marker:
+                    if segment.orphan:
+                        self._open_streams[row["request_id"]] = row
+                    continue
+                self._open_streams.pop(row["request_id"], None)
+                rows.append(row)
             if bad:
                 self._set_aside(segment, bad, "unreadable records")
             total += self._store_rows(segment, rows)
             if self.spool.stored(segment, end):
                 return total
 
+    def _stopped_streams(self) -> None:
+        """The streams of dead workers whose end never came: their records, from the start
+        marker, into this worker's own spool (so they are as durable as any other)."""
+        while self._open_streams:
+            _, row = self._open_streams.popitem()
+            row.update(error_code=STOPPED, ts=row["ts"].isoformat())
+            self._spool(encode_row(row))
+
     def _store_rows(self, segment: Segment, rows: list[dict[str, Any]]) -> int:
-        """Store ``rows``; rows the store refuses as invalid are found by halving and set aside.
-        Anything else (the store is down, locked, or missing a table) is raised: retry later."""
+        """Store ``rows``; rows the store refuses (invalid, too long, out of range, unencodable
+        for its driver) are found by halving and set aside. When the store itself is the
+        problem (``OUTAGE``) the error is raised: the rows stay spooled and are tried again."""
         if not rows:
             return 0
         try:
             return self._store_batch(rows)
-        except (IntegrityError, DataError):
+        except Exception as exc:
+            if _is_outage(exc):
+                raise
             if len(rows) == 1:
-                self._set_aside(segment, [encode_row(rows[0])], "a record the store refused")
+                self._set_aside(segment, [encode_row(rows[0])], f"the store refused it ({type(exc).__name__})")
                 return 0
             middle = len(rows) // 2
             return self._store_rows(segment, rows[:middle]) + self._store_rows(segment, rows[middle:])
@@ -237,39 +320,43 @@ class RecordWriter:
         log.error("%d decision record(s) set aside in %s: %s", len(lines), path, why)
 
     def _store_batch(self, rows: list[dict[str, Any]]) -> int:
+        unique = list({row["request_id"]: row for row in reversed(rows)}.values())[::-1]  # a line spooled twice
         with self._db.write() as session:
             insert = postgres_insert if self._db.engine.dialect.name == "postgresql" else sqlite_insert
             statement = insert(DecisionRecord).on_conflict_do_nothing(index_elements=["request_id"])
-            inserted = set(session.execute(statement.returning(DecisionRecord.request_id), rows).scalars())
-            new = [row for row in rows if row["request_id"] in inserted]
+            inserted = set(session.execute(statement.returning(DecisionRecord.request_id), unique).scalars())
+            new = [row for row in unique if row["request_id"] in inserted]
             rollup = UsageRollup(self.spool.worker, self._defined)
             for row in new:
                 rollup.observe(RequestRecord(**row))
             add_rows(session, rollup.take())
-            self._write_last_used(session, new)
+            written = self._write_last_used(session, new)
+        self._written_used.update(written)  # only once committed: a failed batch writes them again
         self.stored += len(new)
         metrics.STORED.inc(len(new))
         return len(new)
 
-    def _write_last_used(self, session: Session, rows: list[dict[str, Any]]) -> None:
+    def _write_last_used(self, session: Session, rows: list[dict[str, Any]]) -> dict[str, float]:
         """Each key's newest use and model in the batch, with the records: exact to
         ``last_used_interval`` (a key is written at most that often by one worker, always on
-        its first use), never going backwards."""
+        its first use), never going backwards. Returns the keys written, and when."""
         newest: dict[str, tuple[datetime, str | None]] = {}
         for row in rows:
             key_id = row["key_id"]
             if key_id is None:
                 continue
-            model = row["alias"] if row["status"] == 200 else None
+            model = row["alias"] if row["status"] == 200 and row["error_code"] is None else None
             seen = newest.get(key_id)
             if seen is None or row["ts"] > seen[0]:
                 newest[key_id] = (row["ts"], model or (seen[1] if seen else None))
         now = time.monotonic()
+        written: dict[str, float] = {}
         for key_id, (moment, model) in newest.items():
             if now - self._written_used.get(key_id, -1e18) < self._last_used_interval:
                 continue
-            self._written_used[key_id] = now
+            written[key_id] = now
             _set_last_used(session, key_id, moment, model)
+        return written
 
     def _report_lost(self) -> None:
         """Once the store is reachable, records lost since the last report become an incident."""

@@ -19,10 +19,13 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gatehouse.core.errors import GatehouseError
 
 log = logging.getLogger("gatehouse.records")
 SEGMENT_BYTES = 8 * 1024 * 1024  # a segment is closed and a new one begun past this size
@@ -63,6 +66,39 @@ class Segment:
         return os.pread(self.lock_fd, self.written - start, start)
 
 
+def check_private(folder: Path) -> None:
+    """The spool holds evidence: its folder must be this user's own, not a link, and closed
+    to everyone else (nobody else may plant records in it or delete them)."""
+    facts = os.lstat(folder)
+    if stat.S_ISLNK(facts.st_mode) or not stat.S_ISDIR(facts.st_mode):
+        raise SpoolError(f"the spool folder {folder} must be a directory, not a link")
+    if facts.st_uid != os.geteuid():
+        raise SpoolError(f"the spool folder {folder} belongs to another user (uid {facts.st_uid}): "
+                         "give it to the user Gatehouse runs as, mode 0700")
+    if stat.S_IMODE(facts.st_mode) & 0o077:
+        raise SpoolError(f"the spool folder {folder} is open to other users (mode "
+                         f"{stat.S_IMODE(facts.st_mode):o}): `chmod 700 {folder}` after checking what is in it")
+
+
+class SpoolError(GatehouseError):
+    """The spool cannot be used safely (its folder's owner or mode)."""
+
+
+def prepare(folder: Path) -> None:
+    """Create the spool folder private (its parents as the umask says), or refuse one that is not."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(exist_ok=True, mode=0o700)
+    check_private(folder)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,6 +119,7 @@ class Spool:
     segment_bytes: int = SEGMENT_BYTES
     _segments: list[Segment] = field(default_factory=list)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    _appending: threading.Lock = field(default_factory=threading.Lock)
     _active: Segment | None = None
     _to_close: list[int] = field(default_factory=list)  # write fds of rotated segments, fsynced then closed
     _dirty: bool = False
@@ -91,8 +128,7 @@ class Spool:
     synced_at: float = 0.0
 
     def open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.folder, 0o700)
+        prepare(self.folder)
         self._active = self._new_segment()
         self._syncer = threading.Thread(target=self._sync_loop, name="gatehouse-spool-fsync", daemon=True)
         self._syncer.start()
@@ -107,6 +143,7 @@ class Spool:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         path = self.folder / f"{name}{SUFFIX}"
         os.rename(draft, path)
+        _sync_folder(self.folder)  # the name survives a power loss, not only the lines
         segment = Segment(path, lock_fd, write_fd)
         with self._guard:
             self._segments.append(segment)
@@ -115,20 +152,30 @@ class Spool:
     # -- the request path (event loop) ----------------------------------------------------------
 
     def append(self, line: bytes) -> None:
-        """One record (a JSON line without its newline). Raises OSError when the disk refuses it."""
-        active = self._active
-        if active is None or active.write_fd is None:
-            raise OSError(errno.EBADF, "the spool is closed")
-        data = line + b"\n"
-        written = os.write(active.write_fd, data)
-        if written != len(data):  # a short write to a regular file: the disk is full
-            os.ftruncate(active.write_fd, active.written)
-            raise OSError(errno.ENOSPC, "short write to the spool")
-        active.written += written
-        active.lines += 1
-        self._dirty = True
-        if active.written >= self.segment_bytes:
-            self._rotate(active)
+        """One record (a JSON line without its newline). Raises OSError when the disk refuses
+        it; then nothing of it is left in the segment."""
+        with self._appending:  # the event loop, and the drainer writing a dead worker's unfinished streams
+            active = self._active
+            if active is None or active.write_fd is None:
+                raise OSError(errno.EBADF, "the spool is closed")
+            data = line + b"\n"
+            try:
+                written = os.write(active.write_fd, data)
+            except OSError:
+                os.ftruncate(active.write_fd, active.written)  # a partial line would glue onto the next
+                raise
+            if written != len(data):  # a short write to a regular file: the disk is full
+                os.ftruncate(active.write_fd, active.written)
+                raise OSError(errno.ENOSPC, "short write to the spool")
+            active.written += written
+            active.lines += 1
+            self._dirty = True
+            if active.written >= self.segment_bytes:
+                try:
+                    self._rotate(active)
+                except OSError as exc:  # the line is kept; the segment grows until a new one can be made
+                    log.error("cannot start a new spool segment (%s): %s keeps growing", type(exc).__name__,
+                              active.path.name)
 
     def _rotate(self, full: Segment) -> None:
         self._active = self._new_segment()
@@ -169,7 +216,7 @@ class Spool:
     def claim_orphans(self) -> int:
         """Take the segments of workers that died (nobody holds their lock); returns how many."""
         mine = {segment.path for segment in self.segments()}
-        claimed = 0
+        claimed: list[Segment] = []
         for path in sorted(self.folder.glob(f"*{SUFFIX}")):
             if path in mine:
                 continue
@@ -183,13 +230,17 @@ class Spool:
             if not path.exists():  # deleted after we opened it: its claimer finished
                 os.close(fd)
                 continue
-            size = os.fstat(fd).st_size
-            with self._guard:
-                self._segments.insert(0, Segment(path, fd, None, written=size, orphan=True))
-            claimed += 1
+            facts = os.fstat(fd)
+            if facts.st_uid != os.geteuid() or stat.S_IMODE(facts.st_mode) & 0o077 or not stat.S_ISREG(facts.st_mode):
+                os.close(fd)  # not one of ours: never stored as evidence, never deleted
+                log.error("spool segment %s is not this user's private file: left alone (not stored)", path.name)
+                continue
+            claimed.append(Segment(path, fd, None, written=facts.st_size, orphan=True))
         if claimed:
-            log.warning("claimed %d spool segment(s) left by a worker that stopped", claimed)
-        return claimed
+            with self._guard:  # before this worker's own, oldest first
+                self._segments[:0] = claimed
+            log.warning("claimed %d spool segment(s) left by a worker that stopped", len(claimed))
+        return len(claimed)
 
     def set_aside(self, segment: Segment, data: bytes) -> Path:
         """Keep lines the store refused (or a torn last line) in ``rejected/``, for an
