@@ -49,7 +49,8 @@ class EngineReply:
 class EngineFailure(Exception):
     """The deployment could not answer; the router may try the next one.
 
-    ``kind`` is one of: connect, timeout, http_<status>, bad_response, unsupported.
+    ``kind`` is one of: connect, timeout, http_<status>, bad_response, unsupported, credential
+    (its credential is missing or invalid), bad_token_count (a tokenizer answered nonsense).
     """
 
     def __init__(self, kind: str, detail: str = "") -> None:
