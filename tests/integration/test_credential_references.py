@@ -115,10 +115,15 @@ def test_the_api_refuses_a_proposal_naming_gatehouses_own_files(api, installatio
     assert glass.status_code == 400 and REFUSED[template] in glass.json()["error"]["message"]
 
 
-def test_the_api_refuses_the_signing_key_kept_outside_the_home(api, installation, database_url, monkeypatch):
-    elsewhere = installation["elsewhere"]
-    monkeypatch.setenv("GATEHOUSE_AUDIT_SIGNING_KEY", str(elsewhere))
-    answer = api("POST", "/versions", {"source": policy(str(elsewhere)), "message": "send the signing key"})
+@pytest.fixture
+def key_elsewhere(installation, monkeypatch) -> Path:
+    """The installation's signing key kept outside its home, set before the API starts."""
+    monkeypatch.setenv("GATEHOUSE_AUDIT_SIGNING_KEY", str(installation["elsewhere"]))
+    return installation["elsewhere"]
+
+
+def test_the_api_refuses_the_signing_key_kept_outside_the_home(key_elsewhere, api, database_url):
+    answer = api("POST", "/versions", {"source": policy(str(key_elsewhere)), "message": "send the signing key"})
     assert answer.status_code == 400 and "it is Gatehouse's own" in answer.json()["error"]["message"]
     assert stored(database_url) == (0, 0)
 
