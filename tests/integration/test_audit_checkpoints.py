@@ -4,10 +4,13 @@ what they catch that the hash chain alone does not (a consistent rewrite, a cut-
 
 import dataclasses
 import json
+import os
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, update
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from gatehouse import audit
@@ -17,7 +20,8 @@ from gatehouse.audit.log import GENESIS_HASH, entry_hash
 from gatehouse.cli import common
 from gatehouse.cli.main import app
 from gatehouse.core.config import Settings
-from gatehouse.store.models import AuditCheckpoint, AuditEntry, AuditHead
+from gatehouse.identity.admin_keys import AdminPrincipal
+from gatehouse.store.models import AuditCheckpoint, AuditEntry, AuditHead, Meta
 
 KEY = Ed25519PrivateKey.generate()
 runner = CliRunner()
@@ -215,24 +219,145 @@ def test_a_changed_cadence_is_verified_from_where_it_changed(db, verify_cli):
 
 def test_the_control_plane_and_the_local_cli_sign_the_cadence_on_a_fresh_installation(db, database_url, home,
                                                                                         monkeypatch):
-    """No key file yet: the control app (and the CLI's local mode) create it rather than
-    append unsigned, so a fresh installation's cadence has no hole."""
-    settings = dataclasses.replace(Settings.from_env(), database_url=database_url, audit_checkpoint_every=2)
+    """No key file yet: the command line's local store (and the control app) create it rather
+    than append unsigned, so a fresh installation's cadence has no hole."""
+    monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "2")
     key_file = home / "audit-signing-key"
     assert not key_file.exists()
     try:
-        create_control_app(settings)
+        common.open_db().dispose()
         assert key_file.exists()
         append(db, 2)
         with db.read() as session:
             assert session.get(AuditCheckpoint, 2) is not None
-        key_file.unlink()  # another fresh machine: the command line's own local store
-        monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
-        monkeypatch.setenv("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "2")
-        common.open_db().dispose()
-        assert key_file.exists()
+        create_control_app(dataclasses.replace(Settings.from_env(), audit_checkpoint_every=2))  # the same key
         append(db, 2, start=2)
         with db.read() as session:
             assert session.get(AuditCheckpoint, 4) is not None
+    finally:
+        checkpoints.configure(None)
+
+
+def test_a_second_machine_with_its_own_key_is_refused_until_it_uses_the_installations(db, database_url, home,
+                                                                                        tmp_path, monkeypatch):
+    """A workstation whose local-mode CLI points at the shared store made its own key: it must
+    not sign cadence points with it (they would never verify, and witnesses keep them)."""
+    settings = dataclasses.replace(Settings.from_env(), database_url=database_url, audit_checkpoint_every=2)
+    try:
+        create_control_app(settings)  # the installation: its key signs from the first entry on
+        append(db, 2)
+        installation_key = (home / "audit-signing-key").read_bytes()
+        monkeypatch.setenv("GATEHOUSE_HOME", str(tmp_path / "workstation"))  # another machine: a fresh key
+        monkeypatch.setenv("GATEHOUSE_DATABASE_URL", database_url)
+        monkeypatch.setenv("GATEHOUSE_AUDIT_CHECKPOINT_EVERY", "2")
+        common.open_db().dispose()
+        with pytest.raises(checkpoints.ForeignSigningKey, match="set GATEHOUSE_AUDIT_SIGNING_KEY to"):
+            append(db, 1, start=2)  # refused at once, not only at the next cadence point
+        workstation = checkpoints.ensure_signing_key(Settings.from_env())
+        with pytest.raises(checkpoints.ForeignSigningKey), db.write() as session:
+            checkpoints.checkpoint_now(session, workstation)
+        with db.write() as session:  # a store from before the key row: the newest checkpoint's key rules
+            session.execute(delete(Meta).where(Meta.name == checkpoints.KEY_ROW))
+        with pytest.raises(checkpoints.ForeignSigningKey):
+            append(db, 1, start=2)
+        shared = tmp_path / "installation-key.pem"
+        shared.write_bytes(installation_key)
+        monkeypatch.setenv("GATEHOUSE_AUDIT_SIGNING_KEY", str(shared))
+        common.open_db().dispose()
+        append(db, 2, start=2)
+        with db.read() as session:
+            assert session.get(AuditCheckpoint, 4).key_id == checkpoints.key_id(
+                checkpoints.load_or_create_signing_key(shared).public_key())
+            assert audit.verify(session).entries == 4
+    finally:
+        checkpoints.configure(None)
+
+
+def test_the_head_is_never_signed_when_it_does_not_match_its_entry(signed_log, caplog):
+    with signed_log.write() as session:
+        session.execute(update(AuditHead).values(hash="d" * 64))  # an insider edits the chain head
+    with signed_log.write() as session:
+        assert checkpoints.checkpoint_now(session, KEY) is None
+    assert "AUDIT CHAIN HEAD does not match entry 7" in caplog.text
+    assert sizes(signed_log) == [3, 6]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"size": 18446744073709551616, "head": "a", "ts": "t", "signature": "s"}', "its size is not a whole number"),
+    ('{"size": true, "head": "a", "ts": "t", "signature": "s"}', "its size is not a whole number"),
+    ('{"size": 3.0, "head": "a", "ts": "t", "signature": "s"}', "its size is not a whole number"),
+    ('{"size": 3, "head": 5, "ts": "t", "signature": "s"}', "its head is missing or not a string"),
+    ("[3]", "a JSON array, not a checkpoint object"),
+    ("null", "a JSON null, not a checkpoint object"),
+])
+def test_a_malformed_exported_checkpoint_is_a_clear_problem(signed_log, verify_cli, tmp_path, content, problem):
+    exported = tmp_path / "checkpoint.json"
+    exported.write_text(content)
+    output = " ".join(verify_cli("--checkpoint", str(exported), code=2).output.split())
+    assert f"BROKEN: the checkpoint is not a Gatehouse audit checkpoint: {problem}" in output
+    assert "entry None" not in output
+
+
+def test_an_exported_checkpoint_that_is_a_fifo_a_device_or_huge_is_refused_at_once(signed_log, verify_cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b" " * (checkpoints.MAX_FILE + 1))
+    assert "is not a regular file" in verify_cli("--checkpoint", str(fifo), code=1).output
+    assert "is not a regular file" in verify_cli("--checkpoint", "/dev/zero", code=1).output
+    assert f"is larger than {checkpoints.MAX_FILE} bytes" in verify_cli("--checkpoint", str(huge), code=1).output
+    assert "is not a regular file" in verify_cli("--public-key", str(fifo), code=1).output
+
+
+class Auditor:
+    """Lets every request in as an auditor (what the admin keys decide is tested elsewhere)."""
+
+    def authenticate(self, db, authorization):
+        return AdminPrincipal("audrey@example.com", "ak_test", frozenset({"auditor"}))
+
+
+def test_the_server_side_verify_takes_the_cadence_from_where_it_changed(db, database_url, home, monkeypatch):
+    settings = dataclasses.replace(Settings.from_env(), database_url=database_url, audit_checkpoint_every=4)
+    checkpoints.configure(KEY, every=3)
+    try:
+        append(db, 6)  # checkpoints at 3 and 6
+        checkpoints.configure(KEY, every=4)
+        append(db, 6, start=6)  # … then at 8 and 12
+    finally:
+        checkpoints.configure(None)
+    settings.home.mkdir(parents=True, exist_ok=True)  # the server signs with KEY too
+    (settings.home / "audit-signing-key").write_bytes(KEY.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    client = TestClient(create_control_app(settings, Auditor()))
+    try:
+        assert client.get("/admin/audit/verify").json()["cadence"]["missing"] == [4]
+        assert client.get("/admin/audit/verify?cadence_from=6").json()["ok"]
+        assert client.get("/admin/audit/verify?cadence_from=0").status_code == 400
+        assert client.get("/admin/audit/verify?cadence_from=-1").status_code == 400
+        monkeypatch.setenv("GATEHOUSE_AUDIT_CADENCE_FROM", "6")
+        verified = client.get("/admin/audit/verify").json()
+        assert verified["ok"] and verified["cadence"]["from"] == 6
+        monkeypatch.setenv("GATEHOUSE_AUDIT_CADENCE_FROM", "six")
+        refused = client.get("/admin/audit/verify")
+        assert refused.status_code == 400 and "GATEHOUSE_AUDIT_CADENCE_FROM must be" in refused.text
+    finally:
+        checkpoints.configure(None)
+
+
+def test_the_api_never_exports_a_stored_checkpoint_that_does_not_verify(db, database_url, home):
+    settings = dataclasses.replace(Settings.from_env(), database_url=database_url, audit_checkpoint_every=3)
+    client = TestClient(create_control_app(settings, Auditor()))  # its own key, made now
+    try:
+        append(db, 4)
+        with db.write() as session:  # an insider's row at the head, before the server signs it
+            session.add(AuditCheckpoint(size=4, head_hash=session.get(AuditEntry, 4).hash, ts="2030-01-01",
+                                        key_id="x", signature="AAAA"))
+        refused = client.post("/admin/audit/checkpoint")
+        assert refused.status_code == 400
+        assert "no valid checkpoint at the head (4 entries): the checkpoint at 4 entries" in refused.text
+        append(db, 1, start=4)
+        exported = client.post("/admin/audit/checkpoint")
+        assert exported.status_code == 201 and exported.json()["size"] == 5
     finally:
         checkpoints.configure(None)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rich.markup import escape
 
 from gatehouse import audit as audit_log
 from gatehouse.audit import checkpoints, witness
@@ -25,6 +26,7 @@ from gatehouse.cli.common import (
 from gatehouse.core.config import Settings
 from gatehouse.store.db import Database
 
+DEFAULT_EVERY = Settings.audit_checkpoint_every  # the cadence an installation has unless it set another
 app = typer.Typer(help="The hash-chained log of every control-plane change.", no_args_is_help=True)
 
 
@@ -38,22 +40,25 @@ def verify(
                                                                     "directory, or a JSON-lines file (repeatable)."),
     every: int = typer.Option(None, "--every", min=0, help="The checkpoint cadence to require (default: "
                                                            "GATEHOUSE_AUDIT_CHECKPOINT_EVERY; 0: none)."),
-    cadence_from: int = typer.Option(None, "--cadence-from", min=1, help="Require the cadence only from the stored "
-                                                                         "checkpoint at this size (e.g. where the "
-                                                                         "cadence was changed)."),
+    cadence_from: int = typer.Option(None, "--cadence-from", min=1, max=2**63 - 1,
+                                     help="Require the cadence only from the stored checkpoint at this size (e.g. "
+                                          "where the cadence was changed; default: GATEHOUSE_AUDIT_CADENCE_FROM)."),
     json: bool = JsonOption,
 ) -> None:
     """Recompute the hash chain, check every signed checkpoint, that none the cadence requires
     is missing, an exported checkpoint and witnesses' copies; name the first entry that does
-    not match. Exit status 2 when anything fails (a witness that lags is only a warning).
+    not match. Exit status 2 when anything fails (a witness that lags is only a warning; one
+    that cannot be read, holds something that is not a checkpoint, or holds nothing at all
+    while the store holds checkpoints, fails).
 
     This one reads the store itself (GATEHOUSE_DATABASE_URL, or a copy of it): an auditor's
     check must not rest on the word of the server it checks. It changes nothing."""
     config = settings()
     key = _public_key(public_key, config)
-    exported = _read_json(checkpoint, "checkpoint") if checkpoint else None
-    witnessed = {path: _read_witness(path) for path in witness_paths or []}
-    if (exported is not None or witnessed) and key is None:
+    exported = _read_checkpoint(checkpoint) if checkpoint else None
+    witnessed = {path: witness.read(Path(path)) for path in witness_paths or []}
+    cadence_from = checkpoints.cadence_from_env() if cadence_from is None else cadence_from
+    if (checkpoint or witnessed) and key is None:
         raise ValueError("checking a checkpoint needs the public key: --public-key FILE")
     store = config.database_url.removeprefix("sqlite:///")
     if config.database_url.startswith("sqlite:///") and not Path(store).exists():
@@ -65,7 +70,7 @@ def verify(
             stored = verify_stored(session, key) if key is not None else None
             cadence = checkpoints.verify_cadence(session, config.audit_checkpoint_every if every is None else every,
                                                  chain.entries, cadence_from)
-            outside = verify_exported(session, key, exported) if exported is not None and key is not None else None
+            outside = verify_exported(session, key, exported) if checkpoint and key is not None else None
             witnesses = [witness.check(session, key, path, items) for path, items in witnessed.items()
                          if key is not None]
     finally:
@@ -74,7 +79,7 @@ def verify(
     for result in (stored, cadence, outside, *witnesses):
         if result is not None and not result.ok:
             problems.append((result.first_bad_seq, result.problem))
-    warnings = _warnings(cadence, witnesses)
+    warnings = _warnings(cadence, witnesses, chain.entries, config.audit_checkpoint_every)
     ok = not problems
     if json:
         print_json({"ok": ok, "entries": chain.entries, "head": chain.head_hash,
@@ -90,9 +95,10 @@ def verify(
             console.print(f"[green]ok[/] — {chain.entries} entries, head {chain.head_hash}"
                           f"{_summary(stored, cadence, outside, witnesses)}", highlight=False)
         for seq, problem in problems:
-            err_console.print(f"[bold red]BROKEN[/] at entry {seq}: {problem}", highlight=False)
+            where = f" at entry {seq}" if seq is not None else ""
+            err_console.print(f"[bold red]BROKEN[/]{where}: {escape(str(problem))}", highlight=False)
         for warning in warnings:
-            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+            err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     if not ok:
         raise typer.Exit(2)
 
@@ -107,18 +113,11 @@ def _public_key(path: str | None, config: Settings) -> Ed25519PublicKey | None:
     return signing.public_key() if signing is not None else None
 
 
-def _read_json(path: str, what: str) -> Any:
+def _read_checkpoint(path: str) -> Any:
     try:
-        return orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read the {what} {path}: {exc}") from None
-
-
-def _read_witness(path: str) -> list[dict[str, Any]]:
-    try:
-        return witness.read(Path(path))
-    except (OSError, ValueError) as exc:  # orjson.JSONDecodeError is a ValueError
-        raise ValueError(f"cannot read the witness {path}: {exc}") from None
+        return witness.read_exported(Path(path))
+    except ValueError as exc:
+        raise ValueError(f"the checkpoint {path} {exc}") from None
 
 
 def _summary(stored: CheckpointResult | None, cadence: CadenceResult, outside: CheckpointResult | None,
@@ -134,8 +133,16 @@ def _summary(stored: CheckpointResult | None, cadence: CadenceResult, outside: C
     return "".join(f", {part}" for part in parts)
 
 
-def _warnings(cadence: CadenceResult, witnesses: list[witness.WitnessCheck]) -> list[str]:
+def _warnings(cadence: CadenceResult, witnesses: list[witness.WitnessCheck], entries: int,
+              configured: int) -> list[str]:
     warnings = []
+    used = min(every for every in (configured, DEFAULT_EVERY) if every > 0)
+    if cadence.every > 0 and not cadence.required and cadence.stored == 0 and entries > 0:
+        hint = (f", but {entries // used} would be every {used} (this machine's GATEHOUSE_AUDIT_CHECKPOINT_EVERY or "
+                "the default)" if cadence.every > used and entries >= used else "")
+        warnings.append(f"the store holds no signed checkpoint at all, though it has {entries} entries: none is due "
+                        f"every {cadence.every}{hint}; only the hash chain vouches for them: verify with --every set "
+                        "to the cadence the installation used, or its checkpoints may have been deleted unseen")
     if cadence.every <= 0:
         warnings.append("no checkpoint cadence is required (--every 0): a rewrite whose checkpoints were deleted "
                         "is caught only by an exported checkpoint or a witness")
