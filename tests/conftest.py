@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gatehouse.audit import checkpoints
 from gatehouse.core.config import Settings
 from gatehouse.store.db import Database
 
@@ -32,6 +33,7 @@ def db(database_url: str) -> Iterator[Database]:
     database.upgrade()
     yield database
     database.dispose()
+    checkpoints.configure(None)  # a test that made this process sign (an app it started) leaves no signer behind
 
 
 @pytest.fixture

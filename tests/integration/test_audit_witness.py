@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from gatehouse import audit
 from gatehouse.app.control import create_control_app
-from gatehouse.audit import checkpoints, witness
+from gatehouse.audit import checkpoints, delivery, witness, witness_check
 from gatehouse.audit.log import entry_hash
 from gatehouse.cli.main import app
 from gatehouse.core.config import Settings
@@ -48,7 +48,7 @@ def witnessed(settings_for):
     """This process signs every 3 entries with KEY and hands each checkpoint to the targets."""
     def configure(*targets: str) -> Settings:
         settings = settings_for(*targets)
-        checkpoints.configure(KEY, settings.audit_checkpoint_every, witness.publisher(settings))
+        checkpoints.configure(KEY, settings.audit_checkpoint_every, delivery.publisher(settings))
         return settings
     yield configure
     checkpoints.configure(None)
@@ -143,7 +143,7 @@ def test_a_rolled_back_checkpoint_never_reaches_the_witness(db, witnessed, tmp_p
             raise RuntimeError("the inner change failed")
         audit.append(session, "local:tester", "test.event", "thing:kept")  # entry 3 again, this one committed
     assert [item["size"] for item in receiver.received] == [3]
-    assert receiver.received == stored(db) == witness.read(directory).items
+    assert receiver.received == stored(db) == witness_check.read(directory).items
 
 
 def test_a_failing_directory_witness_is_logged_and_caught_up(db, witnessed, tmp_path, caplog):
@@ -159,7 +159,7 @@ def test_a_failing_directory_witness_is_logged_and_caught_up(db, witnessed, tmp_
     assert [(s.ok, s.lag, s.newest) for s in lagging] == [(False, 2, None)] and "NotADirectoryError" in lagging[0].problem
     in_the_way.unlink()  # the mount is back
     assert witness.catch_up(db, settings) == [witness.WitnessStatus(f"dir:{in_the_way / 'witness'}", True, 0, 6)]
-    assert witness.read(in_the_way / "witness").items == stored(db)
+    assert witness_check.read(in_the_way / "witness").items == stored(db)
 
 
 def test_a_webhook_witness_that_is_down_is_caught_up_without_leaking_its_credentials(db, witnessed, receiver, caplog):
@@ -284,15 +284,15 @@ def test_a_checkpoint_an_insider_added_to_the_store_never_reaches_a_witness(db, 
     with caplog.at_level(logging.ERROR, logger="gatehouse"):
         append(db, 4, start=8)  # the real checkpoint at 9 is made; at 12 the append goes ahead, unsigned
     assert "the store already holds a checkpoint at 12 entries, before that entry existed" in caplog.text
-    assert witness.drain(5) == 0 and (directory / "000000000009.json").exists()
+    assert delivery.drain(5) == 0 and (directory / "000000000009.json").exists()
     assert not (directory / "000000000012.json").exists()
     report = json.loads(verify_cli("--witness", str(directory), "--json", code=2).stdout)
     assert report["witnesses"][0]["ok"] and report["witnesses"][0]["verified"] == 3  # the store's rows fail, not it
     assert "entry 5 differs from the signed checkpoint" in report["problems"][0]
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="gatehouse"):  # nor does one handed over after a commit
-        witness.publisher(settings, KEY.public_key())([{**stored(db)[0], "size": 12, "head": "b" * 64}])
-        assert witness.drain(5) == 0
+        delivery.publisher(settings, KEY.public_key())([{**stored(db)[0], "size": 12, "head": "b" * 64}])
+        assert delivery.drain(5) == 0
     assert not (directory / "000000000012.json").exists() and "AUDIT CHECKPOINT REJECTED" in caplog.text
 
 
@@ -331,7 +331,7 @@ class Drip:
 
 def test_a_slow_webhook_never_holds_the_committing_caller(db, witnessed, monkeypatch, caplog):
     monkeypatch.setattr(witness, "DEADLINE", 0.5)
-    monkeypatch.setattr(witness, "COMMIT_WAIT", 0.2)
+    monkeypatch.setattr(delivery, "COMMIT_WAIT", 0.2)
     drip = Drip()  # the whole answer would take 6 s
     try:
         settings = witnessed(drip.url)
@@ -341,7 +341,7 @@ def test_a_slow_webhook_never_holds_the_committing_caller(db, witnessed, monkeyp
             append(db, 1, start=2)  # the checkpoint at 3 is handed over after the commit
             waited = time.monotonic() - started
             assert waited < 0.5  # COMMIT_WAIT, not the receiver's pace
-            assert witness.drain(5) == 0
+            assert delivery.drain(5) == 0
         assert "not yet witnessed: http://127.0.0.1" in caplog.text and "no answer within 0.5 s" in caplog.text
         started = time.monotonic()
         [status] = witness.catch_up(db, settings)  # the backstop is bounded as well
@@ -354,13 +354,13 @@ EXITING = """
 import logging, sys
 logging.basicConfig(level=logging.ERROR)
 from gatehouse import audit
-from gatehouse.audit import witness
+from gatehouse.audit import delivery
 from gatehouse.core.config import Settings
 from gatehouse.store.db import Database
-witness.COMMIT_WAIT = 0  # the process exits at once after its commit
-witness.EXIT_WAIT = float(sys.argv[1])
+delivery.COMMIT_WAIT = 0  # the process exits at once after its commit
+delivery.EXIT_WAIT = float(sys.argv[1])
 settings = Settings.from_env()
-witness.configure(settings)
+delivery.configure(settings)
 db = Database(settings.database_url)
 with db.write() as session:
     audit.append(session, "local:tester", "test.event", "thing:exit")
@@ -402,7 +402,7 @@ def test_a_write_cut_short_is_neither_counted_nor_fatal(db, witnessed, verify_cl
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "fsync", disk_full)
     append(db, 3)  # the checkpoint at 3: its write fails mid-way
-    assert witness.drain(5) == 0
+    assert delivery.drain(5) == 0
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert list(directory.iterdir()) == []  # no file under its name, no draft left behind
     assert [item["size"] for item in target.lacking(stored(db))] == [3]
@@ -446,7 +446,7 @@ def test_a_witness_file_that_holds_something_else_is_that_witness_s_problem(db, 
     directory = tmp_path / "witness"
     witnessed(f"dir:{directory}")
     append(db, 3)
-    assert witness.drain(5) == 0
+    assert delivery.drain(5) == 0
     kept = tmp_path / "received.jsonl"
     kept.write_text(line + "\n" + json.dumps(stored(db)[0]) + "\n")
     result = verify_cli("--witness", str(kept), "--witness", str(directory), "--json", code=2)
@@ -461,7 +461,7 @@ def test_a_witness_that_is_a_fifo_a_device_a_link_or_huge_is_refused_at_once(db,
     directory = tmp_path / "witness"
     witnessed(f"dir:{directory}")
     append(db, 6)
-    assert witness.drain(5) == 0
+    assert delivery.drain(5) == 0
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     dev_zero = tmp_path / "zero.jsonl"
@@ -472,7 +472,7 @@ def test_a_witness_that_is_a_fifo_a_device_a_link_or_huge_is_refused_at_once(db,
     os.chmod(directory, 0o755)
     os.mkfifo(directory / "000000000009.json")
     (directory / "000000000012.json").symlink_to("/dev/zero")
-    (directory / "000000000015.json").write_bytes(b" " * (witness.MAX_FILE + 1))
+    (directory / "000000000015.json").write_bytes(b" " * (witness_check.MAX_FILE + 1))
     report = json.loads(verify_cli("--witness", str(directory), "--json", code=2).stdout)
     assert report["witnesses"][0]["verified"] == 2
     assert report["problems"] == [f"witness {directory}: 000000000009.json is not a regular file (and 2 more such)"]
@@ -511,7 +511,7 @@ def test_a_forked_child_delivers_its_own_checkpoints(db, database_url, witnessed
     if pid == 0:  # a worker forked from it: it has none of its parent's threads
         try:
             append(Database(database_url), 3, start=3)
-            os._exit(0 if witness.drain(5) == 0 and (directory / "000000000006.json").exists() else 1)
+            os._exit(0 if delivery.drain(5) == 0 and (directory / "000000000006.json").exists() else 1)
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)

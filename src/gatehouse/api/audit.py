@@ -38,7 +38,7 @@ class AuditApi(RoleCheckedApi):
     async def verify(self, request: Request) -> Response:
         def work(actor: str, body: dict[str, Any]) -> dict[str, Any]:
             cadence_from = (query_int(request, "cadence_from", 0, 1, checkpoints.MAX_SIZE - 1)
-                            if "cadence_from" in request.query_params else checkpoints.cadence_from_env())
+                            if "cadence_from" in request.query_params else self.settings.audit_cadence_from)
             signing = checkpoints.signing_key(self.settings)
             key = signing.public_key() if signing is not None else None
             with self.db.read() as session:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from gatehouse.api.admin import Authenticator
 from gatehouse.api.routes import AdminApis, admin_routes, error_handlers
-from gatehouse.audit import witness
+from gatehouse.audit import delivery
 from gatehouse.core.config import Settings
 from gatehouse.policy.versions import in_force
 from gatehouse.store.db import Database
@@ -32,7 +32,7 @@ def create_control_app(settings: Settings | None = None, authenticator: Authenti
     db = Database(settings.database_url)
     db.upgrade()
     # audit entries appended here are checkpointed (the key made on first use) and witnessed as the gateway's are
-    witness.configure(settings)
+    delivery.configure(settings)
 
     async def health(request: Request) -> Response:
         version = await asyncio.to_thread(in_force, db)

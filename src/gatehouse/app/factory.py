@@ -20,8 +20,8 @@ from gatehouse.api.inference import Gateway
 from gatehouse.api.routes import AdminApis, HotPath, build_app
 from gatehouse.app.background import every, jobs
 from gatehouse.app.signals import announce_shutdown_to
+from gatehouse.audit import delivery
 from gatehouse.audit import log as audit_log
-from gatehouse.audit import witness
 from gatehouse.core.clock import as_utc
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> HotPath:
     gateway = Gateway(Enforced(policy, engines), keys, records, settings.max_body_bytes, tracing, freshness)
     follower = PolicyFollower(db, settings, gateway.enforced, policy_revision, expires_at=expires_at, on_swap=[
         lambda new: setattr(gateway, "enforced", new)])
-    signing_key = witness.configure(settings)  # signs at the cadence; each checkpoint reaches the witnesses
+    signing_key = delivery.configure(settings)  # signs at the cadence; each checkpoint reaches the witnesses
     background = jobs(db, settings, keys, follower, freshness, signing_key)
 
     @contextlib.asynccontextmanager

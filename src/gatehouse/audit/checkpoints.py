@@ -45,7 +45,6 @@ LOG_NAME = "gatehouse-audit"
 MAX_FILE = 64 * 1024            # bytes a checkpoint or key file from outside may have (a checkpoint is about 300)
 MAX_SIZE = 2**63                 # sizes are BigInteger: 1 to 2**63 - 1
 KEY_ROW = "audit_key_id"         # gatehouse_meta: the installation's key id (its first 15 hex digits as a number)
-CADENCE_FROM = "GATEHOUSE_AUDIT_CADENCE_FROM"
 log = logging.getLogger("gatehouse.audit")
 
 
@@ -173,17 +172,6 @@ def signed_by(public_key: Ed25519PublicKey, item: Any) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def cadence_from_env() -> int | None:
-    """``GATEHOUSE_AUDIT_CADENCE_FROM``: the size from which the cadence is required (where it
-    was changed), unset for "from the first stored checkpoint"."""
-    text = os.environ.get(CADENCE_FROM, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or not 0 < int(text) < MAX_SIZE:
-        raise ValueError(f"{CADENCE_FROM} must be a whole number of entries from 1 on (a stored checkpoint's size)")
-    return int(text)
 
 
 # -- whose key signs ----------------------------------------------------------------------

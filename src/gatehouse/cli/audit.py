@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.markup import escape
 
 from gatehouse import audit as audit_log
-from gatehouse.audit import checkpoints, witness
+from gatehouse.audit import checkpoints, witness_check
 from gatehouse.audit.checkpoints import CadenceResult, CheckpointResult, load_public_key, verify_exported, verify_stored
 from gatehouse.cli.client import control_plane
 from gatehouse.cli.common import (
@@ -56,8 +56,8 @@ def verify(
     config = settings()
     key = _public_key(public_key, config)
     exported = _read_checkpoint(checkpoint) if checkpoint else None
-    witnessed = {path: witness.read(Path(path)) for path in witness_paths or []}
-    cadence_from = checkpoints.cadence_from_env() if cadence_from is None else cadence_from
+    witnessed = {path: witness_check.read(Path(path)) for path in witness_paths or []}
+    cadence_from = config.audit_cadence_from if cadence_from is None else cadence_from
     if (checkpoint or witnessed) and key is None:
         raise ValueError("checking a checkpoint needs the public key: --public-key FILE")
     store = config.database_url.removeprefix("sqlite:///")
@@ -71,7 +71,7 @@ def verify(
             cadence = checkpoints.verify_cadence(session, config.audit_checkpoint_every if every is None else every,
                                                  chain.entries, cadence_from)
             outside = verify_exported(session, key, exported) if checkpoint and key is not None else None
-            witnesses = [witness.check(session, key, path, items) for path, items in witnessed.items()
+            witnesses = [witness_check.check(session, key, path, items) for path, items in witnessed.items()
                          if key is not None]
     finally:
         db.dispose()
@@ -115,13 +115,13 @@ def _public_key(path: str | None, config: Settings) -> Ed25519PublicKey | None:
 
 def _read_checkpoint(path: str) -> Any:
     try:
-        return witness.read_exported(Path(path))
+        return witness_check.read_exported(Path(path))
     except ValueError as exc:
         raise ValueError(f"the checkpoint {path} {exc}") from None
 
 
 def _summary(stored: CheckpointResult | None, cadence: CadenceResult, outside: CheckpointResult | None,
-             witnesses: list[witness.WitnessCheck]) -> str:
+             witnesses: list[witness_check.WitnessCheck]) -> str:
     parts = [f"{stored.checked} signed checkpoints" if stored else "checkpoints not checked (no public key)"]
     if outside:
         parts.append("exported checkpoint matches")
@@ -133,7 +133,7 @@ def _summary(stored: CheckpointResult | None, cadence: CadenceResult, outside: C
     return "".join(f", {part}" for part in parts)
 
 
-def _warnings(cadence: CadenceResult, witnesses: list[witness.WitnessCheck], entries: int,
+def _warnings(cadence: CadenceResult, witnesses: list[witness_check.WitnessCheck], entries: int,
               configured: int) -> list[str]:
     warnings = []
     used = min(every for every in (configured, DEFAULT_EVERY) if every > 0)

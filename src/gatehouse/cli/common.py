@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gatehouse.audit import witness
+from gatehouse.audit import delivery
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
@@ -36,7 +36,7 @@ def settings() -> Settings:
 def open_db(upgrade: bool = True) -> Database:
 
     config = settings()
-    witness.configure(config)  # sign the cadence (the key made on first use) and witness each checkpoint
+    delivery.configure(config)  # sign the cadence (the key made on first use) and witness each checkpoint
     db = Database(config.database_url)
     if upgrade:
         db.upgrade()

@@ -44,6 +44,7 @@ class Settings:
     evidence_at_bound: str = ""                          # refuse | serve (default: serve in dev, refuse elsewhere)
     max_staleness: float = 30.0                          # seconds a worker serves without seeing the store's keys/policy
     audit_witness: tuple[str, ...] = ()                  # where checkpoints are also written: dir:/path, https://…
+    audit_cadence_from: int | None = None                # audit verify: the size the cadence is required from
     metrics_token: str | None = field(default=None, repr=False)  # bearer token /metrics asks for
     metrics_identity_label: str = "name"                 # name | team | none: how /metrics labels identities
 
@@ -78,6 +79,7 @@ class Settings:
                    max_staleness=float(os.environ.get("GATEHOUSE_MAX_STALENESS") or 30),
                    audit_witness=tuple(part.strip() for part in (os.environ.get("GATEHOUSE_AUDIT_WITNESS") or "").split(",")
                                        if part.strip()),
+                   audit_cadence_from=_cadence_from(os.environ.get("GATEHOUSE_AUDIT_CADENCE_FROM") or ""),
                    metrics_token=os.environ.get("GATEHOUSE_METRICS_TOKEN") or None,
                    metrics_identity_label=(os.environ.get("GATEHOUSE_METRICS_IDENTITY_LABEL") or "name").strip().lower())
 
@@ -135,6 +137,18 @@ class Settings:
         if not pepper:
             raise ValueError(f"{path} is empty: restore it from backup (every key hash depends on it)")
         return pepper.encode()
+
+
+def _cadence_from(text: str) -> int | None:
+    """``GATEHOUSE_AUDIT_CADENCE_FROM``: the size from which the checkpoint cadence is required
+    (where it was changed); unset for "from the first stored checkpoint"."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 2**63:
+        raise ValueError("GATEHOUSE_AUDIT_CADENCE_FROM must be a whole number of entries from 1 on "
+                         "(a stored checkpoint's size)")
+    return int(text)
 
 
 def _environments(text: str) -> frozenset[str]:
