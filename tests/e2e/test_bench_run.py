@@ -202,7 +202,8 @@ def test_bench_overhead_reports_every_level(tmp_path):
     for row in figures["levels"]:
         assert row["errors"] == 0 and row["gatehouse_rps"] > 0 and row["mock_rps"] > 0
         assert row["gatehouse_p50_ms"] > row["mock_p50_ms"] and row["added_header_p50_ms"] > 0
-    assert "added" in result.stdout
+        assert row["gatehouse_cpu_us_per_request"] > 0  # the gateway's processes were found and used CPU
+    assert "added" in result.stdout and "gh CPU" in result.stdout
 
 
 def test_streams_are_relayed_without_buffering(gateway, dev_key, fresh_key, mock_upstream, tmp_path):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class Level:
     concurrency: int
     direct: dict[str, Any]
     gateway: dict[str, Any]
+    cpu_us: float | None = None  # the gateway's CPU per request it answered (CpuMeter)
 
     @staticmethod
     def _p(summary: dict[str, Any], name: str, q: str) -> float | None:
@@ -55,6 +57,7 @@ class Level:
             "added_header_p50_ms": self._p(gateway, "added_ms_header", "p50"),
             "added_mock_timing_p50_ms": self._p(gateway, "added_ms_mock", "p50"),
             "errors": gateway["errors"] + direct["errors"],
+            "gatehouse_cpu_us_per_request": self.cpu_us,
         }
 
 
@@ -91,6 +94,52 @@ def _prepare_home(home: Path, mock_url: str) -> str:
     return key
 
 
+def session_cpu_seconds(session: int) -> float | None:
+    """CPU time (user + system) used so far by the live processes of a session (the gateway and
+    its workers, started with ``start_new_session``); None where ``/proc`` does not say."""
+    ticks, total, seen = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100, 0, False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        if int(fields[3]) == session:  # field 6 of stat(5): the session id
+            total, seen = total + int(fields[11]) + int(fields[12]), True  # utime, stime
+    return total / ticks if seen else None
+
+
+class CpuMeter:
+    """The gateway's own CPU per request: what its processes used during a run and the drain of
+    its records after it, less what they use idle (heartbeats, key-table refreshes), measured
+    just before each run. Unlike requests/s, this hardly depends on what else the machine does."""
+
+    SETTLE = 1.5  # seconds for the spool to drain what came before
+    IDLE = 2.0    # seconds of idle measured before each run
+
+    def __init__(self, session: int) -> None:
+        self.session = session
+
+    def __call__(self, run: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float | None]:
+        time.sleep(self.SETTLE)  # the warm-up's records drained
+        idle = session_cpu_seconds(self.session)
+        time.sleep(self.IDLE)
+        began, start = time.monotonic(), session_cpu_seconds(self.session)
+        report = run()
+        time.sleep(self.SETTLE)
+        end, requests = session_cpu_seconds(self.session), report["summary"]["requests"]
+        if idle is None or start is None or end is None or not requests:
+            return report, None
+        used = end - start - (start - idle) / self.IDLE * (time.monotonic() - began)
+        return report, max(0.0, used) / requests * 1e6
+
+
 def _wait_for_key(url: str, key: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -98,6 +147,14 @@ def _wait_for_key(url: str, key: str) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError("the gateway never accepted the benchmark's key")
+
+
+def _wait_for_workers(gateway: ServerProcess, workers: int) -> None:
+    """Every worker serving before anything is measured (one that is still starting would load
+    its modules inside a measured run)."""
+    deadline = time.monotonic() + 120
+    while gateway.log().count("Application startup complete.") < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def run_overhead(levels: list[int], duration: float, workers: int, stream: bool, max_tokens: int,
@@ -113,15 +170,20 @@ def run_overhead(levels: list[int], duration: float, workers: int, stream: bool,
             env.pop(name, None)
         gateway = start_gateway(env, scratch, workers=workers)
         _wait_for_key(gateway.url, key)
+        _wait_for_workers(gateway, workers)
+        meter = CpuMeter(gateway.process.pid)
         results = []
         for concurrency in levels:
             for label, target in (("mock alone", mock.url), ("through gatehouse", gateway.url)):
                 say(f"concurrency {concurrency}: {label}, {duration:g}s after 1s of warm-up")
                 run_async(_measure(_scenario(concurrency, 1.0, stream, max_tokens), target, key, mock.url))
-                report = run_async(_measure(_scenario(concurrency, duration, stream, max_tokens), target, key, mock.url))
+                measured = partial(run_async, _measure(_scenario(concurrency, duration, stream, max_tokens),
+                                                       target, key, mock.url))
                 if label == "mock alone":
-                    direct = report
-            results.append(Level(concurrency, direct, report))
+                    direct = measured()
+                else:
+                    report, cpu = meter(measured)
+            results.append(Level(concurrency, direct, report, cpu))
         return {"workers": workers, "stream": stream, "max_tokens": max_tokens, "duration_s": duration,
                 "cpus": os.cpu_count(), "levels": [level.row(stream) for level in results]}
     finally:

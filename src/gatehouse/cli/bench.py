@@ -282,16 +282,17 @@ def overhead(
                         f"vs the mock upstream alone, {'streamed' if stream else 'non-streamed'}, {max_tokens} tokens",
                   header_style="bold")
     for column in ("conc.", "mock req/s", "gh req/s", "mock p50", "gh p50", "added", "timing", "mock p99", "gh p99",
-                   "errors"):
+                   "gh CPU µs/req", "errors"):
         table.add_column(column, justify="right")
     for row in result["levels"]:
         table.add_row(str(row["concurrency"]), _fmt(row["mock_rps"], 0), _fmt(row["gatehouse_rps"], 0),
                       _fmt(row["mock_p50_ms"], 2), _fmt(row["gatehouse_p50_ms"], 2), _fmt(row["added_p50_ms"], 2),
                       _fmt(row["added_header_p50_ms"], 2), _fmt(row["mock_p99_ms"], 2), _fmt(row["gatehouse_p99_ms"], 2),
-                      str(row["errors"]))
+                      _fmt(row["gatehouse_cpu_us_per_request"], 0), str(row["errors"]))
     console.print(table)
     console.print(f"gh = through Gatehouse; {metric} in ms; added = gh p50 - mock p50; timing = Gatehouse's own time "
-                  "per its Server-Timing header (p50)", highlight=False)
+                  "per its Server-Timing header (p50); gh CPU = the gateway processes' CPU time per request (load-independent)",
+                  highlight=False)
     if json_out:
         Path(json_out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
         console.print(f"figures written to {json_out}")

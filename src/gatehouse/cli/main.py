@@ -241,7 +241,14 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     for chatty in ("httpx", "httpcore"):  # they log every request's full URL at INFO: a webhook's credentials
         logging.getLogger(chatty).setLevel(logging.WARNING)
     uvicorn.run("gatehouse.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=30, access_log=False, server_header=False)
+                log_level=log_level, timeout_graceful_shutdown=30, access_log=False, server_header=False,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK)
+
+
+# Seconds a worker may take to answer the supervisor's ping, starting up included (importing,
+# loading the model). uvicorn's 5 s kills and respawns workers that start slowly on a busy or
+# small machine, over and over; a hung worker is replaced after this long instead.
+WORKER_HEALTHCHECK = 60
 
 
 HostOption = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
