@@ -37,14 +37,15 @@ def lanes(document: PolicyDocument) -> dict[Lane, Order]:
     for grant in document.grants:
         for alias in grant.aliases:
             granted[alias] = max(granted.get(alias, 0), rank(grant.max_data_class))
+    specs = document.deployments
     result: dict[Lane, Order] = {}
     for alias in sorted(granted):
         route = document.aliases[alias].route
         for data_class in DATA_CLASSES[: granted[alias] + 1]:
+            allowed = tuple(name for name in route if data_class in specs[name].data_classes)
             for endpoint in ENDPOINTS:
-                result[(alias, data_class, endpoint)] = tuple(
-                    name for name in route if data_class in document.deployments[name].data_classes
-                    and serves(document.deployments[name].engine, endpoint))
+                result[(alias, data_class, endpoint)] = tuple(name for name in allowed
+                                                              if serves(specs[name].engine, endpoint))
     return result
 
 
@@ -150,7 +151,7 @@ def share_changes(before: PolicyDocument, after: PolicyDocument) -> list[ShareCh
         named = sorted(set(was or ()) | set(now or ()))
         changes.append(ShareChange(alias, tuple(sorted(data_classes, key=rank)), served, was, now,
                                    tuple((name, locations[name]) for name in named)))
-    changes.sort(key=lambda c: (c.alias, rank(c.data_classes[0]), [ENDPOINTS.index(e) for e in c.endpoints]))
+    changes.sort(key=lambda c: (c.alias, rank(c.data_classes[0]), tuple(map(ENDPOINTS.index, c.endpoints))))
     return changes
 
 
