@@ -146,6 +146,7 @@ def test_requests_refused_before_and_answered_now_are_a_widening():
 def test_the_plan_dict_carries_the_shares_and_stays_json():
     body = plan(BEFORE, document(["cloud", "onprem"]), []).as_dict()
     assert body["shares"][0]["first"] == "cloud" and body["shares"][0]["promoted"] == ["cloud"]
+    assert body["shares"][0]["locations"] == {"cloud": "cloud", "onprem": "on-prem"}
     mine = {"shares": body["shares"], "failover": body["failover"]}
     assert orjson.loads(orjson.dumps(mine)) == mine  # plain JSON: lists, not tuples
 

@@ -128,6 +128,7 @@ class ShareChange:
                 "before": list(self.before) if self.before is not None else None,
                 "after": list(self.after) if self.after is not None else None,
                 "first": self.after[0] if self.after else None, "promoted": list(self.promoted),
+                "locations": dict(self.locations),
                 "widens": self.widens, "description": self.description}
 
 
