@@ -1,5 +1,6 @@
 """What a policy change would do: who gains or loses which model at which data class, which
-deployments start or stop receiving which data, and how routes change.
+deployments start or stop receiving which data, how routes change, and which deployment
+answers which requests first (``flows``: traffic share, not route membership).
 
 Access is computed, never estimated: an identity reaches an alias at the highest
 ``max_data_class`` among the grants that match it and name the alias. The property tests
@@ -21,6 +22,7 @@ from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.access import AccessIndex, subject_text
+from gatehouse.policy.flows import FailoverChange, ShareChange, failover_changes, share_changes
 from gatehouse.policy.schema import PolicyDocument
 
 
@@ -214,6 +216,8 @@ class Plan:
     approvers: tuple[int, int] | None = None  # change_control.approvers before, after, when it changes
     guardrails: list[GuardrailChange] = field(default_factory=list)
     monitoring: list[GuardrailChange] = field(default_factory=list)
+    shares: list[ShareChange] = field(default_factory=list)        # who answers which requests first, and after whom
+    failover: list[FailoverChange] = field(default_factory=list)   # settings that can hand requests on to others
 
     @property
     def gained(self) -> list[AccessChange]:
@@ -226,13 +230,16 @@ class Plan:
     @property
     def widenings(self) -> list[str]:
         """Every change an approver must acknowledge one by one: the grant rules that give
-        access (every identity that gains, now or later, gains through one of them) and the
-        data flows that start."""
+        access (every identity that gains, now or later, gains through one of them), the
+        data flows that start, and every move of traffic: a deployment an alias's requests now
+        reach earlier (or at all), and a setting that can make a deployment hand them on."""
         items = [f"rule: {r.who} → {r.alias} at {r.data_class}" for r in self.rules if r.change == "added"]
         items += [f"flow: {f.data_class} data → {f.deployment} ({f.location})" for f in self.flows if f.change == "starts"]
         items += [f"deployment: {d.deployment} {'added' if d.added else 'changes'} {d.description}"
                   for d in self.deployments if d.widens]
         items += [f"route: {r.alias} now reaches {', '.join(r.added)}" for r in self.routes if r.widens]
+        items += [s.widening(name) for s in self.shares for name in s.promoted]
+        items += [f.widening for f in self.failover]
         items += [f"guardrail: {g.subject} {g.before} → {g.after}" for g in self.guardrails if g.loosens]
         items += [f"monitoring: {m.subject} {m.before} → {m.after}" for m in self.monitoring if m.loosens]
         if self.approvers is not None and self.approvers[1] < self.approvers[0]:
@@ -255,7 +262,9 @@ class Plan:
                 "approvers": list(self.approvers) if self.approvers else None,
                 "guardrails": [asdict(g) for g in self.guardrails],
                 "monitoring": [asdict(m) for m in self.monitoring],
-                "violations": [asdict(f) for f in self.violations]}
+                "violations": [asdict(f) for f in self.violations],
+                "shares": [s.as_dict() for s in self.shares],
+                "failover": [f.as_dict() for f in self.failover]}
 
 
 def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
@@ -270,7 +279,9 @@ def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
 
 
 def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
-    """(deployment, data class) pairs: the classes granted on an alias reach every deployment on its route."""
+    """(deployment, data class) pairs by route membership: the classes granted on an alias may
+    reach every deployment on its route, fallbacks included. What a deployment may ever receive
+    (the violations are checked on it); who answers first is ``flows.lanes``."""
     flows: dict[tuple[str, str], None] = {}
     for grant in document.grants:
         level = rank(grant.max_data_class)
@@ -312,6 +323,8 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         spec = (after if change == "starts" else before).deployments[deployment]
         result.flows.append(FlowChange(deployment, data_class, change, spec.location, data_class in spec.data_classes))
     result.flows.sort(key=lambda f: (f.deployment, rank(f.data_class), f.change))
+    result.shares = share_changes(before, after)
+    result.failover = failover_changes(before, after)
     for name in sorted(before.deployments.keys() | after.deployments.keys()):
         old_spec = before.deployments[name].model_dump(mode="json") if name in before.deployments else None
         new_spec = after.deployments[name].model_dump(mode="json") if name in after.deployments else None
