@@ -97,6 +97,11 @@ def handles_errors(func: F) -> F:
     return cast(F, wrapper)  # functools.wraps keeps the signature typer reads
 
 
+def at_terminal() -> bool:
+    """Whether a person types the answers: only then does a command ask its questions."""
+    return sys.stdin.isatty()
+
+
 def print_json(value: Any) -> None:
     """Exact JSON, with the characters a terminal would act on inside its strings escaped."""
     encoded = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()

@@ -6,7 +6,6 @@ active version goes through the admin API as the signed-in person."""
 from __future__ import annotations
 
 import difflib
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import typer
 from gatehouse.cli.client import control_plane, quoted
 from gatehouse.cli.common import (
     JsonOption,
+    at_terminal,
     console,
     err_console,
     fail,
@@ -251,7 +251,7 @@ def _acknowledgements(planned: dict[str, Any], ack: list[str], ack_file: Path | 
             chosen += [line.split()[0] for line in ack_file.read_text().splitlines() if line.strip()]
         except OSError as exc:
             fail(f"cannot read {ack_file}: {exc.strerror}")
-    if chosen or not planned["widenings"] or not sys.stdin.isatty():
+    if chosen or not planned["widenings"] or not at_terminal():
         return chosen
     warn_hidden(planned, "this plan")  # before the questions, which show the same text escaped
     for widening in planned["widenings"]:  # at a terminal: one question per widening
