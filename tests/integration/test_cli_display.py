@@ -146,5 +146,6 @@ def test_pages_carry_no_raw_character(settings: Settings, webhook):
              "scope": "identity"}
     assert page(paging, "trigger", "inc-1", event) == "delivered"
     body = webhook.received[-1]
-    assert_shown(json.dumps(body, ensure_ascii=False), "err\\x1b[8m on b\\u043et")
+    assert_shown(json.dumps(body, ensure_ascii=False))
+    assert body["payload"]["summary"].startswith("Gatehouse inc-1: err\\x1b[8m on b\\u043et: rate \\u202e> 0.5")
     assert body["payload"]["custom_details"]["condition"] == f"rate \\u202e> 0.5 {STORED_SHOWN}"

@@ -54,6 +54,16 @@ def test_a_word_mixing_scripts_keeps_latin_and_escapes_the_rest():
     assert shown("Модель gpt") == "Модель gpt"  # two words, each of one script
 
 
+def test_combining_marks_that_draw_over_plain_letters_are_escaped():
+    assert shown("m\u0336o\u0336del") == "m\\u0336o\\u0336del"  # struck through
+    assert shown("ok\u20dd") == "ok\\u20dd"  # enclosing
+    assert shown("\u0301start") == "\\u0301start"  # on whatever is printed before it
+    assert shown("e" + "\u0301" * 5) == "e\u0301\u0301\u0301" + "\\u0301" * 2  # stacked past three
+    assert shown("\u043e\u0301k") == "\\u043e\\u0301k"  # not drawn over the escape before it
+    for text in ("cafe\u0301", "ไม่", "नमस्ते", "Ελληνικά"):
+        assert shown(text) == text and warnings(text) == [], text
+
+
 def test_flagged_texts_and_warnings_over_a_whole_value():
     value = {"deployments": {"d\u200b": {"model": "m\x1b[8m", "data_classes": ["internal"]}}, "n": 3}
     assert sorted(texts(value)) == sorted(["deployments", "d\u200b", "model", "m\x1b[8m", "data_classes", "internal", "n"])

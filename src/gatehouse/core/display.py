@@ -5,7 +5,8 @@ notes, purposes), reach terminals, prompts and chat channels. Shown raw, an esca
 (``ESC [8m`` conceals the rest of a row), a carriage return or backspace (overwrites it), a
 bidirectional override (reorders it), a zero-width character (hides a difference) or a
 Cyrillic letter in a Latin name (looks the same) makes a person read something the document
-does not say. ``shown`` writes each of them as a visible escape (``\\x1b``, ``\\u202e``,
+does not say; so does a combining mark drawn over an ASCII letter (``o̸``) or stacked over the
+line. ``shown`` writes each of them as a visible escape (``\\x1b``, ``\\u202e``,
 ``\\u043e``) and leaves every other character as it is; ``warnings`` says which kinds a text
 held, so that a caller can say so next to it. The data itself is never changed: plans, JSON
 and the store keep the exact text; only what is put in front of a person goes through here.
@@ -81,16 +82,41 @@ def _lookalikes(word: str) -> set[int]:
     return {offset for offset, script in scripts if script != keep}
 
 
-def _marks(text: str) -> Iterator[tuple[int, str]]:
+MAX_STACKED_MARKS = 3  # combining marks on one letter; more is drawing over the line, not writing
+
+
+def _overdrawn(text: str, offset: int, stacked: int) -> bool:
+    """A combining mark that changes how plain ASCII looks (``o`` with a stroke through it: no
+    precomposed letter), an enclosing one, one with nothing before it, or one stacked too high."""
+    char = text[offset]
+    if unicodedata.category(char) == "Me" or stacked > MAX_STACKED_MARKS or offset == 0:
+        return True
+    before = text[offset - 1]
+    return before.isascii() and before.isalnum() and len(unicodedata.normalize("NFC", before + char)) != 1
+
+
+def _marks(text: str) -> dict[int, str]:
     """Each offset that must be escaped, with why."""
+    marks: dict[int, str] = {}
+    stacked = 0
     for offset, char in enumerate(text):
         kind = _kind(char)
+        if unicodedata.category(char) in ("Mn", "Me"):
+            stacked += 1
+            if kind is None and _overdrawn(text, offset, stacked):
+                kind = LOOKALIKE
+        else:
+            stacked = 0
         if kind is not None:
-            yield offset, kind
+            marks[offset] = kind
     for match in _WORD.finditer(text):
         if not match.group().isascii():
             for offset in _lookalikes(match.group()):
-                yield match.start() + offset, LOOKALIKE
+                marks.setdefault(match.start() + offset, LOOKALIKE)
+    for offset, char in enumerate(text):  # a mark after an escape would be drawn over the escape
+        if offset - 1 in marks and offset not in marks and unicodedata.category(char) in ("Mn", "Me"):
+            marks[offset] = LOOKALIKE
+    return marks
 
 
 def shown(value: object) -> str:
@@ -99,7 +125,7 @@ def shown(value: object) -> str:
     text = "" if value is None else str(value)
     if _PLAIN_ASCII.fullmatch(text):
         return text  # the common case: printable ASCII holds nothing to hide
-    marked = {offset for offset, _ in _marks(text)}
+    marked = _marks(text)
     if not marked:
         return text
     return "".join(_escape(char) if offset in marked else char for offset, char in enumerate(text))
@@ -111,7 +137,7 @@ def warnings(value: object) -> list[str]:
     text = "" if value is None else str(value)
     if _PLAIN_ASCII.fullmatch(text):
         return []
-    found = {kind for _, kind in _marks(text)}
+    found = set(_marks(text).values())
     return [kind for kind in KINDS if kind in found]
 
 
