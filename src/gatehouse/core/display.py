@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from functools import lru_cache
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -45,6 +46,7 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
+@lru_cache(maxsize=8192)
 def _kind(char: str) -> str | None:
     """Why one character, on its own, may not be shown as it is."""
     code = ord(char)
@@ -64,6 +66,7 @@ def _kind(char: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8192)
 def _script(char: str) -> str | None:
     if not char.isalpha():
         return None
@@ -74,10 +77,10 @@ def _script(char: str) -> str | None:
 def _lookalikes(word: str) -> set[int]:
     """Offsets of the letters that do not belong in a word mixing confusable scripts: those of
     every script but Latin when Latin is among them, else all but the most common one."""
+    if len({_script(char) for char in word} - {None}) < 2:
+        return set()  # the common case: one script, or none that looks like another
     scripts = [(offset, script) for offset, char in enumerate(word) if (script := _script(char))]
     counts = Counter(script for _, script in scripts)
-    if len(counts) < 2:
-        return set()
     keep = "LATIN" if "LATIN" in counts else min(counts, key=lambda s: (-counts[s], s))
     return {offset for offset, script in scripts if script != keep}
 
@@ -95,13 +98,18 @@ def _overdrawn(text: str, offset: int, stacked: int) -> bool:
     return before.isascii() and before.isalnum() and len(unicodedata.normalize("NFC", before + char)) != 1
 
 
+@lru_cache(maxsize=8192)
+def _combining(char: str) -> bool:
+    return unicodedata.category(char) in ("Mn", "Me")
+
+
 def _marks(text: str) -> dict[int, str]:
     """Each offset that must be escaped, with why."""
     marks: dict[int, str] = {}
     stacked = 0
     for offset, char in enumerate(text):
         kind = _kind(char)
-        if unicodedata.category(char) in ("Mn", "Me"):
+        if _combining(char):
             stacked += 1
             if kind is None and _overdrawn(text, offset, stacked):
                 kind = LOOKALIKE
@@ -114,7 +122,7 @@ def _marks(text: str) -> dict[int, str]:
             for offset in _lookalikes(match.group()):
                 marks.setdefault(match.start() + offset, LOOKALIKE)
     for offset, char in enumerate(text):  # a mark after an escape would be drawn over the escape
-        if offset - 1 in marks and offset not in marks and unicodedata.category(char) in ("Mn", "Me"):
+        if marks and offset - 1 in marks and offset not in marks and _combining(char):
             marks[offset] = LOOKALIKE
     return marks
 
