@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from rich.markup import escape
 
 from gatehouse import audit as audit_log
 from gatehouse.audit import checkpoints, witness_check
@@ -21,6 +20,7 @@ from gatehouse.cli.common import (
     handles_errors,
     print_json,
     print_table,
+    safe,
     settings,
 )
 from gatehouse.core.config import Settings
@@ -96,9 +96,9 @@ def verify(
                           f"{_summary(stored, cadence, outside, witnesses)}", highlight=False)
         for seq, problem in problems:
             where = f" at entry {seq}" if seq is not None else ""
-            err_console.print(f"[bold red]BROKEN[/]{where}: {escape(str(problem))}", highlight=False)
+            err_console.print(f"[bold red]BROKEN[/]{where}: {safe(problem)}", highlight=False)
         for warning in warnings:
-            err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+            err_console.print(f"[bold yellow]warning:[/] {safe(warning)}", highlight=False)
     if not ok:
         raise typer.Exit(2)
 
@@ -171,7 +171,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
         print_json(exported)
     else:
         console.print(f"checkpoint: {exported['size']} entries, head {exported['head']}, key {exported['key_id']}"
-                      + (f"; written to {export}" if export else ""), highlight=False)
+                      + (f"; written to {safe(export)}" if export else ""), highlight=False)
 
 
 @app.command("public-key")

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from gatehouse.audit import delivery
 from gatehouse.core.config import Settings
+from gatehouse.core.display import flagged, json_safe, shown, texts
 from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
 from gatehouse.store.db import Database
@@ -43,8 +44,32 @@ def open_db(upgrade: bool = True) -> Database:
     return db
 
 
+def safe(value: object) -> str:
+    """Policy or stored text to put inside console markup: ``shown`` (ADR 0017), and markup
+    escaped, so that a ``[bold]`` in a name is printed, not applied."""
+    return escape(shown(value))
+
+
+FLAGGED_SHOWN = 10
+
+
+def warn_hidden(value: Any, what: str = "this text") -> None:
+    """Say, where a person will read it, that ``value`` (any JSON-like value: a plan, a
+    version) carries hidden or look-alike characters, and which texts hold them."""
+    found = flagged(texts(value))
+    if not found:
+        return
+    console.print(f"[bold yellow]warning:[/] {escape(what)} carries hidden or look-alike characters, shown as "
+                  "escapes (\\x1b, \\u202e, …) wherever it is printed; check these before trusting it:",
+                  highlight=False)
+    for text, kinds in found[:FLAGGED_SHOWN]:
+        console.print(Text(f"  {text}  ({', '.join(kinds)})"), highlight=False)
+    if len(found) > FLAGGED_SHOWN:
+        console.print(f"  … and {len(found) - FLAGGED_SHOWN} more", highlight=False)
+
+
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -56,9 +81,9 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PolicyError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.source}: invalid policy", highlight=False)
+            err_console.print(f"[bold red]error:[/] {safe(exc.source)}: invalid policy", highlight=False)
             for problem in exc.problems:
-                err_console.print(f"  {problem}", highlight=False, markup=False)
+                err_console.print(f"  {shown(problem)}", highlight=False, markup=False)
             raise typer.Exit(1) from None
         except (GatehouseError, ValueError) as exc:
             fail(str(exc))
@@ -72,8 +97,15 @@ def handles_errors(func: F) -> F:
     return cast(F, wrapper)  # functools.wraps keeps the signature typer reads
 
 
+def at_terminal() -> bool:
+    """Whether a person types the answers: only then does a command ask its questions."""
+    return sys.stdin.isatty()
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    """Exact JSON, with the characters a terminal would act on inside its strings escaped."""
+    encoded = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    sys.stdout.write(json_safe(encoded) + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -81,7 +113,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for column in columns:
         table.add_column(column)
     for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
-        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+        table.add_row(*(Text(shown(cell)) for cell in row))
     console.print(table)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from gatehouse.cli.client import control_plane
-from gatehouse.cli.common import JsonOption, console, fail, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, fail, handles_errors, print_json, print_table, safe
 
 CsvOption = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools).")
 
@@ -38,7 +38,7 @@ def findings(
         print_json({"findings": found, "note": note, "policy_version": answer.get("policy_version")})
         return
     if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {safe(note)}", highlight=False)
     if not found:
         console.print("no findings")
         return
@@ -61,7 +61,7 @@ def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
         print_json({"inventory": rows, "policy_version": answer["policy_version"], "note": note})
     else:
         if note:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+            console.print(f"[yellow]note:[/] {safe(note)}", highlight=False)
         print_table("Inventory", ["kind", "name", "owner", "backup", "env", "aliases", "last used", "expires", "status"],
                     [(r["kind"], r["name"], r["owner"] or "-", r["backup_owner"] or "-", r["environment"] or "-",
                       ",".join(r["aliases"] or []) or "-", r["last_used_at"] or "-", r["expires_at"] or "-",

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table, safe
 
 app = typer.Typer(help="Workload identities: the callers of the data plane, each with a human owner.",
                   no_args_is_help=True)
@@ -44,12 +44,12 @@ def create(
     if json:
         print_json(identity)
     else:
-        console.print(f"created identity [bold]{identity['name']}[/] (owner {owner}, env {identity['environment']}, "
-                      f"status {identity['status']})")
+        console.print(f"created identity [bold]{safe(identity['name'])}[/] (owner {safe(owner)}, env {safe(identity['environment'])}, "
+                      f"status {safe(identity['status'])})")
         if identity["status"] == "pending":
-            console.print(f"next: an identity-admin other than you runs [cyan]gatehouse identity approve {identity['name']}[/]")
+            console.print(f"next: an identity-admin other than you runs [cyan]gatehouse identity approve {safe(identity['name'])}[/]")
         else:
-            console.print(f"next: [cyan]gatehouse key issue {identity['name']} --ttl 30d[/]")
+            console.print(f"next: [cyan]gatehouse key issue {safe(identity['name'])} --ttl 30d[/]")
 
 
 @app.command("list")
@@ -74,7 +74,7 @@ def show(name: str = typer.Argument(..., help="Identity name."), json: bool = Js
         return
     for field in ("name", "status", "owner", "backup_owner", "team", "environment", "purpose",
                   "data_clearance", "labels", "created_at", "created_by", "review_due_at", "attention"):
-        console.print(f"[bold]{field:>15}[/]  {info[field] if info[field] not in (None, {}) else '-'}", highlight=False)
+        console.print(f"[bold]{field:>15}[/]  {safe(info[field] if info[field] not in (None, {}) else '-')}", highlight=False)
     print_table("Keys", ["key id", "status", "scopes", "expires", "last used"],
                 [(k["key_id"], k["status"], ",".join(k["scopes"] or []) or "(all granted)", k["expires_at"],
                   k["last_used_at"] or "never") for k in info["keys"]])
@@ -91,7 +91,7 @@ def _status_command(action: str, help_text: str) -> None:
         if json:
             print_json({"name": identity["name"], "status": identity["status"]})
         else:
-            console.print(f"identity [bold]{identity['name']}[/] is now {identity['status']}")
+            console.print(f"identity [bold]{safe(identity['name'])}[/] is now {safe(identity['status'])}")
 
     command.__doc__ = help_text
     app.command(action)(command)
@@ -111,7 +111,7 @@ def attended(
     """Clear an identity's attention flag (a leaked key, an orphaning) once its owner has acted
     (identity-admin)."""
     control_plane().post(f"/admin/identities/{quoted(name)}/attended", {"note": note})
-    console.print(f"identity [bold]{name}[/] needs no more attention")
+    console.print(f"identity [bold]{safe(name)}[/] needs no more attention")
 
 
 def _decision_command(approve: bool) -> None:
@@ -122,7 +122,7 @@ def _decision_command(approve: bool) -> None:
     ) -> None:
         decision = "approve" if approve else "reject"
         identity = control_plane().post(f"/admin/identities/{quoted(name)}/{decision}", {"reason": reason})
-        console.print(f"identity [bold]{identity['name']}[/] is now {identity['status']}")
+        console.print(f"identity [bold]{safe(identity['name'])}[/] is now {safe(identity['status'])}")
 
     command.__doc__ = ("Approve a pending identity (an identity-admin other than its requester)." if approve
                        else "Reject a pending identity (it is retired).")
@@ -142,7 +142,7 @@ def set_clearance(
     """Change the highest data class an identity may send. Raising it needs an identity-admin who
     has never owned, backed up or requested the identity."""
     identity = control_plane().post(f"/admin/identities/{quoted(name)}/clearance", {"clearance": clearance})
-    console.print(f"identity [bold]{identity['name']}[/] may now send up to {identity['data_clearance']} data")
+    console.print(f"identity [bold]{safe(identity['name'])}[/] may now send up to {safe(identity['data_clearance'])} data")
 
 
 @app.command("transfer")
@@ -172,19 +172,20 @@ def transfer(
         raise typer.Exit(1)
     control_plane().post(path, {"owner": owner, "team": team, "expect": plan})  # refused if the plan changed since
     if not json:
-        console.print(f"moved; {name} is up for review by {plan['owner'][1]}")
+        console.print(f"moved; {safe(name)} is up for review by {safe(plan['owner'][1])}")
 
 
 def _show_plan(name: str, plan: dict[str, Any], note: str | None) -> None:
     (owner_before, owner_after), (team_before, team_after) = plan["owner"], plan["team"]
-    console.print(f"[bold]{name}[/]: owner {owner_before} → {owner_after}, team {team_before or '-'} → {team_after or '-'}",
+    console.print(f"[bold]{safe(name)}[/]: owner {safe(owner_before)} → {safe(owner_after)}, "
+                  f"team {safe(team_before or '-')} → {safe(team_after or '-')}",
                   highlight=False)
     gains = ", ".join(plan["gained"])
     raised = "; ".join(f"{alias} {before} → {after}" for alias, (before, after) in plan["data_classes_changed"].items())
     if plan["widens"] and not gains:
         gains = "unknown: no policy version is active to judge it"
-    console.print(f"  gains: {gains or 'nothing'}" + (f" (data class: {raised})" if raised else ""), highlight=False)
-    console.print(f"  loses: {', '.join(plan['lost']) or 'nothing'}", highlight=False)
-    console.print(f"  access after: {', '.join(plan['aliases_after']) or 'no model'}", highlight=False)
+    console.print(f"  gains: {safe(gains or 'nothing')}" + (f" (data class: {safe(raised)})" if raised else ""), highlight=False)
+    console.print(f"  loses: {safe(', '.join(plan['lost']) or 'nothing')}", highlight=False)
+    console.print(f"  access after: {safe(', '.join(plan['aliases_after']) or 'no model')}", highlight=False)
     if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {safe(note)}", highlight=False)

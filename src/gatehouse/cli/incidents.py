@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table, safe
+from gatehouse.core.display import shown
 
 app = typer.Typer(help="Incidents opened by monitoring thresholds: read, acknowledge, close.", no_args_is_help=True)
 
@@ -49,7 +50,7 @@ def ack(incident: str = typer.Argument(..., help="Incident id."),
     """Acknowledge (operator): the escalation ladder stops climbing."""
 
     control_plane().post(f"/admin/incidents/{quoted(incident)}/acknowledge", {"note": message})
-    console.print(f"{incident} acknowledged", highlight=False)
+    console.print(f"{safe(incident)} acknowledged", highlight=False)
 
 
 @app.command("close")
@@ -60,9 +61,9 @@ def close(incident: str = typer.Argument(..., help="Incident id."),
     the identity."""
 
     row = control_plane().post(f"/admin/incidents/{quoted(incident)}/close", {"note": message})
-    console.print(f"{incident} closed", highlight=False)
+    console.print(f"{safe(incident)} closed", highlight=False)
     if any(step["action"] == "suspend_keys" and step["outcome"] == "suspended" for step in row["steps"]):
-        console.print(f"identity {row['subject']} is still suspended: `gatehouse identity resume {row['subject']}` "
+        console.print(f"identity {shown(row['subject'])} is still suspended: `gatehouse identity resume {shown(row['subject'])}` "
                       "(identity-admin) once it is safe", highlight=False, markup=False)
 
 
@@ -73,4 +74,4 @@ def check() -> None:
     result = control_plane().post("/admin/incidents/check")
     opened = result["opened"]
     checked = f"{result['thresholds']} thresholds checked; " if "thresholds" in result else ""
-    console.print(f"{checked}new incidents: {', '.join(opened) if opened else 'none'}", highlight=False)
+    console.print(f"{safe(checked)}new incidents: {safe(', '.join(opened) if opened else 'none')}", highlight=False)

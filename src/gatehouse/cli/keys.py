@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table, safe
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
                   no_args_is_help=True)
@@ -24,8 +24,8 @@ def issue(
     if json:
         print_json(issued)
         return
-    err_console.print(f"issued key [bold]{issued['key_id']}[/] for {identity}, expires {issued['expires_at']}"
-                      + (f", scopes {', '.join(issued['scopes'])}" if issued["scopes"] else ""))
+    err_console.print(f"issued key [bold]{safe(issued['key_id'])}[/] for {safe(identity)}, expires {safe(issued['expires_at'])}"
+                      + (f", scopes {safe(', '.join(issued['scopes']))}" if issued["scopes"] else ""))
     err_console.print("this is the only time the key is shown:", style="yellow")
     print(issued["key"])
 
@@ -58,7 +58,7 @@ def revoke(
     if json:
         print_json({"key_id": revoked["key_id"], "status": revoked["status"]})
     else:
-        console.print(f"revoked key [bold]{revoked['key_id']}[/]")
+        console.print(f"revoked key [bold]{safe(revoked['key_id'])}[/]")
 
 
 @app.command("rotate")
@@ -76,8 +76,8 @@ def rotate(
         print_json({name: rotation[name] for name in ("old_key_id", "old_key_stops_at", "key_id", "expires_at", "key")})
         return
     who = f" for {rotation['identity']}" if rotation.get("identity") else ""
-    err_console.print(f"rotated [bold]{rotation['old_key_id']}[/] → [bold]{rotation['key_id']}[/]{who}; "
-                      f"the old key stops at {rotation['old_key_stops_at']}, the new one expires {rotation['expires_at']}")
+    err_console.print(f"rotated [bold]{safe(rotation['old_key_id'])}[/] → [bold]{safe(rotation['key_id'])}[/]{safe(who)}; "
+                      f"the old key stops at {safe(rotation['old_key_stops_at'])}, the new one expires {safe(rotation['expires_at'])}")
     err_console.print("this is the only time the new key is shown:", style="yellow")
     print(rotation["key"])
 
@@ -96,8 +96,8 @@ def leaked(
         print_json(outcome)
         return
     state = "was already revoked; the report is recorded" if outcome["already_revoked"] else "is revoked"
-    console.print(f"key [bold]{outcome['key_id']}[/] ({outcome['identity']}) {state}; owner {outcome['owner']} "
-                  f"is asked to act; notification: {outcome['notification']}", highlight=False)
+    console.print(f"key [bold]{safe(outcome['key_id'])}[/] ({safe(outcome['identity'])}) {safe(state)}; owner {safe(outcome['owner'])} "
+                  f"is asked to act; notification: {safe(outcome['notification'])}", highlight=False)
 
 
 @app.command("report")

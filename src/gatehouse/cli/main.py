@@ -14,7 +14,7 @@ from gatehouse import __version__
 from gatehouse.audit import checkpoints
 from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
 from gatehouse.cli.client import LOCAL, ApiFailure, ControlPlane, Profile, control_plane, http_client, profile_path, write_profile
-from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, print_json, settings
+from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, print_json, safe, settings
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.core.webhook import notify
@@ -65,7 +65,7 @@ def _initialise(config: Settings, quiet: bool = False) -> None:
         config.policy_path.parent.mkdir(parents=True, exist_ok=True)
         config.policy_path.write_text(STARTER_POLICY)
         if not quiet:
-            console.print(f"wrote starter policy {config.policy_path}")
+            console.print(f"wrote starter policy {safe(config.policy_path)}")
     db.dispose()
 
     model = ensure_builtin_model(config.models_dir)
@@ -90,7 +90,7 @@ def init(
     with --admin, appoint the installation's first identity-admin (possible once per installation)."""
     config = settings()
     _initialise(config)
-    console.print(f"[green]initialised[/] {config.home}")
+    console.print(f"[green]initialised[/] {safe(config.home)}")
     if admin is None:
         console.print("next: [cyan]gatehouse init --admin you@example.com[/] (once per installation), "
                       "or [cyan]gatehouse login[/] with the admin key someone issued you", highlight=False)
@@ -106,10 +106,10 @@ def _hand_over(config: Settings, appointment: Appointment, save: bool, what: str
     """Print (or keep) the admin key, and print the recovery codes: both shown only now."""
     if save:
         path = write_profile(config, Profile(LOCAL, appointment.admin_key))
-        console.print(f"{what} [bold]{appointment.email}[/]: admin key {appointment.key_id} saved to {path} (0600); "
+        console.print(f"{what} [bold]{safe(appointment.email)}[/]: admin key {appointment.key_id} saved to {safe(path)} (0600); "
                       "this shell is signed in as them", highlight=False)
     else:
-        err_console.print(f"{what} [bold]{appointment.email}[/]: admin key {appointment.key_id}, shown only now "
+        err_console.print(f"{what} [bold]{safe(appointment.email)}[/]: admin key {appointment.key_id}, shown only now "
                           "(sign in with `gatehouse login`):", highlight=False)
         print(appointment.admin_key)
     err_console.print(f"[bold yellow]recovery codes[/] — give each to a different person; any {RECOVERY_THRESHOLD} "
@@ -132,8 +132,8 @@ def recover(
     actor = local_actor()
     appointment = recover_admin(open_db(), actor, codes, admin, pepper=config.pepper(), ttl=config.max_key_ttl)
     delivery = notify(config.notify_webhook, recovery_event(appointment, actor))
-    err_console.print(f"[bold red]RECOVERY[/]: {appointment.email} is identity-admin; recorded in the audit log; "
-                      f"webhook: {delivery}", highlight=False)
+    err_console.print(f"[bold red]RECOVERY[/]: {safe(appointment.email)} is identity-admin; recorded in the audit log; "
+                      f"webhook: {safe(delivery)}", highlight=False)
     _hand_over(config, appointment, False, "recovered identity-admin")
 
 
@@ -154,14 +154,14 @@ def login(
     me = plane.get("/admin/whoami")
     if me.get("enrolment"):  # issued by someone else: exchanged, once, for a key only this shell sees
         own = plane.post("/admin/admin-keys/redeem")
-        err_console.print(f"exchanged the enrolment key {me['key_id']} for your own admin key {own['key_id']} "
-                          f"(expires {own['expires_at']})", highlight=False)
+        err_console.print(f"exchanged the enrolment key {safe(me['key_id'])} for your own admin key {safe(own['key_id'])} "
+                          f"(expires {safe(own['expires_at'])})", highlight=False)
         key = own["key"]
     if print_key:
         print(key)
         return
     path = write_profile(config, Profile(url.rstrip("/"), key))
-    console.print(f"signed in as [bold]{me['email']}[/] ({', '.join(me['roles']) or 'no roles'}); profile {path}",
+    console.print(f"signed in as [bold]{safe(me['email'])}[/] ({safe(', '.join(me['roles']) or 'no roles')}); profile {safe(path)}",
                   highlight=False)
 
 
@@ -171,7 +171,7 @@ def logout() -> None:
     """Forget the saved admin key (revoke it with `gatehouse person revoke-admin-key` if it may have leaked)."""
     path = profile_path(settings())
     path.unlink(missing_ok=True)
-    console.print(f"signed out ({path} removed)", highlight=False)
+    console.print(f"signed out ({safe(path)} removed)", highlight=False)
 
 
 @app.command()
@@ -182,7 +182,8 @@ def whoami(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
     if json:
         print_json(me)
     else:
-        console.print(f"{me['email']} ({', '.join(me['roles']) or 'no roles'}), admin key {me['key_id']}", highlight=False)
+        console.print(f"{safe(me['email'])} ({safe(', '.join(me['roles']) or 'no roles')}), admin key {safe(me['key_id'])}",
+                      highlight=False)
 
 
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
@@ -200,7 +201,7 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
     except PolicyError as exc:
         if versions.active_policy(db) is None:
             raise  # nothing else to serve: the file's problems are the answer
-        err_console.print(f"[bold yellow]warning:[/] {exc.source} is not a valid policy ({len(exc.problems)} problem(s); "
+        err_console.print(f"[bold yellow]warning:[/] {safe(exc.source)} is not a valid policy ({len(exc.problems)} problem(s); "
                           "`gatehouse policy validate`); serving the active version from the store", highlight=False)
         loaded = None
     outcome = change_control.activate_served_file(db, local_actor(), loaded, str(config.policy_path)) if loaded else "invalid"
@@ -210,22 +211,22 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
         raise GatehouseError("no policy version is active")
     active, activation = current
     if outcome == "activated" and loaded is not None:
-        err_console.print(f"policy {loaded.version} is now active (recorded in the audit log)")
+        err_console.print(f"policy {safe(loaded.version)} is now active (recorded in the audit log)")
     elif outcome == "differs" and loaded is not None:
         err_console.print(
-            f"[bold yellow]warning:[/] {config.policy_path} ({loaded.short_version}) is not the active policy and is "
-            f"not enforced; serving the active version {active.short_version}. Changes go through "
-            f"`gatehouse policy propose {config.policy_path} -m WHY`, approval by another person, then "
+            f"[bold yellow]warning:[/] {safe(config.policy_path)} ({safe(loaded.short_version)}) is not the active policy and is "
+            f"not enforced; serving the active version {safe(active.short_version)}. Changes go through "
+            f"`gatehouse policy propose {safe(config.policy_path)} -m WHY`, approval by another person, then "
             "`gatehouse policy apply`.", highlight=False)
     if activation.kind == "break-glass":
-        err_console.print(f"[bold red]break-glass policy {active.short_version} in force until {activation.expires_at}[/]",
+        err_console.print(f"[bold red]break-glass policy {safe(active.short_version)} in force until {safe(activation.expires_at)}[/]",
                           highlight=False)
     # Fail here, with one clear line, rather than in every worker: an embedded model that cannot
     # be found. A deployment whose credential is missing or invalid is served as unavailable (its
     # route falls back past it): said here, once.
     engines, _ = build_engines(active.document.deployments, config)
     for problem in engine_problems(engines).values():
-        err_console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
+        err_console.print(f"[bold yellow]warning:[/] {safe(problem)}", highlight=False)
     CompiledPolicy(active).prepare(config.home)  # and the injection classifiers it names
 
     # Workers are separate processes: they read the same settings from the environment.

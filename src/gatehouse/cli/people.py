@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table, safe
 
 app = typer.Typer(help="People: the humans who own workload identities.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def add(
     if json:
         print_json(person)
     else:
-        console.print(f"added person [bold]{person['email']}[/] (team {person['team'] or '-'})")
+        console.print(f"added person [bold]{safe(person['email'])}[/] (team {safe(person['team'] or '-')})")
 
 
 @app.command("list")
@@ -50,7 +50,7 @@ def depart(
     if json:
         print_json(report)
         return
-    console.print(f"[bold]{report['person']}[/] has departed", highlight=False)
+    console.print(f"[bold]{safe(report['person'])}[/] has departed", highlight=False)
     rows = ([(r["identity"], f"reassigned to {r['to']} (review due now)") for r in report["reassigned"]]
             + [(name, "suspended: orphaned, no active backup owner") for name in report["suspended"]]
             + [(name, "backup owner removed") for name in report["backup_removed"]])
@@ -59,7 +59,7 @@ def depart(
     else:
         console.print("they owned no identities")
     if report.get("notification"):
-        console.print(f"notification about orphaned identities: {report['notification']}", highlight=False)
+        console.print(f"notification about orphaned identities: {safe(report['notification'])}", highlight=False)
 
 
 def _role_command(grant: bool) -> None:
@@ -72,7 +72,7 @@ def _role_command(grant: bool) -> None:
             control_plane().post(f"/admin/people/{quoted(email)}/roles", {"role": role})
         else:
             control_plane().delete(f"/admin/people/{quoted(email)}/roles/{quoted(role)}")
-        console.print(f"{'granted' if grant else 'revoked'} {role} {'to' if grant else 'from'} {email.lower()}",
+        console.print(f"{'granted' if grant else 'revoked'} {safe(role)} {'to' if grant else 'from'} {safe(email.lower())}",
                       highlight=False)
 
     command.__doc__ = ("Give a person a control-plane role (identity-admin; nobody changes their own roles)." if grant
@@ -107,11 +107,12 @@ def admin_key(
     person is told through the notification webhook. Shown once."""
     issued = control_plane().post(f"/admin/people/{quoted(email)}/admin-keys", {"ttl": ttl})
     if issued.get("enrolment"):
-        err_console.print(f"enrolment key [bold]{issued['key_id']}[/] for {issued['person']}, good until "
-                          f"{issued['expires_at']} for one thing: they exchange it for their own key with "
+        err_console.print(f"enrolment key [bold]{safe(issued['key_id'])}[/] for {safe(issued['person'])}, good until "
+                          f"{safe(issued['expires_at'])} for one thing: they exchange it for their own key with "
                           "`gatehouse login` (you never see that one). Shown only now:", highlight=False)
     else:
-        err_console.print(f"admin key [bold]{issued['key_id']}[/] for {issued['person']}, expires {issued['expires_at']}; "
+        err_console.print(f"admin key [bold]{safe(issued['key_id'])}[/] for {safe(issued['person'])}, "
+                          f"expires {safe(issued['expires_at'])}; "
                           "shown only now:", highlight=False)
     print(issued["key"])
 
@@ -121,4 +122,4 @@ def admin_key(
 def revoke_admin_key(key_id: str = typer.Argument(..., help="Admin key id.")) -> None:
     """Revoke an admin key (departing a person revokes all of theirs)."""
     control_plane().delete(f"/admin/admin-keys/{quoted(key_id)}")
-    console.print(f"revoked admin key {key_id}")
+    console.print(f"revoked admin key {safe(key_id)}")

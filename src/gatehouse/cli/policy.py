@@ -6,7 +6,6 @@ active version goes through the admin API as the signed-in person."""
 from __future__ import annotations
 
 import difflib
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,20 @@ from typing import Any
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, err_console, fail, handles_errors, print_json, print_table, settings
+from gatehouse.cli.common import (
+    JsonOption,
+    at_terminal,
+    console,
+    err_console,
+    fail,
+    handles_errors,
+    print_json,
+    print_table,
+    safe,
+    settings,
+    warn_hidden,
+)
+from gatehouse.core.display import shown
 from gatehouse.policy.access import subject_text
 from gatehouse.policy.loader import LoadedPolicy, load_policy, load_policy_text
 
@@ -82,22 +94,25 @@ def show(ref: str = typer.Argument(None, help="A policy file or a stored version
             return
         console.print(f"policy version [bold]{loaded.version}[/]")
         _show_document(loaded)
+        warn_hidden(loaded.document.model_dump(mode="json"), "this policy")
         return
     info = control_plane().get(f"/admin/policy/versions/{quoted(ref)}")
     if json:
         print_json(info)
         return
-    console.print(f"policy version [bold]{info['version']}[/] — {info['state']}", highlight=False)
-    console.print(f"proposed by {info['author']} at {_when(info['created_at'])[:16]} UTC: {info['message'] or ''}",
-                  highlight=False, markup=False)
+    console.print(f"policy version [bold]{safe(info['version'])}[/] — {safe(info['state'])}", highlight=False)
+    console.print(f"proposed by {shown(info['author'])} at {_when(info['created_at'])[:16]} UTC: "
+                  f"{shown(info['message'] or '')}", highlight=False, markup=False)
     _show_document(load_policy_text(info["source"], f"<policy {info['version'][:19]}>"))
     if info["approvals"]:
         print_table("Approvals", ["approver", "plan", "against", "widenings acknowledged", "counts now"],
                     [(a["approver"], a["plan_id"], (a["base_version"] or "-")[:19], len(a["acknowledged"]),
-                      "yes" if a["counts"] else "no (other baseline or role)") for a in info["approvals"]])
+                      "yes" if a["counts"] else "no (other baseline, or the approver's role ended since)")
+                     for a in info["approvals"]])
     if info["activations"]:
         print_table("Activations", ["#", "kind", "by", "at", "reason"],
                     [(a["seq"], a["kind"], a["actor"], _when(a["at"]), a["reason"] or "") for a in info["activations"]])
+    warn_hidden({key: value for key, value in info.items() if key != "source"}, "this version")
 
 
 @app.command("propose")
@@ -128,6 +143,7 @@ def list_versions(json: bool = JsonOption) -> None:
     print_table("Policy versions", ["version", "state", "author", "created", "approvals", "message"],
                 [(r["version"][:19], r["state"], r["author"], _when(r["created_at"])[:16],
                   ", ".join(r["approvals"]) or "-", r["message"] or "") for r in rows])
+    warn_hidden(rows, "a stored version")
 
 
 ACCESS_ROWS_SHOWN = 200
@@ -140,13 +156,13 @@ def _print_plan(planned: dict[str, Any], title: str) -> None:
     access = planned["access"]
     if access:
         gains = sum(1 for c in access if c["widens"])
-        shown = access[:ACCESS_ROWS_SHOWN]
+        listed = access[:ACCESS_ROWS_SHOWN]
         print_table(f"Access (identities that exist now): {gains:,} gain(s), {len(access) - gains:,} loss(es)",
                     ["identity", "alias", "before", "after", ""],
                     [(c["identity"], c["alias"], c["before"] or "-", c["after"] or "-", "GAINS" if c["widens"] else "loses")
-                     for c in shown])
-        if len(access) > len(shown):
-            console.print(f"… and {len(access) - len(shown):,} more access changes (--json lists them all)")
+                     for c in listed])
+        if len(access) > len(listed):
+            console.print(f"… and {len(access) - len(listed):,} more access changes (--json lists them all)")
     if planned["rules"]:
         print_table("Grant rules (also identities to come)", ["who", "alias", "data class", "change"],
                     [(r["who"], r["alias"], r["data_class"], r["change"]) for r in planned["rules"]])
@@ -174,6 +190,7 @@ def _print_plan(planned: dict[str, Any], title: str) -> None:
                     [(w["id"], w["change"]) for w in planned["widenings"]])
     if planned["violations"]:
         console.print(f"[bold red]{len(planned['violations'])} flow(s) to a deployment not allowed to receive that data[/]")
+    warn_hidden(planned, "this plan")
 
 
 def _plan(candidate: str, against: str | None = None) -> dict[str, Any]:
@@ -202,8 +219,8 @@ def plan_command(
         print_json(planned)
         return
     base = planned["from"][:19] if planned["from"] else "(no active version)"
-    _print_plan(planned, f"plan [bold]{planned['plan_id']}[/]: {base} → {planned['to'][:19]} "
-                         f"over {planned['identities']} identities")
+    _print_plan(planned, f"plan [bold]{safe(planned['plan_id'])}[/]: {safe(base)} → {safe(planned['to'][:19])} "
+                         f"over {safe(planned['identities'])} identities")
 
 
 @app.command("diff")
@@ -221,8 +238,10 @@ def diff(a: str = typer.Argument(..., help="A stored version or a policy file.")
         return
     for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
-        console.print(line, style=style, highlight=False, markup=False)
-    _print_plan(planned, f"\n{before.short_version} → {after.short_version} over {planned['identities']} identities")
+        console.print(shown(line), style=style, highlight=False, markup=False)
+    warn_hidden(lines, "the text of these versions")
+    _print_plan(planned, f"\n{safe(before.short_version)} → {safe(after.short_version)} over "
+                         f"{safe(planned['identities'])} identities")
 
 
 def _acknowledgements(planned: dict[str, Any], ack: list[str], ack_file: Path | None) -> list[str]:
@@ -232,10 +251,11 @@ def _acknowledgements(planned: dict[str, Any], ack: list[str], ack_file: Path | 
             chosen += [line.split()[0] for line in ack_file.read_text().splitlines() if line.strip()]
         except OSError as exc:
             fail(f"cannot read {ack_file}: {exc.strerror}")
-    if chosen or not planned["widenings"] or not sys.stdin.isatty():
+    if chosen or not planned["widenings"] or not at_terminal():
         return chosen
+    warn_hidden(planned, "this plan")  # before the questions, which show the same text escaped
     for widening in planned["widenings"]:  # at a terminal: one question per widening
-        if typer.confirm(f"{widening['id']}: {widening['change']} — acknowledge?", default=False):
+        if typer.confirm(f"{shown(widening['id'])}: {shown(widening['change'])} — acknowledge?", default=False):
             chosen.append(widening["id"])
     return chosen
 
@@ -362,19 +382,20 @@ def status(json: bool = JsonOption) -> None:
         if activation is None:
             console.print("no policy version is active yet (start the gateway once)")
         else:
-            console.print(f"active [bold]{state['active']}[/] ({activation['kind']} by {activation['actor']} at "
-                          f"{_when(activation['at'])} UTC)", highlight=False)
+            console.print(f"active [bold]{safe(state['active'])}[/] ({safe(activation['kind'])} by "
+                          f"{safe(activation['actor'])} at {safe(_when(activation['at']))} UTC)", highlight=False)
             if state["break_glass"]:
-                console.print(f"[bold red]BREAK-GLASS until {_when(activation['expires_at'])} UTC[/]; "
-                              f"returns to {state['baseline']}", highlight=False)
+                console.print(f"[bold red]BREAK-GLASS until {safe(_when(activation['expires_at']))} UTC[/]; "
+                              f"returns to {safe(state['baseline'])}", highlight=False)
         for item in state.get("break_glass_unreviewed", []):
-            console.print(f"[bold yellow]break-glass #{item['seq']} by {item['actor']} is not reviewed yet[/]: "
-                          f"`gatehouse policy review-break-glass {item['seq']} --note …`", highlight=False)
+            console.print(f"[bold yellow]break-glass #{safe(item['seq'])} by {safe(item['actor'])} is not reviewed "
+                          f"yet[/]: `gatehouse policy review-break-glass {safe(item['seq'])} --note …`", highlight=False)
         print_table("Gateway workers", ["worker", "enforces", "state", "seen", "problem"],
                     [(w["worker"], (w["policy_version"] or "-")[:19], w["state"].upper() if w["state"] != "in sync"
                       else w["state"], f"{w['seen_seconds_ago']} s ago", w["problem"] or "") for w in state["workers"]])
         print_table("Recent activations", ["#", "version", "kind", "by", "at", "reason"],
                     [(a["seq"], a["version"][:19], a["kind"], a["actor"], _when(a["at"]), a["reason"] or "")
                      for a in state["history"]])
+        warn_hidden(state, "the policy status")
     if state["drift"]:
         raise typer.Exit(3)

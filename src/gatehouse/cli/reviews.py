@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table
+from gatehouse.cli.common import JsonOption, console, handles_errors, print_json, print_table, safe
 
 app = typer.Typer(help="Access reviews: owners attest each identity they own (keep / narrow / retire).",
                   no_args_is_help=True)
@@ -17,7 +17,7 @@ def start(due: str = typer.Option("14d", "--due", help="Time owners have to atte
     """Open a review of every identity (identity-admin). Unattested at the due date: suspended."""
 
     opened = control_plane().post("/admin/reviews", {"due": due})
-    console.print(f"review {opened['review']} opened: {opened['identities']} identities to attest within {due}")
+    console.print(f"review {opened['review']} opened: {opened['identities']} identities to attest within {safe(due)}")
 
 
 @app.command("attest")
@@ -30,7 +30,7 @@ def attest(
     """Answer the open review for an identity you own. retire revokes its keys now."""
 
     control_plane().post(f"/admin/identities/{quoted(name)}/attest", {"decision": decision, "note": note})
-    console.print(f"{name}: {decision} recorded")
+    console.print(f"{safe(name)}: {safe(decision)} recorded")
 
 
 @app.command("status")
@@ -54,4 +54,4 @@ def enforce() -> None:
     this every minute)."""
 
     suspended = control_plane().post("/admin/reviews/enforce")["suspended"]
-    console.print(f"suspended: {', '.join(suspended)}" if suspended else "nothing past due", highlight=False)
+    console.print(f"suspended: {safe(', '.join(suspended))}" if suspended else "nothing past due", highlight=False)

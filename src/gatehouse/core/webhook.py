@@ -2,7 +2,9 @@
 
 Delivery is best effort and never undoes the change it reports (a leaked key stays revoked
 whether or not the webhook answers); the outcome is returned so the caller can say so.
-The payload names keys by id only, never a secret.
+The payload names keys by id only, never a secret. Every string in it is ``shown``
+(``gatehouse.core.display``): receivers put it in front of people (chat, mail), and a reason,
+a name or a policy's text must not carry an escape sequence or a bidirectional override there.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from gatehouse.core.display import shown_all
+
 log = logging.getLogger("gatehouse.notify")
 
 
@@ -20,7 +24,7 @@ def notify(webhook: str | None, event: dict[str, Any], timeout: float = 5.0) -> 
     if not webhook:
         return "not configured (set GATEHOUSE_NOTIFY_WEBHOOK)"
     try:
-        response = httpx.post(webhook, json=event, timeout=timeout)
+        response = httpx.post(webhook, json=shown_all(event), timeout=timeout)
     except Exception as exc:  # a bad URL included: a notification must never undo or block the change
         log.warning("owner notification %s failed: %s", event.get("event"), type(exc).__name__)
         return f"failed: {type(exc).__name__}"

@@ -1,16 +1,22 @@
 """Which approvals count: for the current baseline, made since it became active, by active
-people who still hold the approver role and did not propose the content; and how many a
-change needs (set by the approved baseline, so a change cannot lower its own bar).
+people who did not propose the content and still hold the very approver grant they approved
+under; and how many a change needs (set by the approved baseline, so a change cannot lower
+its own bar).
+
+An approval records the approver's roles as they were, each with when it was granted
+(``roles_held``). Revoking the role deletes that grant; granting it again makes a new one,
+with a new time, so an approval given under the old grant never counts again (ADR 0017):
+the approver approves again, under the grant they hold now, if they still agree.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gatehouse.authz import actor_email, roles_of
+from gatehouse.authz import actor_email
 from gatehouse.core.clock import as_utc
 from gatehouse.core.errors import Conflict, GatehouseError
 from gatehouse.policy.loader import LoadedPolicy
@@ -35,6 +41,26 @@ def proposers_of(row: PolicyVersion) -> set[str]:
     return {email for email in (actor_email(actor) for actor in actors) if email}
 
 
+def grant_stamp(granted_at: datetime) -> str:
+    """When a role was granted, in the one spelling approvals record (UTC, ISO 8601, to the
+    microsecond: two grants of one role are never that close)."""
+    return as_utc(granted_at).astimezone(UTC).isoformat()
+
+
+def roles_held(session: Session, person: Person) -> dict[str, str]:
+    """Every role ``person`` holds, with its ``grant_stamp``: what an approval records."""
+    rows = session.execute(select(RoleAssignment).where(RoleAssignment.person_id == person.id)).scalars()
+    return {row.role: grant_stamp(row.granted_at) for row in rows}
+
+
+def approved_under_standing_grant(session: Session, approval: PolicyApproval, person: Person) -> bool:
+    """The approver role the approval was given under is still held: the same grant, not one
+    made since (a revoke ends an approval for good; a new grant does not bring it back)."""
+    held = session.get(RoleAssignment, (person.id, "approver"))
+    recorded = (approval.roles or {}).get("approver")
+    return held is not None and recorded is not None and recorded == grant_stamp(held.granted_at)
+
+
 def baseline_since(session: Session, current: PolicyActivation | None) -> datetime | None:
     """When the approved baseline last became active: approvals older than that were made
     against an earlier stint of it and no longer count."""
@@ -49,8 +75,9 @@ def baseline_since(session: Session, current: PolicyActivation | None) -> dateti
 def valid_approvals(session: Session, version: PolicyVersion, current: PolicyActivation | None,
                      applier: str | None = None) -> list[PolicyApproval]:
     """Approvals for the current baseline, made since it became active, by active people who
-    still hold the approver role and did not propose this content; one per person; never the
-    applier's own (applying an older version again is authoring it)."""
+    hold the approver grant they approved under and did not propose this content; one per
+    person (their latest); never the applier's own (applying an older version again is
+    authoring it)."""
     base, since = baseline_of(current), baseline_since(session, current)
     excluded = proposers_of(version)
     applier_email = actor_email(applier) if applier is not None else None
@@ -65,7 +92,7 @@ def valid_approvals(session: Session, version: PolicyVersion, current: PolicyAct
                 or (since is not None and as_utc(approval.created_at) < since)):
             continue
         person = session.execute(select(Person).where(Person.email == email)).scalar_one_or_none()
-        if person is not None and person.status == "active" and "approver" in roles_of(session, email):
+        if person is not None and person.status == "active" and approved_under_standing_grant(session, approval, person):
             valid[email] = approval
     return list(valid.values())[::-1]
 

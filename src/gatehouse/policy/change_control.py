@@ -7,7 +7,8 @@ row that workers also poll, so the same write that changes the version tells the
 reload), runs its checks inside that transaction and appends to the audit log in it.
 
 An approval is bound to the version, to the baseline it replaces and to the plan the approver
-saw (``plan_id`` covers baseline, version and the inventory the plan was computed on). At apply
+saw (``plan_id`` covers baseline, version and the inventory the plan was computed on), and to
+the approver role as they held it (``approvals.roles_held``: a revoke voids it for good). At apply
 the plan is computed again: a different baseline, or a widening no approver acknowledged (an
 identity created since that gains access, say), sends it back for a new plan and approval.
 
@@ -34,7 +35,7 @@ from gatehouse.core.durations import format_duration
 from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.engines.credentials import credential_problem, own_files
 from gatehouse.guardrails.classifier import classifier_problem
-from gatehouse.policy.approvals import check_approved, check_approver_pool, proposers_of, required_approvals
+from gatehouse.policy.approvals import check_approved, check_approver_pool, proposers_of, required_approvals, roles_held
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.planning import PlannedChange, plan_in
 from gatehouse.policy.versions import (
@@ -142,7 +143,8 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
     with db.write() as session:
         lock(session)
         row = find_version(session, ref)
-        actor = _acting_as(session, actor, "approver", "approving a policy")
+        approver = require_role(session, actor, "approver", "approving a policy")
+        actor = f"person:{approver.email}"
         if actor_email(actor) in proposers_of(row):
             raise Forbidden("nobody approves their own change: another approver must approve this version")
         current = current_activation(session)
@@ -171,13 +173,13 @@ def approve(db: Database, actor: str, ref: str, plan_id: str, acknowledged: Iter
                                                      PolicyApproval.base_version == base))
         approval = PolicyApproval(version=row.hash, base_version=base, plan_id=planned.plan_id,
                                   inventory=planned.inventory, gains=planned.gains_digest, approver=actor,
-                                  created_at=utcnow(),
+                                  created_at=utcnow(), roles=roles_held(session, approver),
                                   acknowledged=[{"id": key, "change": planned.widening_ids[key]}
                                                 for key in planned.widening_ids])
         session.add(approval)
         audit.append(session, actor, "policy.approve", f"policy:{row.hash}", {
             "base": base, "plan_id": planned.plan_id, "note": note, "no_new_access": not planned.widening_ids,
-            "acknowledged": sorted(planned.widening_ids)})
+            "acknowledged": sorted(planned.widening_ids), "roles": approval.roles})
         return approval
 
 

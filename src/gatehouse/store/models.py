@@ -191,6 +191,9 @@ class PolicyApproval(Base):
     approver: Mapped[str] = mapped_column(String(200), nullable=False)
     acknowledged: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # the roles the approver held when approving, each with when that grant was made: the
+    # approval counts only while that same grant stands (ADR 0017)
+    roles: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
 
 
 class PolicyActivation(Base):
