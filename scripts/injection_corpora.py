@@ -51,7 +51,7 @@ def dev_benign() -> list[Sample]:
     corpus = yaml.safe_load((CORPORA / "injection_dev.yaml").read_text())
     prompts = yaml.safe_load((CORPORA / "benign_dev.yaml").read_text())["prompts"]
     samples = [Sample(_without_payload(carrier["text"]), False, carrier["kind"]) for carrier in corpus["carriers"]]
-    samples += [Sample(text, False, "document") for text in corpus["benign_documents"]]
+    samples += [Sample(text, False, "document", group=group) for group, text in enumerate(corpus["benign_documents"])]
     samples += [Sample(text, False, "prompt", group=group) for group, text in enumerate(prompts)]
     docs = (CORPORA / "benign_docs.txt").read_text().splitlines()
     samples += [Sample(line, False, "project_docs", group=group) for group, line in enumerate(docs)]

@@ -31,9 +31,9 @@ from gatehouse.guardrails.normalise import normalise
 OUTPUT = Path(__file__).resolve().parent.parent / "src" / "gatehouse" / "guardrails" / "data" / MODEL_FILE
 EPOCHS = 12
 LEARNING_RATE = 0.3
-L2 = 1e-4
-POSITIVE_WEIGHT = 4.0    # positives are few; each counts this much
-MARGIN = 1.5             # the bias is lowered by this after training: a benign text needs to look much
+L2 = 1e-3
+POSITIVE_WEIGHT = 3.0    # positives are few; each counts this much
+MARGIN = 1.0             # the bias is lowered by this after training: a benign text needs to look much
                          # like an attack to reach 0.5 (false alarms block real work)
 DIGITS = 4               # weights are rounded, so the file does not depend on the last bits of exp()
 

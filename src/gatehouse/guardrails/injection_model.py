@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from importlib import resources
 
 MODEL_FILE = "injection_model.json"
@@ -39,29 +40,33 @@ def features(words: list[str]) -> set[str]:
     return found
 
 
-def pieces(text: str) -> Iterator[tuple[int, int, list[str]]]:
-    """(start, end, words) of each piece of normalised text, long ones cut into windows."""
+def pieces(text: str) -> Iterator[tuple[int, int, list[str], bool]]:
+    """(start, end, words, first) of each piece of normalised text; a long one is cut into
+    windows, and ``first`` is false for each window after the first of its piece."""
     position = 0
     for boundary in [*PIECE_END.finditer(text), None]:
         end = boundary.start() if boundary is not None else len(text)
         found = [(m.start(), m.end(), m.group()) for m in TOKEN.finditer(text, position, end)]
-        if found:
-            for first in range(0, max(len(found) - MAX_TOKENS, 0) + 1, STRIDE) if len(found) > MAX_TOKENS else (0,):
+        if len(found) > MAX_TOKENS:
+            starts = list(range(0, len(found) - MAX_TOKENS + 1, STRIDE))
+            if starts[-1] != len(found) - MAX_TOKENS:
+                starts.append(len(found) - MAX_TOKENS)
+            for first in starts:
                 window = found[first:first + MAX_TOKENS]
-                yield window[0][0], window[-1][1], [word for _, _, word in window]
-            if len(found) > MAX_TOKENS and (len(found) - MAX_TOKENS) % STRIDE:
-                window = found[-MAX_TOKENS:]
-                yield window[0][0], window[-1][1], [word for _, _, word in window]
+                yield window[0][0], window[-1][1], [word for _, _, word in window], first == 0
+        elif found:
+            yield found[0][0], found[-1][1], [word for _, _, word in found], True
         position = boundary.end() if boundary is not None else len(text)
 
 
 def units(text: str) -> Iterator[tuple[int, int, set[str]]]:
-    """What is scored: each piece, and each piece with the one after it."""
+    """What is scored: each piece (or window of a long one), and each piece with the one
+    after it (windows of one piece overlap already: they are not paired)."""
     previous: tuple[int, int, set[str]] | None = None
-    for start, end, words in pieces(text):
+    for start, end, words, first in pieces(text):
         current = (start, end, features(words))
         yield current
-        if previous is not None:
+        if previous is not None and first:
             yield previous[0], end, previous[2] | current[2]
         previous = current
 
@@ -90,10 +95,10 @@ class InjectionModel:
 
     def judge(self, text: str) -> Verdict:
         """The score of normalised ``text`` (its most suspicious unit's), and where that unit is."""
-        weights = self.weights
+        weight = self.weights.get
         best, where = -math.inf, (0, len(text))
         for start, end, found in units(text):
-            z = sum(weights.get(feature, 0.0) for feature in found)
+            z = sum(map(weight, found, repeat(0.0)))
             if z > best:
                 best, where = z, (start, end)
         if best == -math.inf:
