@@ -188,7 +188,8 @@ def report_injection(which: str) -> None:
         benign = [(s.text, s.kind) for s in dev_benign()]
         indirect_source, benign_source = "bench/corpora, hand-written (trained on)", "bench/corpora + project docs (trained on)"
     else:
-        from injection_report_corpus import attacks, benign as report_benign
+        from injection_report_corpus import attacks
+        from injection_report_corpus import benign as report_benign
         indirect = [(s.text, s.kind) for s in attacks()]
         benign = [(s.text, s.kind) for s in report_benign()]
         indirect_source, benign_source = "generated, other templates", "generated prompts + Python documentation"

@@ -8,6 +8,7 @@ guardrail_accuracy.py --set dev; the report set comes from injection_report_corp
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def _fill(carrier: str, payload: str) -> tuple[str, tuple[int, int]]:
 
 
 def _without_payload(carrier: str) -> str:
-    lines = [line for line in carrier.splitlines() if "{payload}" not in line or line.replace("{payload}", "").strip(" #/*-<>!:[]()\"'.,0-9")]
+    """The carrier with its slot empty, and without the line that held it where nothing but
+    markup is left on that line."""
+    lines = [line for line in carrier.splitlines() if "{payload}" not in line or re.search(r"[A-Za-z]{2}", line.replace("{payload}", ""))]
     return "\n".join(lines).replace("{payload}", "").rstrip() + "\n"
 
 

@@ -16,8 +16,8 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from importlib import resources
+from itertools import repeat
 
 MODEL_FILE = "injection_model.json"
 FORMAT = 1
