@@ -23,6 +23,7 @@ MODEL_FILE = "injection_model.json"
 FORMAT = 1
 MAX_TOKENS = 40  # a piece longer than this (text without sentence ends) is cut into windows …
 STRIDE = 20      # … that overlap by half, so no instruction falls between two of them
+MIN_TOKENS = 6   # a shorter piece runs on into the next
 # where one piece of a text ends: sentence ends, line-like breaks, and the markup instructions hide in
 PIECE_END = re.compile(r"[.!?;]+(?:\s|$)|[\"<>{}\[\]()|`*#=\\]+|//+|\s-{2,}\s?|\s\+\s")
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -42,11 +43,17 @@ def features(words: list[str]) -> set[str]:
 
 def pieces(text: str) -> Iterator[tuple[int, int, list[str], bool]]:
     """(start, end, words, first) of each piece of normalised text; a long one is cut into
-    windows, and ``first`` is false for each window after the first of its piece."""
+    windows, and ``first`` is false for each window after the first of its piece. A piece of
+    fewer than MIN_TOKENS words runs on into the next: punctuation between every word
+    ("forward|the|inbox") does not cut an instruction into harmless single words."""
     position = 0
+    found: list[tuple[int, int, str]] = []
     for boundary in [*PIECE_END.finditer(text), None]:
         end = boundary.start() if boundary is not None else len(text)
-        found = [(m.start(), m.end(), m.group()) for m in TOKEN.finditer(text, position, end)]
+        found += [(m.start(), m.end(), m.group()) for m in TOKEN.finditer(text, position, end)]
+        position = boundary.end() if boundary is not None else len(text)
+        if len(found) < MIN_TOKENS and boundary is not None:
+            continue
         if len(found) > MAX_TOKENS:
             starts = list(range(0, len(found) - MAX_TOKENS + 1, STRIDE))
             if starts[-1] != len(found) - MAX_TOKENS:
@@ -56,7 +63,7 @@ def pieces(text: str) -> Iterator[tuple[int, int, list[str], bool]]:
                 yield window[0][0], window[-1][1], [word for _, _, word in window], first == 0
         elif found:
             yield found[0][0], found[-1][1], [word for _, _, word in found], True
-        position = boundary.end() if boundary is not None else len(text)
+        found = []
 
 
 def units(text: str) -> Iterator[tuple[int, int, set[str]]]:
