@@ -37,7 +37,7 @@ def tokens(text: str) -> list[str]:
 def features(words: list[str]) -> set[str]:
     """A piece's features: its words and its pairs of neighbouring words."""
     found = set(words)
-    found.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    found.update(map(" ".join, zip(words, words[1:], strict=False)))
     return found
 
 
