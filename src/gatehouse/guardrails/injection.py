@@ -59,10 +59,10 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
                   r"|\[[^\]\w]*jailbr\w*\]|/jailbreak\b|\bjailbreak ?:"),
 ))
 
-# A match right after one of these words describes what something does ("my model ignores the
-# system prompt", "the tests skip the previous instructions"): not an order, not a finding.
-DESCRIBED = {"ignore_instructions": re.compile(r"\b(?:model|models|it|bot|chatbot|assistant|llm|tests?|does|doesn't|"
-                                               r"sometimes|often|always|never|still) $")}
+# A match right after these words describes what something does ("why does my model ignore
+# the system prompt", "the tests skip the previous instructions"): not an order, not a finding.
+# A name the order is addressed to ("assistant, ignore …", "model ignore …") is no such word.
+DESCRIBED = {"ignore_instructions": re.compile(r"(?:\b(?:does|did|doesn't|didn't|why do)\b(?: [\w']+){0,3}|\btests?) $")}
 LOOK_BEHIND = 24
 
 # A rule can only match where one of its anchors occurs: one pass over the text finds the

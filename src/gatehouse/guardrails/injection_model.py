@@ -109,7 +109,7 @@ class InjectionModel:
             if z > best:
                 best, where = z, (start, end)
         if best == -math.inf:
-            best = 0.0
+            return Verdict(0.0, 0, 0)  # no words: nothing to judge
         return Verdict(1.0 / (1.0 + math.exp(-min(max(self.bias + best, -60.0), 60.0))), *where)
 
     def __call__(self, text: str) -> float:
