@@ -151,10 +151,19 @@ def test_a_model_file_of_another_format_is_refused():
         InjectionModel.from_bytes(b"not json")
 
 
-def test_the_threshold_applies_to_the_built_in_model():
-    attack = HELD_OUT_ATTACKS[1]
-    score = find_injection(attack)[0].score
-    assert find_injection(attack, threshold=min(score + 0.001, 1.0)) == [] or score >= 0.999
+def test_a_damaged_installation_is_named_not_a_traceback(monkeypatch):
+    from gatehouse.core.errors import GatehouseError
+
+    monkeypatch.setattr(injection_model, "_default", None)
+    monkeypatch.setattr(injection_model, "MODEL_FILE", "missing.json")
+    with pytest.raises(GatehouseError, match="built-in injection model"):
+        default_model()
+
+
+def test_the_threshold_applies_to_the_built_in_model(monkeypatch):
+    monkeypatch.setattr(injection_model, "_default", InjectionModel({"hello": 1.0}, 0.0, "test"))  # hello: sigmoid(1) = 0.73
+    assert [(f.kind, round(f.score, 2)) for f in find_injection("well, hello there", threshold=0.7)] == [("classifier", 0.73)]
+    assert find_injection("well, hello there", threshold=0.75) == []
 
 
 def rule_kinds(text: str) -> list[str]:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from itertools import repeat
 
+from gatehouse.core.errors import GatehouseError
+
 MODEL_FILE = "injection_model.json"
 FORMAT = 1
 MAX_TOKENS = 40  # a piece longer than this (text without sentence ends) is cut into windows …
@@ -120,8 +122,13 @@ _default: InjectionModel | None = None
 
 
 def default_model() -> InjectionModel:
-    """The packaged model, read once."""
+    """The packaged model, read once (GatehouseError if the installation lacks it or it is damaged)."""
     global _default
     if _default is None:
-        _default = InjectionModel.from_bytes(resources.files("gatehouse.guardrails").joinpath("data", MODEL_FILE).read_bytes())
+        try:
+            raw = resources.files("gatehouse.guardrails").joinpath("data", MODEL_FILE).read_bytes()
+            _default = InjectionModel.from_bytes(raw)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise GatehouseError(f"the built-in injection model ({MODEL_FILE}) cannot be read: {type(exc).__name__}; "
+                                 "reinstall gatehouse") from None
     return _default
