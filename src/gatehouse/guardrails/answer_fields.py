@@ -60,6 +60,12 @@ def _item(position: int, item: Any) -> Item:
     return ident, tuple((key, item[key]) for key in sorted(SKELETON) if isinstance(item.get(key), str | int))
 
 
+def key_of(path: Path) -> tuple[str | int, ...]:
+    """A field's identity across a stream's chunks: its path without the items' skeletons (a
+    tool call's ``type`` comes in its first chunk only)."""
+    return tuple(step if isinstance(step, str) else step[0] for step in path)
+
+
 def set_text(choice: dict[str, Any], path: Path, text: str) -> None:
     """Replace the string at ``path`` (as ``model_texts`` found it) in place."""
     holder: Any = choice

@@ -24,6 +24,7 @@ from gatehouse.guardrails.answer_fields import (
     carries_structure,
     drop_logprobs,
     is_restorable,
+    key_of,
     label,
     masks_output,
     model_texts,
@@ -120,7 +121,7 @@ class _Field:
 
 class _Choice:
     def __init__(self) -> None:
-        self.fields: dict[Path, _Field] = {}
+        self.fields: dict[tuple[str | int, ...], _Field] = {}  # by key_of(path)
         self.template: dict[str, Any] | None = None  # the last chunk's envelope (id, object, model…)
         self.stopped = False
 
@@ -173,7 +174,7 @@ class StreamGuard:
 
     def _feed(self, index: int, field: _Field, text: str) -> str:
         if self.restorer is not None and is_restorable(field.path):
-            return self.restorer.feed((index, field.path), text)
+            return self.restorer.feed((index, key_of(field.path)), text)
         return text
 
     # -- events ---------------------------------------------------------------------------
@@ -194,19 +195,20 @@ class StreamGuard:
         state.stopped = True
         for field in state.fields.values():
             field.pending = ""
-        chat = any(path[0] == "delta" for path in state.fields) or not state.fields
+        chat = any(field.path[0] == "delta" for field in state.fields.values()) or not state.fields
         shape: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
         return self._event(state, {"index": index, **shape, "finish_reason": "content_filter"})
 
-    def _release_all(self, index: int, state: _Choice, final: bool, only: Path | None = None) -> list[bytes]:
+    def _release_all(self, index: int, state: _Choice, final: bool,
+                     only: tuple[str | int, ...] | None = None) -> list[bytes]:
         events: list[bytes] = []
-        for path, field in list(state.fields.items()):
+        for key, field in list(state.fields.items()):
             if state.stopped:
                 break
-            if only is not None and path != only:
+            if only is not None and key != only:
                 continue
-            if final and self.restorer is not None and is_restorable(path):
-                field.pending += self.restorer.flush((index, path))
+            if final and self.restorer is not None and is_restorable(field.path):
+                field.pending += self.restorer.flush((index, key))
             released, stop = self._release(index, field, final)
             if released:
                 events.append(self._piece(index, state, field, released))
@@ -268,9 +270,9 @@ class StreamGuard:
         state.template = {key: value for key, value in payload.items() if key != "choices"}
         texts = list(model_texts(choice))
         for path, text in texts:
-            field = state.fields.get(path)
-            if field is None:
-                field = state.fields[path] = _Field(path, label(index, path))
+            field = state.fields.get(key_of(path))
+            if field is None:  # the first chunk's shape is the field's: its skeleton goes with each piece
+                field = state.fields[key_of(path)] = _Field(path, label(index, path))
             field.pending += self._feed(index, field, text)
         rest = {key: value for key, value in choice.items() if key not in ("message", "delta", "text")}
         if self.masking:
@@ -280,7 +282,7 @@ class StreamGuard:
         if delta is not None and carries_structure(delta) and not finished:
             events.append(self._event(state, {**rest, "delta": delta}))  # role, tool-call ids: at once
         for path, _ in texts:
-            events += self._release_all(index, state, final=False, only=path)
+            events += self._release_all(index, state, final=False, only=key_of(path))
         if finished and not state.stopped:
             events += self._release_all(index, state, final=True)
             if not state.stopped:
