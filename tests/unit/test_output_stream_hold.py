@@ -42,7 +42,8 @@ def aws_secret(spaces: int) -> str:
     return "aws_secret_access_key" + " " * spaces + "= wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
-SECRETS = st.one_of(st.integers(1, 400).map(address), st.integers(36, 251).map(token), st.builds(key_block, st.integers(1, 120), st.integers(0, 150)),
+SECRETS = st.one_of(st.integers(1, 400).map(address), st.integers(36, 251).map(token),
+                    st.builds(key_block, st.integers(1, 120), st.integers(0, 150)),
                     st.integers(0, 600).map(aws_secret))
 
 

@@ -20,8 +20,9 @@ from typing import Any
 from gatehouse.guardrails.answer_fields import is_restorable, model_texts, set_text
 
 PLACEHOLDER = re.compile(r"\[[A-Z0-9_]+_\d+\]")  # as inspect.redact writes them
-BEFORE = re.compile(r"[(\"'*_~]*")            # what may touch a restored value on its left …
-AFTER = re.compile(r"[)\"'*_~.,;:!?]*")       # … and on its right
+PUNCTUATION = r"[)\"'*_~.,;:!?]*"
+BEFORE = re.compile(r"(?:<[^<>]*>)*[(\"'*_~]*")                   # what may touch a restored value on its left
+AFTER = re.compile(PUNCTUATION + r"(?:<[^<>]*>?" + PUNCTUATION + ")*")  # … and on its right (closed tags too)
 LINK_DEFINITION = re.compile(r" {0,3}\[[^\]]*\]:")
 TAG_OPENERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/!?")
 MAX_AFTER = 64  # characters a placeholder waits for its word to end before it is left as it is
