@@ -106,7 +106,8 @@ def piece(path: Path, text: str) -> dict[str, Any]:
 
 def without_text(value: Any) -> Any:
     """A copy of a message or delta with its model text taken out: its structure (role, ids,
-    types), which a stream can send at once. Emptied containers are dropped."""
+    types), which a stream can send at once. An object keeps its emptied objects (clients expect
+    a tool call's ``function``); a list keeps only the items that still say something."""
     if isinstance(value, dict):
         kept = {}
         for name, item in value.items():
@@ -114,11 +115,11 @@ def without_text(value: Any) -> Any:
                 kept[name] = item
             elif not isinstance(item, str):
                 stripped = without_text(item)
-                if stripped not in ({}, []):
+                if stripped != []:
                     kept[name] = stripped
         return kept
     if isinstance(value, list):
-        return [stripped for stripped in map(without_text, value) if stripped not in ({}, [])]
+        return [stripped for stripped in map(without_text, value) if carries_structure(stripped)]
     return value
 
 
