@@ -301,3 +301,19 @@ def test_logprobs_and_audio_are_refused_only_while_output_rules_change_answers()
     flagging = ProfileIndex(Guardrails.model_validate({"profiles": {"f": {
         "output": True, "pii": {"action": "flag"}, "secrets": {"action": "block", "shadow": True}}}})).profiles["f"]
     assert masks_output(PROFILE) and not masks_output(flagging) and not masks_output(RESTORING) and not masks_output(None)
+
+
+def test_odd_shapes_from_an_engine_are_scanned_or_dropped_never_passed_unread():
+    body = {"choices": [{"index": 0, "message": f"bare {EMAIL}", "finish_reason": "stop"}]}
+    guard_response(PROFILE, body)
+    assert body["choices"][0]["message"] == "bare [EMAIL_1]"
+    odd = {"choices": {"0": {"message": {"content": EMAIL}}}}
+    guard_response(PROFILE, odd)
+    assert odd == {"choices": []}
+    two_lines = b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "' + EMAIL.encode() + b' ok"}, "finish_reason": null}]}\n\n'
+    not_json = b"data: " + EMAIL.encode() + b"\n\n"
+    bare_delta = sse_event(orjson.dumps({"choices": [{"index": 0, "delta": f"say {EMAIL} ", "finish_reason": None}]}))
+    out, _ = run([two_lines, not_json, bare_delta, SSE_DONE])
+    assert EMAIL not in str(out) and "jane" not in str(out)
+    assert [orjson.loads(e[6:])["choices"][0].get("delta") for e in out if e != SSE_DONE] == [
+        {"content": "[EMAIL_1] ok"}, "say [EMAIL_1] "]

@@ -33,10 +33,8 @@ Path = tuple[Step, ...]
 
 def model_texts(choice: dict[str, Any]) -> Iterator[tuple[Path, str]]:
     """(path, text) for every string of model text in a choice (or a streamed chunk's choice)."""
-    if isinstance(choice.get("text"), str):
-        yield ("text",), choice["text"]
-    for key in ("message", "delta"):
-        if isinstance(choice.get(key), dict):
+    for key in ("text", "message", "delta"):  # whatever their shape: a message sent as a bare string is text too
+        if key in choice:
             yield from _walk(choice[key], (key,))
 
 

@@ -75,6 +75,8 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
     place; a block cuts that field before the match and ends the choice as ``content_filter``."""
     verdicts: list[Verdict] = []
     masking = masks_output(profile)
+    if masking and "choices" in body and not isinstance(body["choices"], list):
+        body["choices"] = []  # not the shape of an answer: nothing in it is passed on unread
     for index, choice in enumerate(body.get("choices") or []):
         if not isinstance(choice, dict):
             continue
@@ -92,11 +94,10 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
 
 
 def _data(event: bytes) -> bytes | None:
-    """The data of a server-sent event (``data:`` with or without a space), or None."""
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            return line[5:].strip()
-    return None
+    """The data of a server-sent event (``data:`` with or without a space; several data lines
+    are one value, joined by newlines), or None."""
+    lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
 
 
 def _window(profile: EffectiveProfile | None) -> int:
@@ -241,10 +242,13 @@ class StreamGuard:
             try:
                 payload = orjson.loads(data)
             except orjson.JSONDecodeError:
-                yield event
-                continue
-            choices = payload.get("choices") if isinstance(payload, dict) else None
-            if not isinstance(choices, list) or not choices:
+                payload = None
+            if not isinstance(payload, dict) or ("choices" in payload and not isinstance(payload["choices"], list)):
+                if self.profile is None:
+                    yield event
+                continue  # data the output rules cannot read is not passed on unread
+            choices = payload.get("choices")
+            if not choices:
                 yield event  # usage, errors: no model text
                 continue
             for out in self._chunk(payload, choices):
