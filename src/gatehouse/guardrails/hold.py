@@ -28,38 +28,57 @@ from gatehouse.guardrails.normalise import INVISIBLE
 WINDOW = 256      # visible, non-blank characters held back: more than any bounded match needs
 LIMIT = 8192      # characters one field may hold while a match is open; beyond it the choice stops
 CONTEXT = 256     # characters of released text the detectors see again, for look-behinds
-HIDDEN = "".join(map(chr, sorted(INVISIBLE)))
-TOKEN_RUN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-" + HIDDEN
+STEP = 64         # characters released at a time at least (the detectors run once per step, not per chunk)
+MARK_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))  # combining marks
+HIDDEN = "".join(map(chr, sorted(INVISIBLE))) + "".join(chr(c) for low, high in MARK_RANGES for c in range(low, high + 1))
+TOKEN_RUN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-" + HIDDEN  # invisible inside a run too
 ADDRESS_RUN = TOKEN_RUN + "%@"
 KEY_BEGIN, KEY_END = "-----BEGIN", "-----END"
 
 
+TOKEN_CHARS = re.compile(f"[{re.escape(TOKEN_RUN)}]*")
+ADDRESS_CHARS = re.compile(f"[{re.escape(ADDRESS_RUN)}]*")
+
 # Not counted in the window: blanks, invisible characters, the common combining marks (what
 # normalisation drops), so padding a match with them cannot push its start out of it.
-UNCOUNTED = r"\s" + "".join(f"\\U{ord(char):08x}" for char in HIDDEN) + r"\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+UNCOUNTED = frozenset(HIDDEN)
 
 
 @functools.lru_cache(maxsize=16)
 def _counted(window: int) -> re.Pattern[str]:
-    return re.compile(f"(?:[{UNCOUNTED}]*[^{UNCOUNTED}]){{{window}}}")
+    return re.compile(f"(?:\\s*\\S){{{window}}}")
 
 
 def window_start(text: str, start: int, window: int) -> int:
     """Where the shortest tail of ``text[start:]`` holding ``window`` counted characters begins
     (``start`` when there are fewer). Read backwards, in one pass."""
-    found = _counted(window).match(text[start:][::-1])
-    return len(text) - found.end() if found else start
+    tail = text[start:][::-1]
+    if tail.isascii():  # the common case: only blanks to skip, in C
+        found = _counted(window).match(tail)
+        return len(text) - found.end() if found else start
+    seen = 0
+    for position, char in enumerate(tail):
+        if not (char.isspace() or char in UNCOUNTED):
+            seen += 1
+            if seen == window:
+                return len(text) - position - 1
+    return start
+
+
+def _run(pattern: re.Pattern[str], tail: str) -> int:
+    found = pattern.match(tail)
+    return found.end() if found else 0
 
 
 def open_start(text: str, start: int, window: int = WINDOW) -> int:
     """Where a match could still be open in ``text[start:]``, judged without the detectors:
     the window, token and address runs, an unterminated key block. ``len(text)``: nowhere."""
     cut = window_start(text, start, window)
-    token = len(text.rstrip(TOKEN_RUN))
-    cut = min(cut, max(token, start))
-    address = len(text.rstrip(ADDRESS_RUN))
-    if "@" in text[address:]:
-        cut = min(cut, max(address, start))
+    tail = text[start:][::-1]
+    cut = min(cut, len(text) - _run(TOKEN_CHARS, tail))
+    address = _run(ADDRESS_CHARS, tail)
+    if "@" in tail[:address]:
+        cut = min(cut, len(text) - address)
     begin = text.rfind(KEY_BEGIN, start)
     if begin != -1 and text.find(KEY_END, begin) == -1:
         cut = min(cut, begin)

@@ -33,7 +33,7 @@ from gatehouse.guardrails.answer_fields import (
     without_text,
 )
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.hold import CONTEXT, LIMIT, WINDOW, open_start, release_point
+from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, open_start, release_point
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -150,8 +150,8 @@ class StreamGuard:
         base = len(field.context)
         text = field.context + field.pending
         cut = len(text) if final else open_start(text, base, self.window)
-        if cut <= base and not final:  # a run or a key block is open: no need to scan yet
-            return "", self._over_limit(index, field)
+        if cut < base + STEP and not final and len(field.pending) <= LIMIT:
+            return "", False  # a run or a key block is open, or too little is safe to be worth a scan
         findings = _findings(self.profile, text)
         cut = cut if final else release_point(text, base, findings, cut)
         if cut <= base and not final:
