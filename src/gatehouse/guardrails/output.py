@@ -155,7 +155,8 @@ class StreamGuard:
         findings = _findings(self.profile, text)
         cut = cut if final else release_point(text, base, findings, cut)
         if cut <= base and not final:
-            field.look_at = len(field.pending) + max(64, len(field.pending) // 4) if findings else 0
+            grown = len(field.pending) + max(64, len(field.pending) // 4)
+            field.look_at = min(grown, LIMIT + 1) if findings else 0  # the bound is still checked in time
             return "", self._over_limit(index, field)
         field.look_at = 0
         taken = [Finding(f.detector, f.kind, max(f.start, base) - base, f.end - base, f.score)
