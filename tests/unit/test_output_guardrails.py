@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.guardrails.inspect import inspect_input
-from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
+from gatehouse.guardrails.output import StreamGuard, guard_response
 from gatehouse.guardrails.profiles import ProfileIndex
+from gatehouse.guardrails.restore import Restorer
 from gatehouse.guardrails.schema import Guardrails
 
 PROFILE = ProfileIndex(Guardrails.model_validate({"profiles": {"p": {

@@ -152,10 +152,6 @@ class Restorer:
         text, place.held = place.held, ""
         return self._restore(place, text)
 
-    def holds(self, key: Hashable) -> bool:
-        place = self.places.get(key)
-        return place is not None and bool(place.held)
-
     def restore_response(self, body: dict[str, Any]) -> None:
         """Restore the message text of a whole response in place (not reasoning, not tool calls)."""
         for choice in body.get("choices") or []:
