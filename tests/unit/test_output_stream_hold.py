@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gatehouse.core.sse import SSE_DONE, sse_event
@@ -44,7 +44,10 @@ def aws_secret(spaces: int) -> str:
 
 SECRETS = st.one_of(st.integers(1, 400).map(address), st.integers(36, 251).map(token),
                     st.builds(key_block, st.integers(1, 120), st.integers(0, 150)),
-                    st.integers(0, 600).map(aws_secret))
+                    st.one_of(st.sampled_from([300, 600]), st.integers(0, 600)).map(aws_secret))
+
+
+CUTS = st.one_of(st.lists(st.integers(0, 10_000), max_size=40), st.integers(-9, -1).map(lambda size: [size]))
 
 
 def events(field: str, pieces: list[str]) -> list[bytes]:
@@ -90,6 +93,9 @@ def stream(profile, field: str, pieces: list[str]) -> tuple[list[bytes], StreamG
 
 
 def split(text: str, cuts: list[int]) -> list[str]:
+    """At the given points, or (a single negative number) into pieces of that many characters."""
+    if len(cuts) == 1 and cuts[0] < 0:
+        return [text[i:i - cuts[0]] for i in range(0, len(text), -cuts[0])]
     points = sorted({cut % (len(text) + 1) for cut in cuts} | {0, len(text)})
     return [text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
 
@@ -105,8 +111,9 @@ def unstreamed(profile, field: str, text: str) -> tuple[str, str]:
 
 
 @settings(max_examples=80, deadline=None)
-@given(before=st.lists(WORDS, max_size=60), after=st.lists(WORDS, max_size=20), secret=SECRETS,
-       field=st.sampled_from(FIELDS), cuts=st.lists(st.integers(0, 10_000), max_size=40))
+@given(before=st.lists(WORDS, max_size=60), after=st.lists(WORDS, max_size=120), secret=SECRETS,
+       field=st.sampled_from(FIELDS), cuts=CUTS)
+@example(before=["hi"], after=["word"] * 90, secret=aws_secret(600), field="content", cuts=[-3])  # its name far back
 def test_a_planted_match_of_any_length_is_never_released_part_way(before, after, secret, field, cuts):
     text = " ".join(before) + " " + secret + " " + " ".join(after)
     out, guard = stream(PROFILE, field, split(text, cuts))
@@ -123,7 +130,7 @@ def test_a_planted_match_of_any_length_is_never_released_part_way(before, after,
 
 
 @settings(max_examples=40, deadline=None)
-@given(secret=SECRETS, field=st.sampled_from(FIELDS), cuts=st.lists(st.integers(0, 10_000), max_size=30))
+@given(secret=SECRETS, field=st.sampled_from(FIELDS), cuts=CUTS)
 def test_a_block_stops_the_choice_where_the_unstreamed_answer_is_cut(secret, field, cuts):
     text = "here it is: " + secret + " and more"
     out, _ = stream(BLOCKING, field, split(text, cuts))
@@ -151,3 +158,18 @@ def test_what_stays_open_without_the_detectors():
     assert open_start("see you all later", 0, 3) == 12  # the last word may be the start of a token
     assert open_start("-----BEGIN RSA PRIVATE KEY-----\nab cd ef gh", 0, 3) == 0
     assert open_start("-----BEGIN X-----\nab\n-----END X----- ok then", 0, 3) == 40
+
+
+TERMS = ProfileIndex(Guardrails.model_validate({"profiles": {"p": {
+    "output": True, "terms": {"action": "redact", "terms": ["project falcon"]}}}})).profiles["p"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(padding=st.builds(str.__mul__, st.sampled_from([" ", "\n", "\u200b", "\u00ad", " \u0301", " \u200b"]),
+                         st.one_of(st.sampled_from([400, 1500]), st.integers(0, 1500))),
+       before=st.lists(WORDS, max_size=80), cuts=CUTS)
+def test_a_banned_term_padded_with_blanks_or_invisible_characters_is_still_caught(padding, before, cuts):
+    text = " ".join(before) + " project " + padding + "falcon is on " + "word " * 80
+    out, guard = stream(TERMS, "content", split(text, cuts))
+    sent = "".join(released(out, "content")[0])
+    assert "falcon" not in sent and sent == unstreamed(TERMS, "content", text)[0]

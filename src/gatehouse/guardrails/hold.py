@@ -12,8 +12,9 @@ matches are held while they are open, however long they grow:
 - any finding that reaches the end of the held text (it may go on: ``order-\\d+``).
 
 What is held is bounded (``LIMIT`` characters per field); a field whose open match outgrows it
-is stopped, never released part-way. Released text is kept as context (``CONTEXT`` characters)
-for the detectors' look-behinds.
+is stopped, never released part-way. Released text is kept as context (``CONTEXT`` visible
+characters, with the blanks between them) for the detectors' look-behinds and for the prefixes
+some patterns need before what they report (``aws_secret_access_key =`` before a key).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gatehouse.guardrails.normalise import INVISIBLE
 
 WINDOW = 256      # visible, non-blank characters held back: more than any bounded match needs
 LIMIT = 8192      # characters one field may hold while a match is open; beyond it the choice stops
-CONTEXT = 256     # characters of released text the detectors see again, for look-behinds
+CONTEXT = 256     # visible characters of released text the detectors see again, for look-behinds and prefixes
 STEP = 64         # characters released at a time at least (the detectors run once per step, not per chunk)
 MARK_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))  # combining marks
 HIDDEN = "".join(map(chr, sorted(INVISIBLE))) + "".join(chr(c) for low, high in MARK_RANGES for c in range(low, high + 1))

@@ -33,7 +33,7 @@ from gatehouse.guardrails.answer_fields import (
     without_text,
 )
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, open_start, release_point
+from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, open_start, release_point, window_start
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -163,7 +163,8 @@ class StreamGuard:
                  for f in findings if f.end > base and f.start < cut]
         released, blocked = _apply(self.profile, text[base:cut], taken, field.counters, field.name, field.offset,
                                    self.verdicts)
-        field.context = text[:cut][-CONTEXT:]
+        released_raw = text[:cut]  # the context: CONTEXT visible characters, blanks between them kept (as matches span them)
+        field.context = released_raw[window_start(released_raw, max(0, cut - LIMIT), CONTEXT):]
         field.pending, field.offset = text[cut:], field.offset + cut - base
         return released, blocked or (not final and self._over_limit(index, field))
 
