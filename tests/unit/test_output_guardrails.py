@@ -318,3 +318,10 @@ def test_odd_shapes_from_an_engine_are_scanned_or_dropped_never_passed_unread():
     assert EMAIL not in str(out) and "jane" not in str(out)
     assert [orjson.loads(e[6:])["choices"][0].get("delta") for e in out if e != SSE_DONE] == [
         {"content": "[EMAIL_1] ok"}, "say [EMAIL_1] "]
+
+
+def test_tool_calls_that_share_an_index_are_each_redacted():
+    calls = [{"index": 0, "id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": EMAIL}} for n in (1, 2)]
+    body = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "finish_reason": "tool_calls"}]}
+    guard_response(PROFILE, body)
+    assert EMAIL not in orjson.dumps(body).decode()

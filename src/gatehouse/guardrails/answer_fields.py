@@ -24,9 +24,10 @@ STRUCTURE = frozenset({"role", "type", "id", "index", "tool_call_id"})  # keys w
 SKELETON = frozenset({"index", "type"})  # repeated with each streamed piece of a list item (clients key on them)
 FIELD_NAME = re.compile(r"[a-z_]{1,40}")
 
-# Path steps: a dict key, or a list item (its ``index`` field where it has one — streamed tool
-# calls are keyed so — else its position) with the skeleton to repeat when a piece of it is sent.
-Item = tuple[int, tuple[tuple[str, Any], ...]]
+# Path steps: a dict key, or a list item: its identity (its ``index`` field where it has one —
+# streamed tool calls are keyed so — else its position), its position, and the skeleton to
+# repeat when a piece of it is sent.
+Item = tuple[int, int, tuple[tuple[str, Any], ...]]
 Step = str | Item
 Path = tuple[Step, ...]
 
@@ -52,10 +53,10 @@ def _walk(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
 
 def _item(position: int, item: Any) -> Item:
     if not isinstance(item, dict):
-        return position, ()
+        return position, position, ()
     index = item.get("index")
     ident = index if isinstance(index, int) and not isinstance(index, bool) else position
-    return ident, tuple((key, item[key]) for key in sorted(SKELETON) if isinstance(item.get(key), str | int))
+    return ident, position, tuple((key, item[key]) for key in sorted(SKELETON) if isinstance(item.get(key), str | int))
 
 
 def key_of(path: Path) -> tuple[str | int, ...]:
@@ -68,23 +69,9 @@ def set_text(choice: dict[str, Any], path: Path, text: str) -> None:
     """Replace the string at ``path`` (as ``model_texts`` found it) in place."""
     holder: Any = choice
     for step in path[:-1]:
-        holder = holder[step] if isinstance(step, str) else _position(holder, step)
+        holder = holder[step] if isinstance(step, str) else holder[step[1]]  # by position: two items may share an index
     last = path[-1]
-    if isinstance(last, str):
-        holder[last] = text
-    else:
-        holder[_position_of(holder, last)] = text
-
-
-def _position_of(items: list[Any], step: Item) -> int:
-    for position, item in enumerate(items):
-        if _item(position, item) == step:
-            return position
-    raise LookupError(step)
-
-
-def _position(items: list[Any], step: Item) -> Any:
-    return items[_position_of(items, step)]
+    holder[last if isinstance(last, str) else last[1]] = text
 
 
 def piece(path: Path, text: str) -> dict[str, Any]:
@@ -96,7 +83,7 @@ def piece(path: Path, text: str) -> dict[str, Any]:
         if isinstance(step, str):
             value = {step: value}
         else:
-            value = [{**dict(step[1]), **value}] if isinstance(value, dict) else [value]
+            value = [{**dict(step[2]), **value}] if isinstance(value, dict) else [value]
     head = path[0]
     assert isinstance(head, str)  # a path starts at a key of the choice: message, delta or text
     return {head: value}
