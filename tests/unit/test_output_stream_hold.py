@@ -173,3 +173,5 @@ def test_a_banned_term_padded_with_blanks_or_invisible_characters_is_still_caugh
     out, guard = stream(TERMS, "content", split(text, cuts))
     sent = "".join(released(out, "content")[0])
     assert "falcon" not in sent and sent == unstreamed(TERMS, "content", text)[0]
+    assert open_start("see \uff42\uff4f\uff42\uff20\uff45\uff58", 0, 3) == 4  # fullwidth forms, as normalisation folds them
+    assert open_start("see bob\u200b@exa", 0, 3) == 4  # an invisible character does not end a run

@@ -32,8 +32,16 @@ CONTEXT = 256     # visible characters of released text the detectors see again,
 STEP = 64         # characters released at a time at least (the detectors run once per step, not per chunk)
 MARK_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))  # combining marks
 HIDDEN = "".join(map(chr, sorted(INVISIBLE))) + "".join(chr(c) for low, high in MARK_RANGES for c in range(low, high + 1))
-TOKEN_RUN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-" + HIDDEN  # invisible inside a run too
-ADDRESS_RUN = TOKEN_RUN + "%@"
+TOKEN_ASCII = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-"
+
+
+def _wide(chars: str) -> str:
+    """The fullwidth forms of ASCII characters (ＡＫＩＡ, ＠): normalisation folds them back."""
+    return "".join(chr(ord(char) + 0xFEE0) for char in chars)
+
+
+TOKEN_RUN = TOKEN_ASCII + _wide(TOKEN_ASCII) + HIDDEN  # invisible characters inside a run do not end it
+ADDRESS_RUN = TOKEN_RUN + "%@" + _wide("%@")
 KEY_BEGIN, KEY_END = "-----BEGIN", "-----END"
 
 
@@ -78,7 +86,7 @@ def open_start(text: str, start: int, window: int = WINDOW) -> int:
     tail = text[start:][::-1]
     cut = min(cut, len(text) - _run(TOKEN_CHARS, tail))
     address = _run(ADDRESS_CHARS, tail)
-    if "@" in tail[:address]:
+    if "@" in tail[:address] or "\uff20" in tail[:address]:  # an @, or its fullwidth form
         cut = min(cut, len(text) - address)
     begin = text.rfind(KEY_BEGIN, start)
     if begin != -1 and text.find(KEY_END, begin) == -1:
