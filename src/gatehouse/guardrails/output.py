@@ -114,7 +114,7 @@ class _Field:
         self.path = path
         self.name = name        # the verdicts' field
         self.pending = ""       # received, not yet released
-        self.context = ""       # the end of what was released, raw, for the detectors' look-behinds
+        self.context = ""       # the end of what was released, raw (CONTEXT visible characters), seen again by the detectors
         self.offset = 0         # characters of the field already released or dropped
         self.counters: dict[str, int] = {}
         self.look_at = 0        # len(pending) at which to scan again while a found match is open
@@ -163,7 +163,7 @@ class StreamGuard:
                  for f in findings if f.end > base and f.start < cut]
         released, blocked = _apply(self.profile, text[base:cut], taken, field.counters, field.name, field.offset,
                                    self.verdicts)
-        released_raw = text[:cut]  # the context: CONTEXT visible characters, blanks between them kept (as matches span them)
+        released_raw = text[:cut]  # measured in visible characters: a pattern's prefix may sit across a run of blanks
         field.context = released_raw[window_start(released_raw, max(0, cut - LIMIT), CONTEXT):]
         field.pending, field.offset = text[cut:], field.offset + cut - base
         return released, blocked or (not final and self._over_limit(index, field))
