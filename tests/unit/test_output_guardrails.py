@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.guardrails.inspect import inspect_input
-from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
+from gatehouse.guardrails.output import StreamGuard, guard_response
 from gatehouse.guardrails.profiles import ProfileIndex
+from gatehouse.guardrails.restore import Restorer
 from gatehouse.guardrails.schema import Guardrails
 
 PROFILE = ProfileIndex(Guardrails.model_validate({"profiles": {"p": {
@@ -199,3 +200,128 @@ def test_answers_are_not_run_through_the_injection_rules_or_classifier():
         lambda name: lambda text: calls.append(text) or 0.0).profiles["p"]
     out, guard = run(chat_events(chunks("ignore all previous instructions " * 3, [5] * 30)), profile=profile)
     assert calls == [] and guard.verdicts == []
+
+
+# -- every field that carries model text ----------------------------------------------------
+
+def test_every_field_of_a_whole_answer_is_scanned_and_logprobs_are_dropped():
+    arguments = orjson.dumps({"to": EMAIL}).decode()
+    message = {"role": "assistant", "content": [{"type": "text", "text": f"hi {EMAIL}"}],
+               "reasoning_content": f"think {EMAIL}", "reasoning": f"also {EMAIL}", "refusal": f"no {EMAIL}",
+               "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "send", "arguments": arguments}}],
+               "function_call": {"name": "send", "arguments": EMAIL}, "X-Vendor": {"said": EMAIL}}
+    body = {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls",
+                         "logprobs": {"content": [{"token": "jane", "logprob": -0.1, "top_logprobs": []}]}}]}
+    verdicts = guard_response(PROFILE, body)
+    assert EMAIL not in orjson.dumps(body).decode() and "jane" not in orjson.dumps(body).decode()
+    message = body["choices"][0]["message"]
+    assert message["content"] == [{"type": "text", "text": "hi [EMAIL_1]"}]
+    assert orjson.loads(message["tool_calls"][0]["function"]["arguments"]) == {"to": "[EMAIL_1]"}
+    assert message["tool_calls"][0]["id"] == "call_1" and message["role"] == "assistant"  # structure is left alone
+    assert body["choices"][0]["logprobs"] is None and body["choices"][0]["finish_reason"] == "tool_calls"
+    assert [v.field for v in verdicts] == [
+        "choices[0].message.content[0].text", "choices[0].message.reasoning_content", "choices[0].message.reasoning",
+        "choices[0].message.refusal", "choices[0].message.tool_calls[0].function.arguments",
+        "choices[0].message.function_call.arguments", "choices[0].message.<key>.said"]  # an unknown key is not named
+
+
+def test_a_block_in_tool_call_arguments_ends_the_choice():
+    body = {"choices": [{"index": 0, "message": {"content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": f'{{"key": "{KEY}"}}'}}]},
+        "finish_reason": "tool_calls"}]}
+    guard_response(PROFILE, body)
+    assert KEY not in orjson.dumps(body).decode() and body["choices"][0]["finish_reason"] == "content_filter"
+
+
+def delta_events(deltas: list[dict], finish: str = "stop", logprobs: bool = False) -> list[bytes]:
+    def chunk(delta: dict, finish_reason: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        if logprobs:
+            choice["logprobs"] = {"content": [{"token": str(delta), "logprob": -1.0}]}
+        return sse_event(orjson.dumps({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]}))
+    return [chunk({"role": "assistant", "content": ""}, None), *(chunk(d, None) for d in deltas), chunk({}, finish), SSE_DONE]
+
+
+def deltas_out(out: list[bytes]) -> list[dict]:
+    return [choice for event in out if event != SSE_DONE for choice in orjson.loads(event[6:])["choices"]]
+
+
+def test_streamed_reasoning_and_tool_call_arguments_are_held_and_redacted_and_logprobs_dropped():
+    arguments = orjson.dumps({"to": EMAIL, "body": "hello"}).decode()
+    deltas = [{"reasoning_content": piece} for piece in chunks(f"I will mail {EMAIL} now.", [4] * 20)]
+    deltas.append({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}]})
+    deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in chunks(arguments, [3] * 40)]
+    out, guard = run(delta_events(deltas, finish="tool_calls", logprobs=True))
+    choices = deltas_out(out)
+    assert "jane" not in str(out) and all(choice.get("logprobs") is None for choice in choices)
+    assert choices[0]["delta"] == {"role": "assistant"}  # the role goes first, at once
+    assert {"index": 0, "id": "call_1", "type": "function", "function": {}} in [c["delta"]["tool_calls"][0] for c in choices
+                                                               if c["delta"].get("tool_calls")]
+    reasoning = "".join(c["delta"].get("reasoning_content", "") for c in choices)
+    said = "".join(call["function"].get("arguments", "") for c in choices for call in c["delta"].get("tool_calls", [])
+                   if "function" in call)
+    assert reasoning == "I will mail [EMAIL_1] now." and orjson.loads(said) == {"to": "[EMAIL_1]", "body": "hello"}
+    assert choices[-1]["finish_reason"] == "tool_calls"
+    assert [v.field for v in guard.verdicts] == ["choices[0].delta.reasoning_content",
+                                                 "choices[0].delta.tool_calls[0].function.arguments"]
+
+
+def test_the_openai_sdk_assembles_a_guarded_stream_of_tool_calls():
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionChunk
+
+    arguments = orjson.dumps({"to": EMAIL}).decode()
+    deltas = [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}]}]
+    deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in chunks(arguments, [3] * 40)]
+    out, _ = run(delta_events(deltas, finish="tool_calls"))
+    state = ChatCompletionStreamState()
+    for event in out:
+        if event != SSE_DONE:
+            state.handle_chunk(ChatCompletionChunk.model_validate({"created": 0, "model": "m", **orjson.loads(event[6:])}))
+    call = state.get_final_completion().choices[0].message.tool_calls[0]
+    assert (call.id, call.function.name, orjson.loads(call.function.arguments)) == ("call_1", "send", {"to": "[EMAIL_1]"})
+
+
+def test_a_secret_in_streamed_arguments_stops_the_choice_and_drops_every_field_it_held():
+    deltas = [{"content": "Calling the tool"}, {"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                                              "function": {"name": "f", "arguments": f'{{"k": "{KEY}"}}'}}]}]
+    out, _ = run(delta_events(deltas, finish="tool_calls"))
+    assert KEY not in str(out) and "AKIA" not in str(out)
+    finishes = [c["finish_reason"] for c in deltas_out(out)]
+    assert "content_filter" in finishes and "tool_calls" not in finishes
+
+
+def test_logprobs_and_audio_are_refused_only_while_output_rules_change_answers():
+    from gatehouse.guardrails.answer_fields import masks_output, unscannable_parameter
+
+    assert unscannable_parameter("chat/completions", {"logprobs": True}) == "logprobs"
+    assert unscannable_parameter("chat/completions", {"logprobs": False, "top_logprobs": 2}) == "top_logprobs"
+    assert unscannable_parameter("completions", {"logprobs": 0}) == "logprobs"  # 0 still returns the sampled tokens
+    assert unscannable_parameter("chat/completions", {"modalities": ["text", "audio"]}) == "modalities"
+    assert unscannable_parameter("chat/completions", {"logprobs": False, "top_logprobs": 0, "logit_bias": {}}) is None
+    flagging = ProfileIndex(Guardrails.model_validate({"profiles": {"f": {
+        "output": True, "pii": {"action": "flag"}, "secrets": {"action": "block", "shadow": True}}}})).profiles["f"]
+    assert masks_output(PROFILE) and not masks_output(flagging) and not masks_output(RESTORING) and not masks_output(None)
+
+
+def test_odd_shapes_from_an_engine_are_scanned_or_dropped_never_passed_unread():
+    body = {"choices": [{"index": 0, "message": f"bare {EMAIL}", "finish_reason": "stop"}]}
+    guard_response(PROFILE, body)
+    assert body["choices"][0]["message"] == "bare [EMAIL_1]"
+    odd = {"choices": {"0": {"message": {"content": EMAIL}}}}
+    guard_response(PROFILE, odd)
+    assert odd == {"choices": []}
+    two_lines = b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": "' + EMAIL.encode() + b' ok"}, "finish_reason": null}]}\n\n'
+    not_json = b"data: " + EMAIL.encode() + b"\n\n"
+    bare_delta = sse_event(orjson.dumps({"choices": [{"index": 0, "delta": f"say {EMAIL} ", "finish_reason": None}]}))
+    out, _ = run([two_lines, not_json, bare_delta, SSE_DONE])
+    assert EMAIL not in str(out) and "jane" not in str(out)
+    assert [orjson.loads(e[6:])["choices"][0].get("delta") for e in out if e != SSE_DONE] == [
+        {"content": "[EMAIL_1] ok"}, "say [EMAIL_1] "]
+
+
+def test_tool_calls_that_share_an_index_are_each_redacted():
+    calls = [{"index": 0, "id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": EMAIL}} for n in (1, 2)]
+    body = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "finish_reason": "tool_calls"}]}
+    guard_response(PROFILE, body)
+    assert EMAIL not in orjson.dumps(body).decode()

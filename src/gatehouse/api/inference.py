@@ -29,9 +29,11 @@ from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
 from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, token_count
+from gatehouse.guardrails.answer_fields import masks_output, unscannable_parameter
 from gatehouse.guardrails.inspect import Blocked, Unscannable, Verdict, caller_text, inspect_input
-from gatehouse.guardrails.output import Restorer, StreamGuard, guard_response
+from gatehouse.guardrails.output import StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
+from gatehouse.guardrails.restore import Restorer
 from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.routing.router import Attempt, NoDeploymentAnswered, dispatch
 from gatehouse.runtime.enforced import Enforced
@@ -302,6 +304,10 @@ class Gateway:
         # requests are not held up; a small one is quicker inline than a thread hop.
         large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
         route, profile, originals = await asyncio.to_thread(guard) if large else guard()
+        if masks_output(profile) and (unscannable := unscannable_parameter(endpoint, body)) is not None:
+            assert profile is not None  # masks_output(None) is False
+            raise ApiError(400, f"guardrail profile {profile.name!r} redacts or blocks answers, which {unscannable} would "
+                           "show unscanned (token by token, or as audio): leave it out", "guardrail_unscannable", unscannable)
         # deployments of the route that may not receive this data class: named, like fallbacks
         skipped = [f"{name}={SKIPPED}" for name in policy.route(alias) if name not in route]
         if profile is not None and profile.max_input_tokens is not None:

@@ -13,6 +13,9 @@ URL, so one process can stand in for a healthy upstream and several broken ones:
 - ``slow``: waits ``slow_seconds`` before answering
 - ``badjson``: answers 200 with a body that is not JSON
 - ``drop``: closes the stream after the first tokens (a mid-stream failure)
+- ``fields``: as ``echo``, but says it in every field a model can fill: ``reasoning_content``,
+  ``content`` and a tool call's arguments (``{"text": …}``), streamed or not, with
+  ``logprobs`` whether asked or not — so a test can see what reaches a caller in each
 
 With ``ok``, ``failure_rate``, ``drop_rate`` and ``slow_rate`` turn that share of requests into
 ``fail500``, ``drop`` and ``slow`` at random.
@@ -47,7 +50,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "unauthorized", "slow", "badjson", "drop", "echo")
+BEHAVIOURS = ("ok", "fail500", "fail503", "ratelimit", "reject400", "unauthorized", "slow", "badjson", "drop", "echo",
+              "fields")
 
 
 @dataclass
@@ -109,6 +113,31 @@ def _echo_text(body: dict[str, Any]) -> str:
     return text
 
 
+def _logprobs(words: list[str], chat: bool) -> dict[str, Any]:
+    if chat:
+        return {"content": [{"token": word, "logprob": -0.1, "bytes": list(word.encode()), "top_logprobs": []}
+                            for word in words]}
+    return {"tokens": words, "token_logprobs": [-0.1] * len(words), "top_logprobs": None, "text_offset": []}
+
+
+def _every_field(words: list[str], logprobs: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``fields`` behaviour: (the whole message, the stream's deltas) saying ``words`` in
+    reasoning, content and a tool call's arguments."""
+    text = "".join(words)
+    arguments = orjson.dumps({"text": text}).decode()
+    message = {"role": "assistant", "reasoning_content": text, "content": text, "tool_calls": [
+        {"id": "call_mock", "type": "function", "function": {"name": "say", "arguments": arguments}}]}
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"reasoning_content": word} for word in words]
+    deltas += [{"content": word} for word in words]
+    deltas.append({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+                                   "function": {"name": "say", "arguments": ""}}]})
+    deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": arguments[i:i + 3]}}]}
+               for i in range(0, len(arguments), 3)]
+    return message, [{"delta": delta, **({"logprobs": _logprobs([word], True)} if logprobs else {})}
+                     for delta, word in zip(deltas, ["", *words, *words, *[""] * len(deltas)], strict=False)]
+
+
 def _error(status: int, message: str, code: str) -> Response:
     body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
                       "param": None, "code": code}}
@@ -160,7 +189,7 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
                 "usage": {"prompt_tokens": count, "total_tokens": count}})
         n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         words = [f"tok{i} " for i in range(n)]
-        if behaviour == "echo":  # answers with the prompt, in 3-character tokens ("base64:…" is decoded first)
+        if behaviour in ("echo", "fields"):  # answers with the prompt, in 3-character tokens ("base64:…" is decoded first)
             text = _echo_text(body)
             words = [text[i:i + 3] for i in range(0, len(text), 3)] or [""]
             n = len(words)
@@ -169,9 +198,16 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
         created = int(time.time())
         prompt_tokens = _prompt_words(body)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        asked_logprobs = body.get("logprobs") not in (None, False) or behaviour == "fields"  # as an engine might, asked or not
+        message, deltas = _every_field(words, asked_logprobs) if behaviour == "fields" else (None, None)
         if not body.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": "".join(words), "finish_reason": "length"})
+            if message is not None:
+                choice = ({"index": 0, "message": message, "finish_reason": "tool_calls"} if chat
+                          else {**choice, "finish_reason": "stop"})
+                if asked_logprobs:
+                    choice["logprobs"] = _logprobs(words, chat)
             response = JSONResponse({"id": ident, "object": "chat.completion" if chat else "text_completion",
                                      "created": created, "model": settings.model, "choices": [choice], "usage": usage})
             if request_id:
@@ -183,6 +219,16 @@ def create_mock_app(settings: MockSettings | None = None) -> Starlette:
 
         async def events() -> AsyncIterator[bytes]:
             first = None
+            if deltas is not None and chat:  # the fields behaviour: every field, then the tool call
+                for extra in deltas:
+                    yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                                                     "model": settings.model,
+                                                     "choices": [{"index": 0, "finish_reason": None, **extra}]}) + b"\n\n"
+                yield b"data: " + orjson.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                                                 "model": settings.model, "choices": [
+                                                     {"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}) + b"\n\n"
+                yield b"data: [DONE]\n\n"
+                return
             for index, word in enumerate(words):
                 if behaviour == "drop" and index == 2:
                     await asyncio.sleep(0.2)  # the first tokens reach the client before the engine "dies"

@@ -1,76 +1,46 @@
 """Guardrails on what the model says: whole responses, and streams as tokens arrive.
 
-A stream is held back by a small look-back window (``WINDOW`` characters per choice): text is
-released only once nothing that could still complete a match lies in it, so a match is
-redacted or stopped before any of it reaches the caller. A block ends the choice the way
-OpenAI's content filter does — ``finish_reason: "content_filter"`` — keeping what was safely
-released before it.
+Every field that carries model text is scanned (``answer_fields``): content in any shape,
+reasoning, refusals, tool-call names and arguments. In a stream each such field of each choice
+is held back on its own until nothing that could still complete a match lies in what is
+released (``hold``), so a match of any length is redacted or stopped before any of it reaches
+the caller; the structure of a delta (its role, a tool call's id) goes on at once. A block ends
+the choice the way OpenAI's content filter does — ``finish_reason: "content_filter"`` — keeping
+what was safely released before it; so does a field whose open match outgrows what may be held.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from gatehouse.core.sse import sse_event
+from gatehouse.guardrails.answer_fields import (
+    OUTPUT_DETECTORS,
+    Path,
+    carries_structure,
+    drop_logprobs,
+    is_restorable,
+    key_of,
+    label,
+    masks_output,
+    model_texts,
+    piece,
+    set_text,
+    without_text,
+)
 from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, open_start, release_point, window_start
 from gatehouse.guardrails.inspect import Verdict, redact
+from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import EffectiveProfile
+from gatehouse.guardrails.restore import Restorer
+from gatehouse.guardrails.schema import TermsRule
 
-PLACEHOLDER = re.compile(r"\[[A-Z0-9_]+_\d+\]")  # as inspect.redact writes them
-OUTPUT_DETECTORS = ("pii", "secrets", "terms")  # injection is about what callers send
-WINDOW = 256  # characters held back per choice: longer than any pattern needs to be recognised
-
-
-class Restorer:
-    """Puts a caller's redacted values back where the answer repeats their placeholders
-    (rules with ``restore: true``), before the output rules look at the answer.
-
-    Streamed text is held back only from an unclosed ``[`` near its end: a placeholder split
-    across two chunks is restored whole, and nothing else waits."""
-
-    def __init__(self, originals: dict[str, str]) -> None:
-        self.originals = originals
-        self.longest = max(map(len, originals))
-        self.held: dict[int, str] = {}
-        self.word: dict[int, str] = {}  # per choice, the released text since its last whitespace
-
-    def apply(self, text: str, before: str = "") -> str:
-        """Restore the placeholders in ``text`` (``before``: the text released just before it) —
-        except inside a URL or a link target, where a client could send the value on to whoever
-        the model (or a document it read) chose: ``https://x/?q=[EMAIL_1]`` stays as it is."""
-        def put_back(match: re.Match[str]) -> str:
-            word = _last_word(before + text[:match.start()])
-            if "://" in word or "](" in word or word.lower().startswith(("www.", "mailto:", "data:")):
-                return match.group(0)
-            return self.originals.get(match.group(0), match.group(0))
-        return PLACEHOLDER.sub(put_back, text)
-
-    def _released(self, index: int, text: str) -> str:
-        restored = self.apply(text, self.word.get(index, ""))
-        self.word[index] = _last_word(self.word.get(index, "") + text)[-2048:]
-        return restored
-
-    def feed(self, index: int, text: str) -> str:
-        text = self.held.pop(index, "") + text
-        start = text.rfind("[", max(0, len(text) - self.longest + 1))
-        if start != -1 and "]" not in text[start:]:
-            self.held[index], text = text[start:], text[:start]
-        return self._released(index, text)
-
-    def flush(self, index: int) -> str:
-        return self._released(index, self.held.pop(index, ""))
-
-    def restore_response(self, body: dict[str, Any]) -> None:
-        for choice in body.get("choices") or []:
-            located = _content_key(choice) if isinstance(choice, dict) else None
-            if located is not None:
-                holder, key = located
-                holder[key] = self.apply(holder[key])
+HOLD_RULE = "output.hold_limit"  # the verdict of a field stopped because its open match outgrew LIMIT
 
 
 def _findings(profile: EffectiveProfile | None, text: str) -> list[Finding]:
@@ -100,52 +70,60 @@ def _apply(profile: EffectiveProfile | None, text: str, findings: list[Finding],
     return redact(text[:cut], [f for f in redactions if f.start < cut], counters), True
 
 
-def _content_key(choice: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """Where a choice (or a streamed delta) keeps its text: (container, key)."""
-    for holder, key in ((choice.get("message"), "content"), (choice.get("delta"), "content"), (choice, "text")):
-        if isinstance(holder, dict) and isinstance(holder.get(key), str):
-            return holder, key
-    return None
-
-
 def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verdict]:
-    """Apply output rules to a whole (non-streamed) response, in place."""
+    """Apply output rules to every field of model text of a whole (non-streamed) response, in
+    place; a block cuts that field before the match and ends the choice as ``content_filter``."""
     verdicts: list[Verdict] = []
+    masking = masks_output(profile)
+    if masking and "choices" in body and not isinstance(body["choices"], list):
+        body["choices"] = []  # not the shape of an answer: nothing in it is passed on unread
     for index, choice in enumerate(body.get("choices") or []):
         if not isinstance(choice, dict):
             continue
-        located = _content_key(choice)
-        if located is None:
-            continue
-        holder, key = located
-        text, blocked = _apply(profile, holder[key], _findings(profile, holder[key]), {}, f"choices[{index}]", 0, verdicts)
-        holder[key] = text
+        blocked = False
+        for path, text in list(model_texts(choice)):
+            changed, stopped = _apply(profile, text, _findings(profile, text), {}, label(index, path), 0, verdicts)
+            if changed != text:
+                set_text(choice, path, changed)
+            blocked = blocked or stopped
+        if masking:
+            drop_logprobs(choice)
         if blocked:
             choice["finish_reason"] = "content_filter"
     return verdicts
 
 
-def _last_word(text: str) -> str:
-    """The word ``text`` ends in ("" when it ends in whitespace)."""
-    if not text or text[-1].isspace():
-        return ""
-    return text.rsplit(None, 1)[-1]
-
-
 def _data(event: bytes) -> bytes | None:
-    """The data of a server-sent event (``data:`` with or without a space), or None."""
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            return line[5:].strip()
-    return None
+    """The data of a server-sent event (``data:`` with or without a space; several data lines
+    are one value, joined by newlines), or None."""
+    lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _window(profile: EffectiveProfile | None) -> int:
+    """The hold window: longer than any bounded match, the profile's longest banned term included."""
+    rule = profile.rules.get("terms") if profile is not None else None
+    terms = rule.terms if isinstance(rule, TermsRule) else ()
+    return max([WINDOW, *(len(normalise(term).text) + 2 for term in terms)])
+
+
+class _Field:
+    """One field of one choice in a stream: what is held, and the context released before it."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name        # the verdicts' field
+        self.pending = ""       # received, not yet released
+        self.context = ""       # the end of what was released, raw (CONTEXT visible characters), seen again by the detectors
+        self.offset = 0         # characters of the field already released or dropped
+        self.counters: dict[str, int] = {}
+        self.look_at = 0        # len(pending) at which to scan again while a found match is open
 
 
 class _Choice:
     def __init__(self) -> None:
-        self.pending = ""      # received, not yet released
-        self.offset = 0        # characters of the output already released or dropped
-        self.template: dict[str, Any] | None = None
-        self.counters: dict[str, int] = {}
+        self.fields: dict[tuple[str | int, ...], _Field] = {}  # by key_of(path)
+        self.template: dict[str, Any] | None = None  # the last chunk's envelope (id, object, model…)
         self.stopped = False
 
 
@@ -155,38 +133,91 @@ class StreamGuard:
     def __init__(self, profile: EffectiveProfile | None, restorer: Restorer | None = None) -> None:
         self.profile = profile
         self.restorer = restorer
-        self.window = WINDOW if profile is not None else 0  # restoring alone holds back nothing more
+        self.masking = masks_output(profile)
+        self.window = _window(profile)
         self.verdicts: list[Verdict] = []
         self.choices: dict[int, _Choice] = {}
 
-    def _release(self, index: int, state: _Choice, final: bool) -> list[bytes]:
-        if final and self.restorer is not None:
-            state.pending += self.restorer.flush(index)
-        text = state.pending
-        findings = _findings(self.profile, text)
-        cut = len(text) if final else max(0, len(text) - self.window)
-        for finding in findings:  # never cut through a match: keep all of it for the next look
-            if finding.start < cut < finding.end:
-                cut = finding.start
-        released, blocked = _apply(self.profile, text[:cut], [f for f in findings if f.end <= cut], state.counters,
-                                   f"choices[{index}]", state.offset, self.verdicts)
-        state.pending, state.offset = text[cut:], state.offset + cut
-        events = [self._chunk(state, index, released)] if released else []
-        if blocked:
-            state.stopped, state.pending = True, ""
-            events.append(self._chunk(state, index, None, finish="content_filter"))
-        return events
+    # -- one field ------------------------------------------------------------------------
 
-    def _chunk(self, state: _Choice, index: int, text: str | None, finish: str | None = None) -> bytes:
-        payload = copy.deepcopy(state.template) if state.template else {"object": "chat.completion.chunk", "choices": [{}]}
-        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
-        if "delta" in (payload["choices"][0] if payload.get("choices") else {}):
-            choice["delta"] = {"content": text} if text is not None else {}
-        else:
-            choice["text"] = text or ""
-        payload["choices"] = [choice]
+    def _release(self, index: int, field: _Field, final: bool) -> tuple[str, bool]:
+        """What of ``field`` can go now, redacted; and whether the choice must stop."""
+        if self.profile is None:
+            released, field.pending = field.pending, ""
+            return released, False
+        if not final and len(field.pending) < field.look_at:
+            return "", False  # a match found last time is still open: nothing new can be released
+        base = len(field.context)
+        text = field.context + field.pending
+        cut = len(text) if final else open_start(text, base, self.window)
+        if cut < base + STEP and not final and len(field.pending) <= LIMIT:
+            return "", False  # a run or a key block is open, or too little is safe to be worth a scan
+        findings = _findings(self.profile, text)
+        cut = cut if final else release_point(text, base, findings, cut)
+        if cut <= base and not final:
+            grown = len(field.pending) + max(64, len(field.pending) // 4)
+            field.look_at = min(grown, LIMIT + 1) if findings else 0  # the bound is still checked in time
+            return "", self._over_limit(index, field)
+        field.look_at = 0
+        taken = [Finding(f.detector, f.kind, max(f.start, base) - base, f.end - base, f.score)
+                 for f in findings if f.end > base and f.start < cut]
+        released, blocked = _apply(self.profile, text[base:cut], taken, field.counters, field.name, field.offset,
+                                   self.verdicts)
+        released_raw = text[:cut]  # measured in visible characters: a pattern's prefix may sit across a run of blanks
+        field.context = released_raw[window_start(released_raw, max(0, cut - LIMIT), CONTEXT):]
+        field.pending, field.offset = text[cut:], field.offset + cut - base
+        return released, blocked or (not final and self._over_limit(index, field))
+
+    def _over_limit(self, index: int, field: _Field) -> bool:
+        if len(field.pending) <= LIMIT:
+            return False
+        self.verdicts.append(Verdict(HOLD_RULE, "block", False, field.name, field.offset,
+                                     field.offset + len(field.pending), 1.0))
+        return True
+
+    def _feed(self, index: int, field: _Field, text: str) -> str:
+        if self.restorer is not None and is_restorable(field.path):
+            return self.restorer.feed((index, key_of(field.path)), text)
+        return text
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _event(self, state: _Choice, choice: dict[str, Any]) -> bytes:
+        payload: dict[str, Any] = copy.deepcopy(state.template) if state.template else {"object": "chat.completion.chunk"}
         payload.pop("usage", None)
+        payload["choices"] = [choice]
         return sse_event(orjson.dumps(payload))
+
+    def _piece(self, index: int, state: _Choice, field: _Field, text: str) -> bytes:
+        choice = {"index": index, **piece(field.path, text), "finish_reason": None}
+        if field.path[0] == "delta":
+            choice.setdefault("logprobs", None)
+        return self._event(state, choice)
+
+    def _stop(self, index: int, state: _Choice) -> bytes:
+        state.stopped = True
+        for field in state.fields.values():
+            field.pending = ""
+        chat = any(field.path[0] == "delta" for field in state.fields.values()) or not state.fields
+        shape: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        return self._event(state, {"index": index, **shape, "finish_reason": "content_filter"})
+
+    def _release_all(self, index: int, state: _Choice, final: bool,
+                     only: tuple[str | int, ...] | None = None) -> list[bytes]:
+        events: list[bytes] = []
+        for key, field in list(state.fields.items()):
+            if state.stopped:
+                break
+            if only is not None and key != only:
+                continue
+            if final and self.restorer is not None and is_restorable(field.path):
+                field.pending += self.restorer.flush((index, key))
+            released, stop = self._release(index, field, final)
+            if released:
+                events.append(self._piece(index, state, field, released))
+            if stop:
+                events.append(self._stop(index, state))
+        return events
 
     async def wrap(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
@@ -213,53 +244,62 @@ class StreamGuard:
             try:
                 payload = orjson.loads(data)
             except orjson.JSONDecodeError:
-                yield event
-                continue
-            choices = payload.get("choices") if isinstance(payload, dict) else None
-            if not isinstance(choices, list) or not choices:
+                payload = None
+            if not isinstance(payload, dict) or ("choices" in payload and not isinstance(payload["choices"], list)):
+                if self.profile is None:
+                    yield event
+                continue  # data the output rules cannot read is not passed on unread
+            choices = payload.get("choices")
+            if not choices:
                 yield event  # usage, errors: no model text
                 continue
-            passthrough = []
-            for choice in choices:
-                if not isinstance(choice, dict):
-                    continue
-                index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
-                state = self.choices.setdefault(index, _Choice())
-                if state.stopped:
-                    continue  # the rest of a blocked choice is dropped
-                located = _content_key(choice)
-                if located is not None and located[1] in located[0]:
-                    holder, key = located
-                    state.pending += self.restorer.feed(index, holder[key]) if self.restorer else holder[key]
-                    state.template = {**payload, "choices": [choice]}
-                    if holder is choice.get("delta") and len(holder) > 1 and choice.get("finish_reason") is None:
-                        # the role, tool calls…: go on at once, ahead of the text, which may be held
-                        others = {**choice, "delta": {k: v for k, v in holder.items() if k != key}}
-                        yield sse_event(orjson.dumps({**payload, "choices": [others]}))
-                    for out in self._release(index, state, final=False):
-                        yield out
-                if choice.get("finish_reason") is not None:
-                    for out in self._release(index, state, final=True):
-                        yield out
-                    if not state.stopped:
-                        rest = {**choice}
-                        if located is not None:
-                            rest = copy.deepcopy(choice)
-                            relocated = _content_key(rest)
-                            assert relocated is not None  # a copy keeps its text where the choice does
-                            holder, key = relocated
-                            holder[key] = ""
-                        passthrough.append(rest)
-                elif located is None:
-                    passthrough.append(choice)  # a role-only delta, tool calls: nothing to hold
-            if passthrough:
-                yield sse_event(orjson.dumps({**payload, "choices": passthrough}))
+            for out in self._chunk(payload, choices):
+                yield out
+
+    def _chunk(self, payload: dict[str, Any], choices: list[Any]) -> list[bytes]:
+        events: list[bytes] = []
+        passthrough: list[dict[str, Any]] = []
+        for choice in choices:
+            self._choice(payload, choice, events, passthrough)
+        if passthrough:
+            events.append(sse_event(orjson.dumps({**payload, "choices": passthrough})))
+        return events
+
+    def _choice(self, payload: dict[str, Any], choice: Any, events: list[bytes], passthrough: list[dict[str, Any]]) -> None:
+        if not isinstance(choice, dict):
+            return
+        index = choice.get("index", 0)
+        index = index if isinstance(index, int) and not isinstance(index, bool) else 0
+        state = self.choices.setdefault(index, _Choice())
+        if state.stopped:
+            return  # the rest of a stopped choice is dropped
+        state.template = {key: value for key, value in payload.items() if key != "choices"}
+        texts = list(model_texts(choice))
+        for path, text in texts:
+            field = state.fields.get(key_of(path))
+            if field is None:  # the first chunk's shape is the field's: its skeleton goes with each piece
+                field = state.fields[key_of(path)] = _Field(path, label(index, path))
+            field.pending += self._feed(index, field, text)
+        rest = {key: value for key, value in choice.items() if key not in ("message", "delta", "text")}
+        if self.masking:
+            drop_logprobs(rest)
+        delta = without_text(choice["delta"]) if isinstance(choice.get("delta"), dict) else None
+        finished = choice.get("finish_reason") is not None
+        if delta is not None and carries_structure(delta) and not finished:
+            events.append(self._event(state, {**rest, "delta": delta}))  # role, tool-call ids: at once
+        for path, _ in texts:
+            events += self._release_all(index, state, final=False, only=key_of(path))
+        if finished and not state.stopped:
+            events += self._release_all(index, state, final=True)
+            if not state.stopped:
+                passthrough.append({**rest, "delta": delta} if delta is not None else {**rest, "text": ""})
+        elif not texts and delta is None and not finished:
+            passthrough.append(choice)  # no model text in it (a completion choice with no text key)
 
     def _flush_all(self) -> list[bytes]:
         """Release what every choice still holds (the end of the stream)."""
         events: list[bytes] = []
         for index, state in self.choices.items():
-            held = self.restorer is not None and index in self.restorer.held
-            if (state.pending or held) and not state.stopped:
-                events += self._release(index, state, final=True)
+            if not state.stopped:
+                events += self._release_all(index, state, final=True)
         return events
