@@ -90,7 +90,8 @@ def test_the_access_diff_is_exact(before, after, inventory):
     assert {(c.identity, c.alias, c.before, c.after) for c in result.lost} == lost
     assert (not result.widenings) == (not gained and not any(r.change == "added" for r in result.rules)
                                       and not any(f.change == "starts" for f in result.flows)
-                                      and not any(r.widens for r in result.routes))
+                                      and not any(r.widens for r in result.routes)
+                                      and not any(s.widens for s in result.shares) and not result.failover)
     # Approvers acknowledge rules, not identities: every gain must come through an added rule
     # whose subject matches the identity, at the class it gains.
     added = {(r.who, r.alias, r.data_class) for r in result.rules if r.change == "added"}
