@@ -27,6 +27,7 @@ from gatehouse.cli.common import (
     warn_hidden,
 )
 from gatehouse.core.display import shown
+from gatehouse.engines.base import ENDPOINTS
 from gatehouse.policy.access import subject_text
 from gatehouse.policy.loader import LoadedPolicy, load_policy, load_policy_text
 
@@ -174,6 +175,18 @@ def _print_plan(planned: dict[str, Any], title: str) -> None:
         print_table("Routes", ["alias", "before", "after", "change"],
                     [(r["alias"], " → ".join(r["before"] or ()) or "-", " → ".join(r["after"] or ()) or "-",
                       r["description"]) for r in planned["routes"]])
+    if planned.get("shares"):
+        print_table("Who answers first (per alias and data class; each next one only when those before it fail)",
+                    ["alias", "data classes", "before", "after", "now earlier or new"],
+                    [(s["alias"] + ("" if len(s["endpoints"]) == len(ENDPOINTS) else f" ({', '.join(s['endpoints'])})"),
+                      ", ".join(s["data_classes"]), _order(s["before"]), _order(s["after"]),
+                      ", ".join(s["promoted"]) or "-") for s in planned["shares"]])
+    if planned.get("failover"):
+        print_table("Failover: changes that can hand requests on to the next deployment",
+                    ["deployment", "change", "alias", "can push traffic to"],
+                    [(f"{f['deployment']} ({f['location']})", "; ".join(f"{k} {a} → {b}" for k, a, b in f["fields"]),
+                      f["alias"], ", ".join(f"{o['deployment']} ({o['location']}: {', '.join(o['data_classes'])})"
+                                            for o in f["onto"])) for f in planned["failover"]])
     if planned["deployments"]:
         print_table("Deployments", ["deployment", "change", "widens"],
                     [(d["deployment"], ("added: " if d["added"] else "") + d["description"], "yes" if d["widens"] else "no")
@@ -191,6 +204,14 @@ def _print_plan(planned: dict[str, Any], title: str) -> None:
     if planned["violations"]:
         console.print(f"[bold red]{len(planned['violations'])} flow(s) to a deployment not allowed to receive that data[/]")
     warn_hidden(planned, "this plan")
+
+
+def _order(order: list[str] | None) -> str:
+    """A lane's deployments in the order they are tried: '-' where the alias took no such
+    requests, 'refused' where no deployment may take them."""
+    if order is None:
+        return "-"
+    return " → ".join(order) or "refused"
 
 
 def _plan(candidate: str, against: str | None = None) -> dict[str, Any]:

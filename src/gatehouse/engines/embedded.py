@@ -21,6 +21,7 @@ from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, Upstr
 from gatehouse.engines.chat_template import MessageError, gemma_chat_tokens
 from gatehouse.engines.llama_native import NativeModel, SamplingParams
 from gatehouse.engines.scheduler import Failed, Finished, Generation, QueueFull, Scheduler, ShuttingDown, Token
+from gatehouse.engines.serving import serves
 from gatehouse.engines.spec import Deployment, EmbeddedSettings
 from gatehouse.telemetry.engine_metrics import EngineMetrics
 
@@ -58,7 +59,7 @@ class EmbeddedEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def supports(self, endpoint: str) -> bool:
-        return endpoint in ("chat/completions", "completions")
+        return serves("embedded", endpoint)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ import orjson
 from gatehouse.core.sse import split_events
 from gatehouse.engines.base import EngineBusy, EngineFailure, EngineReply, UpstreamRejected, Usage
 from gatehouse.engines.credentials import CredentialProblem, value_problem
+from gatehouse.engines.serving import serves
 from gatehouse.engines.spec import Deployment
 from gatehouse.telemetry.tracing import UPSTREAM_TRACEPARENT
 
@@ -71,7 +72,7 @@ class OpenAIUpstream:
         self._base = (deployment.url or "").rstrip("/")
 
     def supports(self, endpoint: str) -> bool:
-        return True
+        return serves(self.deployment.engine, endpoint)
 
     async def start(self) -> None:
         timeouts = self.deployment.timeouts

@@ -2,7 +2,8 @@
 
 ``schema`` (the document), ``loader`` (read with line numbers; the content hash),
 ``access`` (grant matching: who reaches which alias at which class), ``compiled`` (the form
-the gateway asks questions of), ``plan`` (what a change does to access and data flow),
+the gateway asks questions of), ``plan`` (what a change does to access and data flow), ``flows`` (which
+deployment answers first and which on failure, per alias and data class),
 ``versions`` (stored versions and the active one), ``planning`` (plans an approval binds to),
 ``approvals`` (which approvals count), ``change_control`` (propose, approve, apply, rollback,
 break-glass), ``views`` (read-only views of versions), ``workers`` (heartbeats, drift) and
