@@ -32,11 +32,9 @@ from typing import Any
 from gatehouse.api.errors import ApiError
 from gatehouse.engines.spec import Deployment, EmbeddedSettings
 from gatehouse.guardrails.inspect import KeyOf, TextSite, ValueOf, text_sites
-from gatehouse.guardrails.secrets import find_secrets
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")   # tool-call ids, file ids, audio ids, voices
 TOKEN_ID = re.compile(r"\d{1,10}")                         # logit_bias keys
-FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")           # what an unknown field may be called in an error
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.A)
 TEXT_TYPES = re.compile(r"text/[\w.+-]+|application/(?:json|xml|x-yaml|yaml|csv|javascript|x-www-form-urlencoded)"
                         r"|[\w.+-]+/[\w.+-]+\+(?:json|xml)")
@@ -68,10 +66,29 @@ def refuse(path: str, message: str, code: str = "invalid_value") -> ApiError:
     return ApiError(400, f"{path}: {message}", code, path)
 
 
+# Fields engines take beyond OpenAI's (vLLM, SGLang, llama-server, Ollama, TGI): refused unless
+# the policy allows them, and the only unknown names an error repeats — any other key is the
+# caller's text, named by its position.
+ENGINE_FIELDS = frozenset({
+    "documents", "chat_template", "chat_template_kwargs", "guided_json", "guided_regex", "guided_choice",
+    "guided_grammar", "guided_decoding_backend", "guided_whitespace_pattern", "structural_tag", "structured_outputs",
+    "add_generation_prompt", "continue_final_message", "add_special_tokens", "min_tokens", "min_p",
+    "repetition_penalty", "length_penalty", "ignore_eos", "skip_special_tokens", "spaces_between_special_tokens",
+    "truncate_prompt_tokens", "prompt_logprobs", "allowed_token_ids", "bad_words", "stop_token_ids",
+    "include_stop_str_in_output", "use_beam_search", "priority", "request_id", "mm_processor_kwargs",
+    "return_tokens_as_token_ids", "cache_salt", "kv_transfer_params", "vllm_xargs", "prompt_embeds", "regex", "ebnf",
+    "lora_path", "return_hidden_states", "separate_reasoning", "stream_reasoning", "typical_p", "mirostat",
+    "mirostat_tau", "mirostat_eta", "tfs_z", "repeat_penalty", "repeat_last_n", "penalize_nl", "n_probs", "min_keep",
+    "grammar", "json_schema", "cache_prompt", "samplers", "keep_alive", "options", "format", "think", "raw",
+    "template", "context", "images", "id_slot", "dynatemp_range", "dry_multiplier", "xtc_probability", "top_n_sigma",
+})
+
+
 def shown(name: Any, position: int) -> str:
-    """How an unknown key is named in an error: as itself when it looks like a field name and
-    holds no secret, else by its position (the caller's text never comes back in an error)."""
-    if isinstance(name, str) and FIELD_NAME.fullmatch(name) and not find_secrets(name):
+    """How an unknown key is named in an error: as itself when it is a field name Gatehouse
+    knows (of any endpoint, or an engine's), else by its position — the caller's own text never
+    comes back in an error."""
+    if isinstance(name, str) and (name in ENGINE_FIELDS or name in KNOWN_NAMES):
         return name
     return f"<key {position}>"
 
@@ -395,7 +412,10 @@ ENDPOINTS: dict[str, tuple[dict[str, Checker], tuple[str, ...]]] = {
     "completions": (COMPLETIONS, ("prompt",)),
     "embeddings": (EMBEDDINGS, ("input",)),
 }
-MODELLED = frozenset(name for fields, _ in ENDPOINTS.values() for name in fields)
+KNOWN_NAMES = frozenset(name for fields, _ in ENDPOINTS.values() for name in fields) | {
+    "role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal", "audio", "reasoning_content",
+    "type", "text", "image_url", "url", "detail", "input_audio", "data", "format", "file", "file_data", "file_id",
+    "filename", "id", "function", "arguments", "description", "parameters", "strict", "schema", "include_usage"}
 
 
 def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[str] = frozenset()) -> Shape:
