@@ -174,6 +174,7 @@ def test_remote_urls_are_listed_for_the_policy_to_refuse():
     (chat(logit_bias={EMAIL: 1}), "logit_bias.keys()[0]"),
     (chat(n=10**30), "n"),
     (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+    (chat(stop=[1]), "stop"),
     (chat(documents=[EMAIL]), "documents"),
     (chat(chat_template=EMAIL), "chat_template"),
     ({"model": "m", "prompt": "x", "prompt_embeds": "AAAA"}, "prompt_embeds"),
@@ -233,7 +234,8 @@ def test_the_output_token_bound_is_the_policy_s_and_the_route_s_context():
     remote = Deployment.model_validate({"engine": "vllm", "model": "m", "url": "http://h/v1"})
     assert output_token_limit(None, [remote])[0] == DEFAULT_OUTPUT_TOKENS
     assert output_token_limit(500, [remote])[0] == 500
-    assert output_token_limit(None, [embedded])[0] == 1023
+    assert output_token_limit(None, [embedded])[:1] + output_token_limit(None, [embedded])[2:] == (
+        1023, "context_length_exceeded")
     assert output_token_limit(None, [embedded, remote])[0] == DEFAULT_OUTPUT_TOKENS  # one context unknown
 
 

@@ -164,11 +164,11 @@ class Gateway:
         route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
         if not route:
             raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
-        limit, why = output_token_limit(rules.max_output_tokens, [policy.deployments[name] for name in route])
+        limit, why, code = output_token_limit(rules.max_output_tokens, [policy.deployments[name] for name in route])
         for name in ("max_tokens", "max_completion_tokens"):
             asked = body.get(name)
             if isinstance(asked, int) and asked > limit:
-                raise ApiError(400, f"{name}: at most {limit} for model {alias!r} ({why})", "invalid_value", name)
+                raise ApiError(400, f"{name}: at most {limit} for model {alias!r} ({why})", code, name)
         return route, profile, originals, shape
 
     @staticmethod

@@ -106,12 +106,6 @@ def text(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
         walk.shape.sites.append(TextSite(path, value, container, key))
 
 
-def non_empty_text(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
-    if not isinstance(value, str) or not value:
-        raise refuse(path, "must be a non-empty string")
-    walk.shape.sites.append(TextSite(path, value, container, key))
-
-
 def free_form(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
     """Any JSON value: every string and every key in it is the caller's text."""
     walk.shape.sites.extend(text_sites(value, path, container, key))
@@ -337,7 +331,17 @@ MESSAGE = obj({
     "reasoning_content": text,
 }, ("role",))
 FUNCTION = obj({"name": text, "description": text, "parameters": free_form, "strict": boolean}, ("name",))
-STOP = either((str, text), (list, items(non_empty_text, 0, 4)), expected="a string or a list of up to 4 strings")
+
+
+def stop(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    if isinstance(value, str):
+        text(value, path, container, key, walk)
+        return
+    if not isinstance(value, list) or len(value) > 4 or not all(isinstance(item, str) and item for item in value):
+        raise refuse(path, "must be a string or a list of up to 4 non-empty strings")
+    items(text)(value, path, container, key, walk)
+
+
 
 SAMPLING: dict[str, Checker] = {
     "model": lambda value, path, container, key, walk: None,  # check_model's: an alias of the policy, not forwarded
@@ -351,7 +355,7 @@ SAMPLING: dict[str, Checker] = {
     "top_p": number(0, 1),
     "presence_penalty": number(-2, 2),
     "frequency_penalty": number(-2, 2),
-    "stop": STOP,
+    "stop": stop,
     "logit_bias": mapping(lambda v, p, c, k, w: _token_key(v, p), number(-100, 100), 1024),
     "user": text,
 }
@@ -431,16 +435,17 @@ def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[s
     return walk.shape
 
 
-def output_token_limit(policy_maximum: int | None, deployments: list[Deployment]) -> tuple[int, str]:
-    """The most ``max_tokens`` / ``max_completion_tokens`` a request may ask of a route, and why:
-    the alias's ``requests.max_output_tokens`` (or ``DEFAULT_OUTPUT_TOKENS``), and where every
-    deployment on the route knows its context (embedded ones do), less than the largest (a
-    prompt takes at least one token)."""
+def output_token_limit(policy_maximum: int | None, deployments: list[Deployment]) -> tuple[int, str, str]:
+    """The most ``max_tokens`` / ``max_completion_tokens`` a request may ask of a route, why,
+    and the error code for asking more: the alias's ``requests.max_output_tokens`` (or
+    ``DEFAULT_OUTPUT_TOKENS``), and where every deployment on the route knows its context
+    (embedded ones do), less than the largest (a prompt takes at least one token)."""
+    code = "invalid_value"
     limit, why = (policy_maximum, "the policy's max_output_tokens") if policy_maximum is not None else (
         DEFAULT_OUTPUT_TOKENS, "the gateway's default bound; a policy sets requests.max_output_tokens")
     contexts = [(d.settings or EmbeddedSettings()).context_size if d.engine == "embedded" else None for d in deployments]
     if contexts and all(context is not None for context in contexts):
         largest = max(context for context in contexts if context is not None)
         if largest - 1 < limit:
-            limit, why = largest - 1, f"the route's context is {largest} tokens"
-    return limit, why
+            limit, why, code = largest - 1, f"the route's context is {largest} tokens", "context_length_exceeded"
+    return limit, why, code
