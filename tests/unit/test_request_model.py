@@ -146,11 +146,25 @@ def test_a_textual_data_url_is_redacted_and_sent_encoded_as_it_came():
 
 def test_binary_content_is_counted_not_read():
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(100)).decode()
+    wav = base64.b64encode(b"RIFF\xff\xfe" + bytes(44)).decode()
     body = user_parts({"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
-                      {"type": "input_audio", "input_audio": {"data": base64.b64encode(bytes(50)).decode(), "format": "wav"}})
+                      {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}})
     shape = check_request("chat/completions", body)
     assert shape.binary_bytes == 108 + 50 and not shape.remote_urls
     assert not [s for s in shape.sites if "image_url" in s.field or "input_audio" in s.field]
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "image_url", "image_url": {"url": data_url(f"to {EMAIL}", "image/png")}},  # text labelled an image
+    {"type": "file", "file": {"file_data": base64.b64encode(f"to {EMAIL}".encode()).decode()}},  # bare base64
+    {"type": "input_audio", "input_audio": {"data": base64.b64encode(f"to {EMAIL}".encode()).decode(), "format": "mp3"}},
+])
+def test_text_dressed_as_binary_is_still_text(part):
+    body = user_parts(part)
+    shape = check_request("chat/completions", body)
+    assert shape.binary_bytes == 0 and [site.text for site in shape.sites] == [f"to {EMAIL}"]
+    inspect_input(profile(), "chat/completions", body, shape.sites)
+    assert EMAIL.encode() not in orjson.dumps(body) and base64.b64encode(f"to {EMAIL}".encode()) not in orjson.dumps(body)
 
 
 def test_remote_urls_are_listed_for_the_policy_to_refuse():

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from gatehouse.api.errors import ApiError, from_domain
 from gatehouse.api.request_model import Shape, check_request, output_token_limit
 from gatehouse.api.streaming import ClosingStreamingResponse, unless_disconnected
-from gatehouse.api.validation import check_model, read_json_body
+from gatehouse.api.validation import OFF_LOOP_BYTES, check_model, read_json_body
 from gatehouse.core.classification import DATA_CLASSES, highest, rank
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
@@ -44,7 +44,6 @@ from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, Reques
 
 log = logging.getLogger("gatehouse.gateway")
 JSON = "application/json"
-INLINE_SCAN_BYTES = 64 * 1024  # bodies larger than this, as received (chunked or not), are checked off the event loop
 DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content raises it
 CONFIDENTIAL = rank("confidential")
 DEFAULT_INDEX = rank(DEFAULT_DATA_CLASS)
@@ -319,7 +318,7 @@ class Gateway:
         # A large body takes milliseconds to seconds to check and scan: off the event loop, so
         # other requests are not held up; a small one is quicker inline than a thread hop. Its
         # size as received: a chunked body says none up front.
-        route, profile, originals, shape = await asyncio.to_thread(guard) if size > INLINE_SCAN_BYTES else guard()
+        route, profile, originals, shape = await asyncio.to_thread(guard) if size > OFF_LOOP_BYTES else guard()
         # deployments of the route that may not receive this data class: named, like fallbacks
         skipped = [f"{name}={SKIPPED}" for name in policy.route(alias) if name not in route]
         if profile is not None and profile.max_input_tokens is not None:

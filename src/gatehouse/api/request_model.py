@@ -232,32 +232,43 @@ def _data_url(value: str, path: str, container: Any, key: Any, walk: Walk) -> No
         raw = base64.b64decode(payload, validate=True) if encoded else urllib.parse.unquote_to_bytes(payload)
     except (binascii.Error, ValueError):
         raise refuse(path, "holds data that is not valid base64") from None
-    if TEXT_TYPES.fullmatch(media):
-        try:
-            decoded = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise refuse(path, f"says {media} but its data is not UTF-8 text") from None
-        prefix = value[:header.end()]
+    prefix = value[:header.end()]
 
-        def replace(redacted: str) -> None:  # the engine gets the redacted text, encoded as it was sent
-            body = base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted)
-            container[key] = prefix + body
-        walk.shape.sites.append(TextSite(path, decoded, container, key, writer=replace))
-    else:
+    def rewrite(redacted: str) -> str:  # the engine gets the redacted text, encoded as it was sent
+        return prefix + (base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted))
+    if not _content(raw, path, container, key, walk, rewrite) and TEXT_TYPES.fullmatch(media):
+        raise refuse(path, f"says {media} but its data is not UTF-8 text")
+
+
+def _content(raw: bytes, path: str, container: Any, key: Any, walk: Walk, rewrite: Callable[[str], str]) -> bool:
+    """Decoded bytes: scanned as text when they are UTF-8 text, whatever type they claim (a
+    label is the caller's to choose), else counted as binary. Returns whether they were text."""
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
         walk.shape.binary_bytes += len(raw)
+        return False
+
+    def replace(redacted: str) -> None:
+        container[key] = rewrite(redacted)
+    if decoded:
+        walk.shape.sites.append(TextSite(path, decoded, container, key, writer=replace))
+    return True
 
 
 def base64_data(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
-    """Audio or file bytes in base64 (or a data: URL): binary content, counted, not readable."""
+    """Audio or file bytes in base64 (or a data: URL): text when they decode to UTF-8 text,
+    else binary, counted."""
     if isinstance(value, str) and value[:5].lower() == "data:":
         _data_url(value, path, container, key, walk)
         return
     if not isinstance(value, str):
         raise refuse(path, "must be a base64 string")
     try:
-        walk.shape.binary_bytes += len(base64.b64decode(value, validate=True))
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise refuse(path, "is not valid base64") from None
+    _content(raw, path, container, key, walk, lambda redacted: base64.b64encode(redacted.encode()).decode())
 
 
 def token_ids(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
