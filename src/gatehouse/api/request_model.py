@@ -131,8 +131,8 @@ def integer(low: int, high: int) -> Checker:
 
 def number(low: float, high: float) -> Checker:
     def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
             raise refuse(path, f"must be a number from {low:g} to {high:g}")
     return check
 

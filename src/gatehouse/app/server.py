@@ -15,6 +15,7 @@ when a worker starts; workers are separate processes, so they are read there, no
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from typing import Any
 
@@ -26,12 +27,12 @@ DEFAULT_BODY_TIMEOUT = 30.0
 
 
 def seconds(name: str, default: float) -> float:
-    """A positive number of seconds from the environment, else ``default``."""
+    """A positive, finite number of seconds (at most a day) from the environment, else ``default``."""
     try:
         value = float(os.environ.get(name) or default)
     except ValueError:
         return default
-    return value if value > 0 else default
+    return value if math.isfinite(value) and 0 < value <= 86400 else default
 
 
 def timeout_response(what: str, limit: float) -> bytes:
