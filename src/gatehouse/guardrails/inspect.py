@@ -224,9 +224,15 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
     def restorable(finding: Finding) -> bool:
         return profile.rules[finding.detector].restore
 
+    scanned: dict[str, list[Finding]] = {}  # the same text gives the same findings: a schema repeats its keys
+
     for site in texts:
         redactions: list[Finding] = []
-        for finding in sorted(profile.scan(site.scanned()), key=lambda f: (f.start, -f.end)):
+        view = site.scanned()
+        findings = scanned.get(view)
+        if findings is None:
+            findings = scanned[view] = sorted(profile.scan(view), key=lambda f: (f.start, -f.end))
+        for finding in findings:
             if site.kind == "id" and finding.kind in ID_KINDS:
                 continue
             rule = profile.rules[finding.detector]
