@@ -183,6 +183,12 @@ def test_text_planted_in_any_field_reaches_no_engine_unscanned(setup, mock, name
     assert EMAIL not in json.dumps(kept) and AWS_KEY not in json.dumps(kept)  # paths with indices, never the text
 
 
+def test_an_unknown_model_is_not_repeated_back(setup):
+    home, gateway, keys = setup
+    response = post(gateway, keys["app"], message(model=EMAIL))
+    assert response.status_code == 404 and assert_error_shape(response)["code"] == "model_not_found"
+
+
 def test_a_policy_can_refuse_remote_urls(setup, mock):
     home, gateway, keys = setup
     body = parts({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}})

@@ -214,6 +214,14 @@ def test_token_ids_are_valid_but_marked_unreadable():
     assert check_request("embeddings", {"model": "m", "input": ["a", "b"]}).token_ids is None
 
 
+def test_a_percent_encoded_address_in_a_url_is_found_and_redacted():
+    body = user_parts({"type": "image_url", "image_url": {"url": "https://h.example/u/jane.doe%40example.com/a%20b.png"}})
+    shape = check_request("chat/completions", body)
+    inspection = inspect_input(profile(), "chat/completions", body, shape.sites)
+    assert [v.rule for v in inspection.verdicts] == ["pii.email"]
+    assert body["messages"][0]["content"][0]["image_url"]["url"] == "https://h.example/u/[EMAIL_1]/a%20b.png"
+
+
 def test_ids_are_not_judged_by_their_randomness():
     body = chat(messages=[{"role": "tool", "tool_call_id": "call_8fJk2LmN9pQrX7vB3wYz1KdT", "content": "ok"}])
     shape = check_request("chat/completions", body)

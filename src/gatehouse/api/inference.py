@@ -106,7 +106,9 @@ class Gateway:
 
     def _authorize(self, policy: CompiledPolicy, principal: Principal, alias: str) -> None:
         if not policy.has_alias(alias):
-            raise ApiError(404, f"the model {alias!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+            # the name is the caller's text, not the policy's: not repeated
+            raise ApiError(404, "the model this request names does not exist (see GET /v1/models)", "model_not_found",
+                           "model")
         if alias not in self._allowed(policy, principal):
             raise ApiError(403, f"identity {principal.identity.name!r} is not granted model {alias!r}"
                            + (" by this key's scopes" if principal.scopes is not None else ""),

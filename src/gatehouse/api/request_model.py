@@ -38,6 +38,7 @@ TOKEN_ID = re.compile(r"\d{1,10}")                         # logit_bias keys
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.A)
 TEXT_TYPES = re.compile(r"text/[\w.+-]+|application/(?:json|xml|x-yaml|yaml|csv|javascript|x-www-form-urlencoded)"
                         r"|[\w.+-]+/[\w.+-]+\+(?:json|xml)")
+URL_SAFE = ":/?#[]@!$&'()*+,;=~"  # what stays as it is when a redacted URL is encoded again
 INT64 = 2**63 - 1
 MAX_ITEMS = 100_000  # a list or object of the model holds at most this many entries (the body's size bounds it first)
 
@@ -218,7 +219,14 @@ def url(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
     if scheme not in ("http", "https") or not urllib.parse.urlsplit(value).netloc:
         raise refuse(path, "must be an http(s):// or data: URL")
     walk.shape.remote_urls.append(path)
-    walk.shape.sites.append(TextSite(path, value, container, key, "url"))
+    decoded = urllib.parse.unquote(value)  # jane%40example.com is an address too
+    if decoded == value:
+        walk.shape.sites.append(TextSite(path, value, container, key, "url"))
+        return
+
+    def replace(redacted: str) -> None:  # only when something was redacted: the URL is changed anyway
+        container[key] = urllib.parse.quote(redacted, safe=URL_SAFE)
+    walk.shape.sites.append(TextSite(path, decoded, container, key, "url", writer=replace))
 
 
 def _data_url(value: str, path: str, container: Any, key: Any, walk: Walk) -> None:
