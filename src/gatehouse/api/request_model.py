@@ -53,14 +53,7 @@ class Shape:
     remote_urls: list[str] = field(default_factory=list)  # paths of http(s) URLs the engine would fetch
 
 
-@dataclass(frozen=True)
-class Walk:
-    """What the checkers fill in as they go."""
-
-    shape: Shape
-
-
-Checker = Callable[[Any, str, Any, Any, Walk], None]  # (value, path, container, key, walk)
+Checker = Callable[[Any, str, Any, Any, Shape], None]  # (value, path, container, key, the shape being filled)
 
 
 def refuse(path: str, message: str, code: str = "invalid_value") -> ApiError:
@@ -100,38 +93,38 @@ def join(path: str, name: str) -> str:
 
 # -- the checkers -------------------------------------------------------------------------------
 
-def text(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def text(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     if not isinstance(value, str):
         raise refuse(path, "must be a string")
     if value:
-        walk.shape.sites.append(TextSite(path, value, container, key))
+        shape.sites.append(TextSite(path, value, container, key))
 
 
-def free_form(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def free_form(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """Any JSON value: every string and every key in it is the caller's text."""
-    walk.shape.sites.extend(text_sites(value, path, container, key))
+    shape.sites.extend(text_sites(value, path, container, key))
 
 
-def identifier(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def identifier(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     if not isinstance(value, str) or not ID.fullmatch(value):
         raise refuse(path, "must be an id: up to 128 letters, digits and _ . : -")
-    walk.shape.sites.append(TextSite(path, value, container, key, "id"))
+    shape.sites.append(TextSite(path, value, container, key, "id"))
 
 
-def boolean(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def boolean(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     if not isinstance(value, bool):
         raise refuse(path, "must be true or false")
 
 
 def integer(low: int, high: int) -> Checker:
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise refuse(path, f"must be an integer from {low} to {high}")
     return check
 
 
 def number(low: float, high: float) -> Checker:
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
             raise refuse(path, f"must be a number from {low:g} to {high:g}")
@@ -141,39 +134,39 @@ def number(low: float, high: float) -> Checker:
 def enum(*values: str) -> Checker:
     allowed = frozenset(values)
 
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, str) or value not in allowed:
             raise refuse(path, f"must be one of {', '.join(values)}")
     return check
 
 
 def items(item: Checker, low: int = 0, high: int = MAX_ITEMS) -> Checker:
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, list) or not low <= len(value) <= high:
             raise refuse(path, f"must be a list of {low} to {high} items" if low else f"must be a list of at most {high} items")
         for index, inner in enumerate(value):
-            item(inner, f"{path}[{index}]", value, index, walk)
+            item(inner, f"{path}[{index}]", value, index, shape)
     return check
 
 
 def mapping(key_check: Checker, value_check: Checker, high: int) -> Checker:
     """An object whose keys are data (``metadata``, ``logit_bias``): keys checked like values."""
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, dict) or len(value) > high:
             raise refuse(path, f"must be an object of at most {high} entries")
         for position, (name, inner) in enumerate(list(value.items())):
             cell = [name]
-            key_check(name, f"{path}.keys()[{position}]", KeyOf(value, cell), 0, walk)
-            value_check(inner, f"{path}.<key {position}>", ValueOf(value, cell), 0, walk)
+            key_check(name, f"{path}.keys()[{position}]", KeyOf(value, cell), 0, shape)
+            value_check(inner, f"{path}.<key {position}>", ValueOf(value, cell), 0, shape)
     return check
 
 
 def either(*choices: tuple[type | tuple[type, ...], Checker], expected: str) -> Checker:
     """The first checker whose JSON type the value has (``str`` → one, ``list`` → another)."""
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         for types, checker in choices:
             if isinstance(value, types) and not isinstance(value, bool):
-                checker(value, path, container, key, walk)
+                checker(value, path, container, key, shape)
                 return
         raise refuse(path, f"must be {expected}")
     return check
@@ -181,10 +174,10 @@ def either(*choices: tuple[type | tuple[type, ...], Checker], expected: str) -> 
 
 def obj(fields: dict[str, Checker], required: tuple[str, ...] = ()) -> Checker:
     """An object of known fields; ``null`` for a field is the field left out; any other key is refused."""
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, dict):
             raise refuse(path, "must be an object")
-        _fields(value, path, fields, required, walk, frozenset())
+        _fields(value, path, fields, required, shape, frozenset())
     return check
 
 
@@ -192,44 +185,44 @@ def tagged(tag: str, shapes: dict[str, dict[str, Checker]], required: dict[str, 
     """An object whose ``tag`` field (``type``) says which fields it has."""
     needed = required or {}
 
-    def check(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+    def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, dict):
             raise refuse(path, "must be an object")
         kind = value.get(tag)
         if not isinstance(kind, str) or kind not in shapes:
             raise refuse(join(path, tag), f"must be one of {', '.join(shapes)}")
-        _fields(value, path, {tag: _tag, **shapes[kind]}, needed.get(kind, ()), walk, frozenset())
+        _fields(value, path, {tag: _tag, **shapes[kind]}, needed.get(kind, ()), shape, frozenset())
     return check
 
 
-def _tag(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def _tag(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     pass  # checked by ``tagged`` before the fields
 
 
-def url(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def url(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """An image's, file's or audio's address: a data: URL is content (its text scanned when it
     is text, else counted as binary); an http(s) URL is text (a key in its query string is a
     secret) that the engine will fetch."""
     if not isinstance(value, str):
         raise refuse(path, "must be a string: an https:// or data: URL")
     if value[:5].lower() == "data:":
-        _data_url(value, path, container, key, walk)
+        _data_url(value, path, container, key, shape)
         return
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
     if scheme not in ("http", "https") or not urllib.parse.urlsplit(value).netloc:
         raise refuse(path, "must be an http(s):// or data: URL")
-    walk.shape.remote_urls.append(path)
+    shape.remote_urls.append(path)
     decoded = urllib.parse.unquote(value)  # jane%40example.com is an address too
     if decoded == value:
-        walk.shape.sites.append(TextSite(path, value, container, key, "url"))
+        shape.sites.append(TextSite(path, value, container, key, "url"))
         return
 
     def replace(redacted: str) -> None:  # only when something was redacted: the URL is changed anyway
         container[key] = urllib.parse.quote(redacted, safe=URL_SAFE)
-    walk.shape.sites.append(TextSite(path, decoded, container, key, "url", writer=replace))
+    shape.sites.append(TextSite(path, decoded, container, key, "url", writer=replace))
 
 
-def _data_url(value: str, path: str, container: Any, key: Any, walk: Walk) -> None:
+def _data_url(value: str, path: str, container: Any, key: Any, shape: Shape) -> None:
     header = DATA_URL.match(value)
     if header is None:
         raise refuse(path, "is not a well-formed data: URL (data:[type/subtype][;base64],…)")
@@ -244,31 +237,31 @@ def _data_url(value: str, path: str, container: Any, key: Any, walk: Walk) -> No
 
     def rewrite(redacted: str) -> str:  # the engine gets the redacted text, encoded as it was sent
         return prefix + (base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted))
-    if not _content(raw, path, container, key, walk, rewrite) and TEXT_TYPES.fullmatch(media):
+    if not _content(raw, path, container, key, shape, rewrite) and TEXT_TYPES.fullmatch(media):
         raise refuse(path, f"says {media} but its data is not UTF-8 text")
 
 
-def _content(raw: bytes, path: str, container: Any, key: Any, walk: Walk, rewrite: Callable[[str], str]) -> bool:
+def _content(raw: bytes, path: str, container: Any, key: Any, shape: Shape, rewrite: Callable[[str], str]) -> bool:
     """Decoded bytes: scanned as text when they are UTF-8 text, whatever type they claim (a
     label is the caller's to choose), else counted as binary. Returns whether they were text."""
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
-        walk.shape.binary_bytes += len(raw)
+        shape.binary_bytes += len(raw)
         return False
 
     def replace(redacted: str) -> None:
         container[key] = rewrite(redacted)
     if decoded:
-        walk.shape.sites.append(TextSite(path, decoded, container, key, writer=replace))
+        shape.sites.append(TextSite(path, decoded, container, key, writer=replace))
     return True
 
 
-def base64_data(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def base64_data(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """Audio or file bytes in base64 (or a data: URL): text when they decode to UTF-8 text,
     else binary, counted."""
     if isinstance(value, str) and value[:5].lower() == "data:":
-        _data_url(value, path, container, key, walk)
+        _data_url(value, path, container, key, shape)
         return
     if not isinstance(value, str):
         raise refuse(path, "must be a base64 string")
@@ -276,10 +269,10 @@ def base64_data(value: Any, path: str, container: Any, key: Any, walk: Walk) -> 
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise refuse(path, "is not valid base64") from None
-    _content(raw, path, container, key, walk, lambda redacted: base64.b64encode(redacted.encode()).decode())
+    _content(raw, path, container, key, shape, lambda redacted: base64.b64encode(redacted.encode()).decode())
 
 
-def token_ids(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def token_ids(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """A list of token ids, or a list of such lists: valid, but no guardrail can read it."""
     rows = value if value and isinstance(value[0], list) else [value]
     for row_index, row in enumerate(rows):
@@ -289,21 +282,21 @@ def token_ids(value: Any, path: str, container: Any, key: Any, walk: Walk) -> No
         for index, token in enumerate(row):
             if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < 2**31:
                 raise refuse(f"{where}[{index}]", "must be a token id (an integer from 0 to 2147483647)")
-    if walk.shape.token_ids is None:
-        walk.shape.token_ids = path
+    if shape.token_ids is None:
+        shape.token_ids = path
 
 
-def prompt_list(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def prompt_list(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """A list of strings, or token ids (one list, or a list of lists)."""
     if not value:
         raise refuse(path, "must not be empty")
     if all(isinstance(item, str) for item in value):
-        items(text)(value, path, container, key, walk)
+        items(text)(value, path, container, key, shape)
     else:
-        token_ids(value, path, container, key, walk)
+        token_ids(value, path, container, key, shape)
 
 
-def _fields(value: dict[str, Any], path: str, fields: dict[str, Checker], required: tuple[str, ...], walk: Walk,
+def _fields(value: dict[str, Any], path: str, fields: dict[str, Checker], required: tuple[str, ...], shape: Shape,
             extra: frozenset[str]) -> None:
     for name in required:
         if value.get(name) is None:
@@ -318,7 +311,7 @@ def _fields(value: dict[str, Any], path: str, fields: dict[str, Checker], requir
                          + (" (an engine-specific field is allowed only where the alias's requests.extra_fields "
                             "names it)" if not path else ""), "unknown_field")
         if inner is not None:
-            checker(inner, join(path, name), value, name, walk)
+            checker(inner, join(path, name), value, name, shape)
 
 
 # -- the endpoints -----------------------------------------------------------------------------
@@ -352,18 +345,18 @@ MESSAGE = obj({
 FUNCTION = obj({"name": text, "description": text, "parameters": free_form, "strict": boolean}, ("name",))
 
 
-def stop(value: Any, path: str, container: Any, key: Any, walk: Walk) -> None:
+def stop(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     if isinstance(value, str):
-        text(value, path, container, key, walk)
+        text(value, path, container, key, shape)
         return
     if not isinstance(value, list) or len(value) > 4 or not all(isinstance(item, str) and item for item in value):
         raise refuse(path, "must be a string or a list of up to 4 non-empty strings")
-    items(text)(value, path, container, key, walk)
+    items(text)(value, path, container, key, shape)
 
 
 
 SAMPLING: dict[str, Checker] = {
-    "model": lambda value, path, container, key, walk: None,  # check_model's: an alias of the policy, not forwarded
+    "model": lambda value, path, container, key, shape: None,  # check_model's: an alias of the policy, not forwarded
     "stream": boolean,
     "stream_options": obj({"include_usage": boolean, "continuous_usage_stats": boolean, "include_obfuscation": boolean}),
     "max_tokens": integer(1, MAX_TOKENS_CEILING),
@@ -446,12 +439,12 @@ def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[s
     that names the first field refused) and return where its text is. ``extra_fields``: the
     engine-specific top-level fields the policy allows, taken as free-form text."""
     fields, required = ENDPOINTS[endpoint]
-    walk = Walk(Shape())
-    _fields(body, "", fields, required, walk, extra_fields)
+    shape = Shape()
+    _fields(body, "", fields, required, shape, extra_fields)
     if endpoint == "completions" and isinstance(body.get("prompt"), list) and body["prompt"] \
             and isinstance(body["prompt"][0], int):
         body["prompt"] = [body["prompt"]]  # one prompt of token ids, as a batch of one
-    return walk.shape
+    return shape
 
 
 def output_token_limit(policy_maximum: int | None, deployments: list[Deployment]) -> tuple[int, str, str]:
