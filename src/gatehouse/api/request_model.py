@@ -2,7 +2,7 @@
 
 Every field of a request is one of three things:
 
-- **text**, scanned by the guardrails (``Text`` for a string, ``FreeForm`` for any JSON value:
+- **text**, scanned by the guardrails (``text`` for a string, ``free_form`` for any JSON value:
   a tool's JSON schema, a vLLM ``documents`` list — every string and every key in it);
 - a **closed value**, checked here: an enum, a bounded number, a boolean, an id of a fixed format
   (ids are scanned too, for known secret formats and personal data);
