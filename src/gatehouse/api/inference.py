@@ -22,15 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gatehouse.api.errors import ApiError, from_domain
+from gatehouse.api.request_model import Shape, check_request, output_token_limit
 from gatehouse.api.streaming import ClosingStreamingResponse, unless_disconnected
-from gatehouse.api.validation import CHECKS, check_model, read_json_body
-from gatehouse.core.classification import DATA_CLASSES, rank
+from gatehouse.api.validation import OFF_LOOP_BYTES, check_model, read_json_body
+from gatehouse.core.classification import DATA_CLASSES, highest, rank
 from gatehouse.core.decision import RequestRecord
 from gatehouse.core.errors import Unauthenticated
 from gatehouse.core.sse import SSE_DONE, sse_event
 from gatehouse.engines.base import EngineFailure, EngineReply, UpstreamRejected, token_count
 from gatehouse.guardrails.answer_fields import masks_output, unscannable_parameter
-from gatehouse.guardrails.inspect import Blocked, Unscannable, Verdict, caller_text, inspect_input
+from gatehouse.guardrails.inspect import Blocked, Verdict, caller_text, inspect_input
 from gatehouse.guardrails.output import StreamGuard, guard_response
 from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.guardrails.restore import Restorer
@@ -45,8 +46,7 @@ from gatehouse.telemetry.tracing import NULL_TRACE, UPSTREAM_TRACEPARENT, Reques
 
 log = logging.getLogger("gatehouse.gateway")
 JSON = "application/json"
-INLINE_SCAN_BYTES = 64 * 1024
-DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content says otherwise
+DEFAULT_DATA_CLASS = "internal"  # what a request is unless its header or its content raises it
 CONFIDENTIAL = rank("confidential")
 DEFAULT_INDEX = rank(DEFAULT_DATA_CLASS)
 SKIPPED = "data_class"  # the reason given for a deployment not allowed to receive the request's data
@@ -108,30 +108,45 @@ class Gateway:
 
     def _authorize(self, policy: CompiledPolicy, principal: Principal, alias: str) -> None:
         if not policy.has_alias(alias):
-            raise ApiError(404, f"the model {alias!r} does not exist (see GET /v1/models)", "model_not_found", "model")
+            # the name is the caller's text, not the policy's: not repeated
+            raise ApiError(404, "the model this request names does not exist (see GET /v1/models)", "model_not_found",
+                           "model")
         if alias not in self._allowed(policy, principal):
             raise ApiError(403, f"identity {principal.identity.name!r} is not granted model {alias!r}"
                            + (" by this key's scopes" if principal.scopes is not None else ""),
                            "model_not_granted", "model")
 
     def _guard(self, policy: CompiledPolicy, principal: Principal, alias: str, endpoint: str, body: dict[str, Any],
-               request: Request, record: RequestRecord) -> tuple[tuple[str, ...], EffectiveProfile | None, dict[str, str]]:
-        """Input guardrails and data class; returns the deployments of the route that may
-        receive this request's data, the profile (for the answer) and the redacted values to
-        restore in it. Records every verdict, never the text it matched."""
+               request: Request, record: RequestRecord
+               ) -> tuple[tuple[str, ...], EffectiveProfile | None, dict[str, str], Shape]:
+        """The request model, input guardrails and data class; returns the deployments of the
+        route that may receive this request's data, the profile (for the answer), the redacted
+        values to restore in it and the request's shape. Records every verdict, never the text
+        it matched."""
+        rules = policy.loaded.document.aliases[alias].requests
+        shape = check_request(endpoint, body, frozenset(rules.extra_fields))
+        if shape.remote_urls and not rules.remote_urls:
+            where = shape.remote_urls[0]
+            raise ApiError(400, f"{where}: model {alias!r} takes no remote URLs (the policy refuses them); send the "
+                           "content as a data: URL", "remote_url_refused", where)
         cleared = rank(principal.clearance)
         default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
-        data_class = request.headers.get("x-gatehouse-data-class", default).strip().lower()
-        if data_class not in DATA_CLASSES:
-            raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
+        claimed = request.headers.get("x-gatehouse-data-class")
+        data_class = default
+        if claimed is not None:
+            claimed = claimed.strip().lower()
+            if claimed not in DATA_CLASSES:
+                raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}",
+                               "invalid_data_class")
+            data_class = highest(default, claimed)  # the header raises the class, never lowers it
         profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
         originals: dict[str, str] = {}
         if profile is not None:
+            if shape.token_ids is not None:
+                raise ApiError(400, f"{shape.token_ids} holds token ids, which guardrail profile {profile.name!r} "
+                               "cannot inspect: send text", "guardrail_unscannable", shape.token_ids)
             try:
-                inspection = inspect_input(profile, endpoint, body)
-            except Unscannable as unreadable:
-                raise ApiError(400, f"{unreadable.field} holds token ids, which guardrail profile {profile.name!r} "
-                               "cannot inspect: send text", "guardrail_unscannable", unreadable.field) from None
+                inspection = inspect_input(profile, endpoint, body, shape.sites, shape.binary_bytes)
             except Blocked as blocked:
                 record.guardrails = [verdict.as_dict() for verdict in blocked.verdicts]
                 verdict = blocked.verdict
@@ -139,8 +154,8 @@ class Gateway:
                                f"in {verdict.field})", "guardrail_blocked") from None
             record.guardrails = [verdict.as_dict() for verdict in inspection.verdicts] or None
             originals = inspection.originals
-            if inspection.sensitive and rank(data_class) < CONFIDENTIAL:
-                data_class = "confidential"  # personal data or secrets go upstream as they are
+            if inspection.sensitive:  # personal data or secrets go upstream as they are
+                data_class = highest(data_class, "confidential")
         record.data_class = data_class
         if rank(data_class) > cleared:
             raise ApiError(403, f"identity {principal.identity.name!r} is cleared for data up to {principal.clearance}; "
@@ -152,14 +167,19 @@ class Gateway:
         route = tuple(name for name in policy.route(alias) if data_class in policy.deployments[name].data_classes)
         if not route:
             raise ApiError(403, f"no deployment of {alias!r} may receive {data_class} data", "data_class_not_allowed")
-        return route, profile, originals
+        limit, why, code = output_token_limit(rules.max_output_tokens, [policy.deployments[name] for name in route])
+        for name in ("max_tokens", "max_completion_tokens"):
+            asked = body.get(name)
+            if isinstance(asked, int) and asked > limit:
+                raise ApiError(400, f"{name}: at most {limit} for model {alias!r} ({why})", code, name)
+        return route, profile, originals, shape
 
     @staticmethod
     async def _limit_tokens(profile: EffectiveProfile, route: tuple[str, ...], enforced: Enforced, endpoint: str,
-                            body: dict[str, Any], record: RequestRecord) -> None:
+                            body: dict[str, Any], shape: Shape, record: RequestRecord) -> None:
         """``max_input_tokens``, counted by the first deployment of the route that has a tokenizer
         to ask (the one that will most likely answer)."""
-        limit, text = profile.max_input_tokens, caller_text(endpoint, body)
+        limit, text = profile.max_input_tokens, caller_text(endpoint, body, shape.sites)
         failed = None
         for name in route:
             try:
@@ -292,18 +312,17 @@ class Gateway:
         trace.mark("authenticated")
         record.identity, record.key_id = principal.identity.name, principal.key_id
         record.team = principal.identity.team
-        body = await read_json_body(request, self.max_body_bytes)
+        body, size = await read_json_body(request, self.max_body_bytes)
         alias = check_model(body)
         record.alias = alias
-        CHECKS[endpoint](body)
         trace.mark("validated")
         self._authorize(policy, principal, alias)
         trace.mark("authorized")
         guard = functools.partial(self._guard, policy, principal, alias, endpoint, body, request, record)
-        # A large body takes milliseconds to seconds to scan: off the event loop, so other
-        # requests are not held up; a small one is quicker inline than a thread hop.
-        large = int(request.headers.get("content-length") or 0) > INLINE_SCAN_BYTES
-        route, profile, originals = await asyncio.to_thread(guard) if large else guard()
+        # A large body takes milliseconds to seconds to check and scan: off the event loop, so
+        # other requests are not held up; a small one is quicker inline than a thread hop. Its
+        # size as received: a chunked body says none up front.
+        route, profile, originals, shape = await asyncio.to_thread(guard) if size > OFF_LOOP_BYTES else guard()
         if masks_output(profile) and (unscannable := unscannable_parameter(endpoint, body)) is not None:
             assert profile is not None  # masks_output(None) is False
             raise ApiError(400, f"guardrail profile {profile.name!r} redacts or blocks answers, which {unscannable} would "
@@ -311,7 +330,7 @@ class Gateway:
         # deployments of the route that may not receive this data class: named, like fallbacks
         skipped = [f"{name}={SKIPPED}" for name in policy.route(alias) if name not in route]
         if profile is not None and profile.max_input_tokens is not None:
-            await unless_disconnected(request, self._limit_tokens(profile, route, enforced, endpoint, body, record))
+            await unless_disconnected(request, self._limit_tokens(profile, route, enforced, endpoint, body, shape, record))
         stream = endpoint != "embeddings" and bool(body.get("stream"))
         record.stream = stream
         trace.mark("guarded")

@@ -1,7 +1,11 @@
-"""Read and check OpenAI request bodies: a clear 400 or 413, never a 500."""
+"""Read request bodies: a clear 400 or 413, never a 500; the same size cap whether the body
+says its length or comes chunked, and one nesting limit (``MAX_DEPTH``) for every body, so
+what is accepted here can always be walked, stored and forwarded. What each field of an
+inference request may hold is ``api.request_model``'s."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -9,14 +13,32 @@ from starlette.requests import ClientDisconnect, Request
 
 from gatehouse.api.errors import ApiError
 
-ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_DEPTH = 64  # arrays and objects inside one another; orjson parses 1,024 and writes 254
+OFF_LOOP_BYTES = 64 * 1024  # bodies larger than this, as received (chunked or not), are parsed and checked in a thread
 
 
-async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    _, body = await read_json_body_any(request, max_bytes)
+async def read_json_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], int]:
+    """A JSON object and its size in bytes as received (chunked or not)."""
+    raw, body = await read_json_body_any(request, max_bytes)
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "invalid_json")
-    return body
+    return body, len(raw)
+
+
+def nesting_problem(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """Where ``value`` nests deeper than ``limit`` (a JSON path of indices and positions, never
+    a key's text), or None. Iterative: no recursion, whatever the depth."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return path.lstrip(".") or "the body"
+            step = ".<key {}>" if isinstance(item, dict) else "[{}]"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1, path + step.format(index)) for index, child in enumerate(children)
+                         if isinstance(child, dict | list))
+    return None
 
 
 async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, Any]:
@@ -39,50 +61,22 @@ async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, A
     raw = b"".join(chunks)
     if not raw:
         raise ApiError(400, "request body is empty: send a JSON object", "invalid_json")
+    # a large body takes milliseconds to parse and measure: off the event loop, as its scan is
+    return raw, await asyncio.to_thread(parse_json, raw) if len(raw) > OFF_LOOP_BYTES else parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of ``raw``, nested at most ``MAX_DEPTH`` deep, or a 400."""
     try:
-        return raw, orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}", "invalid_json") from None
-
-
-def _bad(param: str, message: str) -> ApiError:
-    return ApiError(400, f"{param}: {message}", "invalid_value", param)
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise _bad(name, f"must be a number from {low:g} to {high:g}")
-
-
-def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        raise _bad(name, f"must be an integer of at least {low}" + (f" and at most {high}" if high else ""))
-
-
-def _check_sampling(body: dict[str, Any]) -> None:
-    if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
-        raise _bad("stream", "must be true or false")
-    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
-        raise _bad("stream_options", "must be an object")
-    _integer(body, "max_tokens", 1)
-    _integer(body, "max_completion_tokens", 1)
-    _integer(body, "n", 1, 128)
-    _integer(body, "top_k", -1)
-    _integer(body, "seed", -(2**63), 2**63 - 1)
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _number(body, "presence_penalty", -2, 2)
-    _number(body, "frequency_penalty", -2, 2)
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str):
-        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-            raise _bad("stop", "must be a string or a list of up to 4 non-empty strings")
+    deep = nesting_problem(value)
+    if deep is not None:
+        shown = deep if len(deep) <= 120 else deep[:120] + "…"
+        raise ApiError(400, f"request body nests arrays and objects more than {MAX_DEPTH} deep (at {shown})",
+                       "nesting_too_deep", shown)
+    return value
 
 
 def check_model(body: dict[str, Any]) -> str:
@@ -92,47 +86,3 @@ def check_model(body: dict[str, Any]) -> str:
     if len(model) > 200 or not model.isprintable():
         raise ApiError(400, "model: an alias name is at most 200 printable characters", "invalid_value", "model")
     return model
-
-
-def check_chat(body: dict[str, Any]) -> None:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "required, a non-empty list of messages")
-    for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise _bad(param, "must be an object with 'role' and 'content'")
-        role = message.get("role")
-        if not isinstance(role, str) or role not in ROLES:
-            raise _bad(f"{param}.role", f"must be one of {', '.join(sorted(ROLES))}")
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise _bad(f"{param}.content", "must be a string or a list of content parts")
-        if isinstance(content, list) and not all(isinstance(part, dict) for part in content):
-            raise _bad(f"{param}.content", "content parts must be objects")
-    _check_sampling(body)
-
-
-def check_completion(body: dict[str, Any]) -> None:
-    prompt = body.get("prompt")
-    ok = isinstance(prompt, str) or (
-        isinstance(prompt, list) and prompt and (
-            all(isinstance(p, str) for p in prompt)
-            or all(isinstance(p, int) and not isinstance(p, bool) for p in prompt)
-            or all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in prompt)
-        )
-    )
-    if not ok:
-        raise _bad("prompt", "required, a string, a list of strings, or a list of token ids")
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
-        body["prompt"] = [prompt]
-    _check_sampling(body)
-
-
-def check_embeddings(body: dict[str, Any]) -> None:
-    value = body.get("input")
-    if not (isinstance(value, str) or (isinstance(value, list) and value)):
-        raise _bad("input", "required, a string or a non-empty list")
-
-
-CHECKS = {"chat/completions": check_chat, "completions": check_completion, "embeddings": check_embeddings}

@@ -189,6 +189,7 @@ def whoami(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
 def _serve(config: Settings, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
+    from gatehouse.app.server import TimedHttpProtocol  # lazy: uvicorn's protocol; only `serve` needs it
     from gatehouse.engines.build import build_engines, engine_problems  # lazy: loads llama.cpp; only `serve` needs it
 
     config.pepper()  # created here, once, rather than raced for by the workers
@@ -241,9 +242,10 @@ def _serve(config: Settings, host: str, port: int, workers: int, log_level: str)
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore"):  # they log every request's full URL at INFO: a webhook's credentials
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # header and body read timeouts (GATEHOUSE_HEADER_TIMEOUT, GATEHOUSE_BODY_TIMEOUT): 408, never a held connection
     uvicorn.run("gatehouse.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=30, access_log=False, server_header=False,
-                timeout_worker_healthcheck=WORKER_HEALTHCHECK)
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK, http=TimedHttpProtocol)
 
 
 # Seconds a worker may take to answer the supervisor's ping, starting up included (importing,

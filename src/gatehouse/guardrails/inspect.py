@@ -8,7 +8,7 @@ have done and enforces nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +47,6 @@ class Inspection:
     originals: dict[str, str] = field(default_factory=dict)  # placeholder → value, for rules with restore
 
 
-SKIPPED_KEYS = frozenset({"role", "type", "id", "tool_call_id", "image_url", "input_audio", "file"})  # no caller prose
-
-
 class Unscannable(Exception):
     """Text the detectors cannot read (token ids): refused rather than passed unseen."""
 
@@ -63,43 +60,122 @@ class Unscannable(Exception):
 # its position only, so no decision record ever holds it.
 SCHEMA_KEYS = frozenset({"content", "text", "name", "arguments", "function", "tool_calls", "description", "parameters",
                          "refusal", "properties", "items", "required", "enum", "title", "default", "strict", "audio",
-                         "data", "reasoning_content", "examples"})
+                         "data", "reasoning_content", "examples", "type", "url", "schema", "json_schema", "id"})
+ID_KINDS = frozenset({"high_entropy"})  # what an id is by design (random): not a finding in one
 
 
-def _strings(value: Any, field: str, container: Any, key: Any) -> Iterator[tuple[str, str, Any, Any]]:
-    if isinstance(value, str):
-        yield field, value, container, key
-    elif isinstance(value, dict):
-        for position, (name, item) in enumerate(value.items()):
-            if name not in SKIPPED_KEYS:
-                label = name if name in SCHEMA_KEYS else f"<key {position}>"
-                yield from _strings(item, f"{field}.{label}", value, name)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{field}[{index}]", value, index)
+@dataclass(slots=True)
+class TextSite:
+    """One piece of the caller's text that goes upstream, where it is and how to change it.
+
+    ``field`` is a JSON path of model vocabulary and indices only (``messages[1].content``,
+    ``tools[0].function.parameters.<key 2>``, and ``….keys()[2]`` for that key itself), never
+    the caller's text. ``write`` puts a redacted text back: ``container[key] = text``, or
+    ``writer`` where the text was decoded from what was sent (a data: URL). A ``url`` site is
+    scanned with its query string split into words, so a key in it is judged like any token.
+    An ``id`` site is a closed value checked for its format: it is scanned too, but being
+    random-looking is what an id is, so ``high_entropy`` findings in it do not count."""
+
+    field: str
+    text: str
+    container: Any
+    key: Any
+    kind: str = "text"  # text | id | url
+    writer: Callable[[str], None] | None = None
+
+    def write(self, text: str) -> None:
+        if self.writer is not None:
+            self.writer(text)
+        else:
+            self.container[self.key] = text
+
+    def scanned(self) -> str:
+        """The text the detectors read: the same length as ``text``, so offsets carry over."""
+        if self.kind == "url" and "?" in self.text:
+            at = self.text.index("?")
+            return self.text[:at] + self.text[at:].translate(QUERY_SEPARATORS)
+        return self.text
 
 
-def _texts(endpoint: str, body: dict[str, Any]) -> Iterator[tuple[str, str, Any, Any]]:
-    """(field, text, container, key): every string of the caller's that goes upstream —
-    message contents and their parts, names, tool-call arguments, tool descriptions; prompts,
-    suffixes and embedding inputs. Token-id prompts and inputs cannot be read: Unscannable."""
+QUERY_SEPARATORS = str.maketrans({"?": " ", "&": " ", "=": " ", ";": " ", "#": " "})
+
+
+class KeyOf:
+    """Where an object's key is written: ``holder[anything] = name`` renames the key in ``cell``
+    in place (the order of the others kept); ``ValueOf`` with the same cell writes its value
+    under whatever the key is called now."""
+
+    __slots__ = ("mapping", "cell")
+
+    def __init__(self, mapping: dict[Any, Any], cell: list[Any]) -> None:
+        self.mapping, self.cell = mapping, cell
+
+    def __setitem__(self, _: Any, name: str) -> None:
+        pairs = [(name if old == self.cell[0] else old, item) for old, item in self.mapping.items()]
+        self.mapping.clear()
+        self.mapping.update(pairs)
+        self.cell[0] = name
+
+
+class ValueOf:
+    __slots__ = ("mapping", "cell")
+
+    def __init__(self, mapping: dict[Any, Any], cell: list[Any]) -> None:
+        self.mapping, self.cell = mapping, cell
+
+    def __setitem__(self, _: Any, value: Any) -> None:
+        self.mapping[self.cell[0]] = value
+
+
+def key_label(name: Any, position: int) -> str:
+    return name if name in SCHEMA_KEYS else f"<key {position}>"
+
+
+def text_sites(value: Any, field: str, container: Any, key: Any) -> list[TextSite]:
+    """Every string in ``value`` and every key of every object in it, as sites, in document
+    order (empty ones hold nothing to scan). Iterative: however deep the value, no recursion."""
+    sites: list[TextSite] = []
+    stack: list[tuple[Any, str, Any, Any]] = [(value, field, container, key)]
+    while stack:
+        item, where, holder, name = stack.pop()
+        if isinstance(item, str):
+            if item:
+                sites.append(TextSite(where, item, holder, name))
+        elif isinstance(item, dict):
+            pending = []
+            for position, (inner_name, inner) in enumerate(item.items()):
+                cell = [inner_name]
+                if isinstance(inner_name, str) and inner_name:
+                    sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell), None))
+                pending.append((inner, f"{where}.{key_label(inner_name, position)}", ValueOf(item, cell), None))
+            stack.extend(reversed(pending))
+        elif isinstance(item, list):
+            stack.extend((inner, f"{where}[{index}]", item, index) for index, inner in reversed(list(enumerate(item))))
+    return sites
+
+
+def _texts(endpoint: str, body: dict[str, Any]) -> list[TextSite]:
+    """The caller's text of the fields every endpoint sends (messages, tools; prompt, suffix;
+    input), for callers that have no model of the request (``inspect_input`` without sites).
+    The gateway passes the sites of its request model instead (``api.request_model``).
+    Token-id prompts and inputs cannot be read: Unscannable."""
     if endpoint == "chat/completions":
-        yield from _strings(body.get("messages"), "messages", body, "messages")
-        yield from _strings(body.get("tools"), "tools", body, "tools")
-        return
+        return text_sites(body.get("messages"), "messages", body, "messages") + text_sites(
+            body.get("tools"), "tools", body, "tools")
     key = "prompt" if endpoint == "completions" else "input"
     value = body.get(key)
     items = value if isinstance(value, list) else [value]
     if any(isinstance(item, int | list) for item in items):
         raise Unscannable(key)
-    yield from _strings(value, key, body, key)
+    sites = text_sites(value, key, body, key)
     if endpoint == "completions":
-        yield from _strings(body.get("suffix"), "suffix", body, "suffix")
+        sites += text_sites(body.get("suffix"), "suffix", body, "suffix")
+    return sites
 
 
-def caller_text(endpoint: str, body: dict[str, Any]) -> str:
+def caller_text(endpoint: str, body: dict[str, Any], sites: list[TextSite] | None = None) -> str:
     """Every string of the caller's that goes upstream, one per line (for counting tokens)."""
-    return "\n".join(text for _, text, _, _ in _texts(endpoint, body))
+    return "\n".join(site.text for site in (sites if sites is not None else _texts(endpoint, body)))
 
 
 def redact(text: str, spans: list[Finding], counters: dict[str, int],
@@ -128,11 +204,14 @@ def redact(text: str, spans: list[Finding], counters: dict[str, int],
     return "".join(pieces) + text[position:]
 
 
-def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]) -> Inspection:
-    """Scan and act, changing ``body`` in place for redactions. Raises Blocked or Unscannable."""
-    texts = list(_texts(endpoint, body))
+def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any],
+                  sites: list[TextSite] | None = None, binary_bytes: int = 0) -> Inspection:
+    """Scan and act, changing ``body`` in place for redactions (through the sites: the
+    request model's when given). ``binary_bytes`` (content the detectors cannot read: images,
+    audio) counts towards ``max_input_bytes``. Raises Blocked or Unscannable."""
+    texts = sites if sites is not None else _texts(endpoint, body)
     if profile.max_input_bytes is not None:  # before any scanning: an oversized body costs nothing more
-        size = sum(len(text.encode()) for _, text, _, _ in texts)
+        size = sum(len(site.text.encode()) for site in texts) + binary_bytes
         if size > profile.max_input_bytes:
             verdict = Verdict("size.max_input_bytes", "block", False, "*", 0, size, 1.0)
             raise Blocked(verdict, [verdict])
@@ -145,11 +224,19 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
     def restorable(finding: Finding) -> bool:
         return profile.rules[finding.detector].restore
 
-    for where, text, container, key in texts:
+    scanned: dict[str, list[Finding]] = {}  # the same text gives the same findings: a schema repeats its keys
+
+    for site in texts:
         redactions: list[Finding] = []
-        for finding in sorted(profile.scan(text), key=lambda f: (f.start, -f.end)):
+        view = site.scanned()
+        findings = scanned.get(view)
+        if findings is None:
+            findings = scanned[view] = sorted(profile.scan(view), key=lambda f: (f.start, -f.end))
+        for finding in findings:
+            if site.kind == "id" and finding.kind in ID_KINDS:
+                continue
             rule = profile.rules[finding.detector]
-            verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, where,
+            verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, site.field,
                               finding.start, finding.end, finding.score)
             verdicts.append(verdict)
             if rule.shadow:
@@ -161,7 +248,8 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
             elif rule.action == "redact":
                 redactions.append(finding)
         if redactions and blocked is None:
-            container[key] = redact(text, redactions, counters, originals, restorable)
+            site.text = redact(site.text, redactions, counters, originals, restorable)
+            site.write(site.text)
     if blocked is not None:
         raise Blocked(blocked, verdicts)
     return Inspection(verdicts, sensitive, originals)

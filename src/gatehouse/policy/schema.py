@@ -18,9 +18,38 @@ from gatehouse.monitoring.schema import Monitoring, monitoring_reference_problem
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 
 
+EXTRA_FIELD = r"^[a-z][a-z0-9_]{0,63}$"
+UNSCANNABLE_FIELDS = frozenset({"prompt_embeds"})  # tensors: no guardrail can read them
+MAX_OUTPUT_TOKENS = 1_048_576
+
+
+class RequestRules(Strict):
+    """What callers of an alias may send besides the OpenAI request shape, and its bounds."""
+
+    extra_fields: tuple[str, ...] = Field((), description="top-level fields the engines take beyond OpenAI's "
+                                          "(vLLM's documents, chat_template, guided_json): allowed, scanned as text")
+    remote_urls: bool = Field(True, description="image, file and audio URLs over http(s), which the engine fetches; "
+                              "false: refused (data: URLs still go)")
+    max_output_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS,
+                                          description="the most max_tokens / max_completion_tokens a request may ask")
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _field_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.match(EXTRA_FIELD, name):
+                raise ValueError(f"extra field {name!r}: lower-case letters, digits and _ only, starting with a letter")
+            if name in UNSCANNABLE_FIELDS:
+                raise ValueError(f"extra field {name!r} holds no text a guardrail can read, so it cannot be allowed")
+        if len(set(value)) != len(value):
+            raise ValueError("an extra field is named twice")
+        return value
+
+
 class Alias(Strict):
     route: tuple[str, ...] = Field(min_length=1, description="deployments in order: primary, then fallbacks")
     description: str | None = None
+    requests: RequestRules = RequestRules()
 
     @field_validator("route")
     @classmethod
