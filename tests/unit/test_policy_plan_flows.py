@@ -14,6 +14,7 @@ from gatehouse.engines.base import ENDPOINTS
 from gatehouse.engines.embedded import EmbeddedEngine
 from gatehouse.engines.openai_upstream import OpenAIUpstream
 from gatehouse.engines.serving import serves
+from gatehouse.engines.spec import Deployment
 from gatehouse.policy.plan import plan
 from gatehouse.policy.schema import PolicyDocument
 
@@ -152,10 +153,14 @@ def test_the_plan_dict_carries_the_shares_and_stays_json():
 
 
 def test_the_plan_and_the_engines_agree_on_which_endpoints_each_engine_serves():
-    embedded, upstream = object.__new__(EmbeddedEngine), object.__new__(OpenAIUpstream)
-    for endpoint in ENDPOINTS:
-        assert serves("embedded", endpoint) == EmbeddedEngine.supports(embedded, endpoint)
-        assert serves("vllm", endpoint) == OpenAIUpstream.supports(upstream, endpoint)
+    """The plan's lanes skip what the router skips: the embedded engine embeds nothing, an
+    upstream of any kind is asked every endpoint."""
+    embedded = object.__new__(EmbeddedEngine)
+    assert [endpoint for endpoint in ENDPOINTS if EmbeddedEngine.supports(embedded, endpoint)] == [
+        endpoint for endpoint in ENDPOINTS if serves("embedded", endpoint)] == ["chat/completions", "completions"]
+    for kind in ("openai", "vllm", "sglang", "llama-server", "ollama", "tgi"):
+        upstream = OpenAIUpstream("u", Deployment(engine=kind, url="http://127.0.0.1:9/v1", model="m"), None)
+        assert all(upstream.supports(endpoint) and serves(kind, endpoint) for endpoint in ENDPOINTS)
 
 
 # The property: for random routes, deployment classes, grants and timeouts on both sides, the
