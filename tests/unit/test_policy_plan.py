@@ -119,3 +119,26 @@ def test_a_plan_names_routes_flows_and_violations():
     assert {(v.deployment, v.data_class) for v in result.violations} == {("cloud", "confidential"), ("cloud", "restricted")}
     assert "flow: restricted data → cloud (cloud)" in result.widenings
     assert plan(before, before, [IdentityView("x", "red", "dev")]).widenings == []  # "no new access"
+
+
+def test_what_callers_may_send_is_reviewed_like_a_guardrail():
+    def document(requests: dict) -> PolicyDocument:  # type: ignore[type-arg]
+        return PolicyDocument.model_validate({
+            "version": 1, "deployments": DEPLOYMENTS, "aliases": {"a1": {"route": ["onprem"], "requests": requests}},
+            "grants": [{"name": "g", "subjects": [{"team": "red"}], "aliases": ["a1"]}]})
+    strict = document({"extra_fields": ["documents"], "remote_urls": False, "max_output_tokens": 512})
+    people = [IdentityView("x", "red", "dev")]
+    looser = {
+        "requests.extra_fields": {"extra_fields": ["documents", "chat_template"], "remote_urls": False,
+                                  "max_output_tokens": 512},
+        "requests.remote_urls": {"extra_fields": ["documents"], "max_output_tokens": 512},
+        "requests.max_output_tokens": {"extra_fields": ["documents"], "remote_urls": False},  # the default is higher
+    }
+    for setting, requests in looser.items():
+        widenings = plan(strict, document(requests), people).widenings
+        assert [w for w in widenings if setting in w] == [w for w in widenings if w.startswith("guardrail: alias a1")]
+        assert len([w for w in widenings if setting in w]) == 1, (setting, widenings)
+    tighter = document({"remote_urls": False, "max_output_tokens": 256})
+    assert plan(strict, tighter, people).widenings == []  # fewer fields, a lower bound: nothing to acknowledge
+    assert {g.subject for g in plan(strict, tighter, people).guardrails} == {
+        "alias a1: requests.extra_fields", "alias a1: requests.max_output_tokens"}

@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatehouse.api.errors import ApiError
-from gatehouse.api.request_model import DEFAULT_OUTPUT_TOKENS, check_request, output_token_limit
+from gatehouse.api.request_model import check_request, output_token_limit
 from gatehouse.api.validation import MAX_DEPTH, nesting_problem
 from gatehouse.engines.spec import Deployment
 from gatehouse.guardrails.inspect import Blocked, inspect_input, text_sites
 from gatehouse.guardrails.profiles import EffectiveProfile, ProfileIndex
 from gatehouse.guardrails.schema import Guardrails
 from gatehouse.policy.loader import PolicyError, load_policy_text
+from gatehouse.policy.schema import DEFAULT_OUTPUT_TOKENS
 from gatehouse.policy.starter import STARTER_POLICY
 
 EMAIL, AWS_KEY = "jane.doe@example.com", "AKIAIOSFODNN7EXAMPLE"

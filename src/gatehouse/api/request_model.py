@@ -32,6 +32,7 @@ from typing import Any
 from gatehouse.api.errors import ApiError
 from gatehouse.engines.spec import Deployment, EmbeddedSettings
 from gatehouse.guardrails.inspect import KeyOf, TextSite, ValueOf, text_sites
+from gatehouse.policy.schema import DEFAULT_OUTPUT_TOKENS
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")   # tool-call ids, file ids, audio ids, voices
 TOKEN_ID = re.compile(r"\d{1,10}")                         # logit_bias keys
@@ -317,7 +318,6 @@ def _fields(value: dict[str, Any], path: str, fields: dict[str, Checker], requir
 # -- the endpoints -----------------------------------------------------------------------------
 
 MAX_TOKENS_CEILING = INT64  # the type's; the route's bound is applied by the gateway (``output_token_limit``)
-DEFAULT_OUTPUT_TOKENS = 131_072  # the most a request may ask for where the alias sets no max_output_tokens
 TEXT_PART: dict[str, Checker] = {"text": text}
 CONTENT_PARTS = tagged("type", {
     "text": TEXT_PART,

@@ -23,7 +23,7 @@ from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.access import AccessIndex, subject_text
 from gatehouse.policy.flows import FailoverChange, ShareChange, failover_changes, share_changes
-from gatehouse.policy.schema import PolicyDocument
+from gatehouse.policy.schema import DEFAULT_OUTPUT_TOKENS, PolicyDocument
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,29 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
     return changes
 
 
+def request_rule_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
+    """What the callers of an alias that exists on both sides may send (``requests``): a field
+    allowed beyond the OpenAI shape, remote URLs allowed again, or a higher output-token bound
+    lets more through, and is reviewed like a loosened guardrail."""
+    changes = []
+    for alias in sorted(before.aliases.keys() & after.aliases.keys()):
+        was, now = before.aliases[alias].requests, after.aliases[alias].requests
+        added = sorted(set(now.extra_fields) - set(was.extra_fields))
+        if set(was.extra_fields) != set(now.extra_fields):
+            changes.append(GuardrailChange(f"alias {alias}: requests.extra_fields", ", ".join(was.extra_fields) or "-",
+                                           ", ".join(now.extra_fields) or "-", bool(added)))
+        if was.remote_urls != now.remote_urls:
+            changes.append(GuardrailChange(f"alias {alias}: requests.remote_urls", str(was.remote_urls).lower(),
+                                           str(now.remote_urls).lower(), now.remote_urls))
+        if was.max_output_tokens != now.max_output_tokens:
+            old_bound = was.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+            new_bound = now.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+            changes.append(GuardrailChange(f"alias {alias}: requests.max_output_tokens",
+                                           str(was.max_output_tokens or "-"), str(now.max_output_tokens or "-"),
+                                           new_bound > old_bound))
+    return changes
+
+
 def monitoring_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
     """Thresholds added, removed or changed. Removing or changing one is reviewed like a
     loosening (a later limit, a shorter ladder, a narrower scope all mean less is watched)."""
@@ -339,7 +362,7 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
                         for key in sorted(old_spec.keys() | new_spec.keys()) if old_spec.get(key) != new_spec.get(key))
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
-    result.guardrails = guardrail_changes(before, after)
+    result.guardrails = guardrail_changes(before, after) + request_rule_changes(before, after)
     result.monitoring = monitoring_changes(before, after)
     if before.change_control.approvers != after.change_control.approvers:
         result.approvers = (before.change_control.approvers, after.change_control.approvers)

@@ -21,6 +21,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 EXTRA_FIELD = r"^[a-z][a-z0-9_]{0,63}$"
 UNSCANNABLE_FIELDS = frozenset({"prompt_embeds"})  # tensors: no guardrail can read them
 MAX_OUTPUT_TOKENS = 1_048_576
+DEFAULT_OUTPUT_TOKENS = 131_072  # the most a request may ask for where the alias sets no max_output_tokens
 
 
 class RequestRules(Strict):
