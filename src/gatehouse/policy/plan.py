@@ -20,7 +20,8 @@ from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
-from gatehouse.policy.access import AccessIndex, subject_text
+from gatehouse.policy.access import subject_text
+from gatehouse.policy.access_diff import access_moves
 from gatehouse.policy.schema import PolicyDocument
 
 
@@ -283,16 +284,8 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
 
 def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
     result = Plan()
-    old_index, new_index = AccessIndex(before), AccessIndex(after)
-    differences: dict[tuple[int, int], list[tuple[str, str | None, str | None]]] = {}  # per pair of cached answers
-    for identity in identities:
-        old, new = old_index.access(identity), new_index.access(identity)
-        pair = (id(old), id(new))
-        changed = differences.get(pair)
-        if changed is None:
-            changed = differences[pair] = [(alias, old.get(alias), new.get(alias)) for alias in sorted(old.keys() | new.keys())
-                                           if old.get(alias) != new.get(alias)]
-        result.access.extend(AccessChange(identity.name, alias, was, now) for alias, was, now in changed)
+    for name, moves in access_moves(before, after, identities):  # only identities the change can reach
+        result.access.extend(AccessChange(name, alias, was, now) for alias, was, now in moves)
     old_rules, new_rules = _rules(before), _rules(after)
     for (who, alias), data_class in sorted(new_rules.items()):
         if old_rules.get((who, alias)) != data_class:
