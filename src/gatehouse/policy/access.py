@@ -107,15 +107,22 @@ class AccessIndex:
     environment and labels share one answer (100,000 identities typically have a few thousand
     such profiles)."""
 
-    def __init__(self, document: PolicyDocument, max_cached: int | None = None) -> None:
+    def __init__(self, document: PolicyDocument, max_cached: int | None = None,
+                 aliases: frozenset[str] | None = None) -> None:
         """``max_cached`` bounds the answers kept (a long-lived index: the gateway's); a plan's
-        index keeps every answer, since the plan tells answers apart by identity."""
-        self.grants = document.grants
+        index keeps every answer, since the plan tells answers apart by identity. ``aliases``
+        narrows every answer to those aliases (a plan's: the aliases its change can move), so
+        only the grants that name one are filed."""
         self.max_cached = max_cached
         self.subjects = RequirementIndex()
-        for index, grant in enumerate(document.grants):
+        self.entries: list[tuple[tuple[str, ...], str]] = []  # per filed grant: its aliases, its class
+        for grant in document.grants:
+            named = grant.aliases if aliases is None else tuple(alias for alias in grant.aliases if alias in aliases)
+            if not named:
+                continue
             for subject in grant.subjects:
-                self.subjects.add(requirement(subject), index)
+                self.subjects.add(requirement(subject), len(self.entries))
+            self.entries.append((named, grant.max_data_class))
         self.cache: dict[Profile, Access] = {}
         self.alias_sets: dict[Profile, frozenset[str]] = {}
 
@@ -126,7 +133,7 @@ class AccessIndex:
             return cached
         access: Access = {}
         for index in sorted(self.subjects.matching(identity)):
-            _widen(access, self.grants[index].aliases, self.grants[index].max_data_class)
+            _widen(access, *self.entries[index])
         if self.max_cached is not None and len(self.cache) >= self.max_cached:
             self.cache.clear()
             self.alias_sets.clear()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gatehouse.core.classification import rank
 from gatehouse.identity.view import IdentityView
-from gatehouse.policy.access import AccessIndex, Profile, Requirement, RequirementIndex, requirement
+from gatehouse.policy.access import AccessIndex, Profile, Requirement, RequirementIndex, requirement, subject_text
 from gatehouse.policy.schema import PolicyDocument
 
 Rules = dict[tuple[Requirement, str], str]  # (what a subject requires, alias) → the highest class granted
@@ -45,10 +45,30 @@ class Reach:
 
     @classmethod
     def of(cls, before: PolicyDocument, after: PolicyDocument) -> Reach:
-        old, new = rules_of(before), rules_of(after)
-        changed = [key for key in old.keys() | new.keys() if old.get(key) != new.get(key)]
-        return cls(tuple(sorted({required for required, _ in changed}, key=repr)),
-                   frozenset(alias for _, alias in changed))
+        return RuleDiff(before, after).reach
+
+
+class RuleDiff:
+    """The (subject, alias) rules two versions differ in: added, removed or at another class."""
+
+    def __init__(self, before: PolicyDocument, after: PolicyDocument) -> None:
+        self.before, self.after = before, after
+        self.old, self.new = rules_of(before), rules_of(after)
+        self.changed = [key for key in self.old.keys() | self.new.keys() if self.old.get(key) != self.new.get(key)]
+        self.reach = Reach(tuple(sorted({required for required, _ in self.changed}, key=repr)),
+                           frozenset(alias for _, alias in self.changed))
+
+    def texts(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+        """(who, alias, class) of the rules the new version has and the old one does not at that
+        class, and the other way round; each by who, then alias."""
+        who = {requirement(subject): subject for document in (self.after, self.before)
+               for grant in document.grants for subject in grant.subjects}
+        text = {required: subject_text(who[required]) for required in self.reach.requirements}
+        added = sorted((text[required], alias, self.new[required, alias]) for required, alias in self.changed
+                       if (required, alias) in self.new)
+        removed = sorted((text[required], alias, self.old[required, alias]) for required, alias in self.changed
+                         if (required, alias) in self.old)
+        return added, removed
 
 
 class InReach:
@@ -75,25 +95,28 @@ def in_reach(reach: Reach, identities: Iterable[IdentityView]) -> list[IdentityV
     return [identity for identity in identities if test(identity)]
 
 
-def access_moves(before: PolicyDocument, after: PolicyDocument,
-                 identities: Iterable[IdentityView]) -> Iterator[tuple[str, Moves]]:
+def access_moves(diff: RuleDiff, identities: Iterable[IdentityView]) -> Iterator[tuple[str, Moves]]:
     """(identity name, its moves) for every identity whose access changes, in the order given,
     each identity's moves by alias. Identities of one profile share one list: do not change it."""
-    reach = Reach.of(before, after)
+    reach = diff.reach
     if not reach.requirements:
         return
     test = InReach(reach)
-    old_index, new_index = AccessIndex(before), AccessIndex(after)
-    differences: dict[tuple[int, int], Moves] = {}  # per pair of cached answers (kept alive by the indexes)
+    old_index = AccessIndex(diff.before, aliases=reach.aliases)
+    new_index = AccessIndex(diff.after, aliases=reach.aliases)
+    named = test.index.named | old_index.subjects.named | new_index.subjects.named
+    moves_of: dict[Profile, Moves] = {}  # identities that no subject names and share the rest move alike
     for identity in identities:
-        if not test(identity):
-            continue
-        old, new = old_index.access(identity), new_index.access(identity)
-        pair = (id(old), id(new))
-        moves = differences.get(pair)
+        profile = (identity.name if identity.name in named else None, identity.team, identity.environment,
+                   identity.labels)
+        moves = moves_of.get(profile)
         if moves is None:
-            moves = differences[pair] = [(alias, old.get(alias), new.get(alias))
-                                         for alias in sorted((old.keys() | new.keys()) & reach.aliases)
-                                         if old.get(alias) != new.get(alias)]
+            moves = moves_of[profile] = _moves(old_index, new_index, identity) if test(identity) else []
         if moves:
             yield identity.name, moves
+
+
+def _moves(old_index: AccessIndex, new_index: AccessIndex, identity: IdentityView) -> Moves:
+    old, new = old_index.access(identity), new_index.access(identity)
+    return [(alias, old.get(alias), new.get(alias)) for alias in sorted(old.keys() | new.keys())
+            if old.get(alias) != new.get(alias)]

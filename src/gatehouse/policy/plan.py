@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -20,13 +20,11 @@ from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
-from gatehouse.policy.access import subject_text
-from gatehouse.policy.access_diff import access_moves
+from gatehouse.policy.access_diff import RuleDiff, access_moves
 from gatehouse.policy.schema import PolicyDocument
 
 
-@dataclass(frozen=True)
-class AccessChange:
+class AccessChange(NamedTuple):  # a tuple: a large change holds a million of them
     identity: str
     alias: str
     before: str | None  # data class, or None: no access
@@ -246,7 +244,8 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"no_new_access": not self.widenings, "widenings": self.widenings,
-                "access": [asdict(c) | {"widens": c.widens} for c in self.access],
+                "access": [{"identity": c.identity, "alias": c.alias, "before": c.before, "after": c.after,
+                            "widens": c.widens} for c in self.access],
                 "rules": [asdict(r) for r in self.rules],
                 "routes": [asdict(r) | {"description": r.description} for r in self.routes],
                 "flows": [asdict(f) for f in self.flows],
@@ -257,17 +256,6 @@ class Plan:
                 "guardrails": [asdict(g) for g in self.guardrails],
                 "monitoring": [asdict(m) for m in self.monitoring],
                 "violations": [asdict(f) for f in self.violations]}
-
-
-def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
-    rules: dict[tuple[str, str], str] = {}
-    for grant in document.grants:
-        for subject in grant.subjects:
-            for alias in grant.aliases:
-                key = (subject_text(subject), alias)  # unambiguous: values are quoted when needed
-                if key not in rules or rank(grant.max_data_class) > rank(rules[key]):
-                    rules[key] = grant.max_data_class
-    return rules
 
 
 def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
@@ -284,15 +272,12 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
 
 def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
     result = Plan()
-    for name, moves in access_moves(before, after, identities):  # only identities the change can reach
+    rules = RuleDiff(before, after)
+    for name, moves in access_moves(rules, identities):  # only identities the changed rules can reach
         result.access.extend(AccessChange(name, alias, was, now) for alias, was, now in moves)
-    old_rules, new_rules = _rules(before), _rules(after)
-    for (who, alias), data_class in sorted(new_rules.items()):
-        if old_rules.get((who, alias)) != data_class:
-            result.rules.append(RuleChange(who, alias, data_class, "added"))
-    for (who, alias), data_class in sorted(old_rules.items()):
-        if new_rules.get((who, alias)) != data_class:
-            result.rules.append(RuleChange(who, alias, data_class, "removed"))
+    added, removed = rules.texts()
+    result.rules = ([RuleChange(who, alias, data_class, "added") for who, alias, data_class in added]
+                    + [RuleChange(who, alias, data_class, "removed") for who, alias, data_class in removed])
     for alias in sorted(before.aliases.keys() | after.aliases.keys()):
         old_route = before.aliases[alias].route if alias in before.aliases else None
         new_route = after.aliases[alias].route if alias in after.aliases else None

@@ -88,20 +88,25 @@ def _planned(before: PolicyDocument, after: LoadedPolicy, base: str | None, reac
                          {widening_id(text): text for text in result.widenings})
 
 
-MAX_NARROWED = 256  # requirements narrowed in SQL; beyond that a change reaches most identities anyway
+MAX_NARROWED = 32  # subjects narrowed in SQL; a change with more reaches most identities, read them all
 
 
 def _reach_filter(session: Session, reach: Reach) -> ColumnElement[bool] | None:
-    """A superset of the identities the reach can match, as SQL: each requirement's name, team
-    and environment, and on PostgreSQL its labels too. None: every identity is a candidate.
-    Only a pre-filter: ``in_reach`` decides, by the same matching as access itself."""
+    """A superset of the identities the reach can match, as SQL: the names subjects name, the
+    teams they name, and for subjects with neither their environment and, on PostgreSQL, their
+    labels. None: every identity is a candidate. Only a pre-filter: ``in_reach`` decides, by the
+    same matching as access itself."""
     if len(reach.requirements) > MAX_NARROWED:
         return None
     postgres = session.get_bind().dialect.name == "postgresql"
-    clauses = []
+    names = sorted({name for name, _, _, _ in reach.requirements if name is not None})
+    teams = sorted({team for name, team, _, _ in reach.requirements if name is None and team is not None})
+    clauses: list[ColumnElement[bool]] = [column.in_(values) for column, values
+                                          in ((Identity.name, names), (Identity.team, teams)) if values]
     for name, team, environment, labels in reach.requirements:
-        parts = [column == value for column, value in ((Identity.name, name), (Identity.team, team),
-                                                        (Identity.environment, environment)) if value is not None]
+        if name is not None or team is not None:
+            continue
+        parts = [Identity.environment == environment] if environment is not None else []
         if postgres:  # ->> on json: the last of duplicate keys, as Python reads them
             parts += [Identity.labels[key].as_string() == value for key, value in labels]
         if not parts:
