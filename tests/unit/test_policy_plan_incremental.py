@@ -97,7 +97,7 @@ def full_diff(before: PolicyDocument, after: PolicyDocument, inventory: list[Ide
             if (old := brute_force(before, identity, alias)) != (new := brute_force(after, identity, alias))]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(change=changes(), inventory=inventories)
 def test_the_incremental_plan_equals_the_brute_force_diff(change, inventory):
     before, after = change
@@ -109,7 +109,7 @@ def test_the_incremental_plan_equals_the_brute_force_diff(change, inventory):
     assert planned.identities == len(inventory)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(change=changes(), inventory=inventories)
 def test_an_identity_out_of_reach_keeps_its_access(change, inventory):
     before, after = change
@@ -122,7 +122,7 @@ def test_an_identity_out_of_reach_keeps_its_access(change, inventory):
         assert name in reached and alias in reach.aliases
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(change=changes(), inventory=inventories, extra=inventories)
 def test_the_plan_id_covers_exactly_the_identities_that_can_move(change, inventory, extra):
     before, after = change
@@ -138,7 +138,7 @@ def test_the_plan_id_covers_exactly_the_identities_that_can_move(change, invento
         assert compute_plan(before, loaded(after), "base", more).plan_id != planned.plan_id
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(doc=st.lists(grants, max_size=6).map(document), inventory=inventories,
        narrowed=st.sets(st.sampled_from(ALIASES)).map(frozenset))
 def test_an_index_narrowed_to_some_aliases_answers_for_those(doc, inventory, narrowed):

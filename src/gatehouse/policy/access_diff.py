@@ -45,11 +45,20 @@ class Reach:
 
     @classmethod
     def of(cls, before: PolicyDocument, after: PolicyDocument) -> Reach:
-        return RuleDiff(before, after).reach
+        return RuleDiff.of(before, after).reach
 
 
 class RuleDiff:
     """The (subject, alias) rules two versions differ in: added, removed or at another class."""
+
+    _last: RuleDiff | None = None  # the latest, for the plan that follows its reach (documents are immutable)
+
+    @classmethod
+    def of(cls, before: PolicyDocument, after: PolicyDocument) -> RuleDiff:
+        last = cls._last
+        if last is None or last.before is not before or last.after is not after:
+            last = cls._last = cls(before, after)
+        return last
 
     def __init__(self, before: PolicyDocument, after: PolicyDocument) -> None:
         self.before, self.after = before, after

@@ -272,7 +272,7 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
 
 def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
     result = Plan()
-    rules = RuleDiff(before, after)
+    rules = RuleDiff.of(before, after)
     for name, moves in access_moves(rules, identities):  # only identities the changed rules can reach
         result.access.extend(AccessChange(name, alias, was, now) for alias, was, now in moves)
     added, removed = rules.texts()

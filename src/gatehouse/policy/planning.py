@@ -115,16 +115,18 @@ def _reach_filter(session: Session, reach: Reach) -> ColumnElement[bool] | None:
     return or_(*clauses)
 
 
-def _labels(text: str | None) -> dict[str, str] | None:
-    if text is None:
-        return None
+def _labels(name: str, stored: str | None) -> dict[str, str] | None:
+    """An identity's labels as the API writes them (text to text); anything else was written
+    behind its back, and a plan over it would be a guess."""
     try:
-        value = orjson.loads(text)
+        labels = orjson.loads(stored) if stored is not None else None
     except orjson.JSONDecodeError:
-        raise GatehouseError("an identity's labels in the store are not JSON; the store was altered") from None
-    if value is not None and not isinstance(value, dict):
-        raise GatehouseError("an identity's labels in the store are not a mapping; the store was altered")
-    return value
+        labels = ...
+    if labels is None:
+        return None
+    if not isinstance(labels, dict) or not all(isinstance(value, str) for value in labels.values()):
+        raise GatehouseError(f"identity {name!r} has labels that are not text to text; the store was altered")
+    return labels
 
 
 def reached_views_in(session: Session, reach: Reach) -> list[IdentityView]:
@@ -136,7 +138,7 @@ def reached_views_in(session: Session, reach: Reach) -> list[IdentityView]:
     narrowed = _reach_filter(session, reach)
     if narrowed is not None:
         query = query.where(narrowed)
-    views = [IdentityView.of(name, team, environment, _labels(labels))
+    views = [IdentityView.of(name, team, environment, _labels(name, labels))
              for name, team, environment, labels in session.execute(query)]
     return in_reach(reach, views)
 
