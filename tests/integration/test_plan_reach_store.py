@@ -86,6 +86,15 @@ def test_the_sql_pre_filter_leaves_nobody_out(inventory, grants):
         assert planning.reached_views_in(session, reach) == expected
 
 
+@pytest.mark.parametrize("odd", ["re\x00d", "\ud800", "red\n"])
+def test_a_subject_no_database_can_be_asked_about_is_matched_here(inventory, odd):
+    for subject in ({"team": odd}, {"identity": odd}, {"environment": odd}, {"labels": {odd: "gold"}},
+                    {"labels": {"tier": odd}}, {"team": "red", "labels": {"tier": odd}}):
+        reach = Reach.of(document([]), document([[subject], [{"team": "blue"}]]))
+        with inventory.read() as session:
+            assert planning.reached_views_in(session, reach) == in_reach(reach, identity_views_in(session))
+
+
 def test_odd_labels_are_read_as_python_reads_them(inventory):
     gold = Reach.of(document([]), document([[{"labels": {"tier": "gold"}}]]))
     with inventory.read() as session:

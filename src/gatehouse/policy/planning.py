@@ -11,7 +11,7 @@ the same ``plan_id`` means the same plan, and any change to an identity the chan
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ def _reach_filter(session: Session, reach: Reach) -> ColumnElement[bool] | None:
     teams they name, and for subjects with neither their environment and, on PostgreSQL, their
     labels. None: every identity is a candidate. Only a pre-filter: ``in_reach`` decides, by the
     same matching as access itself."""
-    if len(reach.requirements) > MAX_NARROWED:
+    if len(reach.requirements) > MAX_NARROWED or not all(map(_sendable, _values(reach))):
         return None
     postgres = session.get_bind().dialect.name == "postgresql"
     names = sorted({name for name, _, _, _ in reach.requirements if name is not None})
@@ -113,6 +113,22 @@ def _reach_filter(session: Session, reach: Reach) -> ColumnElement[bool] | None:
             return None
         clauses.append(and_(*parts))
     return or_(*clauses)
+
+
+def _values(reach: Reach) -> Iterator[str]:
+    for name, team, environment, labels in reach.requirements:
+        yield from (value for value in (name, team, environment) if value is not None)
+        for pair in labels:
+            yield from pair
+
+
+def _sendable(value: str) -> bool:
+    """Text a database can be asked about: PostgreSQL text holds no NUL, and nothing holds a lone surrogate."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def _labels(name: str, stored: str | None) -> dict[str, str] | None:
