@@ -19,7 +19,7 @@ from gatehouse.policy import change_control, planning
 from gatehouse.policy.access_diff import Reach, in_reach
 from gatehouse.policy.loader import load_policy_text
 from gatehouse.policy.schema import PolicyDocument
-from gatehouse.policy.versions import loaded_version, stored_version
+from gatehouse.policy.versions import loaded_version, store_version, stored_version
 from gatehouse.store.models import Identity, Person, PolicyVersion, RoleAssignment
 
 TEAMS = ["red", "blue", "o'brien", 'quo"te', "ünï"]
@@ -140,28 +140,31 @@ def test_a_plan_from_the_store_equals_the_plan_over_every_identity(inventory):
 
 
 def test_a_stored_version_read_from_its_json_is_its_content(db):
-    loaded = load_policy_text(policy("{name: red, subjects: [{team: red}], aliases: [small]}"))
+    versions = [load_policy_text(policy(f"{{name: g{n}, subjects: [{{team: red}}], aliases: [small]}}")) for n in range(4)]
     other = load_policy_text(policy("{name: red, subjects: [{team: red}], aliases: [small, big]}"))
-    change_control.activate_served_file(db, "local:test", loaded, "policy.yaml")
-    with db.read() as session:
-        assert planning.stored_document(stored_version(session, loaded.version)) == loaded.document
-    # the JSON altered, the text intact: the text decides
     with db.write() as session:
-        session.execute(update(PolicyVersion).where(PolicyVersion.hash == loaded.version)
-                        .values(document=other.document.model_dump(mode="json")))
-    with db.read() as session:
-        assert planning.stored_document(stored_version(session, loaded.version)) == loaded.document
-    with db.write() as session:
-        session.execute(update(PolicyVersion).where(PolicyVersion.hash == loaded.version).values(document={"version": 7}))
-    with db.read() as session:
-        assert planning.stored_document(stored_version(session, loaded.version)) == loaded.document
-    # both altered: an error that says so, never the altered content
-    with db.write() as session:
-        session.execute(update(PolicyVersion).where(PolicyVersion.hash == loaded.version)
-                        .values(document=other.document.model_dump(mode="json"), source=other.text))
-    with db.read() as session:
-        row = stored_version(session, loaded.version)
-        with pytest.raises(GatehouseError, match="store was altered"):
-            planning.stored_document(row)
-        with pytest.raises(GatehouseError, match="store was altered"):
-            loaded_version(row)
+        for loaded in versions:
+            store_version(session, "local:test", loaded, None)
+
+    def alter(loaded, **values) -> None:
+        with db.write() as session:
+            session.execute(update(PolicyVersion).where(PolicyVersion.hash == loaded.version).values(**values))
+
+    def read(loaded) -> PolicyDocument:
+        with db.read() as session:
+            return planning.stored_document(stored_version(session, loaded.version))
+
+    intact, json_swapped, json_broken, both = versions
+    assert read(intact) == intact.document
+    alter(json_swapped, document=other.document.model_dump(mode="json"))  # the text intact: the text decides
+    assert read(json_swapped) == json_swapped.document
+    alter(json_broken, document={"version": 7})
+    assert read(json_broken) == json_broken.document
+    alter(both, document=other.document.model_dump(mode="json"), source=other.text)  # an error, never other content
+    with pytest.raises(GatehouseError, match="store was altered"):
+        read(both)
+    # a version once read is its content, whatever is written over it later; change control reads the text and refuses
+    alter(intact, document=other.document.model_dump(mode="json"), source=other.text)
+    assert read(intact) == intact.document
+    with db.read() as session, pytest.raises(GatehouseError, match="store was altered"):
+        loaded_version(stored_version(session, intact.version))

@@ -23,8 +23,20 @@ Rules = dict[tuple[Requirement, str], str]  # (what a subject requires, alias) â
 Moves = list[tuple[str, str | None, str | None]]  # (alias, class before, class after); None: no access
 
 
+_RULES: list[tuple[PolicyDocument, Rules]] = []  # the last few documents' rules (documents are immutable)
+
+
 def rules_of(document: PolicyDocument) -> Rules:
     """Every grant as (subject, alias) rules, each at the highest class any grant gives it."""
+    for known, rules in _RULES:
+        if known is document:
+            return rules
+    rules = _rules_of(document)
+    _RULES[:] = [*_RULES[-3:], (document, rules)]
+    return rules
+
+
+def _rules_of(document: PolicyDocument) -> Rules:
     rules: Rules = {}
     for grant in document.grants:
         for subject in grant.subjects:
