@@ -5,18 +5,21 @@
 and two proposed versions: a large change (50 grants changed, 10 added, 10 removed, 20 aliases
 rerouted) and a typical one (one grant added).
 
-For each it times `gatehouse policy plan VERSION` end to end through the command line (the
-Typer app, run in this process so the interpreter's start is not counted: see the last line),
-signed in with an admin key, against
+For each it times `gatehouse policy plan VERSION` end to end through the command line — the
+Typer app, signed in with an admin key, its request, the admin API, the plan, the answer and
+the table it prints — run in this process, against
 
 - the store on this machine (``GATEHOUSE_URL=local``: the command serves the admin API in its
   own process, migrations checked first, as every local command does), and
 - a running control plane (the same admin API served over HTTP by uvicorn, as `gatehouse serve`
-  does): the first plan of a version and the one after it,
+  does): the first plan of a version, the one after it, and with ``--json``;
 
-then the service call alone (``planning.plan_version``), and, for comparison, reading every
-identity and diffing over all of them. It prints the plan's size, and checks that the plan over
-the identities the change reaches equals the diff over every identity.
+then the service call alone (``planning.plan_version``) and, for comparison, reading every
+identity and handing all of them to ``plan``, which must give the same access diff. Each line
+gives the wall time and this process's CPU time: on a shared machine the first includes waiting
+for a core, the second does not (the database server's CPU is in neither). Running in one
+process, later commands find what earlier ones kept (a version's validated document); a real
+command starts a new interpreter, whose start and imports the last line times.
 
     .venv/bin/python scripts/policy_plan_scale.py [IDENTITIES]
 """
@@ -151,7 +154,7 @@ def measure(db: Database, settings: Settings, label: str, before: LoadedPolicy, 
         control.stop()
     planned = timed("  planning.plan_version (the service call alone)", lambda: planning.plan_version(db, ref))
     views = timed("  for comparison: read every identity (identity_views)", lambda: identity_views(db))
-    full = timed("  for comparison: the diff over every identity (plan)",
+    full = timed("  for comparison: plan() handed every identity",
                  lambda: plan(before.document, candidate.document, views))
     if full.access != planned.plan.access:
         raise SystemExit("the plan over the identities the change reaches differs from the diff over all")

@@ -188,6 +188,13 @@ def stored_document(row: PolicyVersion) -> PolicyDocument:
     return document
 
 
+def baseline_document(session: Session, base: str) -> PolicyDocument:
+    """The approved baseline's document, as ``stored_document`` reads it (without reading its row
+    again once known: a hash names one content)."""
+    known = _DOCUMENTS.get(base)
+    return known if known is not None else stored_document(stored_version(session, base))
+
+
 def plan_against(session: Session, candidate: LoadedPolicy, base: str | None,
                  before: PolicyDocument | None = None) -> PlannedChange:
     """In the caller's transaction, so the plan an approval or apply checks is the one it
@@ -214,7 +221,7 @@ def plan_version(db: Database, ref: str) -> PlannedChange:
     with db.read() as session:
         target = find_version(session, ref)
         base = baseline_of(current_activation(session))
-        before = stored_document(stored_version(session, base)) if base else None
+        before = baseline_document(session, base) if base else None
         return plan_against(session, _stored(target), base, before)
 
 
@@ -222,7 +229,7 @@ def plan_document(db: Database, candidate: LoadedPolicy) -> PlannedChange:
     """The same for a policy file that has not been proposed yet."""
     with db.read() as session:
         base = baseline_of(current_activation(session))
-        before = stored_document(stored_version(session, base)) if base else None
+        before = baseline_document(session, base) if base else None
         return plan_against(session, candidate, base, before)
 
 
