@@ -13,7 +13,7 @@ from itertools import combinations
 
 import orjson
 
-from gatehouse.core.classification import rank
+from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.schema import PolicyDocument, Subject
 
@@ -115,14 +115,14 @@ class AccessIndex:
         only the grants that name one are filed."""
         self.max_cached = max_cached
         self.subjects = RequirementIndex()
-        self.entries: list[tuple[tuple[str, ...], str]] = []  # per filed grant: its aliases, its class
+        self.entries: list[tuple[tuple[str, ...], int]] = []  # per filed grant: its aliases, its class's rank
         for grant in document.grants:
             named = grant.aliases if aliases is None else tuple(alias for alias in grant.aliases if alias in aliases)
             if not named:
                 continue
             for subject in grant.subjects:
                 self.subjects.add(requirement(subject), len(self.entries))
-            self.entries.append((named, grant.max_data_class))
+            self.entries.append((named, rank(grant.max_data_class)))
         self.cache: dict[Profile, Access] = {}
         self.alias_sets: dict[Profile, frozenset[str]] = {}
 
@@ -131,9 +131,13 @@ class AccessIndex:
         cached = self.cache.get(profile)
         if cached is not None:
             return cached
-        access: Access = {}
+        best: dict[str, int] = {}
         for index in sorted(self.subjects.matching(identity)):
-            _widen(access, *self.entries[index])
+            aliases, level = self.entries[index]
+            for alias in aliases:
+                if best.get(alias, -1) < level:
+                    best[alias] = level
+        access: Access = {alias: DATA_CLASSES[level] for alias, level in best.items()}
         if self.max_cached is not None and len(self.cache) >= self.max_cached:
             self.cache.clear()
             self.alias_sets.clear()

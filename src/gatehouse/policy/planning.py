@@ -134,13 +134,12 @@ def _sendable(value: str) -> bool:
 def _labels(name: str, stored: str | None) -> dict[str, str] | None:
     """An identity's labels as the API writes them (text to text); anything else was written
     behind its back, and a plan over it would be a guess."""
-    altered = GatehouseError(f"identity {name!r} has labels that are not text to text; the store was altered")
     try:
         labels = orjson.loads(stored) if stored is not None else None
     except orjson.JSONDecodeError:
-        raise altered from None
+        labels = stored
     if labels is not None and (not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values())):
-        raise altered
+        raise GatehouseError(f"identity {name!r} has labels that are not text to text; the store was altered")
     return labels
 
 
