@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -21,13 +21,12 @@ from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import DETECTORS, ProfileIndex
 from gatehouse.guardrails.schema import DetectorRule, TermsRule
 from gatehouse.identity.view import IdentityView
-from gatehouse.policy.access import AccessIndex, subject_text
+from gatehouse.policy.access_diff import RuleDiff, access_moves
 from gatehouse.policy.flows import FailoverChange, ShareChange, failover_changes, share_changes
 from gatehouse.policy.schema import DEFAULT_OUTPUT_TOKENS, PolicyDocument
 
 
-@dataclass(frozen=True)
-class AccessChange:
+class AccessChange(NamedTuple):  # a tuple: a large change holds a million of them
     identity: str
     alias: str
     before: str | None  # data class, or None: no access
@@ -275,7 +274,8 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"no_new_access": not self.widenings, "widenings": self.widenings,
-                "access": [asdict(c) | {"widens": c.widens} for c in self.access],
+                "access": [{"identity": c.identity, "alias": c.alias, "before": c.before, "after": c.after,
+                            "widens": c.widens} for c in self.access],
                 "rules": [asdict(r) for r in self.rules],
                 "routes": [asdict(r) | {"description": r.description} for r in self.routes],
                 "flows": [asdict(f) for f in self.flows],
@@ -288,17 +288,6 @@ class Plan:
                 "violations": [asdict(f) for f in self.violations],
                 "shares": [s.as_dict() for s in self.shares],
                 "failover": [f.as_dict() for f in self.failover]}
-
-
-def _rules(document: PolicyDocument) -> dict[tuple[str, str], str]:
-    rules: dict[tuple[str, str], str] = {}
-    for grant in document.grants:
-        for subject in grant.subjects:
-            for alias in grant.aliases:
-                key = (subject_text(subject), alias)  # unambiguous: values are quoted when needed
-                if key not in rules or rank(grant.max_data_class) > rank(rules[key]):
-                    rules[key] = grant.max_data_class
-    return rules
 
 
 def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
@@ -317,23 +306,12 @@ def _flows(document: PolicyDocument) -> dict[tuple[str, str], None]:
 
 def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[IdentityView]) -> Plan:
     result = Plan()
-    old_index, new_index = AccessIndex(before), AccessIndex(after)
-    differences: dict[tuple[int, int], list[tuple[str, str | None, str | None]]] = {}  # per pair of cached answers
-    for identity in identities:
-        old, new = old_index.access(identity), new_index.access(identity)
-        pair = (id(old), id(new))
-        changed = differences.get(pair)
-        if changed is None:
-            changed = differences[pair] = [(alias, old.get(alias), new.get(alias)) for alias in sorted(old.keys() | new.keys())
-                                           if old.get(alias) != new.get(alias)]
-        result.access.extend(AccessChange(identity.name, alias, was, now) for alias, was, now in changed)
-    old_rules, new_rules = _rules(before), _rules(after)
-    for (who, alias), data_class in sorted(new_rules.items()):
-        if old_rules.get((who, alias)) != data_class:
-            result.rules.append(RuleChange(who, alias, data_class, "added"))
-    for (who, alias), data_class in sorted(old_rules.items()):
-        if new_rules.get((who, alias)) != data_class:
-            result.rules.append(RuleChange(who, alias, data_class, "removed"))
+    rules = RuleDiff.of(before, after)
+    for name, moves in access_moves(rules, identities):  # only identities the changed rules can reach
+        result.access.extend(AccessChange(name, alias, was, now) for alias, was, now in moves)
+    added, removed = rules.texts()
+    result.rules = ([RuleChange(who, alias, data_class, "added") for who, alias, data_class in added]
+                    + [RuleChange(who, alias, data_class, "removed") for who, alias, data_class in removed])
     for alias in sorted(before.aliases.keys() | after.aliases.keys()):
         old_route = before.aliases[alias].route if alias in before.aliases else None
         new_route = after.aliases[alias].route if alias in after.aliases else None
