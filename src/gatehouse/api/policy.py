@@ -14,7 +14,6 @@ from starlette.responses import Response
 from gatehouse.api.admin import RoleCheckedApi, optional_duration, optional_text, required_text
 from gatehouse.api.errors import ApiError, from_domain
 from gatehouse.core.webhook import notify
-from gatehouse.identity.view import identity_views
 from gatehouse.policy import change_control, planning, versions
 from gatehouse.policy import views as policy_views
 from gatehouse.policy import workers as policy_workers
@@ -64,8 +63,7 @@ class PolicyAdminApi(RoleCheckedApi):
                 error = from_domain(exc)
                 error.param = "against"
                 raise error from None
-            planned = planning.compute_plan(before.document, candidate, before.version, identity_views(self.db))
-            return planned.as_dict()
+            return planning.plan_between(self.db, before, candidate).as_dict()
         return await self._run(request, work, read=True, fields=("source", "against"))
 
     async def approve(self, request: Request) -> Response:

@@ -1,7 +1,8 @@
 """Policy: the versioned document that composes the domains' schemas, and its change control.
 
 ``schema`` (the document), ``loader`` (read with line numbers; the content hash),
-``access`` (grant matching: who reaches which alias at which class), ``compiled`` (the form
+``access`` (grant matching: who reaches which alias at which class), ``access_diff``
+(whose access a change can move, computed only for them), ``compiled`` (the form
 the gateway asks questions of), ``plan`` (what a change does to access and data flow), ``flows`` (which
 deployment answers first and which on failure, per alias and data class),
 ``versions`` (stored versions and the active one), ``planning`` (plans an approval binds to),
