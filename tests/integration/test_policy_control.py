@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import select, update
 
@@ -14,6 +15,7 @@ from gatehouse.authz import Forbidden
 from gatehouse.core.clock import utcnow
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import Conflict, GatehouseError
+from gatehouse.guardrails.injection_model import default_model
 from gatehouse.identity import bootstrap, governance, service
 from gatehouse.policy import change_control, planning, versions
 from gatehouse.policy import views as policy_views
@@ -407,3 +409,12 @@ def test_version_references(org):
                 versions.find_version(session, bad)
         with pytest.raises(GatehouseError, match="no stored policy version"):
             versions.find_version(session, "0" * 12)
+
+
+def test_a_proposal_records_the_injection_models_its_profiles_would_run(org, home):
+    guarded = load_policy_text(policy("{name: base, subjects: [{team: platform}], aliases: [small]}")
+                               + "guardrails:\n  default: careful\n  profiles:\n    careful:\n"
+                                 "      injection: {action: block}\n")
+    change_control.propose(org, BOB, guarded, "guard the small alias")
+    proposed = [e for e in entries_of(org) if e.action == "policy.propose"][-1]
+    assert orjson.loads(proposed.details)["classifiers"] == {"careful": default_model().digest}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gatehouse.guardrails.classifier import classifier_digest
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.profiles import EffectiveProfile
 
@@ -27,10 +28,14 @@ class Verdict:
     start: int
     end: int
     score: float
+    model: str | None = None  # the digest of the classifier that judged (injection.classifier)
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "action": self.action, "shadow": self.shadow, "field": self.field,
-                "start": self.start, "end": self.end, "score": round(self.score, 2)}
+        verdict = {"rule": self.rule, "action": self.action, "shadow": self.shadow, "field": self.field,
+                   "start": self.start, "end": self.end, "score": round(self.score, 2)}
+        if self.model is not None:
+            verdict["model"] = self.model
+        return verdict
 
 
 class Blocked(Exception):
@@ -237,7 +242,8 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
                 continue
             rule = profile.rules[finding.detector]
             verdict = Verdict(f"{finding.detector}.{finding.kind}", rule.action, rule.shadow, site.field,
-                              finding.start, finding.end, finding.score)
+                              finding.start, finding.end, finding.score,
+                              classifier_digest(profile.classifier) if finding.kind == "classifier" else None)
             verdicts.append(verdict)
             if rule.shadow:
                 continue  # recorded; nothing enforced, not even a higher data class

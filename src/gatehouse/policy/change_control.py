@@ -36,6 +36,7 @@ from gatehouse.core.errors import Conflict, GatehouseError, NotFound
 from gatehouse.engines.credentials import credential_problem, own_files
 from gatehouse.guardrails.classifier import classifier_problem
 from gatehouse.policy.approvals import check_approved, check_approver_pool, proposers_of, required_approvals, roles_held
+from gatehouse.policy.compiled import CompiledPolicy
 from gatehouse.policy.loader import LoadedPolicy
 from gatehouse.policy.planning import PlannedChange, plan_in
 from gatehouse.policy.versions import (
@@ -111,7 +112,9 @@ def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str, *,
     against which credential references are checked; the environment's when not given."""
     if not message or not message.strip():
         raise GatehouseError("say why: a proposal needs a message (-m)")
-    _check_credentials(loaded, settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    _check_credentials(loaded, settings)
+    classifiers = CompiledPolicy(loaded).classifier_digests(settings.home)  # the injection models it would run
     with db.write() as session:
         lock(session)
         require_role(session, actor, "policy-admin", "proposing a policy")
@@ -119,7 +122,8 @@ def propose(db: Database, actor: str, loaded: LoadedPolicy, message: str, *,
         if not created and actor not in [row.created_by, *(row.proposers or [])]:
             row.proposers = [*(row.proposers or []), actor]
         audit.append(session, actor, "policy.propose", f"policy:{loaded.version}",
-                     {"message": message.strip(), "again": not created, **summary(loaded)})
+                     {"message": message.strip(), "again": not created, **summary(loaded),
+                      **({"classifiers": classifiers} if classifiers else {})})
         return row, created
 
 

@@ -8,7 +8,8 @@ from functools import cached_property
 from pathlib import Path
 
 from gatehouse.engines.spec import Deployment
-from gatehouse.guardrails.classifier import load_classifier
+from gatehouse.guardrails.classifier import installed_digest, load_classifier
+from gatehouse.guardrails.injection_model import default_model
 from gatehouse.guardrails.profiles import ProfileIndex
 from gatehouse.identity.view import IdentityView
 from gatehouse.policy.access import AccessIndex, matches
@@ -52,7 +53,18 @@ class CompiledPolicy:
         folder = home / "classifiers"
         self.__dict__["guardrail_profiles"] = ProfileIndex(self.loaded.document.guardrails,
                                                            lambda name: load_classifier(folder, name))
+        default_model()  # the built-in injection model read now: a damaged installation fails here, not on a request
         return self
+
+    def classifier_digests(self, home: Path) -> dict[str, str | None]:
+        """Per profile with an injection rule, the digest of the classifier it runs with on this
+        host (the built-in model's when it names none; None: not installed)."""
+        digests: dict[str, str | None] = {}
+        for name, profile in sorted(self.loaded.document.guardrails.profiles.items()):
+            injection = getattr(profile, "injection", None)
+            if injection is not None:
+                digests[name] = installed_digest(home, getattr(injection, "classifier", None))
+        return digests
 
     @cached_property
     def access(self) -> AccessIndex:
