@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import (
@@ -49,6 +49,7 @@ from gatehouse.telemetry import evidence_metrics as metrics
 
 log = logging.getLogger("gatehouse.records")
 BATCH_BYTES = 1024 * 1024  # of spooled lines per store transaction (~2,000 records)
+ID_PAGE = 1000             # request ids looked up at a time (a driver's parameter limit)
 WAKE_BYTES = 256 * 1024    # drain at once, not at the next tick, when this much is waiting
 MARGIN = 0.01              # refuse new requests this close to the bound (a share of it, at least
 MARGIN_BYTES = 64 * 1024   # this many bytes, at most half the bound): those in flight still fit
@@ -322,10 +323,19 @@ class RecordWriter:
     def _store_batch(self, rows: list[dict[str, Any]]) -> int:
         unique = list({row["request_id"]: row for row in reversed(rows)}.values())[::-1]  # a line spooled twice
         with self._db.write() as session:
-            insert = postgres_insert if self._db.engine.dialect.name == "postgresql" else sqlite_insert
-            statement = insert(DecisionRecord).on_conflict_do_nothing(index_elements=["request_id"])
-            inserted = set(session.execute(statement.returning(DecisionRecord.request_id), unique).scalars())
-            new = [row for row in unique if row["request_id"] in inserted]
+            # Only this segment's owner drains it, so a record already stored is one an earlier
+            # try committed before its progress was kept: found by key, neither stored nor counted
+            # again. (A plain executemany is the driver's fast path: PostgreSQL pipelines one
+            # prepared statement, where INSERT … RETURNING would send one huge statement a page.)
+            stored: set[str] = set()
+            ids = [row["request_id"] for row in unique]
+            for start in range(0, len(ids), ID_PAGE):
+                stored.update(session.execute(select(DecisionRecord.request_id).where(
+                    DecisionRecord.request_id.in_(ids[start:start + ID_PAGE]))).scalars())
+            new = [row for row in unique if row["request_id"] not in stored]
+            if new:  # DO NOTHING all the same: a row no other drainer can hold must never stop the batch
+                insert = postgres_insert if self._db.engine.dialect.name == "postgresql" else sqlite_insert
+                session.execute(insert(DecisionRecord).on_conflict_do_nothing(), new)
             rollup = UsageRollup(self.spool.worker, self._defined)
             for row in new:
                 rollup.observe(RequestRecord(**row))

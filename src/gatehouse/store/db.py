@@ -71,7 +71,10 @@ class Database:
             _configure_sqlite(self.engine)
             writer: Engine = self.engine.execution_options(sqlite_immediate=True)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            # executemany through the driver (psycopg pipelines a prepared statement), not one
+            # statement of a thousand VALUES rows that psycopg re-parses in Python each time
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                        use_insertmanyvalues=False)
             writer = self.engine
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
