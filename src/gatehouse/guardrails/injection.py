@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.normalise import decoded_variants, normalise, rot13
+from gatehouse.guardrails.normalise import TextView, as_view, decoded_variants, normalise, rot13
 
 # (rule id, pattern over normalised text: lower case, single spaces, Latin look-alikes mapped)
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern)) for rule, pattern in (
@@ -91,10 +91,12 @@ def _whole_span(start: int, end: int) -> Callable[[int, int], tuple[int, int]]:
 Classifier = Callable[[str], float]
 
 
-def find_injection(text: str, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
+def find_injection(text: str | TextView, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
+    view = as_view(text)
+    text = view.original
     found: list[Finding] = []
     seen_rules: set[tuple[str, int]] = set()
-    normalised = normalise(text)
+    normalised = view.folded[0]
 
     def scan(candidate: str, locate: Callable[[int, int], tuple[int, int]], score: float) -> None:
         awake = _awake(candidate)
