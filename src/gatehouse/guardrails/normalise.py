@@ -233,7 +233,8 @@ def readable(raw: bytes) -> str | None:
         return None
     if text.isprintable():
         return text
-    unprintable = sum(1 for char in text if not (char.isprintable() or char.isspace()))
+    unprintable = sum(1 for char in text if not (char.isprintable() or char.isspace() or ord(char) in INVISIBLE
+                                                 or unicodedata.category(char) == "Cf"))  # hidden on purpose
     return text if unprintable <= len(text) * (1 - READABLE) else None
 
 

@@ -100,8 +100,8 @@ def _phone(match: re.Match[str]) -> float:
 
 CHECKS = (
     ("email", EMAIL, lambda m: 0.95),
+    ("iban", IBAN, lambda m: 0.95 if iban_valid(m.group()) else 0.0),  # before cards: its account number can pass Luhn
     ("credit_card", CARD, _card),
-    ("iban", IBAN, lambda m: 0.95 if iban_valid(m.group()) else 0.0),
     ("us_ssn", US_SSN, _ssn),
     ("uk_nino", UK_NINO, lambda m: 0.8),
     ("ip_address", IPV4, _ipv4),
