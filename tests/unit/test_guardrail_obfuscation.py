@@ -294,3 +294,16 @@ def test_terms_and_patterns_read_the_same_view():
     found = matcher.find(text)
     assert [f.kind for f in found] == ["term", "pattern_0", "term"]
     assert text[found[0].start:found[0].end] == "Рroject\u200b Falcon"
+
+
+@pytest.mark.parametrize("text", [
+    "key " + "".join(chr(0xE0000 + ord(c)) for c in "AKIAIOSFODNN7EXAMPLE") + " end",  # tag characters: invisible, readable
+    "key AKIA\x00IOSF\x1fODNN7EXAMPLE end",                                              # ASCII controls inside
+    "see path/" + base64.b64encode(b"AKIAIOSFODNN7EXAMPLE").decode() + " end",           # glued to a path
+    "key" + base64.b64encode(b"AKIAIOSFODNN7EXAMPLE").decode() + " end",                 # glued to a word
+])
+def test_smuggled_and_glued_keys_are_found_where_they_were_sent(text):
+    (finding,) = [f for f in find_secrets(text) if f.kind == "aws_access_key_id"]
+    body = {"messages": [{"role": "user", "content": text}]}
+    inspect_input(REDACTING, "chat/completions", body)
+    assert re.fullmatch(rf"((key|see) )?{PLACEHOLDER} end", body["messages"][0]["content"]), body  # glued: the whole run

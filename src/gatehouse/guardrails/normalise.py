@@ -64,7 +64,8 @@ ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{12,}={0,2}")  # b
 HEX = re.compile(r"(?:0[xX])?((?:[0-9A-Fa-f]{2}){8,})")
 ENCODED_DEPTH = 3  # base64 of base64 of base64 is decoded; each level is at most 3/4 of the one above
 READABLE = 0.95    # a decoding counts when this share of it is printable text: random tokens decode to noise
-NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+SPECIAL = re.compile(r"[^\x20-\x7e\t\n\r\x0b\x0c]+")  # not printable ASCII, nor its whitespace
+ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 SPACE_RUN = re.compile(r"(?:\s*[^\S ]|  )\s*")  # whitespace other than a single space
 
 
@@ -194,7 +195,10 @@ def _utf8_size(lead: int) -> int:
 
 @lru_cache(maxsize=8192)
 def plain_character(char: str) -> str:
-    """A non-ASCII character as the plain rendering writes it ("" for one that shows nothing)."""
+    """A character the plain rendering does not copy (not ASCII, or an ASCII control), as it
+    writes it: "" for one that shows nothing."""
+    if 0xE0020 <= ord(char) <= 0xE007E:
+        return chr(ord(char) - 0xE0000)  # a tag character: invisible, but a model reads it as this ASCII one
     if ord(char) in INVISIBLE or unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Mn", "Me"):
         return ""  # invisible, a control, unassigned, private use, or a mark riding on the letter before it
     if char.isspace() or char == "\u2800":
@@ -207,13 +211,13 @@ def plain_character(char: str) -> str:
 
 
 def characters(layer: Normalised) -> Normalised:
-    """NFKC, invisible characters and marks dropped, look-alikes to Latin; case kept. ASCII
-    passes as it is (the common case costs one check)."""
+    """NFKC, invisible characters, controls and marks dropped, look-alikes to Latin; case
+    kept. Printable ASCII passes as it is (the common case costs a check or two)."""
     text = layer.text
-    if text.isascii():
+    if text.isascii() and not ASCII_CONTROL.search(text):
         return layer
     builder, position = Builder(), 0
-    for match in NON_ASCII.finditer(text):
+    for match in SPECIAL.finditer(text):
         builder.copy(text[position:match.start()], position)
         for index in range(match.start(), match.end()):
             builder.put(plain_character(text[index]), index, index + 1)
@@ -272,10 +276,22 @@ def encoded_runs(text: str) -> Iterator[tuple[str, int, int]]:
             yield whole, group[0].start(), group[-1].end()
         else:
             for match in group:
-                decoded = decode_run(match.group())
+                decoded = decode_run(match.group()) or decode_glued(match.group())
                 if decoded is not None:
                     yield decoded, *match.span()
         index += len(group)
+
+
+def decode_glued(run: str) -> str | None:
+    """A run that does not decode from its first character may have something glued before it
+    (``path/…``, ``id-…``, ``key…``): decoded from after its last separator, or one to three
+    characters in."""
+    cut = max(run.rfind(separator) for separator in "/+-_") + 1
+    if 0 < cut <= len(run) - 12:
+        decoded = decode_run(run[cut:])
+        if decoded is not None:
+            return decoded
+    return next((decoded for skip in (1, 2, 3) if (decoded := decode_run(run[skip:])) is not None), None)
 
 
 def plain(text: str) -> Normalised:
