@@ -111,7 +111,7 @@ def find_injection(text: str | TextView, classifier: Classifier | None = None, t
 
     scan(normalised.text, normalised.span, 0.9)
     scan(rot13(normalised.text), normalised.span, 0.8)
-    for decoded, start, end in decoded_variants(text):
+    for decoded, start, end in decoded_variants(view):
         inner = normalise(decoded)
         scan(inner.text, _whole_span(start, end), 0.85)
     if classifier is not None and not found:

@@ -16,7 +16,6 @@ map back to the caller's offsets, so a finding points at the characters actually
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import html
@@ -61,7 +60,8 @@ ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]
                     r"|&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)")
 ESCAPE_ROUNDS = 3  # %2540 is %40 is @: escapes of escapes, a few levels deep
 ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{12,}={0,2}")  # base64 (either alphabet) or hex: 9 bytes or more
-HEX = re.compile(r"(?:0[xX])?((?:[0-9A-Fa-f]{2}){8,})")
+HEX = re.compile(r"(?:0[xX])?(?:[0-9A-Fa-f]{2}){8,}")
+URL_SAFE = str.maketrans("-_", "+/")
 ENCODED_DEPTH = 3  # base64 of base64 of base64 is decoded; each level is at most 3/4 of the one above
 READABLE = 0.95    # a decoding counts when this share of it is printable text: random tokens decode to noise
 SPECIAL = re.compile(r"[^\x20-\x7e\t\n\r\x0b\x0c]+")  # not printable ASCII, nor its whitespace
@@ -244,18 +244,20 @@ def readable(raw: bytes) -> str | None:
 
 def decode_run(run: str) -> str | None:
     """A base64 (standard or URL-safe) or hex run, decoded, if it decodes to readable text."""
-    hexed = HEX.fullmatch(run)
-    if hexed:
-        text = readable(bytes.fromhex(hexed.group(1)))
+    if len(run) % 2 == 0 and HEX.fullmatch(run):
+        text = readable(bytes.fromhex(run[2:] if run[1] in "xX" else run))
         if text is not None:
             return text
-    url_safe, standard = "-" in run or "_" in run, "+" in run or "/" in run
-    if url_safe and standard or len(run.rstrip("=")) % 4 == 1:
+    core = run.rstrip("=")
+    if len(core) % 4 == 1:
         return None
+    if "-" in core or "_" in core:
+        if "+" in core or "/" in core:
+            return None  # both alphabets: not one run
+        core = core.translate(URL_SAFE)
     try:
-        raw = base64.b64decode(run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4), b"-_" if url_safe else None,
-                               validate=True)
-    except (binascii.Error, ValueError):
+        raw = binascii.a2b_base64(core + "=" * (-len(core) % 4), strict_mode=True)
+    except binascii.Error:
         return None
     return readable(raw)
 
@@ -307,13 +309,18 @@ def deep_text(text: str, depth: int) -> str:
 
 def decode_runs(layer: Normalised, depth: int = ENCODED_DEPTH) -> Normalised | None:
     """``layer`` with each encoded run replaced by its decoding, or None when none decodes."""
-    builder, position = Builder(), 0
-    for decoded, start, end in encoded_runs(layer.text):
-        builder.copy(layer.text[position:start], position)
-        builder.put(deep_text(decoded, depth - 1), start, end)
-        position = end
-    if position == 0:
+    return splice(layer, [(deep_text(decoded, depth - 1), start, end) for decoded, start, end in encoded_runs(layer.text)])
+
+
+def splice(layer: Normalised, decodings: list[tuple[str, int, int]]) -> Normalised | None:
+    """``layer`` with each (text, start, end) of ``decodings`` in place of ``start:end``."""
+    if not decodings:
         return None
+    builder, position = Builder(), 0
+    for decoded, start, end in decodings:
+        builder.copy(layer.text[position:start], position)
+        builder.put(decoded, start, end)
+        position = end
     builder.copy(layer.text[position:], position)
     rendered = builder.build(layer)
     return None if rendered is layer else rendered
@@ -367,12 +374,12 @@ class TextView:
     def __init__(self, text: str) -> None:
         self.original = text
         self.plain = plain(text)
-        self.decoded = decode_runs(self.plain)
-        self.runs: tuple[tuple[int, int], ...] = ()  # the caller's offsets of the decoded runs
-        if self.decoded is not None:
-            assert self.decoded.pieces is not None
-            self.runs = tuple(self.plain.span(there, there_end)
-                              for _, there, there_end, linear in self.decoded.pieces if not linear)
+        decodings = [(deep_text(decoded, ENCODED_DEPTH - 1), start, end)
+                     for decoded, start, end in encoded_runs(self.plain.text)]
+        self.decoded = splice(self.plain, decodings)
+        # each decoded run: its full rendering, and where it was in the caller's text
+        self.decodings = tuple((decoded, *self.plain.span(start, end)) for decoded, start, end in decodings)
+        self.runs = tuple((start, end) for _, start, end in self.decodings)
         self.run_ends = tuple(end for _, end in self.runs)
 
     @property
@@ -407,10 +414,11 @@ def as_view(text: str | TextView) -> TextView:
     return text if isinstance(text, TextView) else TextView(text)
 
 
-def decoded_variants(text: str) -> list[tuple[str, int, int]]:
-    """Encoded runs that decode to readable prose, with their span: instructions hidden from a
-    rule by encoding them. (ROT13 is handled by scanning the rotated text whole.)"""
-    return [(decoded, start, end) for decoded, start, end in encoded_runs(text)
+def decoded_variants(text: str | TextView) -> list[tuple[str, int, int]]:
+    """Encoded runs that decode to readable prose, with their span in the caller's text:
+    instructions hidden from a rule by encoding them. (ROT13 is handled by scanning the rotated
+    text whole.)"""
+    return [(decoded, start, end) for decoded, start, end in as_view(text).decodings
             if re.search(r"[A-Za-z]{3,} [A-Za-z]{2,}", decoded)]
 
 
