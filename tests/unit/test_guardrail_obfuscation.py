@@ -307,3 +307,23 @@ def test_smuggled_and_glued_keys_are_found_where_they_were_sent(text):
     body = {"messages": [{"role": "user", "content": text}]}
     inspect_input(REDACTING, "chat/completions", body)
     assert re.fullmatch(rf"((key|see) )?{PLACEHOLDER} end", body["messages"][0]["content"]), body  # glued: the whole run
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "B", "7", " ", "\n", "@", ".", "\u200b", "\u00ad", "Ａ", "ｂ", "ﬁ", "é", "а", "ß",
+                                 "%41", "%C3%A9", "&#66;", "&amp;", "\\x43", "\\u0044", "%2541"]), max_size=30))
+def test_every_rendered_character_maps_to_where_it_came_from(pieces):
+    """Each character of the plain rendering comes from the caller's characters its span names,
+    and spans run forward: so a match's span covers exactly what the match was made of."""
+    text = "".join(pieces)
+    view = TextView(text)
+    rendered = view.plain.text
+    previous = (0, 0)
+    for index, char in enumerate(rendered):
+        start, end = view.plain.span(index, index + 1)
+        assert char in TextView(text[start:end]).plain.text
+        assert start >= previous[0] and end >= previous[1]
+        previous = (start, end)
+    if rendered:
+        assert view.plain.span(0, len(rendered)) == (min(i for i, c in enumerate(text) if c not in INVISIBLES),
+                                                     max(i for i, c in enumerate(text) if c not in INVISIBLES) + 1)

@@ -52,7 +52,7 @@ LOOK_ALIKES = str.maketrans({
     "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
     "Օ": "O", "Ս": "U", "\u13aa": "A", "\u13f4": "B", "\u13df": "C", "\u13ac": "E", "\u13bb": "H", "\u13ab": "J",
     "\u13e6": "K", "\u13de": "L", "\u13b7": "M", "\u13e2": "P", "\u13da": "S", "\u13a2": "T", "\u13d9": "V",
-    "\u13b3": "W", "\u13c3": "Z",
+    "\u13b3": "W", "\u13c3": "Z", "ɑ": "a", "ȷ": "j", "ϲ": "c", "Ϲ": "C", "ϳ": "j",
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2043": "-", "\u2212": "-", "\u3002": ".",
 })
 # Escapes a reader decodes in place: percent and \x bytes (UTF-8), \u code points, HTML entities.
