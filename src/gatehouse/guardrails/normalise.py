@@ -59,8 +59,10 @@ LOOK_ALIKES = str.maketrans({
 ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]{4}"
                     r"|&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)")
 ESCAPE_ROUNDS = 3  # %2540 is %40 is @: escapes of escapes, a few levels deep
-ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{12,}={0,2}")  # base64 (either alphabet) or hex: 9 bytes or more
-HEX = re.compile(r"(?:0[xX])?(?:[0-9A-Fa-f]{2}){8,}")
+# base64 (either alphabet) or hex; never a lower-case word (an encoding of text mixes cases, hex of it has digits)
+ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])(?=[a-z]*[A-Z0-9+/_-])[A-Za-z0-9+/_-]{8,}={0,2}")
+SHORT_RUN = 12  # a base64 run shorter than this (6 to 8 bytes: a@b.co) counts only if it decodes to printable ASCII
+HEX = re.compile(r"(?:0[xX])?(?:[0-9A-Fa-f]{2}){6,}")  # 6 bytes or more
 URL_SAFE = str.maketrans("-_", "+/")
 ENCODED_DEPTH = 3  # base64 of base64 of base64 is decoded; each level is at most 3/4 of the one above
 READABLE = 0.95    # a decoding counts when this share of it is printable text: random tokens decode to noise
@@ -249,6 +251,8 @@ def readable_character(char: str) -> bool:
 
 def decode_run(run: str) -> str | None:
     """A base64 (standard or URL-safe) or hex run, decoded, if it decodes to readable text."""
+    if run.isalpha() and (run[1:].islower() or run.isupper()):
+        return None  # a word (Capitalised, or in capitals), not an encoding
     if len(run) % 2 == 0 and HEX.fullmatch(run):  # hex, and only hex: read as base64, digests decode to noise
         return readable(bytes.fromhex(run[2:] if run[1] in "xX" else run))
     core = run.rstrip("=")
@@ -262,7 +266,10 @@ def decode_run(run: str) -> str | None:
         raw = binascii.a2b_base64(core + "=" * (-len(core) % 4), strict_mode=True)
     except binascii.Error:
         return None
-    return readable(raw)
+    text = readable(raw)
+    if text is not None and len(core) < SHORT_RUN and not (text.isascii() and text.isprintable()):
+        return None  # a short word that happens to be base64 decodes to a few odd characters
+    return text
 
 
 def encoded_runs(text: str) -> Iterator[tuple[str, int, int]]:
@@ -291,8 +298,10 @@ def decode_glued(run: str) -> str | None:
     """A run that does not decode from its first character may have something glued before it
     (``path/…``, ``id-…``, ``key…``): decoded from after its last separator, or one to three
     characters in."""
+    if len(run) < 2 * SHORT_RUN:
+        return None
     cut = max(run.rfind(separator) for separator in "/+-_") + 1
-    if 0 < cut <= len(run) - 12:
+    if 0 < cut <= len(run) - SHORT_RUN:
         decoded = decode_run(run[cut:])
         if decoded is not None:
             return decoded
@@ -304,10 +313,12 @@ def plain(text: str) -> Normalised:
 
 
 def deep_text(text: str, depth: int) -> str:
-    """``text`` rendered plain with its encoded runs decoded, ``depth`` levels down."""
+    """``text`` rendered plain and, on a line after it, with its encoded runs decoded,
+    ``depth`` levels down: both, as for the caller's text itself (a card number is also hex
+    that happens to decode), and all of it stands for one run, so no offsets are lost."""
     rendered = plain(text)
     decoded = decode_runs(rendered, depth) if depth > 0 else None
-    return (decoded or rendered).text
+    return rendered.text if decoded is None else f"{rendered.text}\n{decoded.text}"
 
 
 def decode_runs(layer: Normalised, depth: int = ENCODED_DEPTH) -> Normalised | None:
