@@ -16,6 +16,7 @@ map back to the caller's offsets, so a finding points at the characters actually
 
 from __future__ import annotations
 
+import base64
 import binascii
 import codecs
 import html
@@ -53,17 +54,19 @@ LOOK_ALIKES = str.maketrans({
     "Օ": "O", "Ս": "U", "\u13aa": "A", "\u13f4": "B", "\u13df": "C", "\u13ac": "E", "\u13bb": "H", "\u13ab": "J",
     "\u13e6": "K", "\u13de": "L", "\u13b7": "M", "\u13e2": "P", "\u13da": "S", "\u13a2": "T", "\u13d9": "V",
     "\u13b3": "W", "\u13c3": "Z", "ɑ": "a", "ȷ": "j", "ϲ": "c", "Ϲ": "C", "ϳ": "j",
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2043": "-", "\u2212": "-", "\u3002": ".",
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2043": "-",
+    "\u2212": "-", "\ufe58": "-", "\u3002": ".",
 })
 # Escapes a reader decodes in place: percent and \x bytes (UTF-8), \u code points, HTML entities.
 ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+|(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]{4}"
                     r"|&(?:#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)")
 ESCAPE_ROUNDS = 3  # %2540 is %40 is @: escapes of escapes, a few levels deep
 # base64 (either alphabet) or hex; never a lower-case word (an encoding of text mixes cases, hex of it has digits)
-ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])(?=[a-z]*[A-Z0-9+/_-])[A-Za-z0-9+/_-]{8,}={0,2}")
+ENCODED_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])(?=[a-z]*[A-Z0-9+/_-])[A-Za-z0-9+/_-]{8,}={0,6}")  # base32 pads to 6
 SHORT_RUN = 12  # a base64 run shorter than this (6 to 8 bytes: a@b.co) counts only if it decodes to printable ASCII
 HEX = re.compile(r"(?:0[xX])?(?:[0-9A-Fa-f]{2}){6,}")  # 6 bytes or more
 URL_SAFE = str.maketrans("-_", "+/")
+BASE32 = re.compile(r"[A-Z2-7]{8,}")
 ENCODED_DEPTH = 3  # base64 of base64 of base64 is decoded; each level is at most 3/4 of the one above
 READABLE = 0.95    # a decoding counts when this share of it is printable text: random tokens decode to noise
 SPECIAL = re.compile(r"[^\x20-\x7e\t\n\r\x0b\x0c]+")  # not printable ASCII, nor its whitespace
@@ -250,14 +253,19 @@ def readable_character(char: str) -> bool:
 
 
 def decode_run(run: str) -> str | None:
-    """A base64 (standard or URL-safe) or hex run, decoded, if it decodes to readable text."""
-    if run.isalpha() and (run[1:].islower() or run.isupper()):
-        return None  # a word (Capitalised, or in capitals), not an encoding
+    """A base64 (standard or URL-safe), base32 or hex run, decoded, if it decodes to readable text."""
     if len(run) % 2 == 0 and HEX.fullmatch(run):  # hex, and only hex: read as base64, digests decode to noise
         return readable(bytes.fromhex(run[2:] if run[1] in "xX" else run))
     core = run.rstrip("=")
-    if len(core) % 4 == 1:
-        return None
+    if BASE32.fullmatch(core) and len(core) * 5 % 8 < 5:  # capitals and 2-7 only, a length base32 can have
+        try:
+            text = readable(base64.b32decode(core + "=" * (-len(core) % 8)))
+        except binascii.Error:
+            text = None
+        if text is not None:
+            return text
+    if len(core) % 4 == 1 or core.isalpha() and (core[1:].islower() or core.isupper()):
+        return None  # not base64, or a word (Capitalised, or in capitals)
     if "-" in core or "_" in core:
         if "+" in core or "/" in core:
             return None  # both alphabets: not one run
