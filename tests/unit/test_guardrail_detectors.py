@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -156,7 +157,7 @@ def test_ascii_fast_path_maps_offsets_across_collapsed_whitespace():
 @given(st.text(alphabet=st.sampled_from(list("ab Ig\n\t.")), max_size=40))
 def test_the_ascii_fast_path_agrees_with_the_general_one(text):
     fast, slow = normalise(text), collapse_spaces(casefold_each_character(Normalised(text)))
-    assert fast.text == slow.text
+    assert fast.text == slow.text == re.sub(r"\s+", " ", text.lower())
     for start in range(len(fast.text)):
         assert fast.span(start, start + 1) == slow.span(start, start + 1)
 
