@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class Finding:
     detector: str   # pii | secrets | injection | terms
     kind: str       # email, credit_card, aws_access_key_id, ignore_instructions, …
-    start: int      # offsets in the scanned text
+    start: int      # offsets in the caller's text as sent (a detector's view maps its own back)
     end: int
     score: float    # 0..1: how sure the detector is
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.injection_model import default_model
-from gatehouse.guardrails.normalise import decoded_variants, normalise, rot13
+from gatehouse.guardrails.normalise import TextView, as_view, decoded_variants, normalise, rot13
 
 # (rule id, pattern over normalised text: lower case, single spaces, Latin look-alikes mapped)
 RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((rule, re.compile(pattern)) for rule, pattern in (
@@ -112,13 +112,15 @@ def _whole_span(start: int, end: int) -> Callable[[int, int], tuple[int, int]]:
 Classifier = Callable[[str], float]
 
 
-def find_injection(text: str, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
+def find_injection(text: str | TextView, classifier: Classifier | None = None, threshold: float = 0.5) -> list[Finding]:
     """Rule matches; or, where there are none, the classifier's finding when it scores at least
     ``threshold``: the built-in model's (over the piece of text it judged the most suspicious,
     also over base64-decoded runs) unless ``classifier`` is given (over the whole text)."""
+    view = as_view(text)
+    text = view.original
     found: list[Finding] = []
     seen_rules: set[tuple[str, int]] = set()
-    normalised = normalise(text)
+    normalised = view.folded[0]
 
     def scan(candidate: str, locate: Callable[[int, int], tuple[int, int]], score: float) -> None:
         awake = _awake(candidate)
@@ -136,7 +138,7 @@ def find_injection(text: str, classifier: Classifier | None = None, threshold: f
 
     scan(normalised.text, normalised.span, 0.9)
     scan(rot13(normalised.text), normalised.span, 0.8)
-    decoded = [(normalise(value), start, end) for value, start, end in decoded_variants(text)]
+    decoded = [(normalise(value), start, end) for value, start, end in decoded_variants(view)]
     for inner, start, end in decoded:
         scan(inner.text, _whole_span(start, end), 0.85)
     if found:

@@ -2,7 +2,9 @@
 
 Each pattern is cheap and anchored on word boundaries; what a pattern alone cannot tell apart
 (a card number from any 16 digits, an IBAN from a product code) is settled by the number's
-own checksum (Luhn, ISO 13616 mod 97) or structure (IP octets, SSN ranges).
+own checksum (Luhn, ISO 13616 mod 97) or structure (IP octets, SSN ranges). The patterns run
+on the shared ``TextView`` (normalised, encodings decoded), so an address written in full-width
+letters, with zero-width spaces inside or in base64 is found, at the characters the caller sent.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ipaddress
 import re
 
 from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.normalise import TextView, as_view
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}\b")
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -97,8 +100,8 @@ def _phone(match: re.Match[str]) -> float:
 
 CHECKS = (
     ("email", EMAIL, lambda m: 0.95),
+    ("iban", IBAN, lambda m: 0.95 if iban_valid(m.group()) else 0.0),  # before cards: its account number can pass Luhn
     ("credit_card", CARD, _card),
-    ("iban", IBAN, lambda m: 0.95 if iban_valid(m.group()) else 0.0),
     ("us_ssn", US_SSN, _ssn),
     ("uk_nino", UK_NINO, lambda m: 0.8),
     ("ip_address", IPV4, _ipv4),
@@ -107,7 +110,12 @@ CHECKS = (
 )
 
 
-def find_pii(text: str, kinds: frozenset[str] | None = None, threshold: float = 0.5) -> list[Finding]:
+def find_pii(text: str | TextView, kinds: frozenset[str] | None = None, threshold: float = 0.5) -> list[Finding]:
+    """Personal data in ``text`` as the view renders it; offsets are the caller's."""
+    return as_view(text).scan(lambda rendered: _find_in(rendered, kinds, threshold))
+
+
+def _find_in(text: str, kinds: frozenset[str] | None, threshold: float) -> list[Finding]:
     found: list[Finding] = []
     claimed = bytearray(len(text))  # characters a stronger kind already took (a card is not a phone)
     for kind, pattern, score_of in CHECKS:

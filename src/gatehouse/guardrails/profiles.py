@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.injection import find_injection
+from gatehouse.guardrails.normalise import TextView
 from gatehouse.guardrails.pii import find_pii
 from gatehouse.guardrails.schema import DetectorRule, Guardrails, Profile, TermsRule
 from gatehouse.guardrails.secrets import find_secrets
@@ -29,20 +30,22 @@ class EffectiveProfile:
 
     def scan(self, text: str, detectors: tuple[str, ...] | None = None) -> list[Finding]:
         """Every finding in ``text`` from the detectors this profile runs (or those of them in
-        ``detectors``), at their thresholds."""
+        ``detectors``), at their thresholds: all of them read one ``TextView`` of the text, and
+        report offsets in ``text`` as it is."""
         found: list[Finding] = []
+        view = TextView(text)
         for detector, rule in self.rules.items():
             if detectors is not None and detector not in detectors:
                 continue
             kinds = frozenset(rule.kinds) if rule.kinds else None
             if detector == "pii":
-                found += find_pii(text, kinds, rule.min_score)
+                found += find_pii(view, kinds, rule.min_score)
             elif detector == "secrets":
-                found += find_secrets(text, kinds, rule.min_score)
+                found += find_secrets(view, kinds, rule.min_score)
             elif detector == "injection":
-                found += find_injection(text, self.classifier, threshold=rule.min_score)
+                found += find_injection(view, self.classifier, threshold=rule.min_score)
             elif detector == "terms" and self.terms is not None:
-                found += self.terms.find(text)
+                found += self.terms.find(view)
         return found
 
 

@@ -3,6 +3,8 @@ JWTs, Gatehouse's own keys (checksum verified), and high-entropy tokens that are
 
 The entropy check runs on single tokens, never across spaces, so ordinary sentences and long
 words do not trip it; a token must mix letters and digits and be long enough to be a secret.
+Like every detector, it reads the shared ``TextView``: ``AKIA\u200b…``, ``ＡＫＩＡ…``, a Cyrillic
+``А`` or a base64 of the key is the key.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import orjson
 
 from gatehouse.core.keyformat import MalformedKey, parse_key
 from gatehouse.guardrails.findings import Finding
+from gatehouse.guardrails.normalise import TextView, as_view
 
 PATTERNS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
@@ -84,7 +87,12 @@ def _high_entropy(token: str) -> float:
     return 0.7 if entropy >= needed else 0.0
 
 
-def find_secrets(text: str, kinds: frozenset[str] | None = None, threshold: float = 0.5) -> list[Finding]:
+def find_secrets(text: str | TextView, kinds: frozenset[str] | None = None, threshold: float = 0.5) -> list[Finding]:
+    """Credentials in ``text`` as the view renders it; offsets are the caller's."""
+    return as_view(text).scan(lambda rendered: _find_in(rendered, kinds, threshold))
+
+
+def _find_in(text: str, kinds: frozenset[str] | None, threshold: float) -> list[Finding]:
     found: list[Finding] = []
     claimed = bytearray(len(text))
 

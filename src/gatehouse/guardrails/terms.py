@@ -1,6 +1,7 @@
-"""Banned terms and patterns: Aho-Corasick over normalised text for word lists (one pass
+"""Banned terms and patterns: Aho-Corasick over folded text for word lists (one pass
 whatever their number), RE2 for patterns (linear time: no catastrophic backtracking, whatever
-a policy author writes)."""
+a policy author writes). Both read the shared ``TextView``: terms its folded renderings,
+patterns its plain ones (case kept; RE2 matches them case-insensitively)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ahocorasick
 import re2
 
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.normalise import normalise
+from gatehouse.guardrails.normalise import TextView, as_view, normalise
 
 
 class TermMatcher:
@@ -24,23 +25,34 @@ class TermMatcher:
         options.case_sensitive = False
         self.patterns = [(pattern, re2.compile(pattern, options)) for pattern in patterns]
 
-    def find(self, text: str) -> list[Finding]:
+    def find(self, text: str | TextView) -> list[Finding]:
+        view = as_view(text)
         found: list[Finding] = []
-        normalised = normalise(text)
         if self.automaton is not None:
-            haystack = normalised.text
-            for end, key in self.automaton.iter(haystack):
-                start = end - len(key) + 1
-                before = haystack[start - 1] if start > 0 else " "
-                after = haystack[end + 1] if end + 1 < len(haystack) else " "
-                if before.isalnum() or after.isalnum():
-                    continue  # whole words only: "ass" is not in "class"
-                found.append(Finding("terms", "term", *normalised.span(start, end + 1), 1.0))
+            found += view.scan(self._terms, folded=True)
+        if self.patterns:
+            found += view.scan(self._patterns)
+        return sorted(found, key=lambda f: f.start)
+
+    def _terms(self, haystack: str) -> list[Finding]:
+        assert self.automaton is not None
+        found: list[Finding] = []
+        for end, key in self.automaton.iter(haystack):
+            start = end - len(key) + 1
+            before = haystack[start - 1] if start > 0 else " "
+            after = haystack[end + 1] if end + 1 < len(haystack) else " "
+            if before.isalnum() or after.isalnum():
+                continue  # whole words only: "ass" is not in "class"
+            found.append(Finding("terms", "term", start, end + 1, 1.0))
+        return found
+
+    def _patterns(self, text: str) -> list[Finding]:
+        found: list[Finding] = []
         for index, (_, pattern) in enumerate(self.patterns):
             for match in pattern.finditer(text):
                 if match.end() > match.start():
                     found.append(Finding("terms", f"pattern_{index}", match.start(), match.end(), 1.0))
-        return sorted(found, key=lambda f: f.start)
+        return found
 
 
 def check_pattern(pattern: str) -> str | None:
