@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -10,10 +11,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from gatehouse.bench.processes import ServerProcess, free_port, start_gateway, start_mock_upstream
+from gatehouse.guardrails.normalise import ENCODED_DEPTH
 
-__all__ = ["ROOT", "Receiver", "ServerProcess", "cli", "free_port", "start_gateway", "start_mock_upstream"]
+__all__ = ["ROOT", "Receiver", "ServerProcess", "cli", "free_port", "start_gateway", "start_mock_upstream", "unreadable"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def unreadable(text: str) -> str:
+    """``text`` nested in base64 one level deeper than the input rules decode: the echo mock
+    says it (``base64:`` prefixes are undone), the input rules cannot read it, so the model
+    "says" it on its own."""
+    for _ in range(ENCODED_DEPTH + 1):
+        text = "base64:" + base64.b64encode(text.encode()).decode()
+    return text
 
 
 def cli(*args: str, env: dict[str, str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:

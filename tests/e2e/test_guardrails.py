@@ -14,7 +14,7 @@ from openai import OpenAI
 from gatehouse.identity import governance, service
 
 from gateway_support import ACTOR, Deployment, wait_until_accepted
-from helpers import OtlpReceiver, start_gateway
+from helpers import OtlpReceiver, start_gateway, unreadable
 
 EMAIL, CARD, AWS_KEY = "jane.doe@example.com", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE"
 METRICS_TOKEN = "guardrails-metrics-token"  # /metrics answers whoever sends it (GATEHOUSE_METRICS_TOKEN)
@@ -216,10 +216,9 @@ def test_flagged_personal_data_makes_a_request_confidential(setup, mock):
 
 
 def test_answers_are_redacted_and_stopped_streamed_or_not(setup, mock):
-    import base64
     home, gateway, keys = setup
     sdk = client(gateway, keys["app"])
-    said = "base64:" + base64.b64encode(f"Contact {EMAIL} for details".encode()).decode()  # the input rules cannot read it
+    said = unreadable(f"Contact {EMAIL} for details")
     whole = sdk.chat.completions.with_raw_response.create(model="parrot", messages=[{"role": "user", "content": said}])
     assert whole.parse().choices[0].message.content == "Contact [EMAIL_1] for details"
     kept = record(home, whole.headers["x-gatehouse-request-id"])
@@ -227,7 +226,7 @@ def test_answers_are_redacted_and_stopped_streamed_or_not(setup, mock):
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in sdk.chat.completions.create(
         model="parrot", messages=[{"role": "user", "content": said}], stream=True) if chunk.choices)
     assert streamed == "Contact [EMAIL_1] for details"
-    secret = "base64:" + base64.b64encode(f"the key is {AWS_KEY} keep it safe".encode()).decode()
+    secret = unreadable(f"the key is {AWS_KEY} keep it safe")
     finishes, text = [], ""
     for chunk in sdk.chat.completions.create(model="parrot", messages=[{"role": "user", "content": secret}], stream=True):
         for choice in chunk.choices:

@@ -4,7 +4,6 @@ or dropped; restored values kept out of links."""
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import time
@@ -15,7 +14,7 @@ import pytest
 from openai import OpenAI
 
 from gateway_support import Deployment, wait_until_accepted
-from helpers import start_gateway
+from helpers import start_gateway, unreadable
 
 EMAIL, AWS_KEY = "jane.doe@example.com", "AKIAIOSFODNN7EXAMPLE"
 
@@ -55,11 +54,6 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs):
     gateway.stop()
 
 
-def hidden(text: str) -> str:
-    """What the input rules cannot read (the mock decodes it): the model "says" it on its own."""
-    return "base64:" + base64.b64encode(text.encode()).decode()
-
-
 def record(home, request_id: str) -> list[dict]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -75,7 +69,7 @@ def record(home, request_id: str) -> list[dict]:
 def test_every_field_of_a_whole_answer_is_redacted_and_logprobs_never_leave(setup):
     home, gateway, key = setup
     sdk = OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=30)
-    said = hidden(f"Write to {EMAIL} today")
+    said = unreadable(f"Write to {EMAIL} today")
     raw = sdk.chat.completions.with_raw_response.create(model="speaker", messages=[{"role": "user", "content": said}])
     assert EMAIL not in raw.http_response.text  # in no field at all: reasoning, content, arguments, logprobs
     message = raw.parse().choices[0].message
@@ -90,7 +84,7 @@ def test_every_field_of_a_whole_answer_is_redacted_and_logprobs_never_leave(setu
 
 def test_every_field_of_a_stream_is_held_and_redacted(setup):
     home, gateway, key = setup
-    body = {"model": "speaker", "stream": True, "messages": [{"role": "user", "content": hidden(f"Write to {EMAIL} today")}]}
+    body = {"model": "speaker", "stream": True, "messages": [{"role": "user", "content": unreadable(f"Write to {EMAIL} today")}]}
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
                       headers={"authorization": f"Bearer {key}"}) as response:
         wire = b"".join(response.iter_bytes()).decode()
@@ -106,7 +100,7 @@ def test_every_field_of_a_stream_is_held_and_redacted(setup):
 
 def test_a_secret_in_any_field_stops_the_stream_before_any_of_it_leaves(setup):
     home, gateway, key = setup
-    body = {"model": "speaker", "stream": True, "messages": [{"role": "user", "content": hidden(f"the key is {AWS_KEY} ok")}]}
+    body = {"model": "speaker", "stream": True, "messages": [{"role": "user", "content": unreadable(f"the key is {AWS_KEY} ok")}]}
     with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
                       headers={"authorization": f"Bearer {key}"}) as response:
         wire = b"".join(response.iter_bytes()).decode()

@@ -5,7 +5,8 @@ URL, so one process can stand in for a healthy upstream and several broken ones:
 
 - ``ok``: answers (streams ``max_tokens`` tokens, default 16)
 - ``echo``: answers with the last message or prompt in 3-character tokens (decoded first when it
-  starts with ``base64:``, so a test can make the model "say" what the input rules would catch)
+  starts with ``base64:``, as often as it does, so a test can make the model "say" what the input
+  rules would catch: they decode base64 only ``ENCODED_DEPTH`` levels deep)
 - ``fail500``, ``fail503``: answers with that status
 - ``ratelimit``: answers 429 with ``Retry-After: 2``
 - ``reject400``: refuses the request as a bad one
@@ -105,11 +106,11 @@ def _echo_text(body: dict[str, Any]) -> str:
     else:
         text = body.get("prompt")
     text = text if isinstance(text, str) else ""
-    if text.startswith("base64:"):
+    while text.startswith("base64:"):  # nested: deeper than the input rules decode
         try:
             text = base64.b64decode(text[7:]).decode()
         except (ValueError, UnicodeDecodeError):
-            pass
+            break
     return text
 
 
