@@ -260,6 +260,12 @@ def test_the_output_token_bound_is_the_policy_s_and_the_route_s_context():
     assert output_token_limit(None, [embedded])[:1] + output_token_limit(None, [embedded])[2:] == (
         1023, "context_length_exceeded")
     assert output_token_limit(None, [embedded, remote])[0] == DEFAULT_OUTPUT_TOKENS  # one context unknown
+    sized = Deployment.model_validate({"engine": "vllm", "model": "m", "url": "http://h/v1", "context_length": 32768})
+    assert output_token_limit(None, [embedded, sized])[:1] + output_token_limit(None, [embedded, sized])[2:] == (
+        32767, "context_length_exceeded")  # the largest context on the route
+    assert output_token_limit(1000, [sized])[0] == 1000  # the policy's bound when lower
+    with pytest.raises(ValueError, match="context_size, not 'context_length'"):
+        Deployment.model_validate({"engine": "embedded", "model": "m", "context_length": 4096})
 
 
 def test_extra_fields_in_the_policy_are_field_names_and_never_unreadable_ones():

@@ -451,11 +451,12 @@ def output_token_limit(policy_maximum: int | None, deployments: list[Deployment]
     """The most ``max_tokens`` / ``max_completion_tokens`` a request may ask of a route, why,
     and the error code for asking more: the alias's ``requests.max_output_tokens`` (or
     ``DEFAULT_OUTPUT_TOKENS``), and where every deployment on the route knows its context
-    (embedded ones do), less than the largest (a prompt takes at least one token)."""
+    (embedded ones do; an upstream's ``context_length``), less than the largest (a prompt takes at least one token)."""
     code = "invalid_value"
     limit, why = (policy_maximum, "the policy's max_output_tokens") if policy_maximum is not None else (
         DEFAULT_OUTPUT_TOKENS, "the gateway's default bound; a policy sets requests.max_output_tokens")
-    contexts = [(d.settings or EmbeddedSettings()).context_size if d.engine == "embedded" else None for d in deployments]
+    contexts = [(d.settings or EmbeddedSettings()).context_size if d.engine == "embedded" else d.context_length
+                for d in deployments]
     if contexts and all(context is not None for context in contexts):
         largest = max(context for context in contexts if context is not None)
         if largest - 1 < limit:

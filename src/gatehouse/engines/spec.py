@@ -61,6 +61,9 @@ class Deployment(Strict):
     credential: CredentialRef | None = None
     timeouts: Timeouts = Timeouts()
     settings: EmbeddedSettings | None = None
+    context_length: int | None = Field(None, ge=2, le=10_000_000, description=(
+        "an upstream's context window in tokens (vLLM's max_model_len): bounds max_tokens; "
+        "embedded deployments have settings.context_size"))
 
     @field_validator("url")
     @classmethod
@@ -79,6 +82,8 @@ class Deployment(Strict):
                 raise ValueError(f"a {self.engine} deployment needs 'url' (its OpenAI-compatible base URL)")
             if self.settings is not None or self.model_path is not None:
                 raise ValueError("'settings' and 'model_path' apply to embedded deployments only")
+        if self.engine == "embedded" and self.context_length is not None:
+            raise ValueError("an embedded deployment's context is settings.context_size, not 'context_length'")
         if not self.data_classes:
             raise ValueError("'data_classes' must list at least one data class")
         return self
