@@ -106,3 +106,12 @@ def test_grants_match_on_attributes_and_names():
     assert policy.allowed_aliases(gold) == {"chat", "private"}
     assert policy.allowed_aliases(silver) == frozenset()
     assert policy.allowed_aliases(special) == {"chat", "private"}
+
+
+def test_fields_added_since_keep_the_hash_of_versions_stored_before_them():
+    """A stored version's hash is its identity (approvals, activations): a new field at its
+    default must not change it, and a value other than the default must."""
+    base = load_policy_text(STARTER_POLICY)
+    assert load_policy_text(STARTER_POLICY.replace("    route: [", "    requests: {}\n    route: [", 1)).version == base.version
+    changed = load_policy_text(STARTER_POLICY.replace("    route: [", "    requests: {remote_urls: false}\n    route: [", 1))
+    assert changed.version != base.version

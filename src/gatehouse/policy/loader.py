@@ -11,7 +11,7 @@ import orjson
 from gatehouse.core.yamldoc import DocumentError, Problem, load_document, read_document
 from gatehouse.guardrails.schema import Guardrails
 from gatehouse.monitoring.schema import Monitoring
-from gatehouse.policy.schema import ChangeControl, PolicyDocument, reference_problems
+from gatehouse.policy.schema import ChangeControl, PolicyDocument, RequestRules, reference_problems
 
 __all__ = ["LoadedPolicy", "PolicyError", "Problem", "load_policy", "load_policy_text", "version_of"]
 
@@ -31,6 +31,13 @@ class LoadedPolicy:
         return self.version[:19]
 
 
+# Fields of an alias or a deployment added after version 1 shipped, with their defaults (as JSON).
+LATER_FIELDS: dict[str, dict[str, object]] = {
+    "aliases": {"requests": RequestRules().model_dump(mode="json")},
+    "deployments": {"context_length": None},
+}
+
+
 def version_of(document: PolicyDocument) -> str:
     dumped = document.model_dump(mode="json")
     # Sections added after version 1 shipped are left out while they hold their defaults, so
@@ -39,6 +46,12 @@ def version_of(document: PolicyDocument) -> str:
                              ("monitoring", Monitoring())):
         if getattr(document, section) == default:
             del dumped[section]
+    # … and so are fields added to each alias or deployment since, while they hold their default
+    for collection, fields in LATER_FIELDS.items():
+        for item in dumped[collection].values():
+            for name, value in fields.items():
+                if item.get(name) == value:
+                    del item[name]
     canonical = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
