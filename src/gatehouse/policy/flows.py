@@ -19,7 +19,7 @@ from typing import Any
 from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.engines.base import ENDPOINTS
 from gatehouse.engines.serving import serves
-from gatehouse.engines.spec import Deployment, EmbeddedSettings
+from gatehouse.engines.spec import Deployment, EmbeddedSettings, Timeouts
 from gatehouse.policy.schema import PolicyDocument
 
 Lane = tuple[str, str, str]  # (alias, data class, endpoint): requests that are routed alike
@@ -184,28 +184,51 @@ class FailoverChange:
     alias: str
     fields: tuple[tuple[str, str, str], ...]  # (setting, before, after)
     onto: tuple[tuple[str, str, tuple[str, ...]], ...]  # (deployment, location, data classes) it can hand on to
+    against: str = ""  # for a deployment new under its name: what its settings are compared with
 
     @property
     def widening(self) -> str:
         changed = "; ".join(f"{key} {was} → {now}" for key, was, now in self.fields)
         targets = "; ".join(f"{name} ({location}) for {_listed(classes)}" for name, location, classes in self.onto)
-        return f"failover: {self.deployment} ({self.location}) {changed} can hand {self.alias} requests on to {targets}"
+        where = f"{self.location}, {self.against}" if self.against else self.location
+        return f"failover: {self.deployment} ({where}) {changed} can hand {self.alias} requests on to {targets}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deployment": self.deployment, "location": self.location, "alias": self.alias,
+        compared = {"against": self.against} if self.against else {}  # only for a deployment new under its name
+        return {"deployment": self.deployment, "location": self.location, "alias": self.alias, **compared,
                 "fields": [list(f) for f in self.fields],
                 "onto": [{"deployment": name, "location": location, "data_classes": list(classes)}
                          for name, location, classes in self.onto],
                 "widens": True}
 
 
+def _same_server(spec: Deployment) -> tuple[object, ...]:
+    return (spec.engine, spec.url, spec.model_path, spec.model)
+
+
+def _baseline(before: PolicyDocument, after: PolicyDocument, name: str) -> tuple[dict[str, object], str]:
+    """What a deployment's handover settings are compared with: its own under the same name;
+    for a name new to the policy, a deployment of the old version for the same server that
+    the new one no longer has (a rename), else the engine's defaults. A renamed or new
+    deployment that gives up sooner than that hands requests on as much as a kept one would."""
+    if name in before.deployments:
+        return handover_settings(before.deployments[name]), ""
+    spec = after.deployments[name]
+    for old_name, old_spec in sorted(before.deployments.items()):
+        if old_name not in after.deployments and _same_server(old_spec) == _same_server(spec):
+            return handover_settings(old_spec), f"new; compared with {old_name}, the same server"
+    default = spec.model_copy(update={"timeouts": Timeouts(), "settings": None})
+    return handover_settings(default), "new; compared with the defaults"
+
+
 def failover_changes(before: PolicyDocument, after: PolicyDocument) -> list[FailoverChange]:
-    """For every deployment kept under its name whose handover settings changed so that it can
-    fail more often: per alias, the deployments after it in the new version's lanes."""
+    """For every deployment whose handover settings changed so that it can fail more often
+    (one new under its name compared with what it replaces, or the defaults): per alias, the
+    deployments after it in the new version's lanes."""
     new_lanes = lanes(after)
     changes: list[FailoverChange] = []
-    for name in sorted(before.deployments.keys() & after.deployments.keys()):
-        was, now = handover_settings(before.deployments[name]), handover_settings(after.deployments[name])
+    for name in sorted(after.deployments):
+        (was, against), now = _baseline(before, after, name), handover_settings(after.deployments[name])
         fields = tuple((key, str(was.get(key, "-")), str(now.get(key, "-"))) for key in sorted(was.keys() | now.keys())
                        if _hands_on_more(key, was.get(key), now.get(key)))
         if not fields:
@@ -218,5 +241,5 @@ def failover_changes(before: PolicyDocument, after: PolicyDocument) -> list[Fail
         for alias in sorted(onto):
             targets = tuple((later, after.deployments[later].location, tuple(sorted(classes, key=rank)))
                             for later, classes in sorted(onto[alias].items()))
-            changes.append(FailoverChange(name, after.deployments[name].location, alias, fields, targets))
+            changes.append(FailoverChange(name, after.deployments[name].location, alias, fields, targets, against))
     return changes
