@@ -108,6 +108,17 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json_safe(encoded) + "\n")
 
 
+def print_text(text: str) -> None:
+    """Text meant for a file or another program (CSV, a PEM key), exact when stdout is not a
+    terminal; at a terminal each line ``shown``, so that a carriage return, a C1 control or a
+    bidirectional override a stored purpose holds cannot overwrite or reorder what is read."""
+    out = sys.stdout
+    if out.isatty():
+        lines = text.split("\n")
+        text = "\n".join(shown(line) for line in lines)
+    out.write(text)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
