@@ -23,8 +23,10 @@ from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
 from gatehouse.store.db import Database
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# emoji=False: a ":x:" or ":white_check_mark:" in a name, note or reason is printed as written,
+# not drawn as ❌ or ✅ (rich's escape() covers markup, not emoji codes)
+console = Console(emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
