@@ -22,3 +22,10 @@ def test_errors_print_emoji_codes_as_written() -> None:
     with err_console.capture() as captured, pytest.raises(typer.Exit):
         common.fail("no deployment ok:white_check_mark: here")
     assert "ok:white_check_mark:" in captured.get() and "✅" not in captured.get()
+
+
+def test_a_table_title_is_text_not_markup() -> None:
+    with console.capture() as captured:
+        common.print_table("Incident [link=http://evil]inc-1[/link] \x1b[8m", ["field"], [("x",)])
+    out = "".join(captured.get().split())  # the title wraps to the table's width
+    assert "[link=http://evil]inc-1[/link]" in out and "\\x1b[8m" in out and "\x1b" not in out

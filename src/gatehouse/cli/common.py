@@ -122,7 +122,8 @@ def print_text(text: str) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = Table(title=title, show_lines=False, header_style="bold")
+    # the title is text too (it can carry an incident's id or a name), never markup
+    table = Table(title=Text(shown(title)), show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column)
     for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
