@@ -191,24 +191,39 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
     return changes
 
 
+def _renamed_from(before: PolicyDocument, after: PolicyDocument, alias: str) -> str | None:
+    """The alias of the old version a new alias most likely renames: one the new version no
+    longer has, with the same route (first by name)."""
+    route = after.aliases[alias].route
+    return next((name for name in sorted(before.aliases) if name not in after.aliases
+                 and before.aliases[name].route == route), None)
+
+
 def request_rule_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
-    """What the callers of an alias that exists on both sides may send (``requests``): a field
-    allowed beyond the OpenAI shape, remote URLs allowed again, or a higher output-token bound
-    lets more through, and is reviewed like a loosened guardrail."""
+    """What the callers of an alias may send (``requests``): a field allowed beyond the OpenAI
+    shape, remote URLs allowed again, or a higher output-token bound lets more through, and is
+    reviewed like a loosened guardrail. An alias kept under its name is compared with itself;
+    one new under its name with the alias it renames (gone, same route), so that renaming
+    ``chat`` with ``remote_urls: false`` to a ``chat-v2`` that leaves it out is seen."""
     changes = []
-    for alias in sorted(before.aliases.keys() & after.aliases.keys()):
-        was, now = before.aliases[alias].requests, after.aliases[alias].requests
+    pairs = [(alias, alias, f"alias {alias}") for alias in sorted(before.aliases.keys() & after.aliases.keys())]
+    for alias in sorted(after.aliases.keys() - before.aliases.keys()):
+        old = _renamed_from(before, after, alias)
+        if old is not None:
+            pairs.append((old, alias, f"alias {alias} (new; compared with {old}, the same route)"))
+    for old_alias, alias, subject in pairs:
+        was, now = before.aliases[old_alias].requests, after.aliases[alias].requests
         added = sorted(set(now.extra_fields) - set(was.extra_fields))
         if set(was.extra_fields) != set(now.extra_fields):
-            changes.append(GuardrailChange(f"alias {alias}: requests.extra_fields", ", ".join(was.extra_fields) or "-",
+            changes.append(GuardrailChange(f"{subject}: requests.extra_fields", ", ".join(was.extra_fields) or "-",
                                            ", ".join(now.extra_fields) or "-", bool(added)))
         if was.remote_urls != now.remote_urls:
-            changes.append(GuardrailChange(f"alias {alias}: requests.remote_urls", str(was.remote_urls).lower(),
+            changes.append(GuardrailChange(f"{subject}: requests.remote_urls", str(was.remote_urls).lower(),
                                            str(now.remote_urls).lower(), now.remote_urls))
         if was.max_output_tokens != now.max_output_tokens:
             old_bound = was.max_output_tokens or DEFAULT_OUTPUT_TOKENS
             new_bound = now.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-            changes.append(GuardrailChange(f"alias {alias}: requests.max_output_tokens",
+            changes.append(GuardrailChange(f"{subject}: requests.max_output_tokens",
                                            str(was.max_output_tokens or "-"), str(now.max_output_tokens or "-"),
                                            new_bound > old_bound))
     return changes
