@@ -328,6 +328,10 @@ def review_break_glass(db: Database, actor: str, seq: int, note: str) -> PolicyA
             raise Conflict(f"break-glass activation {seq} was reviewed already, by {row.reviewed_by}")
         if actor_email(row.actor) == actor_email(reviewer):
             raise Forbidden("nobody reviews their own break-glass: another approver must")
+        version = session.get(PolicyVersion, row.version)
+        if version is not None and actor_email(reviewer) in proposers_of(version):
+            # whoever wrote the content it put in force is judging their own change
+            raise Forbidden("nobody reviews a break-glass of a version they proposed: another approver must")
         row.reviewed_by, row.reviewed_at, row.review_note = reviewer, utcnow(), note.strip()
         audit.append(session, reviewer, "policy.break_glass_review", f"policy:{row.version}",
                      {"seq": seq, "break_glass_by": row.actor, "reason": row.reason, "note": note.strip()})
