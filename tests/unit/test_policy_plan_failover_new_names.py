@@ -40,3 +40,11 @@ def test_a_new_deployment_put_first_is_compared_with_the_defaults():
                     "settings.max_waiting 64 → 0; settings.slots 8 → 1 can hand chat requests on to cloud (cloud) "
                     "for public, internal")
     assert traffic(before, document(["fresh", "cloud"], fresh=LOCAL))[-1].startswith("traffic:")  # defaults: no failover line
+
+
+def test_a_new_deployment_in_lanes_new_to_the_alias_is_asked_for_by_the_grant_rule():
+    empty = PolicyDocument.model_validate({"version": 1, "deployments": {"cloud": CLOUD},
+                                           "aliases": {"chat": {"route": ["cloud"]}}})  # nobody granted: no lanes
+    after = renamed(["onprem2", "cloud"], onprem2={**ONPREM, "timeouts": {"first_token": 1}})
+    widenings = traffic(empty, after)
+    assert not [w for w in widenings if w.startswith("failover:")]

@@ -223,9 +223,9 @@ def _baseline(before: PolicyDocument, after: PolicyDocument, name: str) -> tuple
 
 def failover_changes(before: PolicyDocument, after: PolicyDocument) -> list[FailoverChange]:
     """For every deployment whose handover settings changed so that it can fail more often
-    (one new under its name compared with what it replaces, or the defaults): per alias, the
-    deployments after it in the new version's lanes."""
-    new_lanes = lanes(after)
+    (one new under its name compared with what it replaces, or the defaults, and only in lanes
+    that existed before): per alias, the deployments after it in the new version's lanes."""
+    old_lanes, new_lanes = lanes(before), lanes(after)
     changes: list[FailoverChange] = []
     for name in sorted(after.deployments):
         (was, against), now = _baseline(before, after, name), handover_settings(after.deployments[name])
@@ -234,8 +234,10 @@ def failover_changes(before: PolicyDocument, after: PolicyDocument) -> list[Fail
         if not fields:
             continue
         onto: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # alias → next → classes
-        for (alias, data_class, _), order in new_lanes.items():
-            if name in order:
+        for lane, order in new_lanes.items():
+            alias, data_class, _ = lane
+            # a new name in a lane new to its alias comes with the grant rule that opens the lane
+            if name in order and (not against or lane in old_lanes):
                 for later in order[order.index(name) + 1:]:
                     onto[alias][later].add(data_class)
         for alias in sorted(onto):
