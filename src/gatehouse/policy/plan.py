@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel
@@ -347,11 +348,11 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         if old_spec is None or new_spec is None:  # added or removed: where its data would go, and with what secret
             shown = new_spec if new_spec is not None else old_spec
             assert shown is not None  # the name comes from one of the two documents
-            changes = tuple((key, "-", _shown(shown[key])) if new_spec is not None else (key, _shown(shown[key]), "-")
+            changes = tuple((key, "-", _shown(shown[key], key)) if new_spec is not None else (key, _shown(shown[key], key), "-")
                             for key in SENSITIVE_FIELDS if shown.get(key) is not None)
             result.deployments.append(DeploymentChange(name, changes, added=new_spec is not None, removed=new_spec is None))
             continue
-        changes = tuple((key, _shown(old_spec.get(key)), _shown(new_spec.get(key)))
+        changes = tuple((key, _shown(old_spec.get(key), key), _shown(new_spec.get(key), key))
                         for key in sorted(old_spec.keys() | new_spec.keys()) if old_spec.get(key) != new_spec.get(key))
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
@@ -362,9 +363,22 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
     return result
 
 
-def _shown(value: object) -> str:
+def _url_host(url: str) -> str | None:
+    """The host a URL connects to, where a reader could take something else for it: user
+    information before an ``@`` (``http://onprem.corp@203.0.113.9/v1`` goes to 203.0.113.9)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    return host if "@" in parts.netloc and host else None
+
+
+def _shown(value: object, key: str | None = None) -> str:
     if value is None:
         return "-"
+    if key == "url" and isinstance(value, str) and (host := _url_host(value)) is not None:
+        return f"{value} (host {host})"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None) or "-"
     if isinstance(value, list | tuple):
