@@ -208,15 +208,19 @@ def _same_server(spec: Deployment) -> tuple[object, ...]:
 
 def _baseline(before: PolicyDocument, after: PolicyDocument, name: str) -> tuple[dict[str, object], str]:
     """What a deployment's handover settings are compared with: its own under the same name;
-    for a name new to the policy, a deployment of the old version for the same server that
-    the new one no longer has (a rename), else the engine's defaults. A renamed or new
+    for a name new to the policy, a deployment of the old version for the same server (one the
+    new version no longer has first: a rename; kept but unused is no way around it), else the
+    engine's defaults. A renamed or new
     deployment that gives up sooner than that hands requests on as much as a kept one would."""
     if name in before.deployments:
         return handover_settings(before.deployments[name]), ""
     spec = after.deployments[name]
-    for old_name, old_spec in sorted(before.deployments.items()):
-        if old_name not in after.deployments and _same_server(old_spec) == _same_server(spec):
-            return handover_settings(old_spec), f"new; compared with {old_name}, the same server"
+    same = [old_name for old_name, old_spec in sorted(before.deployments.items())
+            if _same_server(old_spec) == _same_server(spec)]
+    if same:  # one the new version dropped first (a rename); one it keeps, unused or not, else
+        old_name = min(same, key=lambda candidate: candidate in after.deployments)
+        same_what = "server" if spec.url else "model"
+        return handover_settings(before.deployments[old_name]), f"new; compared with {old_name}, the same {same_what}"
     default = spec.model_copy(update={"timeouts": Timeouts(), "settings": None})
     return handover_settings(default), "new; compared with the defaults"
 
