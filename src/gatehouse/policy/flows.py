@@ -64,6 +64,7 @@ class ShareChange:
     before: Order | None  # None: the alias took no such requests (a grant rule now lets them in)
     after: Order | None   # None: it takes none any more
     locations: tuple[tuple[str, str], ...]  # (deployment, location) for every deployment named
+    first_was_at: str | None = None  # where the first deployment of ``before`` was, as the old version says
 
     @property
     def promoted(self) -> Order:
@@ -108,7 +109,7 @@ class ShareChange:
             was = "was not tried"
         text = f"traffic: {self.subject} → {deployment} ({self.location(deployment)}) {now}; {was}"
         if self.after[0] == deployment and self.before:
-            old, new = self.location(self.before[0]), self.location(deployment)
+            old, new = self.first_was_at or self.location(self.before[0]), self.location(deployment)
             if old != new:
                 text += f"; first answers move from {old} to {new}"
         return text
@@ -150,8 +151,9 @@ def share_changes(before: PolicyDocument, after: PolicyDocument) -> list[ShareCh
     changes = []
     for (alias, served, was, now), data_classes in classes.items():
         named = sorted(set(was or ()) | set(now or ()))
+        first_was_at = before.deployments[was[0]].location if was else None  # not the new version's word for it
         changes.append(ShareChange(alias, tuple(sorted(data_classes, key=rank)), served, was, now,
-                                   tuple((name, locations[name]) for name in named)))
+                                   tuple((name, locations[name]) for name in named), first_was_at))
     changes.sort(key=lambda c: (c.alias, rank(c.data_classes[0]), tuple(map(ENDPOINTS.index, c.endpoints))))
     return changes
 
