@@ -36,3 +36,13 @@ def test_a_rename_that_keeps_the_rules_or_a_new_alias_elsewhere_asks_nothing_mor
     # the old alias kept, or a new alias on another route: no rename, nothing to compare with
     assert guardrail_widenings(document({"chat": STRICT}), document({"chat": STRICT, "chat-v2": {"route": ["onprem"]}})) == []
     assert guardrail_widenings(document({"chat": STRICT}), document({"chat-v2": {"route": ["other"]}})) == []
+
+
+def test_a_new_alias_shows_what_its_callers_may_send():
+    """Not a rename (another route): nothing to compare with, so what it lets through is shown
+    beside its grant rule (which is what the approver acknowledges)."""
+    result = plan(document({"chat": STRICT}), document({"chat": STRICT, "chat-v2": {"route": ["other"]}}), [])
+    [shown] = [g for g in result.guardrails if g.subject == "alias chat-v2 (new): requests"]
+    assert (shown.before, shown.after, shown.loosens) == (
+        "-", "remote_urls true; extra_fields -; max_output_tokens - (131072)", False)
+    assert [w for w in result.widenings if w.startswith("rule:")] == ["rule: environment=dev → chat-v2 at internal"]

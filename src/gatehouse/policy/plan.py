@@ -208,10 +208,17 @@ def request_rule_changes(before: PolicyDocument, after: PolicyDocument) -> list[
     ``chat`` with ``remote_urls: false`` to a ``chat-v2`` that leaves it out is seen."""
     changes = []
     pairs = [(alias, alias, f"alias {alias}") for alias in sorted(before.aliases.keys() & after.aliases.keys())]
+    granted = {alias for grant in after.grants for alias in grant.aliases}
     for alias in sorted(after.aliases.keys() - before.aliases.keys()):
         old = _renamed_from(before, after, alias)
         if old is not None:
             pairs.append((old, alias, f"alias {alias} (new; compared with {old}, the same route)"))
+        elif alias in granted and before.aliases:  # shown, as its lanes are: the grant rule is what is asked
+            rules = after.aliases[alias].requests
+            changes.append(GuardrailChange(
+                f"alias {alias} (new): requests", "-",
+                f"remote_urls {str(rules.remote_urls).lower()}; extra_fields {', '.join(rules.extra_fields) or '-'}; "
+                f"max_output_tokens {rules.max_output_tokens or f'- ({DEFAULT_OUTPUT_TOKENS})'}", False))
     for old_alias, alias, subject in pairs:
         was, now = before.aliases[old_alias].requests, after.aliases[alias].requests
         added = sorted(set(now.extra_fields) - set(was.extra_fields))
