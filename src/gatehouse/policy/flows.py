@@ -211,15 +211,15 @@ def _same_server(spec: Deployment) -> tuple[object, ...]:
 def _baseline(before: PolicyDocument, after: PolicyDocument, name: str) -> tuple[dict[str, object], str]:
     """What a deployment's handover settings are compared with: its own under the same name;
     for a name new to the policy, a deployment of the old version for the same server (one the
-    new version no longer has first: a rename; kept but unused is no way around it), else the
-    engine's defaults. A renamed or new
-    deployment that gives up sooner than that hands requests on as much as a kept one would."""
+    new version no longer has first: a rename; keeping the old one defined is no way around
+    it), else the engine's defaults. A renamed or new deployment that gives up sooner than that
+    hands requests on as much as a kept one would."""
     if name in before.deployments:
         return handover_settings(before.deployments[name]), ""
     spec = after.deployments[name]
     same = [old_name for old_name, old_spec in sorted(before.deployments.items())
             if _same_server(old_spec) == _same_server(spec)]
-    if same:  # one the new version dropped first (a rename); one it keeps, unused or not, else
+    if same:  # False sorts first: one the new version dropped
         old_name = min(same, key=lambda candidate: candidate in after.deployments)
         same_what = "server" if spec.url else "model"
         return handover_settings(before.deployments[old_name]), f"new; compared with {old_name}, the same {same_what}"
