@@ -124,8 +124,8 @@ def print_text(text: str) -> None:
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     # the title is text too (it can carry an incident's id or a name), never markup
     table = Table(title=Text(shown(title)), show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column(column)
+    for column in columns:  # fold, never cut: rich's default "…" hid the end of a long URL or name
+        table.add_column(column, overflow="fold")
     for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
         table.add_row(*(Text(shown(cell)) for cell in row))
     console.print(table)
