@@ -20,6 +20,7 @@ from gatehouse.cli.common import (
     handles_errors,
     print_json,
     print_table,
+    print_text,
     safe,
     settings,
 )
@@ -178,7 +179,7 @@ def checkpoint(export: str = typer.Option(None, "--export", help="Also write the
 @handles_errors
 def public_key() -> None:
     """Print the audit public key (PEM), for verifying the log and its checkpoints elsewhere."""
-    print(control_plane().get("/admin/audit/public-key")["public_key"], end="")
+    print_text(control_plane().get("/admin/audit/public-key")["public_key"])
 
 
 @app.command("log")

@@ -23,8 +23,10 @@ from gatehouse.core.errors import GatehouseError
 from gatehouse.policy.loader import PolicyError
 from gatehouse.store.db import Database
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# emoji=False: a ":x:" or ":white_check_mark:" in a name, note or reason is printed as written,
+# not drawn as ❌ or ✅ (rich's escape() covers markup, not emoji codes)
+console = Console(emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
@@ -108,10 +110,22 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json_safe(encoded) + "\n")
 
 
+def print_text(text: str) -> None:
+    """Text meant for a file or another program (CSV, a PEM key), exact when stdout is not a
+    terminal; at a terminal each line ``shown``, so that a carriage return, a C1 control or a
+    bidirectional override a stored purpose holds cannot overwrite or reorder what is read."""
+    out = sys.stdout
+    if out.isatty():
+        lines = text.split("\n")
+        text = "\n".join(shown(line) for line in lines)
+    out.write(text)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column(column)
+    # the title is text too (it can carry an incident's id or a name), never markup
+    table = Table(title=Text(shown(title)), show_lines=False, header_style="bold")
+    for column in columns:  # fold, never cut: rich's default "…" hid the end of a long URL or name
+        table.add_column(column, overflow="fold")
     for row in rows:  # cells are data, never markup: a "[/]" in a name must neither crash nor restyle
         table.add_row(*(Text(shown(cell)) for cell in row))
     console.print(table)

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from gatehouse.cli.client import control_plane
-from gatehouse.cli.common import JsonOption, console, fail, handles_errors, print_json, print_table, safe
+from gatehouse.cli.common import JsonOption, console, fail, handles_errors, print_json, print_table, print_text, safe
 
 CsvOption = typer.Option(False, "--csv", help="Print CSV (for spreadsheets and GRC tools).")
 
@@ -53,7 +53,7 @@ def inventory(json: bool = JsonOption, csv: bool = CsvOption) -> None:
     if json and csv:
         fail("choose one of --json and --csv")
     if csv:
-        print(control_plane().get("/admin/inventory", format="csv"), end="")
+        print_text(control_plane().get("/admin/inventory", format="csv"))
         return
     answer = control_plane().get("/admin/inventory")
     rows, note = answer["inventory"], _note(answer)

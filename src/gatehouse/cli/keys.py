@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from gatehouse.cli.client import control_plane, quoted
-from gatehouse.cli.common import JsonOption, console, err_console, handles_errors, print_json, print_table, safe
+from gatehouse.cli.common import (
+    JsonOption,
+    console,
+    err_console,
+    handles_errors,
+    print_json,
+    print_table,
+    print_text,
+    safe,
+)
 
 app = typer.Typer(help="API keys of workload identities (gth_…). A key is shown once, when issued.",
                   no_args_is_help=True)
@@ -110,7 +119,7 @@ def report(
     expiry and status (like AWS IAM's credential report)."""
 
     if csv:
-        print(control_plane().get("/admin/credential-report", format="csv"), end="")
+        print_text(control_plane().get("/admin/credential-report", format="csv"))
         return
     rows = control_plane().get("/admin/credential-report")["credentials"]
     if json:

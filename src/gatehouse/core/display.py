@@ -29,7 +29,7 @@ KINDS = (CONTROL, BIDI, INVISIBLE, LOOKALIKE)  # the order warnings are listed i
 
 _BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 # letters that draw nothing, and selectors that change how the character before them is drawn
-_BLANK_LETTERS = frozenset([0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x180B, 0x180C, 0x180D, 0x180F,
+_BLANK_LETTERS = frozenset([0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, 0x180B, 0x180C, 0x180D, 0x180F,
                             *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
 # scripts whose letters pass for one another (a, а, α); a word mixing two of them is suspect
 _CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
@@ -59,10 +59,10 @@ def _kind(char: str) -> str | None:
         return INVISIBLE  # zero-width, tags, line separators, private use, unassigned
     if category == "Zs" and char != " ":
         return INVISIBLE  # a space that is not one: no-break, em, ideographic
-    if category.startswith("L") and not char.isascii():
+    if not char.isascii() and category[0] in "LNPS":
         folded = unicodedata.normalize("NFKC", char)
-        if folded != char and folded.isascii():
-            return LOOKALIKE  # fullwidth and mathematical letters: Ａ, 𝐚
+        if folded != char and folded.isascii() and (category[0] == "L" or (len(folded) == 1 and folded != " ")):
+            return LOOKALIKE  # fullwidth and mathematical letters, digits and signs: Ａ, 𝐚, １, ¹, ／, ＠
     return None
 
 

@@ -59,6 +59,7 @@ from gatehouse.store.models import (
 )
 
 BREAK_GLASS_MAX = timedelta(hours=4)
+BREAK_GLASS_WIDENINGS_SENT = 50  # listed in the webhook's event and the activation; the count is of all
 
 
 class StalePlan(GatehouseError):
@@ -310,7 +311,9 @@ def break_glass(db: Database, actor: str, loaded: LoadedPolicy, reason: str, ttl
         expires_at = utcnow() + ttl
         activation = _activate(session, actor, row, "break-glass", current, back_to=base, reason=reason.strip(),
                                expires_at=expires_at,
-                               details={"break_glass": True, "base": base, "widenings": list(planned.widening_ids.values())[:50]})
+                               details={"break_glass": True, "base": base,
+                                        "widenings": list(planned.widening_ids.values())[:BREAK_GLASS_WIDENINGS_SENT],
+                                        "widenings_total": len(planned.widening_ids)})
         audit.append(session, actor, "policy.break_glass", f"policy:{row.hash}", {
             "reason": reason.strip(), "expires_at": expires_at.isoformat(), "returns_to": base,
             "widenings": len(planned.widening_ids)})
@@ -332,6 +335,10 @@ def review_break_glass(db: Database, actor: str, seq: int, note: str) -> PolicyA
             raise Conflict(f"break-glass activation {seq} was reviewed already, by {row.reviewed_by}")
         if actor_email(row.actor) == actor_email(reviewer):
             raise Forbidden("nobody reviews their own break-glass: another approver must")
+        version = session.get(PolicyVersion, row.version)
+        if version is not None and actor_email(reviewer) in proposers_of(version):
+            # whoever wrote the content it put in force is judging their own change
+            raise Forbidden("nobody reviews a break-glass of a version they proposed: another approver must")
         row.reviewed_by, row.reviewed_at, row.review_note = reviewer, utcnow(), note.strip()
         audit.append(session, reviewer, "policy.break_glass_review", f"policy:{row.version}",
                      {"seq": seq, "break_glass_by": row.actor, "reason": row.reason, "note": note.strip()})
@@ -347,10 +354,13 @@ def unreviewed_break_glass(session: Session) -> list[dict[str, Any]]:
 
 
 def break_glass_event(activation: PolicyActivation, planned: PlannedChange) -> dict[str, Any]:
-    """What the webhook hears: who, why, until when, and the first widenings nobody reviewed."""
+    """What the webhook hears: who, why, until when, and the first widenings nobody reviewed,
+    with how many there are in all (a list cut at 50 must not read as the whole change)."""
+    widenings = list(planned.widening_ids.values())
     return {"event": "policy.break_glass", "version": activation.version, "actor": activation.actor,
             "reason": activation.reason, "expires_at": _expiry(activation).isoformat(),
-            "returns_to": activation.back_to, "widenings": list(planned.widening_ids.values())[:50]}
+            "returns_to": activation.back_to, "widenings": widenings[:BREAK_GLASS_WIDENINGS_SENT],
+            "widenings_total": len(widenings)}
 
 
 def expire_break_glass(db: Database, actor: str = "system:break-glass") -> PolicyActivation | None:

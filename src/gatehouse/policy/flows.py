@@ -19,7 +19,7 @@ from typing import Any
 from gatehouse.core.classification import DATA_CLASSES, rank
 from gatehouse.engines.base import ENDPOINTS
 from gatehouse.engines.serving import serves
-from gatehouse.engines.spec import Deployment, EmbeddedSettings
+from gatehouse.engines.spec import Deployment, EmbeddedSettings, Timeouts
 from gatehouse.policy.schema import PolicyDocument
 
 Lane = tuple[str, str, str]  # (alias, data class, endpoint): requests that are routed alike
@@ -64,6 +64,7 @@ class ShareChange:
     before: Order | None  # None: the alias took no such requests (a grant rule now lets them in)
     after: Order | None   # None: it takes none any more
     locations: tuple[tuple[str, str], ...]  # (deployment, location) for every deployment named
+    first_was_at: str | None = None  # where the first deployment of ``before`` was, as the old version says
 
     @property
     def promoted(self) -> Order:
@@ -108,7 +109,7 @@ class ShareChange:
             was = "was not tried"
         text = f"traffic: {self.subject} → {deployment} ({self.location(deployment)}) {now}; {was}"
         if self.after[0] == deployment and self.before:
-            old, new = self.location(self.before[0]), self.location(deployment)
+            old, new = self.first_was_at or self.location(self.before[0]), self.location(deployment)
             if old != new:
                 text += f"; first answers move from {old} to {new}"
         return text
@@ -150,8 +151,9 @@ def share_changes(before: PolicyDocument, after: PolicyDocument) -> list[ShareCh
     changes = []
     for (alias, served, was, now), data_classes in classes.items():
         named = sorted(set(was or ()) | set(now or ()))
+        first_was_at = before.deployments[was[0]].location if was else None  # not the new version's word for it
         changes.append(ShareChange(alias, tuple(sorted(data_classes, key=rank)), served, was, now,
-                                   tuple((name, locations[name]) for name in named)))
+                                   tuple((name, locations[name]) for name in named), first_was_at))
     changes.sort(key=lambda c: (c.alias, rank(c.data_classes[0]), tuple(map(ENDPOINTS.index, c.endpoints))))
     return changes
 
@@ -184,39 +186,68 @@ class FailoverChange:
     alias: str
     fields: tuple[tuple[str, str, str], ...]  # (setting, before, after)
     onto: tuple[tuple[str, str, tuple[str, ...]], ...]  # (deployment, location, data classes) it can hand on to
+    against: str = ""  # for a deployment new under its name: what its settings are compared with
 
     @property
     def widening(self) -> str:
         changed = "; ".join(f"{key} {was} → {now}" for key, was, now in self.fields)
         targets = "; ".join(f"{name} ({location}) for {_listed(classes)}" for name, location, classes in self.onto)
-        return f"failover: {self.deployment} ({self.location}) {changed} can hand {self.alias} requests on to {targets}"
+        where = f"{self.location}, {self.against}" if self.against else self.location
+        return f"failover: {self.deployment} ({where}) {changed} can hand {self.alias} requests on to {targets}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deployment": self.deployment, "location": self.location, "alias": self.alias,
+        compared = {"against": self.against} if self.against else {}  # only for a deployment new under its name
+        return {"deployment": self.deployment, "location": self.location, "alias": self.alias, **compared,
                 "fields": [list(f) for f in self.fields],
                 "onto": [{"deployment": name, "location": location, "data_classes": list(classes)}
                          for name, location, classes in self.onto],
                 "widens": True}
 
 
+def _same_server(spec: Deployment) -> tuple[object, ...]:
+    return (spec.engine, spec.url, spec.model_path, spec.model)
+
+
+def _baseline(before: PolicyDocument, after: PolicyDocument, name: str) -> tuple[dict[str, object], str]:
+    """What a deployment's handover settings are compared with: its own under the same name;
+    for a name new to the policy, a deployment of the old version for the same server (one the
+    new version no longer has first: a rename; keeping the old one defined is no way around
+    it), else the engine's defaults. A renamed or new deployment that gives up sooner than that
+    hands requests on as much as a kept one would."""
+    if name in before.deployments:
+        return handover_settings(before.deployments[name]), ""
+    spec = after.deployments[name]
+    same = [old_name for old_name, old_spec in sorted(before.deployments.items())
+            if _same_server(old_spec) == _same_server(spec)]
+    if same:  # False sorts first: one the new version dropped
+        old_name = min(same, key=lambda candidate: candidate in after.deployments)
+        same_what = "server" if spec.url else "model"
+        return handover_settings(before.deployments[old_name]), f"new; compared with {old_name}, the same {same_what}"
+    default = spec.model_copy(update={"timeouts": Timeouts(), "settings": None})
+    return handover_settings(default), "new; compared with the defaults"
+
+
 def failover_changes(before: PolicyDocument, after: PolicyDocument) -> list[FailoverChange]:
-    """For every deployment kept under its name whose handover settings changed so that it can
-    fail more often: per alias, the deployments after it in the new version's lanes."""
-    new_lanes = lanes(after)
+    """For every deployment whose handover settings changed so that it can fail more often
+    (one new under its name compared with what it replaces, or the defaults, and only in lanes
+    that existed before): per alias, the deployments after it in the new version's lanes."""
+    old_lanes, new_lanes = lanes(before), lanes(after)
     changes: list[FailoverChange] = []
-    for name in sorted(before.deployments.keys() & after.deployments.keys()):
-        was, now = handover_settings(before.deployments[name]), handover_settings(after.deployments[name])
+    for name in sorted(after.deployments):
+        (was, against), now = _baseline(before, after, name), handover_settings(after.deployments[name])
         fields = tuple((key, str(was.get(key, "-")), str(now.get(key, "-"))) for key in sorted(was.keys() | now.keys())
                        if _hands_on_more(key, was.get(key), now.get(key)))
         if not fields:
             continue
         onto: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # alias → next → classes
-        for (alias, data_class, _), order in new_lanes.items():
-            if name in order:
+        for lane, order in new_lanes.items():
+            alias, data_class, _ = lane
+            # a new name in a lane new to its alias comes with the grant rule that opens the lane
+            if name in order and (not against or lane in old_lanes):
                 for later in order[order.index(name) + 1:]:
                     onto[alias][later].add(data_class)
         for alias in sorted(onto):
             targets = tuple((later, after.deployments[later].location, tuple(sorted(classes, key=rank)))
                             for later, classes in sorted(onto[alias].items()))
-            changes.append(FailoverChange(name, after.deployments[name].location, alias, fields, targets))
+            changes.append(FailoverChange(name, after.deployments[name].location, alias, fields, targets, against))
     return changes

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import BaseModel
@@ -191,24 +192,46 @@ def guardrail_changes(before: PolicyDocument, after: PolicyDocument) -> list[Gua
     return changes
 
 
+def _renamed_from(before: PolicyDocument, after: PolicyDocument, alias: str) -> str | None:
+    """The alias of the old version a new alias most likely renames: one the new version no
+    longer has, with the same route (first by name)."""
+    route = after.aliases[alias].route
+    return next((name for name in sorted(before.aliases) if name not in after.aliases
+                 and before.aliases[name].route == route), None)
+
+
 def request_rule_changes(before: PolicyDocument, after: PolicyDocument) -> list[GuardrailChange]:
-    """What the callers of an alias that exists on both sides may send (``requests``): a field
-    allowed beyond the OpenAI shape, remote URLs allowed again, or a higher output-token bound
-    lets more through, and is reviewed like a loosened guardrail."""
+    """What the callers of an alias may send (``requests``): a field allowed beyond the OpenAI
+    shape, remote URLs allowed again, or a higher output-token bound lets more through, and is
+    reviewed like a loosened guardrail. An alias kept under its name is compared with itself;
+    one new under its name with the alias it renames (gone, same route), so that renaming
+    ``chat`` with ``remote_urls: false`` to a ``chat-v2`` that leaves it out is seen."""
     changes = []
-    for alias in sorted(before.aliases.keys() & after.aliases.keys()):
-        was, now = before.aliases[alias].requests, after.aliases[alias].requests
+    pairs = [(alias, alias, f"alias {alias}") for alias in sorted(before.aliases.keys() & after.aliases.keys())]
+    granted = {alias for grant in after.grants for alias in grant.aliases}
+    for alias in sorted(after.aliases.keys() - before.aliases.keys()):
+        old = _renamed_from(before, after, alias)
+        if old is not None:
+            pairs.append((old, alias, f"alias {alias} (new; compared with {old}, the same route)"))
+        elif alias in granted and before.aliases:  # shown, as its lanes are: the grant rule is what is asked
+            rules = after.aliases[alias].requests
+            changes.append(GuardrailChange(
+                f"alias {alias} (new): requests", "-",
+                f"remote_urls {str(rules.remote_urls).lower()}; extra_fields {', '.join(rules.extra_fields) or '-'}; "
+                f"max_output_tokens {rules.max_output_tokens or f'- ({DEFAULT_OUTPUT_TOKENS})'}", False))
+    for old_alias, alias, subject in pairs:
+        was, now = before.aliases[old_alias].requests, after.aliases[alias].requests
         added = sorted(set(now.extra_fields) - set(was.extra_fields))
         if set(was.extra_fields) != set(now.extra_fields):
-            changes.append(GuardrailChange(f"alias {alias}: requests.extra_fields", ", ".join(was.extra_fields) or "-",
+            changes.append(GuardrailChange(f"{subject}: requests.extra_fields", ", ".join(was.extra_fields) or "-",
                                            ", ".join(now.extra_fields) or "-", bool(added)))
         if was.remote_urls != now.remote_urls:
-            changes.append(GuardrailChange(f"alias {alias}: requests.remote_urls", str(was.remote_urls).lower(),
+            changes.append(GuardrailChange(f"{subject}: requests.remote_urls", str(was.remote_urls).lower(),
                                            str(now.remote_urls).lower(), now.remote_urls))
         if was.max_output_tokens != now.max_output_tokens:
             old_bound = was.max_output_tokens or DEFAULT_OUTPUT_TOKENS
             new_bound = now.max_output_tokens or DEFAULT_OUTPUT_TOKENS
-            changes.append(GuardrailChange(f"alias {alias}: requests.max_output_tokens",
+            changes.append(GuardrailChange(f"{subject}: requests.max_output_tokens",
                                            str(was.max_output_tokens or "-"), str(now.max_output_tokens or "-"),
                                            new_bound > old_bound))
     return changes
@@ -332,11 +355,11 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
         if old_spec is None or new_spec is None:  # added or removed: where its data would go, and with what secret
             shown = new_spec if new_spec is not None else old_spec
             assert shown is not None  # the name comes from one of the two documents
-            changes = tuple((key, "-", _shown(shown[key])) if new_spec is not None else (key, _shown(shown[key]), "-")
+            changes = tuple((key, "-", _shown(shown[key], key)) if new_spec is not None else (key, _shown(shown[key], key), "-")
                             for key in SENSITIVE_FIELDS if shown.get(key) is not None)
             result.deployments.append(DeploymentChange(name, changes, added=new_spec is not None, removed=new_spec is None))
             continue
-        changes = tuple((key, _shown(old_spec.get(key)), _shown(new_spec.get(key)))
+        changes = tuple((key, _shown(old_spec.get(key), key), _shown(new_spec.get(key), key))
                         for key in sorted(old_spec.keys() | new_spec.keys()) if old_spec.get(key) != new_spec.get(key))
         if changes:
             result.deployments.append(DeploymentChange(name, changes))
@@ -347,9 +370,22 @@ def plan(before: PolicyDocument, after: PolicyDocument, identities: Iterable[Ide
     return result
 
 
-def _shown(value: object) -> str:
+def _url_host(url: str) -> str | None:
+    """The host a URL connects to, where a reader could take something else for it: user
+    information before an ``@`` (``http://onprem.corp@203.0.113.9/v1`` goes to 203.0.113.9)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    return host if "@" in parts.netloc and host else None
+
+
+def _shown(value: object, key: str | None = None) -> str:
     if value is None:
         return "-"
+    if key == "url" and isinstance(value, str) and (host := _url_host(value)) is not None:
+        return f"{value} (host {host})"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None) or "-"
     if isinstance(value, list | tuple):
