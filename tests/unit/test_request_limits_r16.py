@@ -1,0 +1,33 @@
+"""Adversarial review of issue 16's request side: the limits hold without costing the gateway
+more than the body itself."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import orjson
+
+from gatehouse.api.validation import MAX_DEPTH, nesting_problem
+
+
+def test_measuring_a_wide_deep_body_holds_only_the_current_path():
+    # 60 levels down, then 100,000 empty arrays: the old walk kept a path string per pending
+    # container (hundreds of bytes each), tens of megabytes for a body a tenth of the size cap
+    depth = 60
+    value = orjson.loads(b"[" * depth + b",".join([b"[]"] * 100_000) + b"]" * depth)
+    tracemalloc.start()
+    try:
+        assert nesting_problem(value) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_the_nesting_limit_is_exact_and_reports_the_first_deep_place():
+    assert nesting_problem(orjson.loads(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)) is None
+    assert nesting_problem(orjson.loads(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))) == "[0]" * MAX_DEPTH
+    assert nesting_problem({"a": [], "b": {"c": [[]]}}, 3) == "<key 1>.<key 0>[0]"
+    assert nesting_problem([[], [[]], [[[]]]], 3) == "[2][0][0]"
+    assert nesting_problem([], 0) == "the body"
+    assert nesting_problem("text", 0) is None
