@@ -6,7 +6,10 @@ from __future__ import annotations
 import tracemalloc
 
 import orjson
+import pytest
 
+from gatehouse.api.errors import ApiError
+from gatehouse.api.request_model import check_request
 from gatehouse.api.validation import MAX_DEPTH, nesting_problem
 
 
@@ -31,3 +34,13 @@ def test_the_nesting_limit_is_exact_and_reports_the_first_deep_place():
     assert nesting_problem([[], [[]], [[[]]]], 3) == "[2][0][0]"
     assert nesting_problem([], 0) == "the body"
     assert nesting_problem("text", 0) is None
+
+
+def test_a_url_python_cannot_split_is_a_400_not_a_500():
+    for address in ("https://[::1", "https://[::1/x", "http://]/"):
+        body = {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": address}}]}]}
+        with pytest.raises(ApiError) as refused:
+            check_request("chat/completions", body)
+        assert refused.value.status == 400
+        assert refused.value.param == "messages[0].content[0].image_url.url"

@@ -210,7 +210,11 @@ def url(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         _data_url(value, path, container, key, shape)
         return
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
-    if scheme not in ("http", "https") or not urllib.parse.urlsplit(value).netloc:
+    try:
+        netloc = urllib.parse.urlsplit(value).netloc
+    except ValueError:  # an unbalanced [ in the host ("https://[::1")
+        netloc = ""
+    if scheme not in ("http", "https") or not netloc:
         raise refuse(path, "must be an http(s):// or data: URL")
     shape.remote_urls.append(path)
     decoded = urllib.parse.unquote(value)  # jane%40example.com is an address too
