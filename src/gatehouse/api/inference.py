@@ -64,6 +64,17 @@ def _server_timing(started: float, dispatched: float, answered: float) -> str:
     return f"gatehouse;dur={own * 1000:.3f}, upstream;dur={(answered - dispatched) * 1000:.3f}"
 
 
+def claimed_class(values: list[str], default: str) -> str:
+    """The data class a request's ``x-gatehouse-data-class`` headers raise ``default`` to: the
+    highest of every value, whether sent as several headers or one comma-separated list (a proxy
+    that adds its own must not be outvoted by the client's earlier one). Any value that is not a
+    class is a 400."""
+    claimed = [part.strip().lower() for value in values for part in value.split(",")]
+    if any(part not in DATA_CLASSES for part in claimed):
+        raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
+    return highest(default, *claimed)  # the header raises the class, never lowers it
+
+
 @dataclass(frozen=True, slots=True)
 class Admitted:
     """A request the gateway has authenticated, read, authorized and guarded: what dispatch needs."""
@@ -131,14 +142,7 @@ class Gateway:
                            "content as a data: URL", "remote_url_refused", where)
         cleared = rank(principal.clearance)
         default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
-        claimed = request.headers.get("x-gatehouse-data-class")
-        data_class = default
-        if claimed is not None:
-            claimed = claimed.strip().lower()
-            if claimed not in DATA_CLASSES:
-                raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}",
-                               "invalid_data_class")
-            data_class = highest(default, claimed)  # the header raises the class, never lowers it
+        data_class = claimed_class(request.headers.getlist("x-gatehouse-data-class"), default)
         profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
         originals: dict[str, str] = {}
         if profile is not None:
