@@ -6,7 +6,9 @@ second holds a connection (and, for a body, the request's task) for as long as i
 protocol, uvicorn's httptools one with two timers, answers 408 in the API's error shape and
 closes the connection when either runs out. The header timer runs from the connection's start
 (and from each new request's first byte) until the headers are complete; the body timer from
-then until the body is complete, whether it has a Content-Length or comes chunked.
+then until the body is complete, whether it has a Content-Length or comes chunked. A request
+pipelined behind another is not read until that one is answered, so its body timer runs from
+then. A kept-alive connection's next request that times out on its headers gets its 408 too.
 
 Timeouts come from ``GATEHOUSE_HEADER_TIMEOUT`` and ``GATEHOUSE_BODY_TIMEOUT`` (seconds, read
 when a worker starts; workers are separate processes, so they are read there, not passed).
@@ -65,8 +67,11 @@ class TimedHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        cycle = self.cycle
-        if cycle is None or not cycle.response_started:  # nothing sent yet: the caller is told why
+        if what == "body" and self.pipeline:  # queued behind another request: the server stopped reading it,
+            return                            # not the client; timed again when it starts (on_response_complete)
+        cycle = self.cycle  # while headers are awaited, the previous request's on a kept-alive connection
+        idle = cycle is None or (cycle.response_complete if what == "headers" else not cycle.response_started)
+        if idle:  # no response under way: the caller is told why
             self.transport.write(timeout_response(what, limit))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the application's receive() sees the client gone
@@ -89,6 +94,12 @@ class TimedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._arm("body", self.body_timeout)
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # starts a pipelined request queued behind this one
+        cycle = self.cycle
+        if self._deadline is None and cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self._arm("body", self.body_timeout)  # its body is read from now on
 
     def on_message_complete(self) -> None:
         self._disarm()
