@@ -197,3 +197,13 @@ def test_a_pipelined_request_is_timed_from_when_it_is_read_not_while_it_waits(se
     finally:
         connection.close()
         httpx.post(f"{mock.url}/_mock/config", json={"slow_seconds": 30})
+
+
+def test_text_in_a_data_url_s_parameters_reaches_no_engine(setup, mock):
+    home, gateway, key = setup
+    png = base64.b64encode(bytes(8)).decode()
+    before = len(seen(mock))
+    for url in (f"data:image/png;note=AKIAIOSFODNN7EXAMPLE;base64,{png}", f"data:AKIAIOSFODNN7EXAMPLE/png;base64,{png}"):
+        response = post(gateway, key, message([{"type": "image_url", "image_url": {"url": url}}]))
+        assert response.status_code == 400 and response.json()["error"]["code"] == "guardrail_blocked", response.text
+    assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(seen(mock)[before:])

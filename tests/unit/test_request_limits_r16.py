@@ -3,6 +3,7 @@ more than the body itself."""
 
 from __future__ import annotations
 
+import base64
 import tracemalloc
 
 import orjson
@@ -44,3 +45,26 @@ def test_a_url_python_cannot_split_is_a_400_not_a_500():
             check_request("chat/completions", body)
         assert refused.value.status == 400
         assert refused.value.param == "messages[0].content[0].image_url.url"
+
+
+def image_part(address: str) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": address}}]}]}
+
+
+def test_a_data_url_s_type_and_parameters_are_scanned_and_written_back():
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\xff").decode()
+    body = image_part(f"data:image/png;note=AKIAIOSFODNN7EXAMPLE;base64,{png}")
+    shape = check_request("chat/completions", body)
+    assert [site.text for site in shape.sites] == ["image/png;note=AKIAIOSFODNN7EXAMPLE;base64"]
+    assert shape.binary_bytes == 10
+    assert [site.text for site in check_request("chat/completions", image_part("data:AKIAIOSFODNN7EXAMPLE/x,hi")).sites] == [
+        "AKIAIOSFODNN7EXAMPLE/x", "hi"]  # a made-up type is text too
+    assert check_request("chat/completions", image_part(f"data:image/png;base64,{png}")).sites == []  # a plain type is not
+    # both parts redacted: each write keeps the other's
+    text = base64.b64encode(b"call +15551234567").decode()
+    body = image_part(f"data:text/plain;to=+15551234567;base64,{text}")
+    head, payload = check_request("chat/completions", body).sites
+    head.write("text/plain;to=[PHONE_1];base64")
+    payload.write("call [PHONE_2]")
+    assert body["messages"][0]["content"][0]["image_url"]["url"] == (
+        "data:text/plain;to=[PHONE_1];base64," + base64.b64encode(b"call [PHONE_2]").decode())

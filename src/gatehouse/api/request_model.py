@@ -39,6 +39,12 @@ TOKEN_ID = re.compile(r"\d{1,10}")                         # logit_bias keys
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.A)
 TEXT_TYPES = re.compile(r"text/[\w.+-]+|application/(?:json|xml|x-yaml|yaml|csv|javascript|x-www-form-urlencoded)"
                         r"|[\w.+-]+/[\w.+-]+\+(?:json|xml)")
+# A data: URL's type and parameters that hold nothing but a common media type (and ;charset=utf-8):
+# not scanned; any other (``image/png;name=…``, a made-up type) is the caller's text and is.
+PLAIN_HEAD = re.compile(r"(?:(?:image/(?:png|jpeg|jpg|gif|webp|bmp|tiff|heic|heif|avif|svg\+xml)"
+                        r"|audio/(?:wav|x-wav|wave|mpeg|mp3|ogg|flac|webm|mp4|aac|opus)|video/(?:mp4|webm|mpeg|quicktime)"
+                        r"|application/(?:pdf|json|octet-stream)|text/(?:plain|csv|markdown|html|xml))"
+                        r"(?:;charset=(?:utf-8|us-ascii))?)?(?:;base64)?", re.I)
 URL_SAFE = ":/?#[]@!$&'()*+,;=~"  # what stays as it is when a redacted URL is encoded again
 INT64 = 2**63 - 1
 MAX_ITEMS = 100_000  # a list or object of the model holds at most this many entries (the body's size bounds it first)
@@ -238,10 +244,22 @@ def _data_url(value: str, path: str, container: Any, key: Any, shape: Shape) -> 
         raw = base64.b64decode(payload, validate=True) if encoded else urllib.parse.unquote_to_bytes(payload)
     except (binascii.Error, ValueError):
         raise refuse(path, "holds data that is not valid base64") from None
-    prefix = value[:header.end()]
+    # The type and parameters (``image/png;name=…``) go upstream as they are: the caller's text
+    # too, scanned; each part is written back with the other as it is now.
+    parts = {"head": value[5:header.end() - 1], "payload": payload}
+
+    def whole() -> str:
+        return f"data:{parts['head']},{parts['payload']}"
+
+    def replace_head(redacted: str) -> None:
+        parts["head"] = redacted
+        container[key] = whole()
+    if not PLAIN_HEAD.fullmatch(parts["head"]):
+        shape.sites.append(TextSite(path, parts["head"], container, key, writer=replace_head))
 
     def rewrite(redacted: str) -> str:  # the engine gets the redacted text, encoded as it was sent
-        return prefix + (base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted))
+        parts["payload"] = base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted)
+        return whole()
     if not _content(raw, path, container, key, shape, rewrite) and TEXT_TYPES.fullmatch(media):
         raise refuse(path, f"says {media} but its data is not UTF-8 text")
 
