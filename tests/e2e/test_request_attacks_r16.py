@@ -36,14 +36,20 @@ deployments:
 aliases:
   chat: {{route: [cloud, onprem]}}
   slow: {{route: [slow]}}
+  token-level: {{route: [onprem], requests: {{extra_fields: [prompt_logprobs, n_probs, documents]}}}}
 grants:
-  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, slow], max_data_class: confidential}}
+  - {{name: dev, subjects: [{{environment: dev}}], aliases: [chat, slow, token-level], max_data_class: confidential}}
 guardrails:
   default: standard
   profiles:
     standard:
       pii: {{action: redact, kinds: [email]}}
       secrets: {{action: block}}
+    answers:
+      output: true
+      pii: {{action: redact, kinds: [email]}}
+  assign:
+    - {{alias: token-level, profile: answers}}
 """
 
 
@@ -207,3 +213,15 @@ def test_text_in_a_data_url_s_parameters_reaches_no_engine(setup, mock):
         response = post(gateway, key, message([{"type": "image_url", "image_url": {"url": url}}]))
         assert response.status_code == 400 and response.json()["error"]["code"] == "guardrail_blocked", response.text
     assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(seen(mock)[before:])
+
+
+def test_engine_fields_that_return_answers_token_by_token_are_refused_while_output_rules_redact(setup, mock):
+    home, gateway, key = setup
+    before = len(seen(mock))
+    for field, value in (("prompt_logprobs", 5), ("prompt_logprobs", 0), ("n_probs", 3)):
+        response = post(gateway, key, message(model="token-level", **{field: value}))
+        assert response.status_code == 400, response.text
+        assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("guardrail_unscannable", field)
+    assert len(seen(mock)) == before
+    for fields in ({"n_probs": 0}, {"prompt_logprobs": None}, {"documents": [{"text": "x"}]}):
+        assert post(gateway, key, message(model="token-level", **fields)).status_code == 200

@@ -64,6 +64,21 @@ def _server_timing(started: float, dispatched: float, answered: float) -> str:
     return f"gatehouse;dur={own * 1000:.3f}, upstream;dur={(answered - dispatched) * 1000:.3f}"
 
 
+# Engine fields (allowed by an alias's requests.extra_fields) that return model text token by
+# token where no output rule can follow it: vLLM's prompt_logprobs (the tokens the model would
+# put at each position of the prompt), llama-server's n_probs.
+TOKEN_LEVEL_FIELDS = ("prompt_logprobs", "n_probs")
+
+
+def token_level_extra(body: dict[str, Any]) -> str | None:
+    """The engine field of ``body`` that asks for answer text token by token, or None."""
+    for name in TOKEN_LEVEL_FIELDS:
+        value = body.get(name)
+        if value is not None and value is not False and not (name == "n_probs" and value == 0):
+            return name
+    return None
+
+
 def claimed_class(values: list[str], default: str) -> str:
     """The data class a request's ``x-gatehouse-data-class`` headers raise ``default`` to: the
     highest of every value, whether sent as several headers or one comma-separated list (a proxy
@@ -327,7 +342,9 @@ class Gateway:
         # other requests are not held up; a small one is quicker inline than a thread hop. Its
         # size as received: a chunked body says none up front.
         route, profile, originals, shape = await asyncio.to_thread(guard) if size > OFF_LOOP_BYTES else guard()
-        if masks_output(profile) and (unscannable := unscannable_parameter(endpoint, body)) is not None:
+        unscannable = unscannable_parameter(endpoint, body) or (
+            token_level_extra(body) if endpoint != "embeddings" else None)
+        if masks_output(profile) and unscannable is not None:
             assert profile is not None  # masks_output(None) is False
             raise ApiError(400, f"guardrail profile {profile.name!r} redacts or blocks answers, which {unscannable} would "
                            "show unscanned (token by token, or as audio): leave it out", "guardrail_unscannable", unscannable)
