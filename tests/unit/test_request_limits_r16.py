@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gatehouse.api.errors import ApiError
-from gatehouse.api.request_model import check_request
+from gatehouse.api.request_model import MAX_TEXT_SITES, check_request
 from gatehouse.api.validation import MAX_DEPTH, nesting_problem
 
 
@@ -68,3 +68,18 @@ def test_a_data_url_s_type_and_parameters_are_scanned_and_written_back():
     payload.write("call [PHONE_2]")
     assert body["messages"][0]["content"][0]["image_url"]["url"] == (
         "data:text/plain;to=[PHONE_1];base64," + base64.b64encode(b"call [PHONE_2]").decode())
+
+
+def test_a_body_cut_into_many_short_strings_is_refused_before_any_scan():
+    # 400,000 distinct short strings in a tool schema: ~20 s of detector time before the limit
+    many = [f"{index:x}" for index in range(400_000)]
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": {"a": many}}}]}
+    with pytest.raises(ApiError) as refused:
+        check_request("chat/completions", body)
+    assert (refused.value.status, refused.value.code) == (400, "too_many_strings")
+    for endpoint, field in (("embeddings", "input"), ("completions", "prompt")):
+        with pytest.raises(ApiError) as refused:
+            check_request(endpoint, {"model": "m", field: many[:MAX_TEXT_SITES + 1]})
+        assert refused.value.code == "too_many_strings"
+    assert len(check_request("embeddings", {"model": "m", "input": many[:MAX_TEXT_SITES]}).sites) == MAX_TEXT_SITES

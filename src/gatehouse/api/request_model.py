@@ -48,6 +48,9 @@ PLAIN_HEAD = re.compile(r"(?:(?:image/(?:png|jpeg|jpg|gif|webp|bmp|tiff|heic|hei
 URL_SAFE = ":/?#[]@!$&'()*+,;=~"  # what stays as it is when a redacted URL is encoded again
 INT64 = 2**63 - 1
 MAX_ITEMS = 100_000  # a list or object of the model holds at most this many entries (the body's size bounds it first)
+# Strings (keys included) one request may hold: each costs the detectors a fixed ~50 µs, so a body
+# of a few MB cut into short strings would hold a worker for tens of seconds.
+MAX_TEXT_SITES = 20_000
 
 
 @dataclass
@@ -109,7 +112,14 @@ def text(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
 
 def free_form(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """Any JSON value: every string and every key in it is the caller's text."""
-    shape.sites.extend(text_sites(value, path, container, key))
+    shape.sites.extend(text_sites(value, path, container, key, MAX_TEXT_SITES + 1 - len(shape.sites)))
+    if len(shape.sites) > MAX_TEXT_SITES:
+        raise too_many_strings()
+
+
+def too_many_strings() -> ApiError:
+    return ApiError(400, f"the request holds more than {MAX_TEXT_SITES:,} separate strings (object keys included): "
+                    "send fewer, longer ones", "too_many_strings")
 
 
 def identifier(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
@@ -463,6 +473,8 @@ def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[s
     fields, required = ENDPOINTS[endpoint]
     shape = Shape()
     _fields(body, "", fields, required, shape, extra_fields)
+    if len(shape.sites) > MAX_TEXT_SITES:
+        raise too_many_strings()
     if endpoint == "completions" and isinstance(body.get("prompt"), list) and body["prompt"] \
             and isinstance(body["prompt"][0], int):
         body["prompt"] = [body["prompt"]]  # one prompt of token ids, as a batch of one
