@@ -225,3 +225,30 @@ def test_engine_fields_that_return_answers_token_by_token_are_refused_while_outp
     assert len(seen(mock)) == before
     for fields in ({"n_probs": 0}, {"prompt_logprobs": None}, {"documents": [{"text": "x"}]}):
         assert post(gateway, key, message(model="token-level", **fields)).status_code == 200
+
+
+def codes(home) -> list[tuple[int, str]]:
+    connection = sqlite3.connect(home.home / "gatehouse.db")
+    rows = connection.execute("SELECT status, error_code FROM decision_records WHERE error_code IS NOT NULL").fetchall()
+    connection.close()
+    return rows
+
+
+def test_a_body_cut_off_by_the_timer_is_recorded_as_a_timeout_not_a_client_that_left(setup):
+    home, gateway, key = setup
+    before = codes(home)
+    connection = socket.create_connection(("127.0.0.1", gateway.port))
+    connection.settimeout(10)
+    try:
+        connection.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
+                            "content-type: application/json\r\ncontent-length: 1000\r\n\r\n{").encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408")
+    finally:
+        connection.close()
+    deadline = time.monotonic() + 10
+    while len(codes(home)) == len(before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert codes(home)[len(before):] == [(408, "request_timeout")]

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gatehouse.api.validation import TIMED_OUT
+
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 
@@ -74,6 +76,8 @@ class TimedHttpProtocol(HttpToolsProtocol):
         if idle:  # no response under way: the caller is told why
             self.transport.write(timeout_response(what, limit))
         if cycle is not None and not cycle.response_complete:
+            if what == "body":  # the application's record says why the body stopped: the timer, not the client
+                cycle.scope.setdefault("extensions", {})[TIMED_OUT] = limit
             cycle.disconnected = True  # the application's receive() sees the client gone
             cycle.message_event.set()
         self.transport.close()
