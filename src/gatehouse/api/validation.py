@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from gatehouse.api.errors import ApiError
 
 MAX_DEPTH = 64  # arrays and objects inside one another; orjson parses 1,024 and writes 254
-TIMED_OUT = "gatehouse.body_timeout"  # a scope extension the server sets (to its limit) when its body timer ran out
+TIMED_OUT = "gatehouse.body_timeout"  # a scope extension the server sets ({"seconds": limit}) when its body timer ran out
 OFF_LOOP_BYTES = 64 * 1024  # bodies larger than this, as received (chunked or not), are parsed and checked in a thread
 
 
@@ -78,9 +78,10 @@ async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, A
                 raise ApiError(413, f"request body is over the limit of {max_bytes} bytes", "request_too_large")
             chunks.append(chunk)
     except ClientDisconnect:
-        limit = request.scope.get("extensions", {}).get(TIMED_OUT)
-        if limit is not None:  # the server's body timer, which has answered 408 and closed the connection
-            raise ApiError(408, f"the request's body did not arrive within {limit:g} s", "request_timeout") from None
+        timed_out = (request.scope.get("extensions") or {}).get(TIMED_OUT)
+        if timed_out is not None:  # the server's body timer, which has answered 408 and closed the connection
+            raise ApiError(408, f"the request's body did not arrive within {timed_out['seconds']:g} s",
+                           "request_timeout") from None
         raise ApiError(499, "the client closed the connection while sending the body", "client_disconnected") from None
     raw = b"".join(chunks)
     if not raw:

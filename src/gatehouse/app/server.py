@@ -77,7 +77,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
             self.transport.write(timeout_response(what, limit))
         if cycle is not None and not cycle.response_complete:
             if what == "body":  # the application's record says why the body stopped: the timer, not the client
-                cycle.scope.setdefault("extensions", {})[TIMED_OUT] = limit
+                cycle.scope.setdefault("extensions", {})[TIMED_OUT] = {"seconds": limit}
             cycle.disconnected = True  # the application's receive() sees the client gone
             cycle.message_event.set()
         self.transport.close()
