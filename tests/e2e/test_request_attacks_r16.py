@@ -252,3 +252,28 @@ def test_a_body_cut_off_by_the_timer_is_recorded_as_a_timeout_not_a_client_that_
     while len(codes(home)) == len(before) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert codes(home)[len(before):] == [(408, "request_timeout")]
+
+
+def test_malformed_framing_is_refused_in_the_error_shape_and_reaches_no_engine(setup, mock):
+    home, gateway, key = setup
+    body = json.dumps(message(EMAIL)).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
+            "content-type: application/json\r\n")
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    before = len(seen(mock))
+    for request in ((head + "content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n").encode() + chunked,
+                    (head + f"content-length: {len(body)}\r\ncontent-length: 5\r\n\r\n").encode() + body,
+                    (head + "content-length: -1\r\n\r\n").encode() + body):
+        connection = socket.create_connection(("127.0.0.1", gateway.port))
+        connection.settimeout(10)
+        try:
+            connection.sendall(request)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        finally:
+            connection.close()
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "invalid_http" and set(error) == {"message", "type", "param", "code"}
+    assert len(seen(mock)) == before

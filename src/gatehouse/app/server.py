@@ -41,9 +41,14 @@ def seconds(name: str, default: float) -> float:
 
 def timeout_response(what: str, limit: float) -> bytes:
     """A complete HTTP/1.1 408 in the API's error shape, closing the connection."""
-    body = orjson.dumps({"error": {"message": f"the request's {what} did not arrive within {limit:g} s",
-                                   "type": "invalid_request_error", "param": None, "code": "request_timeout"}})
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    return closing_error(b"408 Request Timeout", f"the request's {what} did not arrive within {limit:g} s",
+                         "request_timeout")
+
+
+def closing_error(status: bytes, message: str, code: str) -> bytes:
+    """A complete HTTP/1.1 error response in the API's error shape, closing the connection."""
+    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}})
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 
 
@@ -108,6 +113,14 @@ class TimedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP/1.1 (two Content-Lengths, Content-Length with
+        chunked, a bad header), in the API's error shape instead of plain text."""
+        self._disarm()
+        self.transport.write(closing_error(b"400 Bad Request", "the request is not well-formed HTTP/1.1 "
+                                           "(its request line, headers or framing)", "invalid_http"))
+        self.transport.close()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()  # the connection is another protocol's from here
