@@ -18,3 +18,10 @@ def test_a_plain_name_is_allowed_and_prompt_embeds_never():
     assert RequestRules.model_validate({"extra_fields": ["documents"]}).extra_fields == ("documents",)
     with pytest.raises(pydantic.ValidationError):
         RequestRules.model_validate({"extra_fields": ["prompt_embeds"]})
+
+
+def test_kv_transfer_params_cannot_be_allowed():
+    # vLLM's disaggregated-prefill parameters point the engine at KV blocks computed elsewhere
+    # (another request's, on a prefill node): a context no guardrail has read
+    with pytest.raises(pydantic.ValidationError):
+        RequestRules.model_validate({"extra_fields": ["kv_transfer_params"]})

@@ -19,7 +19,10 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 
 
 EXTRA_FIELD = r"[a-z][a-z0-9_]{0,63}"  # the whole name (fullmatch: "$" would let a trailing newline through)
-UNSCANNABLE_FIELDS = frozenset({"prompt_embeds"})  # tensors: no guardrail can read them
+UNSCANNABLE_FIELDS = frozenset({  # no guardrail can read them
+    "prompt_embeds",        # tensors in place of the prompt
+    "kv_transfer_params",   # vLLM disaggregated prefill: KV blocks computed elsewhere (any request's), not text
+})
 MAX_OUTPUT_TOKENS = 1_048_576
 DEFAULT_OUTPUT_TOKENS = 131_072  # the most a request may ask for where the alias sets no max_output_tokens
 
