@@ -83,3 +83,11 @@ def test_a_body_cut_into_many_short_strings_is_refused_before_any_scan():
             check_request(endpoint, {"model": "m", field: many[:MAX_TEXT_SITES + 1]})
         assert refused.value.code == "too_many_strings"
     assert len(check_request("embeddings", {"model": "m", "input": many[:MAX_TEXT_SITES]}).sites) == MAX_TEXT_SITES
+
+
+def test_a_large_tool_catalogue_repeating_its_words_is_not_too_many_strings():
+    # 400 tools, each schema of 20 properties: 50,000 strings, most of them the same words
+    schema = {"type": "object", "properties": {f"p{n}": {"type": "string", "description": "a value"} for n in range(20)}}
+    tools = [{"type": "function", "function": {"name": f"tool_{n}", "parameters": schema}} for n in range(400)]
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+    assert len(check_request("chat/completions", body).sites) > 2 * MAX_TEXT_SITES

@@ -48,9 +48,11 @@ PLAIN_HEAD = re.compile(r"(?:(?:image/(?:png|jpeg|jpg|gif|webp|bmp|tiff|heic|hei
 URL_SAFE = ":/?#[]@!$&'()*+,;=~"  # what stays as it is when a redacted URL is encoded again
 INT64 = 2**63 - 1
 MAX_ITEMS = 100_000  # a list or object of the model holds at most this many entries (the body's size bounds it first)
-# Strings (keys included) one request may hold: each costs the detectors a fixed ~50 µs, so a body
-# of a few MB cut into short strings would hold a worker for tens of seconds.
+# Different strings (keys included) one request may hold: each costs the detectors a fixed ~50 µs,
+# so a body of a few MB cut into short strings would hold a worker for tens of seconds. A string
+# repeated (a tool schema's "type", "string") is scanned once; all of them are walked, up to MAX_SITES.
 MAX_TEXT_SITES = 20_000
+MAX_SITES = 200_000
 
 
 @dataclass
@@ -112,14 +114,14 @@ def text(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
 
 def free_form(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """Any JSON value: every string and every key in it is the caller's text."""
-    shape.sites.extend(text_sites(value, path, container, key, MAX_TEXT_SITES + 1 - len(shape.sites)))
-    if len(shape.sites) > MAX_TEXT_SITES:
-        raise too_many_strings()
+    shape.sites.extend(text_sites(value, path, container, key, MAX_SITES + 1 - len(shape.sites)))
+    if len(shape.sites) > MAX_SITES:
+        raise too_many_strings(f"{MAX_SITES:,} strings")
 
 
-def too_many_strings() -> ApiError:
-    return ApiError(400, f"the request holds more than {MAX_TEXT_SITES:,} separate strings (object keys included): "
-                    "send fewer, longer ones", "too_many_strings")
+def too_many_strings(what: str) -> ApiError:
+    return ApiError(400, f"the request holds more than {what} (object keys included): send fewer, longer ones",
+                    "too_many_strings")
 
 
 def identifier(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
@@ -473,8 +475,10 @@ def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[s
     fields, required = ENDPOINTS[endpoint]
     shape = Shape()
     _fields(body, "", fields, required, shape, extra_fields)
-    if len(shape.sites) > MAX_TEXT_SITES:
-        raise too_many_strings()
+    if len(shape.sites) > MAX_SITES:
+        raise too_many_strings(f"{MAX_SITES:,} strings")
+    if len(shape.sites) > MAX_TEXT_SITES and len({site.text for site in shape.sites}) > MAX_TEXT_SITES:
+        raise too_many_strings(f"{MAX_TEXT_SITES:,} different strings")
     if endpoint == "completions" and isinstance(body.get("prompt"), list) and body["prompt"] \
             and isinstance(body["prompt"][0], int):
         body["prompt"] = [body["prompt"]]  # one prompt of token ids, as a batch of one
