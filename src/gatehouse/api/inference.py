@@ -64,6 +64,32 @@ def _server_timing(started: float, dispatched: float, answered: float) -> str:
     return f"gatehouse;dur={own * 1000:.3f}, upstream;dur={(answered - dispatched) * 1000:.3f}"
 
 
+# Engine fields (allowed by an alias's requests.extra_fields) that return model text token by
+# token where no output rule can follow it: vLLM's prompt_logprobs (the tokens the model would
+# put at each position of the prompt), llama-server's n_probs.
+TOKEN_LEVEL_FIELDS = ("prompt_logprobs", "n_probs")
+
+
+def token_level_extra(body: dict[str, Any]) -> str | None:
+    """The engine field of ``body`` that asks for answer text token by token, or None."""
+    for name in TOKEN_LEVEL_FIELDS:
+        value = body.get(name)
+        if value is not None and value is not False and not (name == "n_probs" and value == 0):
+            return name
+    return None
+
+
+def claimed_class(values: list[str], default: str) -> str:
+    """The data class a request's ``x-gatehouse-data-class`` headers raise ``default`` to: the
+    highest of every value, whether sent as several headers or one comma-separated list (a proxy
+    that adds its own must not be outvoted by the client's earlier one). Any value that is not a
+    class is a 400."""
+    claimed = [part.strip().lower() for value in values for part in value.split(",")]
+    if any(part not in DATA_CLASSES for part in claimed):
+        raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}", "invalid_data_class")
+    return highest(default, *claimed)  # the header raises the class, never lowers it
+
+
 @dataclass(frozen=True, slots=True)
 class Admitted:
     """A request the gateway has authenticated, read, authorized and guarded: what dispatch needs."""
@@ -131,14 +157,7 @@ class Gateway:
                            "content as a data: URL", "remote_url_refused", where)
         cleared = rank(principal.clearance)
         default = DATA_CLASSES[min(DEFAULT_INDEX, cleared)]  # an identity cleared only for public sends public
-        claimed = request.headers.get("x-gatehouse-data-class")
-        data_class = default
-        if claimed is not None:
-            claimed = claimed.strip().lower()
-            if claimed not in DATA_CLASSES:
-                raise ApiError(400, f"x-gatehouse-data-class must be one of {', '.join(DATA_CLASSES)}",
-                               "invalid_data_class")
-            data_class = highest(default, claimed)  # the header raises the class, never lowers it
+        data_class = claimed_class(request.headers.getlist("x-gatehouse-data-class"), default)
         profile = policy.guardrail_profiles.for_request(principal.identity.name, principal.identity.team, alias)
         originals: dict[str, str] = {}
         if profile is not None:
@@ -323,7 +342,9 @@ class Gateway:
         # other requests are not held up; a small one is quicker inline than a thread hop. Its
         # size as received: a chunked body says none up front.
         route, profile, originals, shape = await asyncio.to_thread(guard) if size > OFF_LOOP_BYTES else guard()
-        if masks_output(profile) and (unscannable := unscannable_parameter(endpoint, body)) is not None:
+        unscannable = unscannable_parameter(endpoint, body) or (
+            token_level_extra(body) if endpoint != "embeddings" else None)
+        if masks_output(profile) and unscannable is not None:
             assert profile is not None  # masks_output(None) is False
             raise ApiError(400, f"guardrail profile {profile.name!r} redacts or blocks answers, which {unscannable} would "
                            "show unscanned (token by token, or as audio): leave it out", "guardrail_unscannable", unscannable)

@@ -39,9 +39,20 @@ TOKEN_ID = re.compile(r"\d{1,10}")                         # logit_bias keys
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.A)
 TEXT_TYPES = re.compile(r"text/[\w.+-]+|application/(?:json|xml|x-yaml|yaml|csv|javascript|x-www-form-urlencoded)"
                         r"|[\w.+-]+/[\w.+-]+\+(?:json|xml)")
+# A data: URL's type and parameters that hold nothing but a common media type (and ;charset=utf-8):
+# not scanned; any other (``image/png;name=…``, a made-up type) is the caller's text and is.
+PLAIN_HEAD = re.compile(r"(?:(?:image/(?:png|jpeg|jpg|gif|webp|bmp|tiff|heic|heif|avif|svg\+xml)"
+                        r"|audio/(?:wav|x-wav|wave|mpeg|mp3|ogg|flac|webm|mp4|aac|opus)|video/(?:mp4|webm|mpeg|quicktime)"
+                        r"|application/(?:pdf|json|octet-stream)|text/(?:plain|csv|markdown|html|xml))"
+                        r"(?:;charset=(?:utf-8|us-ascii))?)?(?:;base64)?", re.I)
 URL_SAFE = ":/?#[]@!$&'()*+,;=~"  # what stays as it is when a redacted URL is encoded again
 INT64 = 2**63 - 1
 MAX_ITEMS = 100_000  # a list or object of the model holds at most this many entries (the body's size bounds it first)
+# Different strings (keys included) one request may hold: each costs the detectors a fixed ~50 µs,
+# so a body of a few MB cut into short strings would hold a worker for tens of seconds. A string
+# repeated (a tool schema's "type", "string") is scanned once; all of them are walked, up to MAX_SITES.
+MAX_TEXT_SITES = 20_000
+MAX_SITES = 200_000
 
 
 @dataclass
@@ -103,7 +114,14 @@ def text(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
 
 def free_form(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
     """Any JSON value: every string and every key in it is the caller's text."""
-    shape.sites.extend(text_sites(value, path, container, key))
+    shape.sites.extend(text_sites(value, path, container, key, MAX_SITES + 1 - len(shape.sites)))
+    if len(shape.sites) > MAX_SITES:
+        raise too_many_strings(f"{MAX_SITES:,} strings")
+
+
+def too_many_strings(what: str) -> ApiError:
+    return ApiError(400, f"the request holds more than {what} (object keys included): send fewer, longer ones",
+                    "too_many_strings")
 
 
 def identifier(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
@@ -210,7 +228,11 @@ def url(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         _data_url(value, path, container, key, shape)
         return
     scheme = value.split(":", 1)[0].lower() if ":" in value else ""
-    if scheme not in ("http", "https") or not urllib.parse.urlsplit(value).netloc:
+    try:
+        netloc = urllib.parse.urlsplit(value).netloc
+    except ValueError:  # an unbalanced [ in the host ("https://[::1")
+        netloc = ""
+    if scheme not in ("http", "https") or not netloc:
         raise refuse(path, "must be an http(s):// or data: URL")
     shape.remote_urls.append(path)
     decoded = urllib.parse.unquote(value)  # jane%40example.com is an address too
@@ -234,10 +256,22 @@ def _data_url(value: str, path: str, container: Any, key: Any, shape: Shape) -> 
         raw = base64.b64decode(payload, validate=True) if encoded else urllib.parse.unquote_to_bytes(payload)
     except (binascii.Error, ValueError):
         raise refuse(path, "holds data that is not valid base64") from None
-    prefix = value[:header.end()]
+    # The type and parameters (``image/png;name=…``) go upstream as they are: the caller's text
+    # too, scanned; each part is written back with the other as it is now.
+    parts = {"head": value[5:header.end() - 1], "payload": payload}
+
+    def whole() -> str:
+        return f"data:{parts['head']},{parts['payload']}"
+
+    def replace_head(redacted: str) -> None:
+        parts["head"] = redacted
+        container[key] = whole()
+    if not PLAIN_HEAD.fullmatch(parts["head"]):
+        shape.sites.append(TextSite(path, parts["head"], container, key, writer=replace_head))
 
     def rewrite(redacted: str) -> str:  # the engine gets the redacted text, encoded as it was sent
-        return prefix + (base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted))
+        parts["payload"] = base64.b64encode(redacted.encode()).decode() if encoded else urllib.parse.quote(redacted)
+        return whole()
     if not _content(raw, path, container, key, shape, rewrite) and TEXT_TYPES.fullmatch(media):
         raise refuse(path, f"says {media} but its data is not UTF-8 text")
 
@@ -441,6 +475,10 @@ def check_request(endpoint: str, body: dict[str, Any], extra_fields: frozenset[s
     fields, required = ENDPOINTS[endpoint]
     shape = Shape()
     _fields(body, "", fields, required, shape, extra_fields)
+    if len(shape.sites) > MAX_SITES:
+        raise too_many_strings(f"{MAX_SITES:,} strings")
+    if len(shape.sites) > MAX_TEXT_SITES and len({site.text for site in shape.sites}) > MAX_TEXT_SITES:
+        raise too_many_strings(f"{MAX_TEXT_SITES:,} different strings")
     if endpoint == "completions" and isinstance(body.get("prompt"), list) and body["prompt"] \
             and isinstance(body["prompt"][0], int):
         body["prompt"] = [body["prompt"]]  # one prompt of token ids, as a batch of one

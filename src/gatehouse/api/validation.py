@@ -6,6 +6,7 @@ inference request may hold is ``api.request_model``'s."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from gatehouse.api.errors import ApiError
 
 MAX_DEPTH = 64  # arrays and objects inside one another; orjson parses 1,024 and writes 254
+TIMED_OUT = "gatehouse.body_timeout"  # a scope extension the server sets ({"seconds": limit}) when its body timer ran out
 OFF_LOOP_BYTES = 64 * 1024  # bodies larger than this, as received (chunked or not), are parsed and checked in a thread
 
 
@@ -27,18 +29,37 @@ async def read_json_body(request: Request, max_bytes: int) -> tuple[dict[str, An
 
 def nesting_problem(value: Any, limit: int = MAX_DEPTH) -> str | None:
     """Where ``value`` nests deeper than ``limit`` (a JSON path of indices and positions, never
-    a key's text), or None. Iterative: no recursion, whatever the depth."""
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    a key's text), or None. Iterative, depth first: no recursion whatever the depth, and only the
+    current path is held (a path per pending container would cost gigabytes for a wide body)."""
+    if not isinstance(value, dict | list):
+        return None
+    if limit <= 0:
+        return "the body"
+    path: list[tuple[bool, int]] = []  # (in an object, position) of each container above the one walked
+    stack: list[tuple[bool, Iterator[tuple[int, Any]]]] = [_children(value)]
     while stack:
-        item, depth, path = stack.pop()
-        if isinstance(item, dict | list):
-            if depth >= limit:
-                return path.lstrip(".") or "the body"
-            step = ".<key {}>" if isinstance(item, dict) else "[{}]"
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1, path + step.format(index)) for index, child in enumerate(children)
-                         if isinstance(child, dict | list))
+        in_object, children = stack[-1]
+        for position, child in children:
+            if isinstance(child, dict | list):
+                if len(stack) >= limit:  # the child is len(stack) deep
+                    return "".join(_step(*at) for at in [*path, (in_object, position)]).lstrip(".")
+                if child:  # an empty one holds nothing deeper
+                    path.append((in_object, position))
+                    stack.append(_children(child))
+                    break
+        else:
+            stack.pop()
+            if path:
+                path.pop()
     return None
+
+
+def _children(item: dict[str, Any] | list[Any]) -> tuple[bool, Iterator[tuple[int, Any]]]:
+    return (True, enumerate(item.values())) if isinstance(item, dict) else (False, enumerate(item))
+
+
+def _step(in_object: bool, position: int) -> str:
+    return f".<key {position}>" if in_object else f"[{position}]"
 
 
 async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, Any]:
@@ -57,6 +78,10 @@ async def read_json_body_any(request: Request, max_bytes: int) -> tuple[bytes, A
                 raise ApiError(413, f"request body is over the limit of {max_bytes} bytes", "request_too_large")
             chunks.append(chunk)
     except ClientDisconnect:
+        timed_out = (request.scope.get("extensions") or {}).get(TIMED_OUT)
+        if timed_out is not None:  # the server's body timer, which has answered 408 and closed the connection
+            raise ApiError(408, f"the request's body did not arrive within {timed_out['seconds']:g} s",
+                           "request_timeout") from None
         raise ApiError(499, "the client closed the connection while sending the body", "client_disconnected") from None
     raw = b"".join(chunks)
     if not raw:

@@ -136,12 +136,13 @@ def key_label(name: Any, position: int) -> str:
     return name if name in SCHEMA_KEYS else f"<key {position}>"
 
 
-def text_sites(value: Any, field: str, container: Any, key: Any) -> list[TextSite]:
+def text_sites(value: Any, field: str, container: Any, key: Any, limit: int | None = None) -> list[TextSite]:
     """Every string in ``value`` and every key of every object in it, as sites, in document
-    order (empty ones hold nothing to scan). Iterative: however deep the value, no recursion."""
+    order (empty ones hold nothing to scan). Iterative: however deep the value, no recursion.
+    With ``limit``, the walk stops once it has found that many (the caller refuses the value)."""
     sites: list[TextSite] = []
     stack: list[tuple[Any, str, Any, Any]] = [(value, field, container, key)]
-    while stack:
+    while stack and (limit is None or len(sites) < limit):
         item, where, holder, name = stack.pop()
         if isinstance(item, str):
             if item:

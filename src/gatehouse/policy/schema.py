@@ -18,8 +18,11 @@ from gatehouse.monitoring.schema import Monitoring, monitoring_reference_problem
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
 
 
-EXTRA_FIELD = r"^[a-z][a-z0-9_]{0,63}$"
-UNSCANNABLE_FIELDS = frozenset({"prompt_embeds"})  # tensors: no guardrail can read them
+EXTRA_FIELD = r"[a-z][a-z0-9_]{0,63}"  # the whole name (fullmatch: "$" would let a trailing newline through)
+UNSCANNABLE_FIELDS = frozenset({  # no guardrail can read them
+    "prompt_embeds",        # tensors in place of the prompt
+    "kv_transfer_params",   # vLLM disaggregated prefill: KV blocks computed elsewhere (any request's), not text
+})
 MAX_OUTPUT_TOKENS = 1_048_576
 DEFAULT_OUTPUT_TOKENS = 131_072  # the most a request may ask for where the alias sets no max_output_tokens
 
@@ -38,7 +41,7 @@ class RequestRules(Strict):
     @classmethod
     def _field_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if not re.match(EXTRA_FIELD, name):
+            if not re.fullmatch(EXTRA_FIELD, name):
                 raise ValueError(f"extra field {name!r}: lower-case letters, digits and _ only, starting with a letter")
             if name in UNSCANNABLE_FIELDS:
                 raise ValueError(f"extra field {name!r} holds no text a guardrail can read, so it cannot be allowed")
