@@ -23,6 +23,7 @@ from gatehouse.guardrails.answer_fields import (
     Path,
     carries_structure,
     drop_logprobs,
+    drop_odd_keys,
     is_restorable,
     key_of,
     label,
@@ -30,6 +31,7 @@ from gatehouse.guardrails.answer_fields import (
     model_texts,
     piece,
     set_text,
+    settle_structure,
     without_text,
 )
 from gatehouse.guardrails.findings import Finding
@@ -80,6 +82,10 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
     for index, choice in enumerate(body.get("choices") or []):
         if not isinstance(choice, dict):
             continue
+        if masking:
+            for key in ("message", "delta"):
+                if key in choice:
+                    choice[key] = drop_odd_keys(choice[key])
         blocked = False
         for path, text in list(model_texts(choice)):
             changed, stopped = _apply(profile, text, _findings(profile, text), {}, label(index, path), 0, verdicts)
@@ -125,6 +131,7 @@ class _Choice:
         self.fields: dict[tuple[str | int, ...], _Field] = {}  # by key_of(path)
         self.template: dict[str, Any] | None = None  # the last chunk's envelope (id, object, model…)
         self.stopped = False
+        self.structure: dict[tuple[str | int, ...], Any] = {}  # each structure key's first value (settle_structure)
 
 
 class StreamGuard:
@@ -274,6 +281,8 @@ class StreamGuard:
         if state.stopped:
             return  # the rest of a stopped choice is dropped
         state.template = {key: value for key, value in payload.items() if key != "choices"}
+        if self.masking and isinstance(choice.get("delta"), dict):
+            settle_structure(choice["delta"], ("delta",), state.structure, state.fields)
         texts = list(model_texts(choice))
         for path, text in texts:
             field = state.fields.get(key_of(path))
