@@ -99,3 +99,8 @@ def test_a_well_behaved_stream_keeps_its_structure():
     assert [call["id"] for delta in deltas for call in delta.get("tool_calls", []) if "id" in call] == ["call_1"]
     assert "".join(call.get("function", {}).get("arguments", "") for delta in deltas
                    for call in delta.get("tool_calls", [])) == '{"a": 1}'
+
+
+def test_nothing_after_done_is_sent():
+    out = run([chunk({"content": "a"}), SSE_DONE, chunk({"content": f"more {EMAIL}"}), SSE_DONE])
+    assert out.count("[DONE]") == 1 and out.endswith("data: [DONE]\n\n") and "more" not in out

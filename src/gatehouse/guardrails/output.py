@@ -247,7 +247,7 @@ class StreamGuard:
                 for out in self._flush_all():
                     yield out
                 yield event
-                continue
+                return  # the answer is over: what an engine sends after it would be judged after its record
             try:
                 payload = orjson.loads(data)
             except orjson.JSONDecodeError:
