@@ -158,7 +158,11 @@ class StreamGuard:
         text = field.context + field.pending
         cut = len(text) if final else open_start(text, base, self.window)
         if cut < base + STEP and not final and len(field.pending) <= LIMIT:
-            return "", False  # a run or a key block is open, or too little is safe to be worth a scan
+            # a run or a key block is open, or too little is safe to be worth a scan: look again
+            # once what is held has grown by an eighth (each look reads it all: per character,
+            # a constant, not the held length), and at the bound in time
+            field.look_at = min(len(field.pending) + max(16, len(field.pending) // 8), LIMIT + 1)
+            return "", False
         findings = _findings(self.profile, text)
         cut = cut if final else release_point(text, base, findings, cut)
         if cut <= base and not final:
