@@ -104,3 +104,9 @@ def test_a_well_behaved_stream_keeps_its_structure():
 def test_nothing_after_done_is_sent():
     out = run([chunk({"content": "a"}), SSE_DONE, chunk({"content": f"more {EMAIL}"}), SSE_DONE])
     assert out.count("[DONE]") == 1 and out.endswith("data: [DONE]\n\n") and "more" not in out
+
+
+def test_a_data_line_after_a_lone_carriage_return_is_read():
+    hidden = sse_event(orjson.dumps({"choices": [{"index": 0, "delta": {"content": f"to {EMAIL}"}, "finish_reason": None}]}))
+    out = run([b": keep-alive\r" + hidden, b"event: x\r" + hidden, chunk({}, "stop"), SSE_DONE])
+    assert EMAIL not in out  # a client splits lines at a lone CR too: it would read the data line

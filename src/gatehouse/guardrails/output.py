@@ -12,6 +12,7 @@ what was safely released before it; so does a field whose open match outgrows wh
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,6 +43,7 @@ from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.guardrails.restore import Restorer
 from gatehouse.guardrails.schema import TermsRule
 
+LINE_END = re.compile(rb"\r\n|\r|\n")
 HOLD_RULE = "output.hold_limit"  # the verdict of a field stopped because its open match outgrew LIMIT
 
 
@@ -101,8 +103,9 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
 
 def _data(event: bytes) -> bytes | None:
     """The data of a server-sent event (``data:`` with or without a space; several data lines
-    are one value, joined by newlines), or None."""
-    lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    are one value, joined by newlines), or None. Lines end at CR, LF or CRLF, as the standard
+    and clients (the OpenAI SDK, EventSource) read them: a data line after a lone CR is data."""
+    lines = [line[5:].strip() for line in LINE_END.split(event) if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 
 
