@@ -26,6 +26,7 @@ IDENT = re.compile(r"[A-Za-z0-9_.:-]{1,96}")
 SHAPES = {"role": WORD, "type": WORD, "id": IDENT, "tool_call_id": IDENT}  # … when they have structure's shape
 SKELETON = frozenset({"index", "type"})  # repeated with each streamed piece of a list item (clients key on them)
 FIELD_NAME = re.compile(r"[a-z_]{1,40}")
+MAX_DEPTH = 32  # objects and lists nested deeper than this in a choice are no answer's shape: dropped
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # an object key an answer may carry; others are not passed on
 
 # Path steps: a dict key, or a list item: its identity (its ``index`` field where it has one —
@@ -34,6 +35,22 @@ KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # an object key an answer ma
 Item = tuple[int, int, tuple[tuple[str, Any], ...]]
 Step = str | Item
 Path = tuple[Step, ...]
+
+
+def bound_depth(choice: dict[str, Any]) -> None:
+    """Replace, in place, whatever a choice nests deeper than ``MAX_DEPTH`` with None, reading it
+    without recursion: the walks below recurse, and an engine's answer nested a few hundred
+    levels deep would otherwise end in a RecursionError (a 500) rather than an answer."""
+    stack: list[tuple[Any, int]] = [(choice, 0)]
+    while stack:
+        holder, depth = stack.pop()
+        slots = holder.items() if isinstance(holder, dict) else enumerate(holder)
+        for slot, item in list(slots):
+            if isinstance(item, dict | list):
+                if depth >= MAX_DEPTH:
+                    holder[slot] = None
+                else:
+                    stack.append((item, depth + 1))
 
 
 def is_structure(name: str, value: Any) -> bool:

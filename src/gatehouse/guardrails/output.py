@@ -22,6 +22,7 @@ from gatehouse.core.sse import sse_event
 from gatehouse.guardrails.answer_fields import (
     OUTPUT_DETECTORS,
     Path,
+    bound_depth,
     carries_structure,
     drop_logprobs,
     drop_odd_keys,
@@ -81,9 +82,11 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
     masking = masks_output(profile)
     if masking and "choices" in body and not isinstance(body["choices"], list):
         body["choices"] = []  # not the shape of an answer: nothing in it is passed on unread
-    for index, choice in enumerate(body.get("choices") or []):
+    choices = body.get("choices")
+    for index, choice in enumerate(choices if isinstance(choices, list) else []):
         if not isinstance(choice, dict):
             continue
+        bound_depth(choice)
         if masking:
             for key in ("message", "delta"):
                 if key in choice:
@@ -288,6 +291,7 @@ class StreamGuard:
         if state.stopped:
             return  # the rest of a stopped choice is dropped
         state.template = {key: value for key, value in payload.items() if key != "choices"}
+        bound_depth(choice)
         if self.masking and isinstance(choice.get("delta"), dict):
             settle_structure(choice["delta"], ("delta",), state.structure, state.fields)
         texts = list(model_texts(choice))

@@ -17,7 +17,7 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
-from gatehouse.guardrails.answer_fields import is_restorable, model_texts, set_text
+from gatehouse.guardrails.answer_fields import bound_depth, is_restorable, model_texts, set_text
 
 PLACEHOLDER = re.compile(r"\[[A-Z0-9_]+_\d+\]")  # as inspect.redact writes them
 PUNCTUATION = r"[)\"'*_~.,;:!?]*"
@@ -311,8 +311,10 @@ class Restorer:
 
     def restore_response(self, body: dict[str, Any]) -> None:
         """Restore the message text of a whole response in place (not reasoning, not tool calls)."""
-        for choice in body.get("choices") or []:
+        choices = body.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict):
+                bound_depth(choice)
                 place = _Place()  # one reading across a message's text parts: a client shows them as one text
                 for path, text in list(model_texts(choice)):
                     if is_restorable(path):
