@@ -50,3 +50,22 @@ def test_choices_that_are_not_a_list_do_not_crash(choices):
         body = {"choices": choices}
         Restorer({"[EMAIL_1]": EMAIL}).restore_response(body)
         guard_response(profile, body)
+
+
+def test_token_ids_that_repeat_the_answer_are_refused_and_dropped():
+    from gatehouse.guardrails.answer_fields import unscannable_parameter
+
+    assert unscannable_parameter("chat/completions", {"return_token_ids": True}) == "return_token_ids"
+    assert unscannable_parameter("chat/completions", {"return_token_ids": False}) is None
+    body = {"choices": [{"index": 0, "message": {"content": f"to {EMAIL}"}, "token_ids": [1, 2, 3]}]}
+    guard_response(PROFILE, body)
+    assert "token_ids" not in body["choices"][0]
+
+    async def source():  # type: ignore[no-untyped-def]
+        yield sse_event(orjson.dumps({"choices": [{"index": 0, "delta": {"content": "hi"}, "token_ids": [7], "finish_reason": None}]}))
+        yield sse_event(orjson.dumps({"choices": [{"index": 0, "delta": {}, "token_ids": [8], "finish_reason": "stop"}]}))
+        yield SSE_DONE
+
+    async def drain() -> list[bytes]:
+        return [event async for event in StreamGuard(PROFILE).wrap(source())]
+    assert b"token_ids" not in b"".join(asyncio.run(drain()))

@@ -217,7 +217,8 @@ def masks_output(profile: EffectiveProfile | None) -> bool:
 
 def unscannable_parameter(endpoint: str, body: dict[str, Any]) -> str | None:
     """The request parameter that asks for answer text the output rules cannot follow —
-    ``logprobs``, ``top_logprobs``, or spoken output (``modalities``, ``audio``) — or None."""
+    ``logprobs``, ``top_logprobs``, spoken output (``modalities``, ``audio``), vLLM's
+    ``return_token_ids`` (where an alias allows it) — or None."""
     if endpoint == "embeddings":
         return None
     logprobs = body.get("logprobs")
@@ -231,9 +232,14 @@ def unscannable_parameter(endpoint: str, body: dict[str, Any]) -> str | None:
         return "modalities"
     if body.get("audio") is not None:
         return "audio"
+    if body.get("return_token_ids") not in (None, False):  # vLLM: the answer again, as token ids
+        return "return_token_ids"
     return None
 
 
 def drop_logprobs(choice: dict[str, Any]) -> None:
+    """Drop what repeats a choice's text token by token: log-probabilities, and the ``token_ids``
+    vLLM adds when asked (``return_token_ids``), which the public tokenizer turns back into text."""
     if choice.get("logprobs") is not None:
         choice["logprobs"] = None
+    choice.pop("token_ids", None)
