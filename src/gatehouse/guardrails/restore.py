@@ -24,6 +24,9 @@ PUNCTUATION = r"[)\"'*_~.,;:!?]*"
 BEFORE = re.compile(r"(?:<[^<>]*>)*[(\"'*_~]*")                   # what may touch a restored value on its left
 AFTER = re.compile(PUNCTUATION + r"(?:<[^<>]*>?" + PUNCTUATION + ")*")  # … and on its right (closed tags too)
 MAX_AFTER = 64  # characters a placeholder waits for its word to end before it is left as it is
+MAX_WORD = 2048  # a word longer than this is no word of prose: nothing in it or after it in it is restored
+LONG_WORD = "\x00"  # what stands for such a word: it matches no BEFORE
+WORD = re.compile(r"\S*")
 RAW_TEXT = frozenset({"style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"})  # text, not tags, until their end tag
 OPAQUE = frozenset({"script", "noscript", "plaintext"})  # where they end depends on the reader: nothing after is restored
 SPACE = frozenset("\t\n\f\r ")
@@ -242,17 +245,20 @@ class _Place:
     def __init__(self) -> None:
         self.held = ""
         self.markup = Markup()
-        self.word = ""  # the released text since its last whitespace (up to 2048 characters)
+        self.word = ""  # the released text since its last whitespace (LONG_WORD past MAX_WORD characters)
 
 
-def _word_before(text: str) -> str:
-    if not text or text[-1].isspace():
+def _last_word(word: str, text: str) -> str:
+    """The word being read once ``text`` follows ``word``: the text since its last whitespace.
+    One of over ``MAX_WORD`` characters becomes a mark that matches no prose (a URL is as long
+    as it likes: ``//evil/?`` and 3000 brackets is not a word of prose at its end)."""
+    if not text:
+        return word
+    if text[-1].isspace():
         return ""
-    return text.rsplit(None, 1)[-1]
-
-
-def _word_after(text: str) -> str:
-    return text.split(None, 1)[0] if text and not text[0].isspace() else ""
+    parts = text.rsplit(None, 1)
+    joined = parts[-1] if len(parts) == 2 or text[0].isspace() else word + text
+    return joined if len(joined) <= MAX_WORD else LONG_WORD
 
 
 class Restorer:
@@ -270,19 +276,27 @@ class Restorer:
         return self._restore(_Place(), text)
 
     def _restore(self, place: _Place, text: str) -> str:
-        pieces, position = [], 0
+        """Restore ``text``, reading on from ``place``. The markup and the word read are what
+        the caller will see (a value put back, not its placeholder); one pass, so an answer of
+        many placeholders costs their number, not its square."""
+        pieces, position, word = [], 0, place.word
         for match in PLACEHOLDER.finditer(text):
-            place.markup.advance(text[position:match.start()])
-            before = _word_before(place.word + text[:match.start()])
-            after = _word_after(text[match.end():])
-            keep = (place.markup.in_url or not BEFORE.fullmatch(before) or not AFTER.fullmatch(after)
-                    or match.group() not in self.originals)
-            pieces += [text[position:match.start()], match.group() if keep else self.originals[match.group()]]
-            place.markup.advance(match.group())
+            prose = text[position:match.start()]
+            place.markup.advance(prose)
+            word = _last_word(word, prose)
+            after = WORD.match(text, match.end())
+            value = match.group()
+            if (not place.markup.in_url and BEFORE.fullmatch(word) and after is not None
+                    and AFTER.fullmatch(after.group()) and value in self.originals):
+                value = self.originals[value]
+            pieces += [prose, value]
+            place.markup.advance(value)
+            word = _last_word(word, value)
             position = match.end()
-        place.markup.advance(text[position:])
-        place.word = _word_before(place.word + text)[-2048:]
-        return "".join(pieces) + text[position:]
+        rest = text[position:]
+        place.markup.advance(rest)
+        place.word = _last_word(word, rest)
+        return "".join(pieces) + rest
 
     def feed(self, key: Hashable, text: str) -> str:
         """The restored text of a field's next piece that can be released: a placeholder is held
@@ -293,7 +307,8 @@ class Restorer:
         start = text.rfind("[", max(0, len(text) - self.longest + 1))
         if start != -1 and "]" not in text[start:]:
             hold = start
-        for match in PLACEHOLDER.finditer(text):
+        # only a placeholder near the end can still be waiting for its word to end
+        for match in PLACEHOLDER.finditer(text, max(0, len(text) - MAX_AFTER - self.longest)):
             rest = text[match.end():]
             if not any(map(str.isspace, rest)) and AFTER.fullmatch(rest) and len(rest) < MAX_AFTER:
                 hold = min(hold, match.start())
