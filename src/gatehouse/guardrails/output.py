@@ -146,6 +146,7 @@ class StreamGuard:
     def __init__(self, profile: EffectiveProfile | None, restorer: Restorer | None = None) -> None:
         self.profile = profile
         self.restorer = restorer
+        self.fed: dict[int, tuple[str | int, ...]] = {}  # by choice: the message-text field the restorer last read
         self.masking = masks_output(profile)
         self.window = _window(profile)
         self.verdicts: list[Verdict] = []
@@ -194,7 +195,10 @@ class StreamGuard:
 
     def _feed(self, index: int, field: _Field, text: str) -> str:
         if self.restorer is not None and is_restorable(field.path):
-            return self.restorer.feed((index, key_of(field.path)), text)
+            # one reading across a choice's message text, whatever its shape (a string, parts),
+            # as a client shows it and as a whole answer is read: a tag one part opens holds the next
+            self.fed[index] = key_of(field.path)
+            return self.restorer.feed(index, text)
         return text
 
     # -- events ---------------------------------------------------------------------------
@@ -227,8 +231,8 @@ class StreamGuard:
                 break
             if only is not None and key != only:
                 continue
-            if final and self.restorer is not None and is_restorable(field.path):
-                field.pending += self.restorer.flush((index, key))
+            if final and self.restorer is not None and self.fed.get(index) == key:
+                field.pending += self.restorer.flush(index)  # what is held goes where it was last fed
             released, stop = self._release(index, field, final)
             if released:
                 events.append(self._piece(index, state, field, released))
