@@ -12,6 +12,7 @@ what was safely released before it; so does a field whose open match outgrows wh
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,8 +22,10 @@ from gatehouse.core.sse import sse_event
 from gatehouse.guardrails.answer_fields import (
     OUTPUT_DETECTORS,
     Path,
+    bound_depth,
     carries_structure,
     drop_logprobs,
+    drop_odd_keys,
     is_restorable,
     key_of,
     label,
@@ -30,6 +33,7 @@ from gatehouse.guardrails.answer_fields import (
     model_texts,
     piece,
     set_text,
+    settle_structure,
     without_text,
 )
 from gatehouse.guardrails.findings import Finding
@@ -40,6 +44,7 @@ from gatehouse.guardrails.profiles import EffectiveProfile
 from gatehouse.guardrails.restore import Restorer
 from gatehouse.guardrails.schema import TermsRule
 
+LINE_END = re.compile(rb"\r\n|\r|\n")
 HOLD_RULE = "output.hold_limit"  # the verdict of a field stopped because its open match outgrew LIMIT
 
 
@@ -77,9 +82,15 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
     masking = masks_output(profile)
     if masking and "choices" in body and not isinstance(body["choices"], list):
         body["choices"] = []  # not the shape of an answer: nothing in it is passed on unread
-    for index, choice in enumerate(body.get("choices") or []):
+    choices = body.get("choices")
+    for index, choice in enumerate(choices if isinstance(choices, list) else []):
         if not isinstance(choice, dict):
             continue
+        bound_depth(choice)
+        if masking:
+            for key in ("message", "delta"):
+                if key in choice:
+                    choice[key] = drop_odd_keys(choice[key])
         blocked = False
         for path, text in list(model_texts(choice)):
             changed, stopped = _apply(profile, text, _findings(profile, text), {}, label(index, path), 0, verdicts)
@@ -95,8 +106,9 @@ def guard_response(profile: EffectiveProfile, body: dict[str, Any]) -> list[Verd
 
 def _data(event: bytes) -> bytes | None:
     """The data of a server-sent event (``data:`` with or without a space; several data lines
-    are one value, joined by newlines), or None."""
-    lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    are one value, joined by newlines), or None. Lines end at CR, LF or CRLF, as the standard
+    and clients (the OpenAI SDK, EventSource) read them: a data line after a lone CR is data."""
+    lines = [line[5:].strip() for line in LINE_END.split(event) if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 
 
@@ -125,6 +137,7 @@ class _Choice:
         self.fields: dict[tuple[str | int, ...], _Field] = {}  # by key_of(path)
         self.template: dict[str, Any] | None = None  # the last chunk's envelope (id, object, model…)
         self.stopped = False
+        self.structure: dict[tuple[str | int, ...], Any] = {}  # each structure key's first value (settle_structure)
 
 
 class StreamGuard:
@@ -133,6 +146,7 @@ class StreamGuard:
     def __init__(self, profile: EffectiveProfile | None, restorer: Restorer | None = None) -> None:
         self.profile = profile
         self.restorer = restorer
+        self.fed: dict[int, tuple[str | int, ...]] = {}  # by choice: the message-text field the restorer last read
         self.masking = masks_output(profile)
         self.window = _window(profile)
         self.verdicts: list[Verdict] = []
@@ -151,7 +165,11 @@ class StreamGuard:
         text = field.context + field.pending
         cut = len(text) if final else open_start(text, base, self.window)
         if cut < base + STEP and not final and len(field.pending) <= LIMIT:
-            return "", False  # a run or a key block is open, or too little is safe to be worth a scan
+            # a run or a key block is open, or too little is safe to be worth a scan: look again
+            # once what is held has grown by an eighth (each look reads it all: per character,
+            # a constant, not the held length), and at the bound in time
+            field.look_at = min(len(field.pending) + max(16, len(field.pending) // 8), LIMIT + 1)
+            return "", False
         findings = _findings(self.profile, text)
         cut = cut if final else release_point(text, base, findings, cut)
         if cut <= base and not final:
@@ -177,7 +195,10 @@ class StreamGuard:
 
     def _feed(self, index: int, field: _Field, text: str) -> str:
         if self.restorer is not None and is_restorable(field.path):
-            return self.restorer.feed((index, key_of(field.path)), text)
+            # one reading across a choice's message text, whatever its shape (a string, parts),
+            # as a client shows it and as a whole answer is read: a tag one part opens holds the next
+            self.fed[index] = key_of(field.path)
+            return self.restorer.feed(index, text)
         return text
 
     # -- events ---------------------------------------------------------------------------
@@ -210,8 +231,8 @@ class StreamGuard:
                 break
             if only is not None and key != only:
                 continue
-            if final and self.restorer is not None and is_restorable(field.path):
-                field.pending += self.restorer.flush((index, key))
+            if final and self.restorer is not None and self.fed.get(index) == key:
+                field.pending += self.restorer.flush(index)  # what is held goes where it was last fed
             released, stop = self._release(index, field, final)
             if released:
                 events.append(self._piece(index, state, field, released))
@@ -240,7 +261,7 @@ class StreamGuard:
                 for out in self._flush_all():
                     yield out
                 yield event
-                continue
+                return  # the answer is over: what an engine sends after it would be judged after its record
             try:
                 payload = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -274,6 +295,9 @@ class StreamGuard:
         if state.stopped:
             return  # the rest of a stopped choice is dropped
         state.template = {key: value for key, value in payload.items() if key != "choices"}
+        bound_depth(choice)
+        if self.masking and isinstance(choice.get("delta"), dict):
+            settle_structure(choice["delta"], ("delta",), state.structure, state.fields)
         texts = list(model_texts(choice))
         for path, text in texts:
             field = state.fields.get(key_of(path))
