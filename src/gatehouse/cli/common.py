@@ -46,6 +46,20 @@ def open_db(upgrade: bool = True) -> Database:
     return db
 
 
+def database_shown(url: str) -> str:
+    """Where the store is, for a person: driver, host, port and database, never the user's
+    password or the query string (``?password=`` and ``sslpassword=`` are libpq's too)."""
+    from sqlalchemy.engine import make_url  # lazy: only the commands that open a store need it
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parts = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(a database URL that does not parse)"
+    port = f":{parts.port}" if parts.port else ""
+    return safe(f"{parts.drivername}://{parts.host or ''}{port}/{parts.database or ''}")
+
+
 def safe(value: object) -> str:
     """Policy or stored text to put inside console markup: ``shown`` (ADR 0017), and markup
     escaped, so that a ``[bold]`` in a name is printed, not applied."""

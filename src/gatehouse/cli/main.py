@@ -14,7 +14,17 @@ from gatehouse import __version__
 from gatehouse.audit import checkpoints
 from gatehouse.cli import audit, bench, findings, identities, incidents, keys, people, policy, reviews
 from gatehouse.cli.client import LOCAL, ApiFailure, ControlPlane, Profile, control_plane, http_client, profile_path, write_profile
-from gatehouse.cli.common import console, err_console, handles_errors, local_actor, open_db, print_json, safe, settings
+from gatehouse.cli.common import (
+    console,
+    database_shown,
+    err_console,
+    handles_errors,
+    local_actor,
+    open_db,
+    print_json,
+    safe,
+    settings,
+)
 from gatehouse.core.config import Settings
 from gatehouse.core.errors import GatehouseError
 from gatehouse.core.webhook import notify
@@ -70,7 +80,7 @@ def _initialise(config: Settings, quiet: bool = False) -> None:
 
     model = ensure_builtin_model(config.models_dir)
     if not quiet:
-        console.print(f"database ready: {config.database_url.split('@')[-1]}")
+        console.print(f"database ready: {database_shown(config.database_url)}", highlight=False)
         console.print(f"embedded model ready: {model}")
 
 
