@@ -4,13 +4,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gatehouse.cli import main
-from gatehouse.cli.common import console, database_shown
-from gatehouse.core.config import Settings
+from gatehouse.cli.common import database_shown
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -22,20 +18,3 @@ from gatehouse.core.config import Settings
 ])
 def test_the_database_is_shown_without_its_secrets(url: str, shown: str) -> None:
     assert database_shown(url) == shown
-
-
-class _Db:
-    def dispose(self) -> None:
-        pass
-
-
-def test_init_prints_no_password_from_the_query_string(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GATEHOUSE_HOME", str(tmp_path))
-    monkeypatch.setenv("GATEHOUSE_DATABASE_URL", "postgresql://db.internal/gatehouse?password=q-secret")
-    monkeypatch.setattr(main, "open_db", lambda: _Db())
-    monkeypatch.setattr(main, "ensure_builtin_model", lambda models: "gemma")
-    monkeypatch.setattr(main.checkpoints, "ensure_signing_key", lambda config: None)
-    with console.capture() as captured:
-        main._initialise(Settings.from_env())
-    assert "database ready: postgresql://db.internal/gatehouse" in captured.get()
-    assert "q-secret" not in captured.get()
