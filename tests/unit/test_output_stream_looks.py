@@ -35,9 +35,9 @@ def counting(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
     calls: list[int] = []
     real = output.open_start
 
-    def counted(text: str, start: int, window: int = 256) -> int:
+    def counted(text: str, *rest: int) -> int:
         calls.append(len(text))
-        return real(text, start, window)
+        return real(text, *rest)
     monkeypatch.setattr(output, "open_start", counted)
     return calls
 

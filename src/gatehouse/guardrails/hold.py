@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from gatehouse.guardrails.findings import Finding
 from gatehouse.guardrails.normalise import INVISIBLE
 
 WINDOW = 256      # visible, non-blank characters held back: more than any bounded match needs
+WORDS = 32        # … and whitespace-separated words (an escaped digit is one character to the detectors, ten here)
 LIMIT = 8192      # characters one field may hold while a match is open; beyond it the choice stops
 CONTEXT = 256     # visible characters of released text the detectors see again, for look-behinds and prefixes
 STEP = 64         # characters released at a time at least (the detectors run once per step, not per chunk)
 MARK_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))  # combining marks
 HIDDEN = "".join(map(chr, sorted(INVISIBLE))) + "".join(chr(c) for low, high in MARK_RANGES for c in range(low, high + 1))
-TOKEN_ASCII = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-"
+ESCAPES = "%&#;\\"  # what percent, \x / \u escapes and HTML entities are written with: normalisation reads through them
+TOKEN_ASCII = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_.-" + ESCAPES
+CONTROLS = "".join(chr(c) for c in [*range(0x20), 0x7F] if not chr(c).isspace())  # ASCII that normalisation drops
 
 
 def _wide(chars: str) -> str:
@@ -41,51 +45,96 @@ def _wide(chars: str) -> str:
 
 
 TOKEN_RUN = TOKEN_ASCII + _wide(TOKEN_ASCII) + HIDDEN  # invisible characters inside a run do not end it
-ADDRESS_RUN = TOKEN_RUN + "%@" + _wide("%@")
+ADDRESS_RUN = TOKEN_RUN + "@" + _wide("@")
 KEY_BEGIN, KEY_END = "-----BEGIN", "-----END"
+TOKEN_SET, ADDRESS_SET = frozenset(TOKEN_RUN), frozenset(ADDRESS_RUN)
 
+TOKEN_CHARS = re.compile(f"[{re.escape(TOKEN_ASCII + CONTROLS)}]*")  # for ASCII text; other text is read by dropped()
+ADDRESS_CHARS = re.compile(f"[{re.escape(TOKEN_ASCII + CONTROLS + '@')}]*")
 
-TOKEN_CHARS = re.compile(f"[{re.escape(TOKEN_RUN)}]*")
-ADDRESS_CHARS = re.compile(f"[{re.escape(ADDRESS_RUN)}]*")
-
-# Not counted in the window: blanks, invisible characters, the common combining marks (what
-# normalisation drops), so padding a match with them cannot push its start out of it.
-UNCOUNTED = frozenset(HIDDEN)
+# Not counted in the window: blanks, and what normalisation drops (invisible characters, marks,
+# controls, unassigned code points) or reads as a blank (U+2800), so padding a match with them
+# cannot push its start out of it.
+def dropped(char: str) -> bool:
+    """Whether normalisation drops ``char`` (or reads it as a blank): it does not count."""
+    point = ord(char)
+    if point < 0x80:
+        return char in CONTROLS
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Mn", "Me") or point in INVISIBLE or point == 0x2800
 
 
 @functools.lru_cache(maxsize=16)
 def _counted(window: int) -> re.Pattern[str]:
-    return re.compile(f"(?:\\s*\\S){{{window}}}")
+    blank = "\\s" + re.escape(CONTROLS)
+    return re.compile(f"(?:[{blank}]*[^{blank}]){{{window}}}")
+
+
+@functools.lru_cache(maxsize=16)
+def _words(count: int) -> re.Pattern[str]:
+    blank = "\\s" + re.escape(CONTROLS)
+    return re.compile(f"(?:[{blank}]*+[^{blank}]\\S*+){{{count}}}")
 
 
 def window_start(text: str, start: int, window: int) -> int:
     """Where the shortest tail of ``text[start:]`` holding ``window`` counted characters begins
     (``start`` when there are fewer). Read backwards, in one pass."""
     tail = text[start:][::-1]
-    if tail.isascii():  # the common case: only blanks to skip, in C
+    if tail.isascii():  # the common case: in C
         found = _counted(window).match(tail)
         return len(text) - found.end() if found else start
     seen = 0
     for position, char in enumerate(tail):
-        if not (char.isspace() or char in UNCOUNTED):
+        if not (char.isspace() or dropped(char)):
             seen += 1
             if seen == window:
                 return len(text) - position - 1
     return start
 
 
-def _run(pattern: re.Pattern[str], tail: str) -> int:
-    found = pattern.match(tail)
-    return found.end() if found else 0
-
-
-def open_start(text: str, start: int, window: int = WINDOW) -> int:
-    """Where a match could still be open in ``text[start:]``, judged without the detectors:
-    the window, token and address runs, an unterminated key block. ``len(text)``: nowhere."""
-    cut = window_start(text, start, window)
+def words_start(text: str, start: int, count: int) -> int:
+    """Where the last ``count`` whitespace-separated words of ``text[start:]`` begin (``start``
+    when there are fewer); a word of only uncounted characters is no word."""
     tail = text[start:][::-1]
-    cut = min(cut, len(text) - _run(TOKEN_CHARS, tail))
-    address = _run(ADDRESS_CHARS, tail)
+    if tail.isascii():
+        found = _words(count).match(tail)
+        return len(text) - found.end() if found else start
+    seen, counted = 0, False
+    for position, char in enumerate(tail):
+        if char.isspace():
+            counted = False
+            continue
+        if not counted and not dropped(char):
+            counted = True
+            seen += 1
+        if seen == count and counted:
+            end = position  # this word is the count-th: it begins where its characters end, read backwards
+            while end + 1 < len(tail) and not tail[end + 1].isspace():
+                end += 1
+            return len(text) - end - 1
+    return start
+
+
+def _run(pattern: re.Pattern[str], members: frozenset[str], tail: str) -> int:
+    if tail.isascii():
+        found = pattern.match(tail)
+        return found.end() if found else 0
+    for position, char in enumerate(tail):
+        if char not in members and not dropped(char):
+            return position
+    return len(tail)
+
+
+def open_start(text: str, start: int, window: int = WINDOW, words: int = 0) -> int:
+    """Where a match could still be open in ``text[start:]``, judged without the detectors:
+    the window (and, given ``words``, as many words), token and address runs, an unterminated
+    key block. ``len(text)``: nowhere."""
+    cut = window_start(text, start, window)
+    if words:
+        cut = min(cut, words_start(text, start, words))
+    tail = text[start:][::-1]
+    cut = min(cut, len(text) - _run(TOKEN_CHARS, TOKEN_SET, tail))
+    address = _run(ADDRESS_CHARS, ADDRESS_SET, tail)
     if "@" in tail[:address] or "\uff20" in tail[:address]:  # an @, or its fullwidth form
         cut = min(cut, len(text) - address)
     begin = text.rfind(KEY_BEGIN, start)

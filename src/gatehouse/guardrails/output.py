@@ -37,7 +37,7 @@ from gatehouse.guardrails.answer_fields import (
     without_text,
 )
 from gatehouse.guardrails.findings import Finding
-from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, open_start, release_point, window_start
+from gatehouse.guardrails.hold import CONTEXT, LIMIT, STEP, WINDOW, WORDS, open_start, release_point, window_start
 from gatehouse.guardrails.inspect import Verdict, redact
 from gatehouse.guardrails.normalise import normalise
 from gatehouse.guardrails.profiles import EffectiveProfile
@@ -112,11 +112,13 @@ def _data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-def _window(profile: EffectiveProfile | None) -> int:
-    """The hold window: longer than any bounded match, the profile's longest banned term included."""
+def _window(profile: EffectiveProfile | None) -> tuple[int, int]:
+    """The hold window, in characters and in words: longer than any bounded match, the
+    profile's longest banned term included."""
     rule = profile.rules.get("terms") if profile is not None else None
     terms = rule.terms if isinstance(rule, TermsRule) else ()
-    return max([WINDOW, *(len(normalise(term).text) + 2 for term in terms)])
+    return (max([WINDOW, *(len(normalise(term).text) + 2 for term in terms)]),
+            max([WORDS, *(len(term.split()) + 2 for term in terms)]))
 
 
 class _Field:
@@ -148,7 +150,7 @@ class StreamGuard:
         self.restorer = restorer
         self.fed: dict[int, tuple[str | int, ...]] = {}  # by choice: the message-text field the restorer last read
         self.masking = masks_output(profile)
-        self.window = _window(profile)
+        self.window, self.words = _window(profile)
         self.verdicts: list[Verdict] = []
         self.choices: dict[int, _Choice] = {}
 
@@ -163,7 +165,9 @@ class StreamGuard:
             return "", False  # a match found last time is still open: nothing new can be released
         base = len(field.context)
         text = field.context + field.pending
-        cut = len(text) if final else open_start(text, base, self.window)
+        # at the bound only the window counts: the words before an open run that outgrew it are released
+        words = self.words if len(field.pending) <= LIMIT else 0
+        cut = len(text) if final else open_start(text, base, self.window, words)
         if cut < base + STEP and not final and len(field.pending) <= LIMIT:
             # a run or a key block is open, or too little is safe to be worth a scan: look again
             # once what is held has grown by an eighth (each look reads it all: per character,
