@@ -194,6 +194,23 @@ def test_redacting_an_address_with_invisible_characters_inside_leaves_none_of_it
     assert not re.search("ali|ice|exa|mple", sent)
 
 
+@pytest.mark.parametrize("text, kind", [
+    ("write to jane.doe@exam\U000e0020ple.com today", "email"),              # a tag space: a reader sees none
+    ("key AKIA\U000e0020IOSFODNN7EXAMPLE end", "aws_access_key_id"),
+    ("card 4111\U000e002d1111\U000e00201111 1111 end", "credit_card"),
+])
+def test_a_tag_character_inside_a_value_hides_nothing(text, kind):
+    """Tag characters are read as the ASCII a model reads and also as the nothing a reader
+    sees: one inside an address or key must not cut it in two (review of issue 16)."""
+    assert kind in {f.kind for f in TextView(text).scan(lambda s: find_pii(s) + find_secrets(s))}
+    body = {"messages": [{"role": "user", "content": text}]}
+    try:
+        inspect_input(REDACTING, "chat/completions", body)
+    except Blocked:
+        return  # a key: blocked
+    assert not re.search("jane|doe|exam|4111|AKIA|IOSF", body["messages"][0]["content"])
+
+
 def test_a_match_inside_an_encoded_run_takes_the_whole_run():
     run = base64.b64encode(b"contact: alice@example.com").decode()
     text = f"data {run} end"

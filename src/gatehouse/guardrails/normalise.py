@@ -215,6 +215,22 @@ def plain_character(char: str) -> str:
     return unicodedata.normalize("NFKC", decomposed).translate(LOOK_ALIKES)
 
 
+TAGS = re.compile("[\U000E0000-\U000E007F]+")  # tag characters: shown as nothing, read by models as ASCII
+
+
+def without_tags(layer: Normalised) -> Normalised:
+    """``layer`` with its tag characters dropped: the text as a reader sees it (the plain
+    rendering reads them as the ASCII they smuggle, which a tag space inside an address would
+    break in two)."""
+    text = layer.text
+    builder, position = Builder(), 0
+    for match in TAGS.finditer(text):
+        builder.copy(text[position:match.start()], position)
+        position = match.end()
+    builder.copy(text[position:], position)
+    return builder.build(layer)
+
+
 def characters(layer: Normalised) -> Normalised:
     """NFKC, invisible characters, controls and marks dropped, look-alikes to Latin; case
     kept. Printable ASCII passes as it is (the common case costs a check or two)."""
@@ -396,6 +412,8 @@ class TextView:
     def __init__(self, text: str) -> None:
         self.original = text
         self.plain = plain(text)
+        # tag characters read both ways: as the ASCII a model reads, and as the nothing a reader sees
+        self.untagged = characters(unescape(without_tags(Normalised(text)))) if TAGS.search(text) else None
         decodings = [(deep_text(decoded, ENCODED_DEPTH - 1), start, end)
                      for decoded, start, end in encoded_runs(self.plain.text)]
         self.decoded = splice(self.plain, decodings)
@@ -406,7 +424,8 @@ class TextView:
 
     @property
     def layers(self) -> tuple[Normalised, ...]:
-        return (self.plain,) if self.decoded is None else (self.plain, self.decoded)
+        """The renderings: plain, without tags (when it has any), then decoded (when a run decodes)."""
+        return tuple(layer for layer in (self.plain, self.untagged, self.decoded) if layer is not None)
 
     @cached_property
     def folded(self) -> tuple[Normalised, ...]:
@@ -417,10 +436,12 @@ class TextView:
         caller's offsets: from the decoded rendering, only those that reach into a decoded run
         (the rest the plain rendering found already)."""
         found: dict[tuple[str, str, int, int], Finding] = {}
-        for index, layer in enumerate(self.folded if folded else self.layers):
+        layers = self.folded if folded else self.layers
+        for index, layer in enumerate(layers):
+            only_runs = self.decoded is not None and index == len(layers) - 1  # the decoded rendering
             for finding in find(layer.text):
                 start, end = layer.span(finding.start, finding.end)
-                if index and not self.in_run(start, end):
+                if only_runs and not self.in_run(start, end):
                     continue
                 located = Finding(finding.detector, finding.kind, start, end, finding.score)
                 found.setdefault((located.detector, located.kind, start, end), located)
