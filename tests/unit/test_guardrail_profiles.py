@@ -165,3 +165,10 @@ def test_loosening_through_inheritance_is_a_widening():
     parent_edit = family.format(extra="").replace("pii: {action: redact}", "pii: {action: flag}")
     result = plan(before, load_policy_text(STARTER_POLICY + parent_edit).document, [])
     assert {w.split(":")[1].strip() for w in result.widenings} == {"profile parent", "profile child"}
+
+
+def test_a_banned_term_is_short_enough_for_a_stream_to_hold():
+    with pytest.raises(PolicyError) as refused:
+        load_policy_text(STARTER_POLICY + "guardrails: {profiles: {a: {terms: {action: block, terms: ['" + "x" * 201 + "']}}}}\n")
+    assert any("at most 200 characters" in str(p) for p in refused.value.problems)
+    load_policy_text(STARTER_POLICY + "guardrails: {profiles: {a: {terms: {action: block, terms: ['" + "x" * 200 + "']}}}}\n")

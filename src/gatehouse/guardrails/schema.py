@@ -38,6 +38,9 @@ class InjectionRule(DetectorRule):
     classifier: str | None = Field(None, pattern=CLASSIFIER_NAME)
 
 
+MAX_TERM = 200  # characters of one banned term
+
+
 class TermsRule(DetectorRule):
     terms: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # RE2 syntax: linear time, no backreferences or lookaround
@@ -57,6 +60,9 @@ class TermsRule(DetectorRule):
         blank = [term for term in value if not normalise(term).text.strip()]
         if blank:
             raise ValueError(f"terms must have visible characters: {blank!r}")
+        long = [term[:40] + "…" for term in value if len(term) > MAX_TERM]
+        if long:  # a stream holds back the longest term's length: a huge one would stop every answer
+            raise ValueError(f"a term may have at most {MAX_TERM} characters: {long!r}")
         return value
 
     @model_validator(mode="after")
