@@ -100,21 +100,38 @@ class TextSite:
 QUERY_SEPARATORS = str.maketrans({"?": " ", "&": " ", "=": " ", ";": " ", "#": " "})
 
 
+class Renames:
+    """The keys of one object that redactions rename, applied together (``apply``): one rebuild
+    of the object, keeping the order of its keys, however many are renamed. Renaming each at
+    once cost a rebuild per key, quadratic in a schema of thousands of addresses."""
+
+    __slots__ = ("mapping", "names")
+
+    def __init__(self, mapping: dict[Any, Any]) -> None:
+        self.mapping, self.names = mapping, {}
+
+    def apply(self) -> None:
+        if self.names:
+            pairs = [(self.names.get(old, old), item) for old, item in self.mapping.items()]
+            self.mapping.clear()
+            self.mapping.update(pairs)
+            self.names.clear()
+
+
 class KeyOf:
     """Where an object's key is written: ``holder[anything] = name`` renames the key in ``cell``
-    in place (the order of the others kept); ``ValueOf`` with the same cell writes its value
-    under whatever the key is called now."""
+    once its ``renames`` are applied (``inspect_input`` does, after writing every site; the order
+    of the keys is kept); until then ``ValueOf`` with the same cell writes its value under the
+    key's old name."""
 
-    __slots__ = ("mapping", "cell")
+    __slots__ = ("mapping", "cell", "renames")
 
-    def __init__(self, mapping: dict[Any, Any], cell: list[Any]) -> None:
+    def __init__(self, mapping: dict[Any, Any], cell: list[Any], renames: Renames | None = None) -> None:
         self.mapping, self.cell = mapping, cell
+        self.renames = renames if renames is not None else Renames(mapping)
 
     def __setitem__(self, _: Any, name: str) -> None:
-        pairs = [(name if old == self.cell[0] else old, item) for old, item in self.mapping.items()]
-        self.mapping.clear()
-        self.mapping.update(pairs)
-        self.cell[0] = name
+        self.renames.names[self.cell[0]] = name
 
 
 class ValueOf:
@@ -144,10 +161,11 @@ def text_sites(value: Any, field: str, container: Any, key: Any, limit: int | No
                 sites.append(TextSite(where, item, holder, name))
         elif isinstance(item, dict):
             pending = []
+            renames = Renames(item)
             for position, (inner_name, inner) in enumerate(item.items()):
                 cell = [inner_name]
                 if isinstance(inner_name, str) and inner_name:
-                    sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell), None))
+                    sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell, renames), None))
                 pending.append((inner, f"{where}.{key_label(inner_name, position)}", ValueOf(item, cell), None))
             stack.extend(reversed(pending))
         elif isinstance(item, list):
@@ -251,6 +269,9 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
         if redactions and blocked is None:
             site.text = redact(site.text, redactions, counters, originals, restorable)
             site.write(site.text)
+    for site in texts:  # renamed keys, each object rebuilt once
+        if isinstance(site.container, KeyOf):
+            site.container.renames.apply()
     if blocked is not None:
         raise Blocked(blocked, verdicts)
     return Inspection(verdicts, sensitive, originals)
