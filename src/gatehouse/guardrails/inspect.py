@@ -108,7 +108,8 @@ class Renames:
     __slots__ = ("mapping", "names")
 
     def __init__(self, mapping: dict[Any, Any]) -> None:
-        self.mapping, self.names = mapping, {}
+        self.mapping = mapping
+        self.names: dict[Any, str] = {}  # old key → new
 
     def apply(self) -> None:
         if self.names:
