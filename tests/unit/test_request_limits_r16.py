@@ -130,3 +130,22 @@ def test_renaming_thousands_of_keys_is_not_quadratic():
     assert time.perf_counter() - started < 5
     names = list(body["tools"][0]["function"]["parameters"]["properties"])
     assert names[:2] == ["[EMAIL_1]", "[EMAIL_2]"] and len(names) == 10_000
+
+
+def test_walking_a_free_form_value_makes_no_path_for_what_holds_no_text():
+    # 300,000 numbers 50 levels down in a tool schema: the old walk made a path string for each
+    # (hundreds of bytes apiece), ~100 MB for a 600 KB body
+    depth = 50
+    schema = orjson.loads(b"[" * depth + b",".join([b"1"] * 300_000) + b"]" * depth)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": {"deep": schema, "then": "text"}}}]}
+    tracemalloc.start()
+    try:
+        shape = check_request("chat/completions", body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    assert [site.field for site in shape.sites] == [
+        "messages[0].content", "tools[0].function.name", "tools[0].function.parameters.keys()[0]",
+        "tools[0].function.parameters.keys()[1]", "tools[0].function.parameters.<key 1>"]

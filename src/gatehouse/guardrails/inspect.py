@@ -8,7 +8,7 @@ have done and enforces nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,26 +151,44 @@ def key_label(name: Any, position: int) -> str:
 
 def text_sites(value: Any, field: str, container: Any, key: Any, limit: int | None = None) -> list[TextSite]:
     """Every string in ``value`` and every key of every object in it, as sites, in document
-    order (empty ones hold nothing to scan). Iterative: however deep the value, no recursion.
-    With ``limit``, the walk stops once it has found that many (the caller refuses the value)."""
+    order (empty ones hold nothing to scan). Iterative, depth first: however deep the value, no
+    recursion, and a path is made only for a string or an object or array on the way to one (a
+    million numbers cost no paths). With ``limit``, the walk stops once it has found that many
+    (the caller refuses the value)."""
     sites: list[TextSite] = []
-    stack: list[tuple[Any, str, Any, Any]] = [(value, field, container, key)]
-    while stack and (limit is None or len(sites) < limit):
-        item, where, holder, name = stack.pop()
+    # each open array or object: its path, itself, its keys' cells (None for an array), what is left of it
+    stack: list[tuple[str, Any, list[list[Any]] | None, Iterator[tuple[int, Any]]]] = []
+
+    def visit(item: Any, where: str, holder: Any, name: Any) -> None:
         if isinstance(item, str):
             if item:
                 sites.append(TextSite(where, item, holder, name))
         elif isinstance(item, dict):
-            pending = []
-            renames = Renames(item)
-            for position, (inner_name, inner) in enumerate(item.items()):
+            renames, cells = Renames(item), []
+            for position, inner_name in enumerate(item):
                 cell = [inner_name]
+                cells.append(cell)
                 if isinstance(inner_name, str) and inner_name:
                     sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell, renames), None))
-                pending.append((inner, f"{where}.{key_label(inner_name, position)}", ValueOf(item, cell), None))
-            stack.extend(reversed(pending))
+            stack.append((where, item, cells, enumerate(item.values())))
         elif isinstance(item, list):
-            stack.extend((inner, f"{where}[{index}]", item, index) for index, inner in reversed(list(enumerate(item))))
+            stack.append((where, item, None, enumerate(item)))
+
+    visit(value, field, container, key)
+    while stack and (limit is None or len(sites) < limit):
+        where, item, cells, entries = stack[-1]
+        for index, inner in entries:
+            if not isinstance(inner, str | dict | list):
+                continue
+            if cells is None:
+                visit(inner, f"{where}[{index}]", item, index)
+            else:
+                cell = cells[index]
+                visit(inner, f"{where}.{key_label(cell[0], index)}", ValueOf(item, cell), None)
+            if not isinstance(inner, str) or (limit is not None and len(sites) >= limit):
+                break  # into the object or array just opened (or stop at the limit)
+        else:
+            stack.pop()
     return sites
 
 
