@@ -169,8 +169,14 @@ def test_a_slow_second_request_on_a_kept_alive_connection_is_answered_408(setup)
     connection.settimeout(10)
     try:
         connection.sendall(request)
-        first = connection.recv(65536)
-        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += connection.recv(65536)
+        head, _, rest = first.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+        while len(rest) < length:  # the whole of the first answer, however it was cut into segments
+            rest += connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200") and len(rest) == length, first[:200]
         connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")  # and no more
         started, answer = time.monotonic(), b""
         while chunk := connection.recv(65536):

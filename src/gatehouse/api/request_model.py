@@ -31,7 +31,7 @@ from typing import Any
 
 from gatehouse.api.errors import ApiError
 from gatehouse.engines.spec import Deployment, EmbeddedSettings
-from gatehouse.guardrails.inspect import KeyOf, TextSite, ValueOf, text_sites
+from gatehouse.guardrails.inspect import KeyOf, Renames, TextSite, ValueOf, text_sites
 from gatehouse.policy.schema import DEFAULT_OUTPUT_TOKENS
 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")   # tool-call ids, file ids, audio ids, voices
@@ -173,9 +173,10 @@ def mapping(key_check: Checker, value_check: Checker, high: int) -> Checker:
     def check(value: Any, path: str, container: Any, key: Any, shape: Shape) -> None:
         if not isinstance(value, dict) or len(value) > high:
             raise refuse(path, f"must be an object of at most {high} entries")
+        renames = Renames(value)
         for position, (name, inner) in enumerate(list(value.items())):
             cell = [name]
-            key_check(name, f"{path}.keys()[{position}]", KeyOf(value, cell), 0, shape)
+            key_check(name, f"{path}.keys()[{position}]", KeyOf(value, cell, renames), 0, shape)
             value_check(inner, f"{path}.<key {position}>", ValueOf(value, cell), 0, shape)
     return check
 

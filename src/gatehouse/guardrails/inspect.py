@@ -8,7 +8,7 @@ have done and enforces nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,21 +105,39 @@ class TextSite:
 QUERY_SEPARATORS = str.maketrans({"?": " ", "&": " ", "=": " ", ";": " ", "#": " "})
 
 
+class Renames:
+    """The keys of one object that redactions rename, applied together (``apply``): one rebuild
+    of the object, keeping the order of its keys, however many are renamed. Renaming each at
+    once cost a rebuild per key, quadratic in a schema of thousands of addresses."""
+
+    __slots__ = ("mapping", "names")
+
+    def __init__(self, mapping: dict[Any, Any]) -> None:
+        self.mapping = mapping
+        self.names: dict[Any, str] = {}  # old key → new
+
+    def apply(self) -> None:
+        if self.names:
+            pairs = [(self.names.get(old, old), item) for old, item in self.mapping.items()]
+            self.mapping.clear()
+            self.mapping.update(pairs)
+            self.names.clear()
+
+
 class KeyOf:
     """Where an object's key is written: ``holder[anything] = name`` renames the key in ``cell``
-    in place (the order of the others kept); ``ValueOf`` with the same cell writes its value
-    under whatever the key is called now."""
+    once its ``renames`` are applied (``inspect_input`` does, after writing every site; the order
+    of the keys is kept); until then ``ValueOf`` with the same cell writes its value under the
+    key's old name."""
 
-    __slots__ = ("mapping", "cell")
+    __slots__ = ("mapping", "cell", "renames")
 
-    def __init__(self, mapping: dict[Any, Any], cell: list[Any]) -> None:
+    def __init__(self, mapping: dict[Any, Any], cell: list[Any], renames: Renames | None = None) -> None:
         self.mapping, self.cell = mapping, cell
+        self.renames = renames if renames is not None else Renames(mapping)
 
     def __setitem__(self, _: Any, name: str) -> None:
-        pairs = [(name if old == self.cell[0] else old, item) for old, item in self.mapping.items()]
-        self.mapping.clear()
-        self.mapping.update(pairs)
-        self.cell[0] = name
+        self.renames.names[self.cell[0]] = name
 
 
 class ValueOf:
@@ -138,25 +156,44 @@ def key_label(name: Any, position: int) -> str:
 
 def text_sites(value: Any, field: str, container: Any, key: Any, limit: int | None = None) -> list[TextSite]:
     """Every string in ``value`` and every key of every object in it, as sites, in document
-    order (empty ones hold nothing to scan). Iterative: however deep the value, no recursion.
-    With ``limit``, the walk stops once it has found that many (the caller refuses the value)."""
+    order (empty ones hold nothing to scan). Iterative, depth first: however deep the value, no
+    recursion, and a path is made only for a string or an object or array on the way to one (a
+    million numbers cost no paths). With ``limit``, the walk stops once it has found that many
+    (the caller refuses the value)."""
     sites: list[TextSite] = []
-    stack: list[tuple[Any, str, Any, Any]] = [(value, field, container, key)]
-    while stack and (limit is None or len(sites) < limit):
-        item, where, holder, name = stack.pop()
+    # each open array or object: its path, itself, its keys' cells (None for an array), what is left of it
+    stack: list[tuple[str, Any, list[list[Any]] | None, Iterator[tuple[int, Any]]]] = []
+
+    def visit(item: Any, where: str, holder: Any, name: Any) -> None:
         if isinstance(item, str):
             if item:
                 sites.append(TextSite(where, item, holder, name))
         elif isinstance(item, dict):
-            pending = []
-            for position, (inner_name, inner) in enumerate(item.items()):
+            renames, cells = Renames(item), []
+            for position, inner_name in enumerate(item):
                 cell = [inner_name]
+                cells.append(cell)
                 if isinstance(inner_name, str) and inner_name:
-                    sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell), None))
-                pending.append((inner, f"{where}.{key_label(inner_name, position)}", ValueOf(item, cell), None))
-            stack.extend(reversed(pending))
+                    sites.append(TextSite(f"{where}.keys()[{position}]", inner_name, KeyOf(item, cell, renames), None))
+            stack.append((where, item, cells, enumerate(item.values())))
         elif isinstance(item, list):
-            stack.extend((inner, f"{where}[{index}]", item, index) for index, inner in reversed(list(enumerate(item))))
+            stack.append((where, item, None, enumerate(item)))
+
+    visit(value, field, container, key)
+    while stack and (limit is None or len(sites) < limit):
+        where, item, cells, entries = stack[-1]
+        for index, inner in entries:
+            if not isinstance(inner, str | dict | list):
+                continue
+            if cells is None:
+                visit(inner, f"{where}[{index}]", item, index)
+            else:
+                cell = cells[index]
+                visit(inner, f"{where}.{key_label(cell[0], index)}", ValueOf(item, cell), None)
+            if not isinstance(inner, str) or (limit is not None and len(sites) >= limit):
+                break  # into the object or array just opened (or stop at the limit)
+        else:
+            stack.pop()
     return sites
 
 
@@ -257,6 +294,9 @@ def inspect_input(profile: EffectiveProfile, endpoint: str, body: dict[str, Any]
         if redactions and blocked is None:
             site.text = redact(site.text, redactions, counters, originals, restorable)
             site.write(site.text)
+    for site in texts:  # renamed keys, each object rebuilt once
+        if isinstance(site.container, KeyOf):
+            site.container.renames.apply()
     if blocked is not None:
         raise Blocked(blocked, verdicts)
     return Inspection(verdicts, sensitive, originals)
