@@ -214,6 +214,13 @@ def test_max_tokens_is_bounded_by_the_policy_and_never_forwarded_huge(setup, moc
     assert over.status_code == 400 and "at most 256" in assert_error_shape(over)["message"]
     assert len(seen(mock)) == before
     assert post(gateway, keys["app"], message(model="bounded", max_tokens=3)).status_code == 200
+    assert seen(mock)[-1]["body"]["max_tokens"] == 3
+    # a caller who names no bound gets the policy's, not the engine's default (review of issue 16)
+    unbounded = {key: value for key, value in message(model="bounded").items() if key != "max_tokens"}
+    assert post(gateway, keys["app"], unbounded).status_code == 200
+    assert seen(mock)[-1]["body"]["max_tokens"] == 256
+    assert post(gateway, keys["app"], {**unbounded, "max_completion_tokens": 9}).status_code == 200
+    assert "max_tokens" not in seen(mock)[-1]["body"]  # the caller's own field is left as it is
 
 
 @pytest.mark.parametrize("depth", [65, 300, 1000, 1100])

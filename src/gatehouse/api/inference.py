@@ -191,6 +191,9 @@ class Gateway:
             asked = body.get(name)
             if isinstance(asked, int) and asked > limit:
                 raise ApiError(400, f"{name}: at most {limit} for model {alias!r} ({why})", code, name)
+        if (rules.max_output_tokens is not None and endpoint != "embeddings"
+                and body.get("max_tokens") is None and body.get("max_completion_tokens") is None):
+            body["max_tokens"] = limit  # the policy's bound holds for a caller who names none, not the engine's default
         return route, profile, originals, shape
 
     @staticmethod
