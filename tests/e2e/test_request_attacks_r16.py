@@ -255,9 +255,10 @@ def test_a_body_cut_off_by_the_timer_is_recorded_as_a_timeout_not_a_client_that_
     finally:
         connection.close()
     deadline = time.monotonic() + 10
-    while len(codes(home)) == len(before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert codes(home)[len(before):] == [(408, "request_timeout")]
+    while (408, "request_timeout") not in codes(home)[len(before):] and time.monotonic() < deadline:
+        time.sleep(0.2)  # records are drained from the spool in the background: earlier tests' may come first
+    added = codes(home)[len(before):]
+    assert (408, "request_timeout") in added and (499, "client_disconnected") not in added, added
 
 
 def test_malformed_framing_is_refused_in_the_error_shape_and_reaches_no_engine(setup, mock):
