@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import textwrap
 import time
 from datetime import timedelta
@@ -139,3 +141,24 @@ def wait_until_accepted(gateway: ServerProcess, key: str, timeout: float = 5) ->
             return key
         time.sleep(0.05)
     raise AssertionError("the gateway never accepted the new key")
+
+
+def decision_record(home: Deployment, request_id: str) -> dict:
+    """A request's decision record in the home's SQLite store, once the spool has drained it
+    (AssertionError after 10 s): its status, error code, data class, verdicts and deployment."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        connection = sqlite3.connect(home.home / "gatehouse.db")
+        row = connection.execute("SELECT status, error_code, data_class, guardrails, deployment FROM decision_records "
+                                 "WHERE request_id = ?", (request_id,)).fetchone()
+        connection.close()
+        if row:
+            return {"status": row[0], "error_code": row[1], "data_class": row[2],
+                    "guardrails": json.loads(row[3]) if row[3] else None, "deployment": row[4]}
+        time.sleep(0.1)
+    raise AssertionError(f"no decision record for {request_id}")
+
+
+def mock_requests(mock: ServerProcess) -> list[dict]:
+    """What the mock upstream received: the last 100 requests' paths, headers and bodies."""
+    return httpx.get(f"{mock.url}/_mock/requests").json()

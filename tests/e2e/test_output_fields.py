@@ -5,15 +5,13 @@ or dropped; restored values kept out of links."""
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 
 import httpx
 import openai
 import pytest
 from openai import OpenAI
 
-from gateway_support import Deployment, wait_until_accepted
+from gateway_support import Deployment, decision_record, wait_until_accepted
 from helpers import start_gateway, unreadable
 
 EMAIL, AWS_KEY = "jane.doe@example.com", "AKIAIOSFODNN7EXAMPLE"
@@ -54,16 +52,6 @@ def setup(tmp_path_factory, shared_models_dir, mock, logs):
     gateway.stop()
 
 
-def record(home, request_id: str) -> list[dict]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        connection = sqlite3.connect(home.home / "gatehouse.db")
-        row = connection.execute("SELECT guardrails FROM decision_records WHERE request_id = ?", (request_id,)).fetchone()
-        connection.close()
-        if row:
-            return json.loads(row[0]) if row[0] else []
-        time.sleep(0.1)
-    raise AssertionError(f"no decision record for {request_id}")
 
 
 def test_every_field_of_a_whole_answer_is_redacted_and_logprobs_never_leave(setup):
@@ -77,7 +65,7 @@ def test_every_field_of_a_whole_answer_is_redacted_and_logprobs_never_leave(setu
     assert message.model_extra["reasoning_content"] == "Write to [EMAIL_1] today"
     assert json.loads(message.tool_calls[0].function.arguments) == {"text": "Write to [EMAIL_1] today"}
     assert raw.parse().choices[0].logprobs is None  # the engine sent them unasked; they are dropped
-    fields = {verdict["field"] for verdict in record(home, raw.headers["x-gatehouse-request-id"])}
+    fields = {verdict["field"] for verdict in decision_record(home, raw.headers["x-gatehouse-request-id"])["guardrails"] or []}
     assert fields == {"choices[0].message.reasoning_content", "choices[0].message.content",
                       "choices[0].message.tool_calls[0].function.arguments"}
 

@@ -17,7 +17,7 @@ import pytest
 
 from gatehouse.identity import governance, service
 
-from gateway_support import ACTOR, Deployment, wait_until_accepted
+from gateway_support import ACTOR, Deployment, decision_record, mock_requests, wait_until_accepted
 from helpers import start_gateway
 
 EMAIL = "jane.doe@example.com"
@@ -76,21 +76,8 @@ def post(gateway, key: str, content: bytes | Any, headers: list[tuple[str, str]]
                                *(headers or [])])
 
 
-def seen(mock) -> list[dict]:
-    return httpx.get(f"{mock.url}/_mock/requests").json()
 
 
-def data_class(home, request_id: str) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        connection = sqlite3.connect(home.home / "gatehouse.db")
-        row = connection.execute("SELECT data_class FROM decision_records WHERE request_id = ?",
-                                 (request_id,)).fetchone()
-        connection.close()
-        if row:
-            return row[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no decision record for {request_id}")
 
 
 def message(content: Any = "hello", **fields: Any) -> dict:
@@ -103,7 +90,7 @@ def test_a_repeated_data_class_header_cannot_lower_what_a_later_one_raises(setup
                                               ("x-gatehouse-data-class", "confidential")])
     assert response.status_code == 200, response.text
     assert response.headers["x-gatehouse-deployment"] == "onprem"  # not the cloud one, which takes up to internal
-    assert data_class(home, response.headers["x-gatehouse-request-id"]) == "confidential"
+    assert decision_record(home, response.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
 
 
 def test_duplicate_keys_the_engine_gets_the_value_that_was_scanned(setup, mock):
@@ -111,24 +98,24 @@ def test_duplicate_keys_the_engine_gets_the_value_that_was_scanned(setup, mock):
     for first, last in ((EMAIL, "hi"), ("hi", EMAIL)):
         raw = (b'{"model": "chat", "max_tokens": 2, "messages": [{"role": "user", "content": ' + json.dumps(first).encode()
                + b', "content": ' + json.dumps(last).encode() + b"}]}")
-        before = len(seen(mock))
+        before = len(mock_requests(mock))
         assert post(gateway, key, raw).status_code == 200
-        assert EMAIL not in json.dumps(seen(mock)[before:])
+        assert EMAIL not in json.dumps(mock_requests(mock)[before:])
 
 
 def test_an_unsplittable_image_url_is_a_400(setup, mock):
     home, gateway, key = setup
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     response = post(gateway, key, message([{"type": "image_url", "image_url": {"url": "https://[::1/x.png"}}]))
     assert response.status_code == 400 and response.json()["error"]["param"] == "messages[0].content[0].image_url.url"
-    assert len(seen(mock)) == before
+    assert len(mock_requests(mock)) == before
 
 
 def test_percent_encoded_and_odd_base64_urls_reach_no_engine_unscanned(setup, mock):
     home, gateway, key = setup
     encoded = EMAIL.replace("@", "%40")
     payload = base64.b64encode(f"to {EMAIL}?".encode()).decode()
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     for url in (f"https://example.com/u/{encoded}.png", f"https://example.com/x.png?to={encoded}",
                 "data:text/plain;base64," + payload.replace("/", "_").replace("+", "-"),
                 "data:text/plain;base64," + payload[:8] + "\n" + payload[8:],
@@ -136,16 +123,16 @@ def test_percent_encoded_and_odd_base64_urls_reach_no_engine_unscanned(setup, mo
                 "data:text/plain," + encoded):
         response = post(gateway, key, message([{"type": "image_url", "image_url": {"url": url}}]))
         assert response.status_code in (200, 400), response.text
-    sent = json.dumps(seen(mock)[before:])
+    sent = json.dumps(mock_requests(mock)[before:])
     assert EMAIL not in sent and encoded not in sent and payload not in sent
 
 
 def test_a_gzipped_body_is_a_400_and_reaches_no_engine(setup, mock):
     home, gateway, key = setup
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     response = post(gateway, key, gzip.compress(json.dumps(message(EMAIL)).encode()), [("content-encoding", "gzip")])
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
-    assert len(seen(mock)) == before
+    assert len(mock_requests(mock)) == before
 
 
 def test_a_chunked_body_over_the_cap_is_a_413(setup, mock):
@@ -214,21 +201,21 @@ def test_a_pipelined_request_is_timed_from_when_it_is_read_not_while_it_waits(se
 def test_text_in_a_data_url_s_parameters_reaches_no_engine(setup, mock):
     home, gateway, key = setup
     png = base64.b64encode(bytes(8)).decode()
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     for url in (f"data:image/png;note=AKIAIOSFODNN7EXAMPLE;base64,{png}", f"data:AKIAIOSFODNN7EXAMPLE/png;base64,{png}"):
         response = post(gateway, key, message([{"type": "image_url", "image_url": {"url": url}}]))
         assert response.status_code == 400 and response.json()["error"]["code"] == "guardrail_blocked", response.text
-    assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(seen(mock)[before:])
+    assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(mock_requests(mock)[before:])
 
 
 def test_engine_fields_that_return_answers_token_by_token_are_refused_while_output_rules_redact(setup, mock):
     home, gateway, key = setup
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     for field, value in (("prompt_logprobs", 5), ("prompt_logprobs", 0), ("n_probs", 3)):
         response = post(gateway, key, message(model="token-level", **{field: value}))
         assert response.status_code == 400, response.text
         assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("guardrail_unscannable", field)
-    assert len(seen(mock)) == before
+    assert len(mock_requests(mock)) == before
     for fields in ({"n_probs": 0}, {"prompt_logprobs": None}, {"documents": [{"text": "x"}]}):
         assert post(gateway, key, message(model="token-level", **fields)).status_code == 200
 
@@ -267,7 +254,7 @@ def test_malformed_framing_is_refused_in_the_error_shape_and_reaches_no_engine(s
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
             "content-type: application/json\r\n")
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     for request in ((head + "content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n").encode() + chunked,
                     (head + f"content-length: {len(body)}\r\ncontent-length: 5\r\n\r\n").encode() + body,
                     (head + "content-length: -1\r\n\r\n").encode() + body):
@@ -283,4 +270,4 @@ def test_malformed_framing_is_refused_in_the_error_shape_and_reaches_no_engine(s
         assert answer.startswith(b"HTTP/1.1 400"), answer
         error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
         assert error["code"] == "invalid_http" and set(error) == {"message", "type", "param", "code"}
-    assert len(seen(mock)) == before
+    assert len(mock_requests(mock)) == before

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sqlite3
 import time
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from gatehouse.identity import governance, service
 
-from gateway_support import ACTOR, Deployment, wait_until_accepted
+from gateway_support import ACTOR, Deployment, decision_record, mock_requests, wait_until_accepted
 from helpers import start_gateway
 
 EMAIL, AWS_KEY = "jane.doe@example.com", "AKIAIOSFODNN7EXAMPLE"
@@ -80,22 +79,8 @@ def post(gateway, key: str, body: Any, path: str = "/v1/chat/completions", heade
                       **kwargs)
 
 
-def seen(mock) -> list[dict]:
-    return httpx.get(f"{mock.url}/_mock/requests").json()
 
 
-def record(home, request_id: str) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        connection = sqlite3.connect(home.home / "gatehouse.db")
-        row = connection.execute("SELECT status, error_code, data_class, guardrails, deployment FROM decision_records "
-                                 "WHERE request_id = ?", (request_id,)).fetchone()
-        connection.close()
-        if row:
-            return {"status": row[0], "error_code": row[1], "data_class": row[2],
-                    "guardrails": json.loads(row[3]) if row[3] else None, "deployment": row[4]}
-        time.sleep(0.1)
-    raise AssertionError(f"no decision record for {request_id}")
 
 
 def assert_error_shape(response: httpx.Response) -> dict:
@@ -116,16 +101,16 @@ def test_the_data_class_header_raises_the_class_but_never_lowers_it(setup, mock)
     lowered = post(gateway, keys["app"], message(), headers={"x-gatehouse-data-class": "public"})
     assert lowered.status_code == 200
     assert lowered.headers["x-gatehouse-deployment"] == "onprem" and lowered.headers["x-gatehouse-fallbacks"] == "cloud=data_class"
-    assert record(home, lowered.headers["x-gatehouse-request-id"])["data_class"] == "internal"  # its default, not public
+    assert decision_record(home, lowered.headers["x-gatehouse-request-id"])["data_class"] == "internal"  # its default, not public
     flagged = post(gateway, keys["flag-app"], message(f"write to {EMAIL}"), headers={"x-gatehouse-data-class": "public"})
     assert flagged.status_code == 200 and flagged.headers["x-gatehouse-deployment"] == "onprem"
-    assert record(home, flagged.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
+    assert decision_record(home, flagged.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
     nowhere = post(gateway, keys["flag-app"], message(f"write to {EMAIL}", model="cloud-only"),
                    headers={"x-gatehouse-data-class": "public"})
     assert nowhere.status_code == 403 and assert_error_shape(nowhere)["code"] == "data_class_not_allowed"
     raised = post(gateway, keys["app"], message(), headers={"x-gatehouse-data-class": "confidential"})
     assert raised.headers["x-gatehouse-deployment"] == "onprem"
-    assert record(home, raised.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
+    assert decision_record(home, raised.headers["x-gatehouse-request-id"])["data_class"] == "confidential"
     public = post(gateway, keys["public-app"], message(), headers={"x-gatehouse-data-class": "public"})
     assert public.headers["x-gatehouse-deployment"] == "cloud"  # an identity cleared only for public sends public
 
@@ -165,11 +150,11 @@ PLANTED = {
 def test_text_planted_in_any_field_reaches_no_engine_unscanned(setup, mock, name):
     home, gateway, keys = setup
     body = PLANTED[name]
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     path = "/v1/completions" if "prompt" in body else "/v1/chat/completions"
     response = post(gateway, keys["app"], body, path=path)
     assert response.status_code in (200, 400), response.text
-    received = seen(mock)[before:]
+    received = mock_requests(mock)[before:]
     for upstream in received:  # what any engine got holds neither the address nor the key
         sent = json.dumps(upstream["body"])
         assert EMAIL not in sent and AWS_KEY not in sent and base64.b64encode(EMAIL.encode()).decode() not in sent
@@ -179,7 +164,7 @@ def test_text_planted_in_any_field_reaches_no_engine_unscanned(setup, mock, name
     else:
         sent = json.dumps(received[-1]["body"])
         assert "[EMAIL_1]" in sent or base64.b64encode(b"mail [EMAIL_1]").decode() in sent
-    kept = record(home, response.headers["x-gatehouse-request-id"])
+    kept = decision_record(home, response.headers["x-gatehouse-request-id"])
     assert EMAIL not in json.dumps(kept) and AWS_KEY not in json.dumps(kept)  # paths with indices, never the text
 
 
@@ -205,22 +190,22 @@ def test_a_policy_can_refuse_remote_urls(setup, mock):
 
 def test_max_tokens_is_bounded_by_the_policy_and_never_forwarded_huge(setup, mock):
     home, gateway, keys = setup
-    before = len(seen(mock))
+    before = len(mock_requests(mock))
     huge = post(gateway, keys["app"], message(max_tokens=9223372036854775807))
     assert huge.status_code == 400 and assert_error_shape(huge)["param"] == "max_tokens"
     beyond = post(gateway, keys["app"], message(max_tokens=2**70))
     assert beyond.status_code == 400 and assert_error_shape(beyond)["param"] == "max_tokens"
     over = post(gateway, keys["app"], message(model="bounded", max_completion_tokens=257))
     assert over.status_code == 400 and "at most 256" in assert_error_shape(over)["message"]
-    assert len(seen(mock)) == before
+    assert len(mock_requests(mock)) == before
     assert post(gateway, keys["app"], message(model="bounded", max_tokens=3)).status_code == 200
-    assert seen(mock)[-1]["body"]["max_tokens"] == 3
+    assert mock_requests(mock)[-1]["body"]["max_tokens"] == 3
     # a caller who names no bound gets the policy's, not the engine's default (review of issue 16)
     unbounded = {key: value for key, value in message(model="bounded").items() if key != "max_tokens"}
     assert post(gateway, keys["app"], unbounded).status_code == 200
-    assert seen(mock)[-1]["body"]["max_tokens"] == 256
+    assert mock_requests(mock)[-1]["body"]["max_tokens"] == 256
     assert post(gateway, keys["app"], {**unbounded, "max_completion_tokens": 9}).status_code == 200
-    assert "max_tokens" not in seen(mock)[-1]["body"]  # the caller's own field is left as it is
+    assert "max_tokens" not in mock_requests(mock)[-1]["body"]  # the caller's own field is left as it is
 
 
 @pytest.mark.parametrize("depth", [65, 300, 1000, 1100])
@@ -245,8 +230,8 @@ def test_a_chunked_body_is_treated_like_a_sized_one(setup, mock):
     sized = post(gateway, keys["app"], body)
     streamed = post(gateway, keys["app"], chunked())
     assert sized.status_code == streamed.status_code == 200
-    assert seen(mock)[-1]["body"]["messages"][0]["content"].endswith("[EMAIL_1]")
-    assert [record(home, r.headers["x-gatehouse-request-id"])["guardrails"] for r in (sized, streamed)] == [
+    assert mock_requests(mock)[-1]["body"]["messages"][0]["content"].endswith("[EMAIL_1]")
+    assert [decision_record(home, r.headers["x-gatehouse-request-id"])["guardrails"] for r in (sized, streamed)] == [
         [{"rule": "pii.email", "action": "redact", "shadow": False, "field": "messages[0].content",
           "start": len("lorem ipsum dolor ") * 20_000, "end": len("lorem ipsum dolor ") * 20_000 + len(EMAIL),
           "score": 0.95}]] * 2  # (the size cap, the same for both: test_errors.py)
