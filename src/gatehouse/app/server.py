@@ -17,6 +17,7 @@ when a worker starts; workers are separate processes, so they are read there, no
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 from typing import Any
@@ -39,6 +40,13 @@ def seconds(name: str, default: float) -> float:
     return value if math.isfinite(value) and 0 < value <= 86400 else default
 
 
+@functools.cache
+def read_limits() -> tuple[float, float]:
+    """The header and body timeouts, read once in each worker process (not per connection)."""
+    return (seconds("GATEHOUSE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+            seconds("GATEHOUSE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT))
+
+
 def timeout_response(what: str, limit: float) -> bytes:
     """A complete HTTP/1.1 408 in the API's error shape, closing the connection."""
     return closing_error(b"408 Request Timeout", f"the request's {what} did not arrive within {limit:g} s",
@@ -57,8 +65,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout = seconds("GATEHOUSE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
-        self.body_timeout = seconds("GATEHOUSE_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
+        self.header_timeout, self.body_timeout = read_limits()
         self._deadline: asyncio.TimerHandle | None = None
 
     def _arm(self, what: str, limit: float) -> None:
