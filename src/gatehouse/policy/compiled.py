@@ -58,10 +58,10 @@ class CompiledPolicy:
 
     def classifier_digests(self, home: Path) -> dict[str, str | None]:
         """Per profile with an injection rule, the digest of the classifier it runs with on this
-        host (the built-in model's when it names none; None: not installed)."""
+        host (the built-in model's when it names none; None: not installed), inheritance applied."""
         digests: dict[str, str | None] = {}
-        for name, profile in sorted(self.loaded.document.guardrails.profiles.items()):
-            injection = getattr(profile, "injection", None)
+        for name, profile in sorted(self.guardrail_profiles.profiles.items()):
+            injection = profile.rules.get("injection")  # resolved: a child inherits its parent's rule
             if injection is not None:
                 digests[name] = installed_digest(home, getattr(injection, "classifier", None))
         return digests
