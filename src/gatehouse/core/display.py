@@ -150,24 +150,27 @@ def warnings(value: object) -> list[str]:
 
 
 def texts(value: Any) -> Iterator[str]:
-    """Every string in a JSON-like value (keys included), for checking a whole plan or event."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from texts(key)
-            yield from texts(item)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from texts(item)
+    """Every string in a JSON-like value (keys included), for checking a whole plan or event;
+    walked with a stack, not recursion (a plan can hold a million rows)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            for key, inner in reversed(list(item.items())):
+                stack.append(inner)
+                stack.append(key)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(reversed(list(item)))
 
 
 def flagged(values: Iterable[str]) -> list[tuple[str, list[str]]]:
     """The distinct texts among ``values`` that hold something ``shown`` escapes, each shown
     and with its warnings, in the order first met."""
     seen: dict[str, list[str]] = {}
-    for text in values:
-        if text not in seen and (found := warnings(text)):
+    for text in dict.fromkeys(values):  # each distinct text judged once (a plan repeats its keys a million times)
+        if found := warnings(text):
             seen[text] = found
     return [(shown(text), found) for text, found in seen.items()]
 
